@@ -1,0 +1,22 @@
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test lint bench bench-quick clean
+
+install:  ## create .venv and install campaign-sync with its dev tools
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+
+demo:  ## start the sandbox, load every provider into campaign_sync_demo.duckdb, print a summary
+	$(BIN)/campaign-sync demo
+
+test:  ## the whole test suite (needs PostgreSQL on 127.0.0.1:5432 for the postgres half)
+	$(BIN)/pytest -q
+
+lint:
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf .campaign_sync_demo campaign_sync_demo.duckdb .pytest_cache

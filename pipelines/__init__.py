@@ -1,0 +1,1 @@
+"""campaign-sync's command line, pipeline assembly, destinations and reports."""

@@ -1,0 +1,178 @@
+"""The `campaign-sync` command line (see README: Command line)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from datetime import datetime
+
+import pendulum
+
+from pipelines.providers import PROVIDERS, Provider
+from pipelines.runner import Target, report_results, run_provider
+from sources.errors import CampaignSyncError, ConfigurationError
+from sources.redaction import redact
+
+log = logging.getLogger("campaign_sync")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args)
+    try:
+        return int(args.command(args) or 0)
+    except KeyboardInterrupt:
+        print("campaign-sync: interrupted", file=sys.stderr)
+        return 1
+    except CampaignSyncError as error:
+        if args.debug:
+            traceback.print_exc()
+        print(f"campaign-sync: {redact(str(error))}", file=sys.stderr)
+        return error.exit_code
+    except Exception as error:  # anything unforeseen: one line, the traceback only with --debug
+        if args.debug:
+            traceback.print_exc()
+        message = redact(f"{type(error).__name__}: {error}").splitlines()[0]
+        print(f"campaign-sync: unexpected error: {message} (rerun with --debug for details)", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--destination", choices=("duckdb", "postgres"), default="duckdb")
+    common.add_argument("--dataset", default="campaign_activity", help="dataset (schema) name")
+    common.add_argument("--duckdb-path", default="campaign_sync.duckdb", help="the DuckDB file")
+    common.add_argument("--pipelines-dir", default=None, help="where dlt keeps pipeline working state")
+    noise = common.add_mutually_exclusive_group()
+    noise.add_argument("--progress", action="store_true", help="show progress while loading")
+    noise.add_argument("--quiet", action="store_true", help="print errors only")
+    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+
+    parser = argparse.ArgumentParser(prog="campaign-sync", description="Email-campaign activity into SQL.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", parents=[common], help="the nightly incremental load")
+    run.add_argument("providers", nargs="*", metavar="PROVIDER", help=f"default: every configured one of {', '.join(PROVIDERS)}")
+    run.set_defaults(command=cmd_run)
+
+    backfill = commands.add_parser("backfill", parents=[common], help="load history for a date range")
+    backfill.add_argument("provider", metavar="PROVIDER")
+    backfill.add_argument("--since", required=True, help="first campaign send date (YYYY-MM-DD or ISO 8601)")
+    backfill.add_argument("--until", default=None, help="last campaign send date (default: now)")
+    backfill.set_defaults(command=cmd_backfill)
+
+    sandbox = commands.add_parser("sandbox", parents=[common], help="serve the simulated provider APIs")
+    sandbox.add_argument("--port", type=int, default=8765)
+    sandbox.add_argument("--seed", type=int, default=7)
+    sandbox.add_argument("--scale", default="small", choices=("tiny", "small", "medium", "large"))
+    sandbox.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
+    sandbox.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 503")
+    sandbox.set_defaults(command=cmd_sandbox)
+
+    demo = commands.add_parser("demo", parents=[common], help="sandbox + load + summary, no credentials needed")
+    demo.set_defaults(command=cmd_demo, duckdb_path=None)
+
+    status = commands.add_parser("status", parents=[common], help="last loads, row counts and cursors")
+    status.set_defaults(command=cmd_status)
+    return parser
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not args.debug:
+        logging.getLogger("urllib3").setLevel(logging.WARNING)
+    os.environ.setdefault("RUNTIME__LOG_LEVEL", "DEBUG" if args.debug else "WARNING")
+
+
+def _target(args: argparse.Namespace) -> Target:
+    return Target(
+        destination=args.destination,
+        dataset=args.dataset,
+        duckdb_path=args.duckdb_path,
+        pipelines_dir=args.pipelines_dir,
+        progress=args.progress,
+    )
+
+
+def _provider(name: str) -> Provider:
+    if name not in PROVIDERS:
+        raise ConfigurationError(f"unknown provider {name!r}: choose from {', '.join(PROVIDERS)}")
+    return PROVIDERS[name]
+
+
+def _date(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return pendulum.parse(value).in_timezone("UTC")
+    except (ValueError, pendulum.parsing.exceptions.ParserError):
+        raise ConfigurationError(f"{option} {value!r} is not a date: use YYYY-MM-DD or ISO 8601") from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.providers:
+        providers = [_provider(name) for name in args.providers]
+    else:
+        providers = [p for p in PROVIDERS.values() if p.is_configured()]
+        if not providers:
+            needed = "; ".join(f"{p.name}: " + ", ".join(p.setting(s) for s in p.secrets) for p in PROVIDERS.values())
+            raise ConfigurationError(f"no provider is configured; set the secrets of at least one ({needed})")
+    target = _target(args)
+    return report_results([run_provider(provider, target) for provider in providers], args.quiet)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    provider = _provider(args.provider)
+    since, until = _date(args.since, "--since"), _date(args.until, "--until")
+    now = pendulum.now("UTC")
+    if since > now:
+        raise ConfigurationError(f"--since {args.since} is in the future")
+    if until is not None and until < since:
+        raise ConfigurationError(f"--until {args.until} is before --since {args.since}")
+    result = run_provider(provider, _target(args), backfill_since=since, backfill_until=until)
+    return report_results([result], args.quiet)
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from sandbox import Faults, Sandbox
+
+    sandbox = Sandbox(
+        seed=args.seed,
+        scale=args.scale,
+        port=args.port,
+        latency=args.latency_ms / 1000,
+        faults=Faults(error_rate=args.error_rate),
+    )
+    with sandbox:
+        print(f"sandbox serving on {sandbox.url} (seed {args.seed}, scale {args.scale}); Ctrl-C stops it")
+        print("point campaign-sync at it with:")
+        for key, value in sandbox.environment().items():
+            print(f"  export {key}={value}")
+        try:
+            sandbox.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipelines.demo import run_demo
+
+    return run_demo(args)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from pipelines.status import print_status
+
+    return print_status(_target(args), list(PROVIDERS.values()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""`campaign-sync demo`: the sandbox, a load of every provider into DuckDB, and what arrived."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+
+from pipelines.providers import PROVIDERS
+from pipelines.runner import Target, pipeline, report_results, run_provider
+from sandbox import Sandbox
+
+DEMO_DUCKDB = "campaign_sync_demo.duckdb"
+DEMO_PIPELINES = ".campaign_sync_demo"
+
+ENGAGEMENT_SQL = """
+SELECT provider,
+       count(DISTINCT campaign_id) AS campaigns,
+       count(*) FILTER (WHERE activity_type = 'sent') AS sent,
+       count(DISTINCT campaign_id || '/' || contact_id) FILTER (WHERE activity_type = 'opened') AS unique_opens,
+       count(DISTINCT campaign_id || '/' || contact_id) FILTER (WHERE activity_type = 'clicked') AS unique_clicks,
+       count(*) FILTER (WHERE activity_type = 'bounced') AS bounces,
+       count(*) FILTER (WHERE activity_type = 'unsubscribed') AS unsubscribes
+FROM {table} GROUP BY provider ORDER BY provider
+"""
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Load the sandbox's data of every provider into a fresh demo DuckDB file and summarise it."""
+    target = Target(
+        destination="duckdb",
+        dataset=args.dataset,
+        duckdb_path=args.duckdb_path or DEMO_DUCKDB,
+        pipelines_dir=args.pipelines_dir or DEMO_PIPELINES,
+        progress=args.progress,
+    )
+    Path(target.duckdb_path).unlink(missing_ok=True)
+    shutil.rmtree(target.pipelines_dir, ignore_errors=True)
+    with Sandbox() as sandbox:
+        os.environ.update(sandbox.environment())
+        print(f"sandbox on {sandbox.url}; loading into {target.duckdb_path}")
+        results = [run_provider(provider, target) for provider in PROVIDERS.values()]
+    exit_code = report_results(results, quiet=False)
+    with pipeline(next(iter(PROVIDERS.values())), target).sql_client() as client:
+        rows = client.execute_sql(ENGAGEMENT_SQL.format(table=client.make_qualified_table_name("contact_activity")))
+    print("\nengagement by provider:")
+    print(f"  {'provider':<22}{'campaigns':>10}{'sent':>8}{'open rate':>11}{'click rate':>12}{'bounces':>9}{'unsubs':>8}")
+    for provider, campaigns, sent, opens, clicks, bounces, unsubscribes in rows:
+        open_rate = f"{opens / sent:.1%}" if sent else "-"
+        click_rate = f"{clicks / sent:.1%}" if sent else "-"
+        print(f"  {provider:<22}{campaigns:>10}{sent:>8}{open_rate:>11}{click_rate:>12}{bounces:>9}{unsubscribes:>8}")
+    print(f"\nquery it: duckdb {target.duckdb_path} \"SELECT * FROM {target.dataset}.contact_activity LIMIT 10\"")
+    return exit_code

@@ -1,0 +1,38 @@
+"""The providers campaign-sync knows: their dlt source and the settings they need."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import dlt
+
+from sources.emailoctopus import emailoctopus_source
+
+
+@dataclass(frozen=True)
+class Provider:
+    """A provider's name, its dlt source function and its required secrets."""
+
+    name: str
+    source: Callable[..., Any]
+    secrets: tuple[str, ...]
+
+    @property
+    def pipeline_name(self) -> str:
+        return f"campaign_sync_{self.name}"
+
+    def setting(self, key: str) -> str:
+        """The environment variable name of one of this provider's settings."""
+        return f"SOURCES__{self.name.upper()}__{key.upper()}"
+
+    def is_configured(self) -> bool:
+        """Whether every secret this provider needs is set somewhere dlt looks."""
+        return all(dlt.secrets.get(f"sources.{self.name}.{key}") for key in self.secrets)
+
+
+PROVIDERS = {
+    provider.name: provider
+    for provider in (Provider("emailoctopus", emailoctopus_source, ("api_key",)),)
+}

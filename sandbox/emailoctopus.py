@@ -1,0 +1,190 @@
+"""The simulated EmailOctopus 1.6 API (provider-apis.md section 1).
+
+Variants (Sandbox(variants=...)) for what the real API leaves unsure:
+- `eo_last_page`: `mixed` (default: `[]` on reports, `{"next": null}` elsewhere), `empty`, `null`;
+- `eo_paging`: `page` (default, `page=N`) or `cursor` (`starting_after=<opaque token>`);
+- `eo_summary`: `nested` (default) or `flat` counts;
+- `eo_click_url`: `yes` (default) or `no` URL field on clicked rows;
+- `eo_bounce_type`: `yes` (default) or `no` type field on bounced rows;
+- `eo_retry_after`: `yes` (default) or `no` Retry-After header on 429.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from typing import Any
+from urllib.parse import urlencode
+
+from werkzeug.wrappers import Request, Response
+
+from sandbox.dataset import Campaign, Contact, Dataset, Event
+from sandbox.server import ProviderApp, SandboxError, json_response
+
+NAME = "emailoctopus"
+PREFIX = "/emailoctopus"
+API = "/api/1.6"
+API_KEY = "eo-sandbox-4f1c9a7e2b"
+REQUESTS_PER_SECOND = 10.0
+MAX_LIMIT = 100
+REPORTS = ("sent", "opened", "clicked", "bounced", "complained", "unsubscribed")
+SNAPSHOTS = {"not-opened": "opened", "not-clicked": "clicked"}
+
+
+def settings(base_url: str) -> dict[str, str]:
+    return {"SOURCES__EMAILOCTOPUS__API_KEY": API_KEY, "SOURCES__EMAILOCTOPUS__BASE_URL": base_url + API}
+
+
+def error(status: int, code: str, message: str) -> SandboxError:
+    return SandboxError(status, {"error": {"code": code, "message": message}})
+
+
+def iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def contact_object(contact: Contact) -> dict[str, Any]:
+    if contact.deleted:
+        return {
+            "id": contact.id, "email_address": None, "fields": None, "tags": None,
+            "status": None, "created_at": None, "last_updated_at": None, "deleted": True,
+        }
+    body: dict[str, Any] = {
+        "id": contact.id,
+        "email_address": contact.email,
+        "fields": dict(contact.fields),
+        "tags": list(contact.tags),
+        "status": contact.status,
+        "created_at": iso(contact.created_at),
+        "deleted": False,
+    }
+    if contact.updated_at is not None:
+        body["last_updated_at"] = iso(contact.updated_at)
+    return body
+
+
+def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) -> ProviderApp:
+    """The EmailOctopus API over `dataset`."""
+
+    def campaign_object(campaign: Campaign) -> dict[str, Any]:
+        sent = dataset.is_sent(campaign)
+        return {
+            "id": campaign.id,
+            "status": "SENT" if sent else "DRAFT",
+            "name": campaign.name,
+            "subject": campaign.subject,
+            "to": [campaign.list_id],
+            "from": {"name": campaign.from_name, "email_address": campaign.from_email},
+            "content": {"html": f"<p>{campaign.subject}</p>", "plain_text": campaign.subject},
+            "created_at": iso(campaign.created_at),
+            "sent_at": iso(campaign.send_at) if sent else None,
+        }
+
+    def event_row(event: Event) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "contact": contact_object(dataset.contact(event.contact_id)),
+            "occurred_at": None if event.timestamp_missing else iso(event.at),
+        }
+        if event.type == "clicked" and variants.get("eo_click_url", "yes") == "yes":
+            row["url"] = event.url
+        if event.type == "bounced" and variants.get("eo_bounce_type", "yes") == "yes":
+            row["type"] = "HARD" if event.bounce_code in ("B", "D", "F") else "SOFT"
+        return row
+
+    def summary(campaign: Campaign) -> dict[str, Any]:
+        events = dataset.events(campaign)
+
+        def count(kind: str, unique: bool = False) -> int:
+            matching = [e for e in events if e.type == kind]
+            return len({e.contact_id for e in matching}) if unique else len(matching)
+
+        bounces = [e for e in events if e.type == "bounced"]
+        hard = sum(1 for e in bounces if e.bounce_code in ("B", "D", "F"))
+        nested = {
+            "id": campaign.id,
+            "sent": count("sent"),
+            "bounced": {"soft": len(bounces) - hard, "hard": hard},
+            "opened": {"total": count("opened"), "unique": count("opened", True)},
+            "clicked": {"total": count("clicked"), "unique": count("clicked", True)},
+            "complained": count("complained"),
+            "unsubscribed": count("unsubscribed"),
+        }
+        if variants.get("eo_summary", "nested") == "flat":
+            return {
+                "id": campaign.id, "sent": nested["sent"], "bounced_soft": len(bounces) - hard, "bounced_hard": hard,
+                "opened_total": count("opened"), "opened_unique": count("opened", True),
+                "clicked_total": count("clicked"), "clicked_unique": count("clicked", True),
+                "complained": nested["complained"], "unsubscribed": nested["unsubscribed"],
+            }
+        return nested
+
+    def page(request: Request, path: str, rows: list[dict[str, Any]], is_report: bool) -> Response:
+        try:
+            limit = int(request.args.get("limit", MAX_LIMIT))
+        except ValueError:
+            raise error(400, "INVALID_PARAMETERS", "limit must be a number") from None
+        if not 1 <= limit <= MAX_LIMIT:
+            raise error(400, "INVALID_PARAMETERS", f"limit must be between 1 and {MAX_LIMIT}")
+        if variants.get("eo_paging", "page") == "cursor":
+            after = request.args.get("starting_after")
+            start = int(base64.urlsafe_b64decode(after)) if after else 0
+        else:
+            start = (int(request.args.get("page", 1)) - 1) * limit
+        chunk = rows[start:start + limit]
+        more = start + limit < len(rows)
+        last_page = variants.get("eo_last_page", "mixed")
+        if more:
+            params = {"api_key": request.args.get("api_key"), "limit": limit}
+            if variants.get("eo_paging", "page") == "cursor":
+                params["starting_after"] = base64.urlsafe_b64encode(str(start + limit).encode()).decode()
+            else:
+                params["page"] = start // limit + 2
+            paging: Any = {"next": f"{PREFIX}{API}{path}?{urlencode(params)}", "previous": None}
+        elif last_page == "empty" or (last_page == "mixed" and is_report):
+            paging = []
+        else:
+            paging = {"next": None, "previous": None}
+        return json_response({"data": chunk, "paging": paging})
+
+    def campaign_by_id(campaign_id: str) -> Campaign:
+        for campaign in dataset.campaigns:
+            if campaign.id == campaign_id:
+                return campaign
+        raise error(404, "CAMPAIGN_NOT_FOUND", "The campaign could not be found.")
+
+    def handle(request: Request, path: str) -> Response:
+        if request.args.get("api_key") != API_KEY:
+            raise error(401, "API_KEY_INVALID", "Your API key is invalid.")
+        path = path.removeprefix(API)
+        if path == "/campaigns":
+            return page(request, path, [campaign_object(c) for c in dataset.campaigns], False)
+        if match := re.fullmatch(r"/campaigns/([^/]+)", path):
+            return json_response(campaign_object(campaign_by_id(match[1])))
+        if match := re.fullmatch(r"/campaigns/([^/]+)/reports/([a-z-]+)", path):
+            campaign, report = campaign_by_id(match[1]), match[2]
+            if not dataset.is_sent(campaign):
+                raise error(403, "CAMPAIGN_NOT_SENT", "The campaign has not been sent yet.")
+            if report == "summary":
+                return json_response(summary(campaign))
+            if report in REPORTS:
+                rows = [event_row(e) for e in dataset.events(campaign, report)]
+                return page(request, path, rows, True)
+            if report in SNAPSHOTS:
+                rows = [{"contact": contact_object(dataset.contact(c))}
+                        for c in dataset.not_engaged(campaign, SNAPSHOTS[report])]
+                return page(request, path, rows, True)
+        if path == "/lists":
+            rows = [{"id": list_id, "name": f"List {i + 1}", "double_opt_in": False, "fields": [], "counts": {}}
+                    for i, list_id in enumerate(dataset.lists)]
+            return page(request, path, rows, False)
+        if match := re.fullmatch(r"/lists/([^/]+)/contacts", path):
+            rows = [contact_object(c) for c in dataset.contacts if c.list_id == match[1]]
+            return page(request, path, rows, False)
+        raise error(404, "NOT_FOUND", "The requested resource could not be found.")
+
+    def throttled() -> SandboxError:
+        headers = {"Retry-After": "1"} if variants.get("eo_retry_after", "yes") == "yes" else {}
+        return SandboxError(429, {"error": {"code": "TOO_MANY_REQUESTS", "message": "Slow down."}}, headers)
+
+    return ProviderApp(PREFIX, dataset, handle, throttled, requests_per_second, settings)
+

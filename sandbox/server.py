@@ -1,0 +1,224 @@
+"""One HTTP server for all simulated provider APIs, with counters, limits, latency and faults."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+from sandbox.dataset import Dataset, generate
+
+
+class SandboxError(Exception):
+    """An API error answer: status, JSON body and headers."""
+
+    def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status)
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body, default=str), status=status, headers=headers, content_type="application/json")
+
+
+class TokenBucket:
+    """The provider side of a per-second limit: `rate` requests a second, bursts up to `rate`."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.updated = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        if self.rate <= 0:
+            return True
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return True
+            return False
+
+
+@dataclass
+class ProviderApp:
+    """A simulated provider API mounted under a path prefix.
+
+    `handle(request, path)` answers one request (the prefix stripped) or raises SandboxError;
+    `throttled()` is the provider's over-limit answer; `settings(base_url)` the environment
+    variables that point campaign-sync at it.
+    """
+
+    prefix: str
+    dataset: Dataset
+    handle: Callable[[Request, str], Response]
+    throttled: Callable[[], SandboxError]
+    requests_per_second: float
+    settings: Callable[[str], dict[str, str]]
+    bucket: TokenBucket = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bucket = TokenBucket(self.requests_per_second)
+
+
+@dataclass
+class Faults:
+    """Faults to inject into API answers (not the control endpoints)."""
+
+    error_rate: float = 0.0  # share of requests answered 503
+
+
+class Sandbox:
+    """The simulated provider APIs on 127.0.0.1, in a background thread.
+
+    Use as a context manager, or `start()` / `stop()`. `base_url(provider)` is what the
+    provider's BASE_URL setting should be; `datasets[provider]` is the ground truth;
+    `requests[provider]` counts the requests served (429s included).
+    """
+
+    def __init__(
+        self,
+        seed: int = 7,
+        scale: str | tuple[int, int] = "small",
+        port: int = 0,
+        latency: float = 0.0,
+        requests_per_second: dict[str, float] | None = None,
+        variants: dict[str, str] | None = None,
+        faults: Faults | None = None,
+    ) -> None:
+        from sandbox import emailoctopus
+
+        self.seed, self.port, self.latency = seed, port, latency
+        self.variants = dict(variants or {})
+        self.faults = faults or Faults()
+        rates = requests_per_second or {}
+        self.apps: dict[str, ProviderApp] = {}
+        self.datasets: dict[str, Dataset] = {}
+        for offset, module in enumerate((emailoctopus,)):
+            dataset = generate(seed * 100 + offset, scale)
+            app = module.app(dataset, self.variants, rates.get(module.NAME, module.REQUESTS_PER_SECOND))
+            self.apps[module.NAME] = app
+            self.datasets[module.NAME] = dataset
+        self.requests: Counter[str] = Counter()
+        self.throttled: Counter[str] = Counter()
+        self.paths: Counter[str] = Counter()
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    # ---- control ----
+    def start(self) -> Sandbox:
+        self._server = make_server("127.0.0.1", self.port, self.wsgi, threaded=True, request_handler=_QuietHandler)
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="sandbox")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def wait(self) -> None:
+        """Block until the server stops (Ctrl-C in the command line)."""
+        while self._thread is not None and self._thread.is_alive():
+            self._thread.join(0.5)
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def base_url(self, provider: str) -> str:
+        return self.url + self.apps[provider].prefix
+
+    def advance(self, hours: float = 24) -> None:
+        """Move every provider's clock forward: new activity and campaigns appear."""
+        for dataset in self.datasets.values():
+            dataset.advance(timedelta(hours=hours))
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.throttled.clear()
+            self.paths.clear()
+
+    def stats(self) -> dict[str, Any]:
+        return {"requests": dict(self.requests), "throttled": dict(self.throttled), "paths": dict(self.paths)}
+
+    def environment(self) -> dict[str, str]:
+        """The settings that point campaign-sync at this sandbox, credentials included."""
+        env = {}
+        for name, app in self.apps.items():
+            env.update(app.settings(self.base_url(name)))
+        return env
+
+    # ---- serving ----
+    def wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = Request(environ)
+        response = self._answer(request)
+        return response(environ, start_response)
+
+    def _answer(self, request: Request) -> Response:
+        path = request.path
+        if path.startswith("/_sandbox/"):
+            return self._control(request, path.removeprefix("/_sandbox/"))
+        for name, app in self.apps.items():
+            if path.startswith(app.prefix + "/"):
+                return self._serve(name, app, request, path.removeprefix(app.prefix))
+        return json_response({"error": "no such sandbox path"}, 404)
+
+    def _serve(self, name: str, app: ProviderApp, request: Request, path: str) -> Response:
+        with self._lock:
+            self.requests[name] += 1
+            self.paths[f"{name} {request.method} {path}"] += 1
+            inject_error = self._rng.random() < self.faults.error_rate
+        if self.latency:
+            time.sleep(self.latency)
+        try:
+            if not app.bucket.take():
+                with self._lock:
+                    self.throttled[name] += 1
+                raise app.throttled()
+            if inject_error:
+                raise SandboxError(503, {"error": "injected fault"})
+            return app.handle(request, path)
+        except SandboxError as error:
+            return json_response(error.body, error.status, error.headers)
+
+    def _control(self, request: Request, action: str) -> Response:
+        if action == "stats":
+            return json_response(self.stats())
+        if action == "advance" and request.method == "POST":
+            self.advance(float(request.args.get("hours", 24)))
+            return json_response({"advanced_hours": float(request.args.get("hours", 24))})
+        if action == "reset" and request.method == "POST":
+            self.reset_counts()
+            return json_response({"reset": True})
+        return json_response({"error": f"unknown control {action}"}, 404)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log: request URLs carry API keys."""
+
+    def log_request(self, *args: object, **kwargs: object) -> None:
+        pass

@@ -1,0 +1,373 @@
+"""The canonical activity model that every provider loads into, and the resources that load it.
+
+A provider implements `ProviderApi`: it lists campaigns and contacts as canonical rows and
+describes, for each campaign, the reports to read (`ReportRead`). Everything else lives
+here once: which reports are due (attribution window, start date, backfill range), reading
+them concurrently, the cursors per (campaign or campaign activity, report) in dlt resource
+state, deterministic `activity_id`s, and the whole-snapshot replacement of non-engagement.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import dlt
+import pendulum
+from dlt.extract.resource import DltResource
+
+from sources.errors import CampaignSyncError, CredentialsRefused, QuotaExhausted
+from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently
+
+ACTIVITY_TYPES = ("sent", "opened", "clicked", "bounced", "unsubscribed", "complained", "forwarded")
+NON_ENGAGEMENT_KINDS = ("not_opened", "not_clicked")
+SNAPSHOT_RESET = "_snapshot_reset"
+
+Row = dict[str, Any]
+
+def _columns(text: tuple[str, ...] = (), timestamp: tuple[str, ...] = (), bigint: tuple[str, ...] = ()) -> dict:
+    typed = [(text, "text"), (timestamp, "timestamp"), (bigint, "bigint")]
+    return {name: {"data_type": data_type} for names, data_type in typed for name in names}
+
+
+CAMPAIGNS = {
+    "name": "campaigns",
+    "write_disposition": "merge",
+    "primary_key": ("provider", "campaign_id"),
+    "columns": {
+        **_columns(
+            text=("provider", "campaign_id", "name", "subject", "status", "from_name", "from_email"),
+            timestamp=("created_at", "sent_at", "updated_at"),
+        ),
+        "list_ids": {"data_type": "json"},
+    },
+}
+CAMPAIGN_ACTIVITIES = {
+    "name": "campaign_activities",
+    "write_disposition": "merge",
+    "primary_key": ("provider", "campaign_activity_id"),
+    "columns": _columns(text=("provider", "campaign_activity_id", "campaign_id", "role", "status", "subject")),
+}
+CONTACT_ACTIVITY = {
+    "name": "contact_activity",
+    "write_disposition": "merge",
+    "primary_key": "activity_id",
+    "columns": _columns(
+        text=(
+            "activity_id", "provider", "campaign_id", "campaign_activity_id", "contact_id", "email_address",
+            "activity_type", "url", "device_type", "bounce_type", "reason",
+        ),
+        timestamp=("occurred_at",),
+    ),
+}
+CAMPAIGN_NON_ENGAGEMENT = {
+    "name": "campaign_non_engagement",
+    "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
+    "primary_key": ("provider", "campaign_id", "kind", "contact_id"),
+    "merge_key": ("provider", "campaign_id", "kind"),
+    "columns": {
+        **_columns(text=("provider", "campaign_id", "kind", "contact_id", "email_address"), timestamp=("as_of",)),
+        # a marker row that deletes a campaign's previous snapshot; never stored itself
+        SNAPSHOT_RESET: {"data_type": "bool", "hard_delete": True},
+    },
+}
+CONTACTS = {
+    "name": "contacts",
+    "write_disposition": "merge",
+    "primary_key": ("provider", "contact_id"),
+    "columns": _columns(
+        text=("provider", "contact_id", "email_address", "status"), timestamp=("created_at", "updated_at")
+    ),
+}
+SUMMARY_COUNTS = (
+    "sent", "delivered", "opened_unique", "opened_total", "clicked_unique", "clicked_total",
+    "bounced", "unsubscribed", "complained", "forwarded", "not_opened",
+)
+CAMPAIGN_SUMMARIES = {
+    "name": "campaign_summaries",
+    "write_disposition": "merge",
+    "primary_key": ("provider", "campaign_id"),
+    "columns": _columns(text=("provider", "campaign_id"), timestamp=("as_of",), bigint=SUMMARY_COUNTS),
+}
+
+
+def parse_utc(value: Any) -> datetime | None:
+    """Parse a provider timestamp (ISO 8601, any offset) into an aware UTC datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return pendulum.instance(value).in_timezone("UTC")
+    return pendulum.parse(str(value)).in_timezone("UTC")
+
+
+def activity_id(identity: tuple[Any, ...], occurrence: int) -> str:
+    """A deterministic id for an event: its identity fields plus its occurrence number."""
+    text = "\x1f".join("" if part is None else str(part) for part in identity) + f"\x1f{occurrence}"
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True)
+class ReportRead:
+    """One report of one campaign (or campaign activity) to read.
+
+    `pages(since)` yields raw pages; `since` is the earliest time still needed, or None for
+    everything (a provider without a date filter may ignore it). `to_rows(page)` maps a
+    raw page onto canonical rows without `provider` and `campaign_id`, which are added here.
+    """
+
+    campaign_id: str
+    report: str
+    sent_at: datetime | None
+    pages: Callable[[datetime | None], Iterable[list[Any]]]
+    to_rows: Callable[[list[Any]], list[Row]]
+    campaign_activity_id: str | None = None
+
+    @property
+    def state_key(self) -> str:
+        """The key of this read's cursor in resource state."""
+        return f"{self.campaign_activity_id or self.campaign_id}:{self.report}"
+
+
+class ProviderApi(Protocol):
+    """What a provider package offers the canonical resources."""
+
+    name: str
+    http: ProviderHttp
+
+    def campaigns(self) -> Iterator[list[Row]]:
+        """Canonical `campaigns` rows, a page at a time."""
+
+    def contacts(self) -> Iterator[list[Row]]:
+        """Canonical `contacts` rows, a page at a time."""
+
+    def activity_reads(self, campaign: Row) -> list[ReportRead]:
+        """The event reports of a sent campaign."""
+
+    def non_engagement_reads(self, campaign: Row) -> list[ReportRead]:
+        """The not-opened / not-clicked snapshots of a sent campaign (report = kind)."""
+
+    def summary_reads(self, campaign: Row) -> list[ReportRead]:
+        """The summary counts of a sent campaign."""
+
+
+@dataclass
+class SyncSettings:
+    """What one run reads: the attribution window and lookback, or a backfill range."""
+
+    attribution_window: timedelta
+    lookback: timedelta
+    max_concurrency: int
+    start_date: datetime | None = None
+    backfill_since: datetime | None = None
+    backfill_until: datetime | None = None
+    now: datetime = field(default_factory=lambda: pendulum.now("UTC"))
+
+    @classmethod
+    def from_config(
+        cls,
+        plan: SyncPlan,
+        attribution_window_days: int,
+        lookback_minutes: int,
+        max_concurrency: int,
+        start_date: str | None,
+    ) -> SyncSettings:
+        """Combine a provider's configured settings with the run's plan."""
+        return cls(
+            attribution_window=timedelta(days=attribution_window_days),
+            lookback=timedelta(minutes=lookback_minutes),
+            max_concurrency=max_concurrency,
+            start_date=parse_utc(start_date),
+            backfill_since=plan.backfill_since,
+            backfill_until=plan.backfill_until,
+        )
+
+    @property
+    def is_backfill(self) -> bool:
+        return self.backfill_since is not None
+
+
+@dataclass
+class SyncOutcome:
+    """What went wrong in a run without stopping it; the command line turns it into an exit code."""
+
+    failures: list[str] = field(default_factory=list)
+    quota: QuotaExhausted | None = None
+    http: ProviderHttp | None = None
+
+    @property
+    def requests(self) -> int:
+        """The HTTP requests the run has sent so far."""
+        return self.http.requests_made if self.http is not None else 0
+
+    def error(self) -> CampaignSyncError | None:
+        """The error to end the run with, after what was read has been loaded."""
+        if self.quota is not None:
+            return self.quota
+        if self.failures:
+            more = f" (and {len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
+            return CampaignSyncError(f"{self.failures[0]}{more}; the next run retries them")
+        return None
+
+
+@dataclass
+class SyncPlan:
+    """What the command line asks of one provider's run: nightly, or a backfill range."""
+
+    backfill_since: datetime | None = None
+    backfill_until: datetime | None = None
+    outcome: SyncOutcome = field(default_factory=SyncOutcome)
+
+
+COMPLETE = object()
+
+
+def _is_due(read: ReportRead, cursor: dict[str, Any], settings: SyncSettings) -> bool:
+    sent_at = read.sent_at
+    if sent_at is None:
+        return False
+    if settings.is_backfill:
+        until = settings.backfill_until or settings.now
+        return settings.backfill_since <= sent_at <= until
+    if settings.start_date is not None and sent_at < settings.start_date:
+        return False
+    read_at = cursor.get("read_at")
+    # open until one complete read has happened after the attribution window closed
+    return read_at is None or parse_utc(read_at) < sent_at + settings.attribution_window
+
+
+def _since(cursor: dict[str, Any], settings: SyncSettings) -> datetime | None:
+    if settings.is_backfill:
+        return settings.backfill_since
+    newest = cursor.get("cursor")
+    return parse_utc(newest) - settings.lookback if newest else None
+
+
+def read_due_reports(
+    api: ProviderApi, reads: Iterable[ReportRead], settings: SyncSettings, outcome: SyncOutcome
+) -> Iterator[tuple[ReportRead, Any]]:
+    """Read the due reports concurrently; yield `(read, rows)` pages and `(read, COMPLETE)`.
+
+    The cursor of a read (its newest `occurred_at`, and when it was last read whole) is
+    advanced only after its last page, in the state that dlt commits with the data. A
+    failed read is recorded in `outcome` and keeps its cursor; a used-up quota stops every
+    read; refused credentials end the run.
+    """
+    if outcome.quota is not None:
+        return
+    cursors = dlt.current.resource_state().setdefault("cursors", {})
+    due = [read for read in reads if _is_due(read, cursors.get(read.state_key, {}), settings)]
+    jobs = [Job(read, _job_pages(read, _since(cursors.get(read.state_key, {}), settings))) for read in due]
+    newest: dict[str, datetime] = {}
+    for read, page in fetch_concurrently(jobs, settings.max_concurrency):
+        if isinstance(page, JobDone):
+            if page.error is None:
+                _advance(cursors, read, newest.get(read.state_key), settings.now)
+                yield read, COMPLETE
+            elif isinstance(page.error, QuotaExhausted):
+                outcome.quota = page.error
+                return
+            elif isinstance(page.error, CredentialsRefused):
+                raise page.error
+            elif isinstance(page.error, CampaignSyncError):
+                outcome.failures.append(f"{api.name} {read.report} of campaign {read.campaign_id}: {page.error}")
+            else:
+                raise page.error
+            continue
+        rows = read.to_rows(page)
+        for row in rows:
+            row["provider"] = api.name
+            row["campaign_id"] = read.campaign_id
+            occurred = row.get("occurred_at")
+            if occurred is not None and (read.state_key not in newest or occurred > newest[read.state_key]):
+                newest[read.state_key] = occurred
+        yield read, rows
+
+
+def _job_pages(read: ReportRead, since: datetime | None) -> Callable[[], Iterable[list[Any]]]:
+    return lambda: read.pages(since)
+
+
+def _advance(cursors: dict[str, Any], read: ReportRead, newest: datetime | None, now: datetime) -> None:
+    cursor = cursors.setdefault(read.state_key, {"campaign_id": read.campaign_id, "report": read.report, "cursor": None})
+    old = cursor["cursor"]
+    if newest is not None and (old is None or newest > parse_utc(old)):
+        cursor["cursor"] = newest.isoformat()
+    old_read_at = cursor.get("read_at")
+    if old_read_at is None or now > parse_utc(old_read_at):
+        cursor["read_at"] = now.isoformat()
+
+
+def with_activity_ids(rows: list[Row], read: ReportRead, occurrences: Counter[tuple[Any, ...]]) -> list[Row]:
+    """Give each event its `activity_id`; identical events are told apart by occurrence."""
+    for row in rows:
+        row["campaign_activity_id"] = read.campaign_activity_id
+        identity = (
+            row["provider"],
+            read.campaign_id,
+            read.campaign_activity_id,
+            row["activity_type"],
+            row.get("contact_id"),
+            row["occurred_at"].isoformat() if row.get("occurred_at") else None,
+            row.get("url"),
+        )
+        occurrences[identity] += 1
+        row["activity_id"] = activity_id(identity, occurrences[identity])
+    return rows
+
+
+def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncOutcome) -> list[DltResource]:
+    """The canonical dlt resources of a provider: campaigns, their reports, and contacts."""
+    outcome.http = api.http
+
+    @dlt.resource(**CAMPAIGNS)
+    def campaigns() -> Iterator[list[Row]]:
+        for page in api.campaigns():
+            for row in page:
+                row["provider"] = api.name
+            yield page
+
+    @dlt.transformer(data_from=campaigns, **CONTACT_ACTIVITY)
+    def contact_activity(campaign_page: list[Row]) -> Iterator[list[Row]]:
+        reads = [read for campaign in campaign_page for read in api.activity_reads(campaign)]
+        occurrences: dict[str, Counter[tuple[Any, ...]]] = {}
+        for read, rows in read_due_reports(api, reads, settings, outcome):
+            if rows is not COMPLETE:
+                yield with_activity_ids(rows, read, occurrences.setdefault(read.state_key, Counter()))
+
+    @dlt.transformer(data_from=campaigns, **CAMPAIGN_NON_ENGAGEMENT)
+    def campaign_non_engagement(campaign_page: list[Row]) -> Iterator[list[Row]]:
+        reads = [read for campaign in campaign_page for read in api.non_engagement_reads(campaign)]
+        snapshots: dict[str, list[Row]] = {}
+        for read, rows in read_due_reports(api, reads, settings, outcome):
+            if rows is not COMPLETE:
+                snapshots.setdefault(read.state_key, []).extend(rows)
+                continue
+            # the whole snapshot, after a marker that deletes the previous one
+            reset = {"provider": api.name, "campaign_id": read.campaign_id, "kind": read.report, "contact_id": ""}
+            snapshot = snapshots.pop(read.state_key, [])
+            for row in snapshot:
+                row["kind"] = read.report
+                row["as_of"] = settings.now
+            yield [{**reset, SNAPSHOT_RESET: True}, *snapshot]
+
+    @dlt.transformer(data_from=campaigns, **CAMPAIGN_SUMMARIES)
+    def campaign_summaries(campaign_page: list[Row]) -> Iterator[list[Row]]:
+        reads = [read for campaign in campaign_page for read in api.summary_reads(campaign)]
+        for _read, rows in read_due_reports(api, reads, settings, outcome):
+            if rows is not COMPLETE:
+                for row in rows:
+                    row["as_of"] = settings.now
+                yield rows
+
+    @dlt.resource(**CONTACTS)
+    def contacts() -> Iterator[list[Row]]:
+        for page in api.contacts():
+            for row in page:
+                row["provider"] = api.name
+            yield page
+
+    return [campaigns, contact_activity, campaign_non_engagement, campaign_summaries, contacts]

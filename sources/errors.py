@@ -1,0 +1,39 @@
+"""Errors that end a sync, each with the exit code the command line reports for it."""
+
+from __future__ import annotations
+
+
+class CampaignSyncError(Exception):
+    """Base of every error campaign-sync reports on one line."""
+
+    exit_code = 1
+
+
+class ConfigurationError(CampaignSyncError):
+    """A setting is missing or wrong, or the command was used wrongly."""
+
+    exit_code = 2
+
+
+class CredentialsRefused(CampaignSyncError):
+    """The provider refused the configured credentials."""
+
+    exit_code = 3
+
+    def __init__(self, provider: str, setting: str, detail: str = "") -> None:
+        hint = f" ({detail})" if detail else ""
+        super().__init__(f"{provider} refused the credentials{hint}: check {setting}")
+        self.provider = provider
+        self.setting = setting
+
+
+class QuotaExhausted(CampaignSyncError):
+    """The provider's daily request quota is used up; the run can resume later."""
+
+    exit_code = 4
+
+
+class ProviderError(CampaignSyncError):
+    """The provider kept failing, or answered something that is not its API."""
+
+    exit_code = 1

@@ -1,0 +1,246 @@
+"""HTTP for every provider: one rate limiter, dlt's retrying client, paging and fan-out.
+
+A provider builds one `ProviderHttp` per run. Every request of the run, from any thread,
+passes the same `RateLimiter`, so the provider's request budget holds however many requests
+are in flight. `fetch_concurrently` runs several paged reads at once under that budget.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from urllib.parse import urljoin
+
+import requests
+from dlt.sources.helpers.requests import Client
+from requests.adapters import HTTPAdapter
+
+from sources.errors import CampaignSyncError, ProviderError
+from sources.redaction import redact
+
+K = TypeVar("K")
+
+
+class RateLimiter:
+    """Spaces request starts at least `1 / requests_per_second` apart, across threads."""
+
+    def __init__(self, requests_per_second: float) -> None:
+        self.interval = 1.0 / requests_per_second if requests_per_second > 0 else 0.0
+        self._next_start = 0.0
+        self._lock = threading.Lock()
+        self.requests = 0
+
+    def acquire(self) -> None:
+        """Block until this caller may start a request."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_start)
+            self._next_start = start + self.interval
+            self.requests += 1
+        if start > now:
+            time.sleep(start - now)
+
+
+class _RateLimitedAdapter(HTTPAdapter):
+    """Holds every request to the budget: at most `max_in_flight` at once, starts spaced by the limiter."""
+
+    def __init__(self, limiter: RateLimiter, max_in_flight: int) -> None:
+        super().__init__(pool_maxsize=max_in_flight, pool_connections=4)
+        self.limiter = limiter
+        self.in_flight = threading.BoundedSemaphore(max_in_flight)
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        with self.in_flight:
+            self.limiter.acquire()
+            return super().send(request, *args, **kwargs)
+
+
+class _RateLimitedClient(Client):
+    """dlt's retrying client whose every attempt, retries included, passes the limiter."""
+
+    def __init__(self, limiter: RateLimiter, max_in_flight: int, **kwargs: Any) -> None:
+        super().__init__(raise_for_status=False, **kwargs)
+        self._rate_limited_adapter = _RateLimitedAdapter(limiter, max_in_flight)
+
+    def _make_session(self) -> Any:
+        session = super()._make_session()
+        session.mount("http://", self._rate_limited_adapter)
+        session.mount("https://", self._rate_limited_adapter)
+        return session
+
+
+@dataclass
+class ProviderHttp:
+    """A provider's HTTP access: base URL, auth, budget, retries and error mapping.
+
+    `should_retry(response)` says which answers besides 5xx are passing (throttling);
+    `check(response)` raises the provider's own error for an answer that is not a success.
+    """
+
+    provider: str
+    base_url: str
+    requests_per_second: float
+    max_concurrency: int
+    should_retry: Callable[[requests.Response], bool]
+    check: Callable[[requests.Response], None]
+    params: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise CampaignSyncError(f"{self.provider}: base URL {redact(self.base_url)!r} is not an http(s) URL")
+        self.base_url = self.base_url.rstrip("/") + "/"
+        self.limiter = RateLimiter(self.requests_per_second)
+        self.client = _RateLimitedClient(
+            self.limiter,
+            max_in_flight=max(self.max_concurrency, 1),
+            status_codes=tuple(range(500, 600)),
+            retry_condition=lambda response, _exc: response is not None and self.should_retry(response),
+        )
+        self.client.configure()
+
+    @property
+    def requests_made(self) -> int:
+        """How many HTTP requests (retries included) this run has sent."""
+        return self.limiter.requests
+
+    def url(self, path_or_link: str) -> str:
+        """Resolve an API path or a host-relative link against the base URL, verbatim."""
+        return urljoin(self.base_url, path_or_link)
+
+    def request(self, method: str, path_or_link: str, params: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        """Send one request (retried on transient failures) and return its decoded JSON body."""
+        url = self.url(path_or_link)
+        all_params = {**self.params, **(params or {})}
+        headers = {"Accept": "application/json", **self.headers, **kwargs.pop("headers", {})}
+        failure = None
+        try:
+            response = self.client.session.request(method, url, params=all_params, headers=headers, **kwargs)
+        except requests.RequestException as exc:
+            failure = f"{type(exc).__name__}: {redact(str(exc))}"
+        if failure is not None:
+            # raised outside the except block, so the original (unredacted) error is not chained
+            raise ProviderError(f"{self.provider}: request to {redact(url)} failed: {failure}")
+        self.check(response)
+        return _decode_json(self.provider, response)
+
+    def get(self, path_or_link: str, params: dict[str, Any] | None = None) -> Any:
+        """GET an API path or link and return its decoded JSON body."""
+        return self.request("GET", path_or_link, params)
+
+    def pages(
+        self,
+        path: str,
+        params: dict[str, Any] | None,
+        items_of: Callable[[Any], list[dict[str, Any]]],
+        next_of: Callable[[Any], tuple[str, dict[str, Any] | None] | None],
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yield the items of every page, following the provider's next links.
+
+        `next_of(body)` returns the next link with the parameters to send along with it,
+        or None on the last page. A link that was already followed ends with an error
+        instead of looping forever.
+        """
+        link: str | None = path
+        seen: set[str] = set()
+        while link is not None:
+            body = self.get(link, params)
+            yield items_of(body)
+            following = next_of(body)
+            if following is None:
+                return
+            link, params = following
+            if link in seen:
+                raise ProviderError(f"{self.provider}: paging loops back to {redact(self.url(link))}")
+            seen.add(link)
+
+
+def _decode_json(provider: str, response: requests.Response) -> Any:
+    if not response.content:
+        raise ProviderError(f"{provider}: empty response (HTTP {response.status_code}) from {redact(response.url)}")
+    try:
+        return response.json()
+    except ValueError:
+        kind = response.headers.get("Content-Type", "unknown content")
+        problem = f"{provider}: answer from {redact(response.url)} is not JSON ({kind}, HTTP {response.status_code})"
+    raise ProviderError(problem)
+
+
+@dataclass
+class JobDone:
+    """Marks the end of one job in `fetch_concurrently`: `error` is None when it completed."""
+
+    error: Exception | None = None
+
+
+class _Stopped(Exception):
+    pass
+
+
+@dataclass
+class Job(Generic[K]):
+    """One paged read: a key that names it and a function that yields its pages."""
+
+    key: K
+    pages: Callable[[], Iterable[Any]]
+
+
+def fetch_concurrently(jobs: Iterable[Job[K]], max_concurrency: int) -> Iterator[tuple[K, Any]]:
+    """Run paged reads in parallel threads and yield `(key, page)` as pages arrive.
+
+    After a job's last page comes `(key, JobDone())`, or `(key, JobDone(error))` when it
+    failed. At most `2 * max_concurrency` pages wait in memory: workers pause while the
+    consumer is behind. Closing the iterator stops the workers at their next page.
+    """
+    job_queue: queue.Queue[Job[K] | None] = queue.Queue()
+    workers = max(1, max_concurrency)
+    for job in jobs:
+        job_queue.put(job)
+    for _ in range(workers):
+        job_queue.put(None)
+    results: queue.Queue[tuple[K, Any] | None] = queue.Queue(maxsize=2 * workers)
+    stop = threading.Event()
+
+    def put(item: tuple[K, Any] | None) -> None:
+        while not stop.is_set():
+            try:
+                results.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped
+
+    def work() -> None:
+        try:
+            while not stop.is_set() and (job := job_queue.get()) is not None:
+                try:
+                    for page in job.pages():
+                        put((job.key, page))
+                    put((job.key, JobDone()))
+                except _Stopped:
+                    raise
+                except Exception as exc:  # handed to the consumer, which decides
+                    put((job.key, JobDone(exc)))
+            put(None)
+        except _Stopped:
+            return
+
+    threads = [threading.Thread(target=work, daemon=True, name=f"fetch-{i}") for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    running = workers
+    try:
+        while running:
+            item = results.get()
+            if item is None:
+                running -= 1
+            else:
+                yield item
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=5)

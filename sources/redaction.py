@@ -1,0 +1,54 @@
+"""Keeps credentials out of every log line, error message and stored URL.
+
+Secrets are registered once, when a provider client is built. Every log record created
+afterwards, by any logger (urllib3 logs full URLs at DEBUG), has them replaced by `***`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from urllib.parse import quote, quote_plus
+
+MASK = "***"
+_SECRET_PARAMS = re.compile(r"((?:api_key|access_token|refresh_token|client_secret)=)[^&\s\"']+", re.IGNORECASE)
+_lock = threading.Lock()
+_secrets: set[str] = set()
+_installed = False
+
+
+def register_secret(value: str | None) -> None:
+    """Mask `value` (and its URL-encoded forms) in logs and in `redact()` from now on."""
+    if not value or len(value) < 4:
+        return
+    with _lock:
+        _secrets.update({value, quote(value, safe=""), quote_plus(value)})
+    _install_log_filter()
+
+
+def redact(text: str) -> str:
+    """Return `text` with every registered secret and every credential URL parameter masked."""
+    for secret in sorted(_secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return _SECRET_PARAMS.sub(rf"\1{MASK}", text)
+
+
+def _install_log_filter() -> None:
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        _installed = True
+    make_record = logging.getLogRecordFactory()
+
+    def redacting_record(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        message = record.getMessage()
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return record
+
+    logging.setLogRecordFactory(redacting_record)

@@ -1,0 +1,272 @@
+"""EmailOctopus end to end: sandbox over HTTP -> dlt -> a real DuckDB file."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+
+from sandbox.dataset import Dataset
+from sandbox.emailoctopus import API_KEY, REPORTS, SNAPSHOTS
+
+PROVIDER = "emailoctopus"
+WINDOW = timedelta(days=30)
+
+
+def expected_activity(dataset: Dataset) -> Counter:
+    """(campaign_id, contact_id, activity_type, occurred_at) of every visible event, with multiplicity."""
+    keys: Counter = Counter()
+    for campaign in dataset.sent_campaigns():
+        for event in dataset.events(campaign):
+            if event.type in REPORTS:
+                at = None if event.timestamp_missing else event.at.replace(tzinfo=None)
+                keys[(campaign.id, event.contact_id, event.type, at)] += 1
+    return keys
+
+
+def loaded_activity(harness) -> Counter:
+    rows = harness.query(
+        "SELECT campaign_id, contact_id, activity_type, occurred_at AT TIME ZONE 'UTC' FROM contact_activity "
+        f"WHERE provider = '{PROVIDER}'"
+    )
+    return Counter(rows)
+
+
+def expected_snapshot(dataset: Dataset) -> set:
+    return {
+        (campaign.id, kind.replace("-", "_"), contact_id)
+        for campaign in dataset.sent_campaigns()
+        for kind, activity in SNAPSHOTS.items()
+        for contact_id in dataset.not_engaged(campaign, activity)
+    }
+
+
+def loaded_snapshot(harness) -> set:
+    return set(harness.query("SELECT campaign_id, kind, contact_id FROM campaign_non_engagement"))
+
+
+def pages(n: int) -> int:
+    return max(1, math.ceil(n / 100))
+
+
+def nightly_requests(dataset: Dataset, campaign_ids: list[str]) -> int:
+    """What a run must cost: campaign and contact listings, plus every report of the given campaigns."""
+    total = pages(len(dataset.campaigns)) + pages(len(dataset.lists))
+    total += sum(pages(sum(1 for c in dataset.contacts if c.list_id == lst)) for lst in dataset.lists)
+    for campaign in dataset.campaigns:
+        if campaign.id in campaign_ids:
+            total += sum(pages(len(dataset.events(campaign, report))) for report in REPORTS)
+            total += sum(pages(len(dataset.not_engaged(campaign, a))) for a in SNAPSHOTS.values())
+            total += 1  # summary
+    return total
+
+
+def open_campaigns(dataset: Dataset) -> list[str]:
+    now = dataset.clock
+    return [c.id for c in dataset.sent_campaigns() if c.send_at + WINDOW > now]
+
+
+def cursors(harness) -> dict:
+    state_file = harness.pipelines_dir / f"campaign_sync_{PROVIDER}" / "state.json"
+    state = json.loads(state_file.read_text())
+    return state["sources"][PROVIDER]["resources"]["contact_activity"]["cursors"]
+
+
+def test_first_run_loads_exactly_the_ground_truth(harness):
+    dataset = harness.sandbox.datasets[PROVIDER]
+    assert harness.cli("run", PROVIDER) == 0
+
+    expected = expected_activity(dataset)
+    assert loaded_activity(harness) == expected
+    assert harness.count("contact_activity") == sum(expected.values())
+    # events without a timestamp are kept, and two identical events stay two rows
+    assert harness.count("contact_activity", "occurred_at IS NULL") == sum(
+        n for key, n in expected.items() if key[3] is None
+    )
+    assert any(n > 1 for key, n in expected.items() if key[3] is not None)
+    assert harness.count("contact_activity", "activity_id IS NULL") == 0
+
+    assert {r[0] for r in harness.query("SELECT campaign_id FROM campaigns")} == {c.id for c in dataset.campaigns}
+    drafts = harness.query("SELECT count(*) FROM campaigns WHERE sent_at IS NULL")[0][0]
+    assert drafts == sum(1 for c in dataset.campaigns if not dataset.is_sent(c))
+    assert harness.count("contacts") == len(dataset.contacts)
+    deleted = sum(1 for c in dataset.contacts if c.deleted)
+    assert harness.count("contacts", "deleted AND email_address IS NULL") == deleted
+    assert loaded_snapshot(harness) == expected_snapshot(dataset)
+
+    summaries = dict(harness.query("SELECT campaign_id, sent FROM campaign_summaries"))
+    assert summaries == {c.id: len(dataset.events(c, "sent")) for c in dataset.sent_campaigns()}
+    # every report was read in pages of 100, and nothing else was requested
+    assert harness.sandbox.requests[PROVIDER] == nightly_requests(dataset, [c.id for c in dataset.sent_campaigns()])
+
+
+def test_custom_fields_become_columns_and_tags_a_child_table(harness):
+    dataset = harness.sandbox.datasets[PROVIDER]
+    assert harness.cli("run", PROVIDER) == 0
+    with_city = {c.id: c.fields["City"] for c in dataset.contacts if "City" in c.fields and not c.deleted}
+    loaded = dict(harness.query("SELECT contact_id, custom_fields__city FROM contacts WHERE custom_fields__city IS NOT NULL"))
+    assert loaded == with_city
+    tags = harness.query(
+        "SELECT c.contact_id, t.value FROM contacts c JOIN contacts__tags t ON t._dlt_parent_id = c._dlt_id"
+    )
+    assert Counter(tags) == Counter((c.id, tag) for c in dataset.contacts if not c.deleted for tag in c.tags)
+
+
+def test_rerun_without_news_adds_nothing_and_reads_only_open_campaigns(harness):
+    dataset = harness.sandbox.datasets[PROVIDER]
+    assert harness.cli("run", PROVIDER) == 0
+    before = harness.count("contact_activity")
+    harness.sandbox.reset_counts()
+
+    assert harness.cli("run", PROVIDER) == 0
+
+    assert harness.count("contact_activity") == before
+    still_open = open_campaigns(dataset)
+    closed = [c.id for c in dataset.sent_campaigns() if c.id not in still_open]
+    assert still_open and closed
+    assert harness.sandbox.requests[PROVIDER] == nightly_requests(dataset, still_open)
+    read_paths = " ".join(harness.sandbox.paths)
+    assert not any(campaign_id in read_paths for campaign_id in closed)
+
+
+def test_advancing_time_brings_exactly_the_new_events_and_the_new_campaign(harness):
+    dataset = harness.sandbox.datasets[PROVIDER]
+    assert harness.cli("run", PROVIDER) == 0
+    first = loaded_activity(harness)
+    unsent = {c.id for c in dataset.campaigns if not dataset.is_sent(c)}
+
+    harness.sandbox.advance(hours=24)
+    assert harness.cli("run", PROVIDER) == 0
+
+    expected = expected_activity(dataset)
+    assert loaded_activity(harness) == expected
+    assert sum(expected.values()) > sum(first.values())
+    newly_sent = {c.id for c in dataset.sent_campaigns()} & unsent
+    assert len(newly_sent) == 1
+    assert harness.count("contact_activity", f"campaign_id = '{newly_sent.pop()}'") > 0
+
+
+def test_not_opened_snapshot_is_replaced_whole(harness):
+    dataset = harness.sandbox.datasets[PROVIDER]
+    assert harness.cli("run", PROVIDER) == 0
+    before = loaded_snapshot(harness)
+    harness.sandbox.advance(hours=24)
+
+    assert harness.cli("run", PROVIDER) == 0
+
+    after = loaded_snapshot(harness)
+    assert after == expected_snapshot(dataset)
+    gone = {row for row in before - after if row[1] == "not_opened"}
+    assert gone, "somebody opened during the day, so the snapshot shrank"
+    for campaign_id, _kind, contact_id in gone:
+        assert harness.count(
+            "contact_activity",
+            f"campaign_id = '{campaign_id}' AND contact_id = '{contact_id}' AND activity_type = 'opened'",
+        ) > 0
+    assert harness.count("campaign_non_engagement", "_snapshot_reset IS NOT NULL") == 0
+
+
+def test_cursors_are_kept_per_campaign_and_report(harness):
+    dataset = harness.sandbox.datasets[PROVIDER]
+    assert harness.cli("run", PROVIDER) == 0
+    state = cursors(harness)
+    campaign = dataset.sent_campaigns()[-1]
+    newest_open = max(e.at for e in dataset.events(campaign, "opened") if not e.timestamp_missing)
+    assert state[f"{campaign.id}:opened"]["cursor"] == newest_open.isoformat()
+    assert set(state) == {f"{c.id}:{r}" for c in dataset.sent_campaigns() for r in REPORTS}
+
+
+def test_backfill_loads_closed_history_without_duplicates_or_moving_cursors_back(harness):
+    dataset = harness.sandbox.datasets[PROVIDER]
+    start = dataset.clock - WINDOW
+    harness.setenv(SOURCES__EMAILOCTOPUS__START_DATE=start.isoformat())
+    assert harness.cli("run", PROVIDER) == 0
+    old = [c for c in dataset.sent_campaigns() if c.send_at < start]
+    assert old
+    assert harness.count("contact_activity", "campaign_id IN ({})".format(",".join(f"'{c.id}'" for c in old))) == 0
+    before = cursors(harness)
+
+    since = (dataset.clock - timedelta(days=120)).date().isoformat()
+    assert harness.cli("backfill", PROVIDER, "--since", since) == 0
+    assert harness.cli("backfill", PROVIDER, "--since", since) == 0  # idempotent
+    assert harness.cli("run", PROVIDER) == 0
+
+    assert loaded_activity(harness) == expected_activity(dataset)
+    after = cursors(harness)
+    for key, cursor in before.items():
+        assert after[key]["cursor"] == cursor["cursor"]  # None for a report that is still empty
+        assert after[key]["read_at"] >= cursor["read_at"]
+
+
+def test_backfill_until_limits_the_campaigns(harness):
+    dataset = harness.sandbox.datasets[PROVIDER]
+    sent = dataset.sent_campaigns()
+    target = sent[1]
+    since = (target.send_at - timedelta(minutes=1)).isoformat()
+    until = (target.send_at + timedelta(minutes=1)).isoformat()
+    assert harness.cli("backfill", PROVIDER, "--since", since, "--until", until) == 0
+    assert {r[0] for r in harness.query("SELECT DISTINCT campaign_id FROM contact_activity")} == {target.id}
+
+
+@pytest.mark.parametrize(
+    "variants",
+    [
+        {"eo_last_page": "empty", "eo_paging": "cursor"},
+        {"eo_last_page": "null", "eo_summary": "flat", "eo_click_url": "no", "eo_bounce_type": "no"},
+    ],
+    ids=["empty-last-page+cursor-paging", "null-next+flat-summary+bare-rows"],
+)
+def test_every_unsure_api_variant_loads_the_same_truth(make_harness, variants):
+    harness = make_harness(variants=variants)
+    dataset = harness.sandbox.datasets[PROVIDER]
+    assert harness.cli("run", PROVIDER) == 0
+    assert loaded_activity(harness) == expected_activity(dataset)
+    assert loaded_snapshot(harness) == expected_snapshot(dataset)
+    sent = {c.id: c for c in dataset.sent_campaigns()}
+    summaries = harness.query("SELECT campaign_id, bounced, opened_unique FROM campaign_summaries")
+    for campaign_id, bounced, opened_unique in summaries:
+        events = dataset.events(sent[campaign_id])
+        assert bounced == sum(1 for e in events if e.type == "bounced")
+        assert opened_unique == len({e.contact_id for e in events if e.type == "opened"})
+    clicks_with_url = harness.count("contact_activity", "activity_type = 'clicked' AND url IS NOT NULL")
+    assert (clicks_with_url > 0) == (variants.get("eo_click_url", "yes") == "yes")
+
+
+def test_throttling_is_retried_and_loses_nothing(make_harness):
+    harness = make_harness(requests_per_second={PROVIDER: 20})
+    harness.setenv(SOURCES__EMAILOCTOPUS__REQUESTS_PER_SECOND=200)  # we overrun the sandbox on purpose
+    assert harness.cli("run", PROVIDER) == 0
+    assert harness.sandbox.throttled[PROVIDER] > 0
+    assert loaded_activity(harness) == expected_activity(harness.sandbox.datasets[PROVIDER])
+
+
+def test_within_budget_the_sandbox_never_throttles(make_harness):
+    harness = make_harness(requests_per_second={PROVIDER: 40})
+    harness.setenv(SOURCES__EMAILOCTOPUS__REQUESTS_PER_SECOND=38)
+    assert harness.cli("run", PROVIDER) == 0
+    assert harness.sandbox.throttled[PROVIDER] == 0
+    assert harness.sandbox.requests[PROVIDER] > 40
+
+
+def test_api_key_appears_in_no_log_state_or_table(harness, caplog, capfd):
+    caplog.set_level("DEBUG")
+    assert harness.cli("run", PROVIDER, "--debug") == 0
+    harness.sandbox.advance(hours=24)
+    assert harness.cli("run", PROVIDER, "--debug") == 0
+    out, err = capfd.readouterr()
+
+    assert "GET" in caplog.text  # urllib3 did log the requests at DEBUG
+    assert API_KEY not in caplog.text + out + err
+    for path in harness.pipelines_dir.rglob("*"):
+        if path.is_file():
+            assert API_KEY.encode() not in path.read_bytes(), path
+    tables = [r[0] for r in harness.query(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'campaign_activity'"
+    )]
+    assert "contact_activity" in tables and "_dlt_pipeline_state" in tables
+    for table in tables:
+        dump = json.dumps(harness.query(f"SELECT * FROM {table}"), default=str)
+        assert API_KEY not in dump, table
