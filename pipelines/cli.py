@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -58,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", parents=[common], help="the nightly incremental load")
-    run.add_argument("providers", nargs="*", metavar="PROVIDER", help=f"default: every configured one of {', '.join(PROVIDERS)}")
+    run.add_argument(
+        "providers", nargs="*", metavar="PROVIDER", help=f"default: every configured one of {', '.join(PROVIDERS)}"
+    )
     run.set_defaults(command=cmd_run)
 
     backfill = commands.add_parser("backfill", parents=[common], help="load history for a date range")
@@ -155,10 +158,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         print("point campaign-sync at it with:")
         for key, value in sandbox.environment().items():
             print(f"  export {key}={value}")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             sandbox.wait()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 

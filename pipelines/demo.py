@@ -45,7 +45,8 @@ def run_demo(args: argparse.Namespace) -> int:
     with pipeline(next(iter(PROVIDERS.values())), target).sql_client() as client:
         rows = client.execute_sql(ENGAGEMENT_SQL.format(table=client.make_qualified_table_name("contact_activity")))
     print("\nengagement by provider:")
-    print(f"  {'provider':<22}{'campaigns':>10}{'sent':>8}{'open rate':>11}{'click rate':>12}{'bounces':>9}{'unsubs':>8}")
+    header = ("campaigns", 10), ("sent", 8), ("open rate", 11), ("click rate", 12), ("bounces", 9), ("unsubs", 8)
+    print(f"  {'provider':<22}" + "".join(f"{title:>{width}}" for title, width in header))
     for provider, campaigns, sent, opens, clicks, bounces, unsubscribes in rows:
         open_rate = f"{opens / sent:.1%}" if sent else "-"
         click_rate = f"{clicks / sent:.1%}" if sent else "-"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from pipelines.providers import Provider
@@ -13,10 +14,8 @@ TABLES = ("campaigns", "contact_activity", "campaign_non_engagement", "contacts"
 def provider_status(provider: Provider, target: Target) -> dict[str, Any]:
     """What is known of a provider's loads: state from the pipeline, counts from the tables."""
     load = pipeline(provider, target)
-    try:
+    with contextlib.suppress(Exception):  # nothing loaded yet, or the destination is not there
         load.sync_destination()
-    except Exception:  # nothing loaded yet, or the destination is not there
-        pass
     source_state = load.state.get("sources", {}).get(provider.name)
     if not source_state:
         return {"provider": provider.name, "loaded": False}

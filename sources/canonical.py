@@ -223,6 +223,21 @@ class SyncPlan:
 
 
 COMPLETE = object()
+# how long past its attribution window a sent campaign is still offered to the report reads,
+# so that the read after the window closes happens even when a run is missed or fails
+REMEMBER_AFTER_WINDOW = timedelta(days=7)
+
+
+def _to_state(row: Row) -> Row:
+    return {key: value.isoformat() if isinstance(value, datetime) else value for key, value in row.items()}
+
+
+def _from_state(row: Row) -> Row:
+    timestamps = CAMPAIGNS["columns"]
+    return {
+        key: parse_utc(value) if timestamps.get(key, {}).get("data_type") == "timestamp" else value
+        for key, value in row.items()
+    }
 
 
 def _is_due(read: ReportRead, cursor: dict[str, Any], settings: SyncSettings) -> bool:
@@ -292,13 +307,24 @@ def _job_pages(read: ReportRead, since: datetime | None) -> Callable[[], Iterabl
 
 
 def _advance(cursors: dict[str, Any], read: ReportRead, newest: datetime | None, now: datetime) -> None:
-    cursor = cursors.setdefault(read.state_key, {"campaign_id": read.campaign_id, "report": read.report, "cursor": None})
+    new = {"campaign_id": read.campaign_id, "report": read.report, "cursor": None}
+    cursor = cursors.setdefault(read.state_key, new)
     old = cursor["cursor"]
     if newest is not None and (old is None or newest > parse_utc(old)):
         cursor["cursor"] = newest.isoformat()
     old_read_at = cursor.get("read_at")
     if old_read_at is None or now > parse_utc(old_read_at):
         cursor["read_at"] = now.isoformat()
+
+
+def _until_quota(pages: Iterator[list[Row]], outcome: SyncOutcome) -> Iterator[list[Row]]:
+    """Pass pages on until the daily quota runs out; then stop cleanly, so what was read loads."""
+    if outcome.quota is not None:
+        return
+    try:
+        yield from pages
+    except QuotaExhausted as exhausted:
+        outcome.quota = exhausted
 
 
 def with_activity_ids(rows: list[Row], read: ReportRead, occurrences: Counter[tuple[Any, ...]]) -> list[Row]:
@@ -325,10 +351,23 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
 
     @dlt.resource(**CAMPAIGNS)
     def campaigns() -> Iterator[list[Row]]:
-        for page in api.campaigns():
+        # A provider may list only the campaigns changed since the last run; the sent ones whose
+        # reports may still be due are remembered here and passed on to the reports again.
+        recent: dict[str, Row] = dlt.current.resource_state().setdefault("recent", {})
+        listed: set[str] = set()
+        for page in _until_quota(api.campaigns(), outcome):
             for row in page:
                 row["provider"] = api.name
+                listed.add(row["campaign_id"])
+                if row.get("sent_at") is not None:
+                    recent[row["campaign_id"]] = _to_state(row)
             yield page
+        horizon = settings.now - settings.attribution_window - REMEMBER_AFTER_WINDOW
+        for campaign_id in [cid for cid, row in recent.items() if parse_utc(row["sent_at"]) < horizon]:
+            del recent[campaign_id]
+        unlisted = [_from_state(row) for campaign_id, row in recent.items() if campaign_id not in listed]
+        if unlisted:
+            yield unlisted
 
     @dlt.transformer(data_from=campaigns, **CONTACT_ACTIVITY)
     def contact_activity(campaign_page: list[Row]) -> Iterator[list[Row]]:
@@ -365,7 +404,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
 
     @dlt.resource(**CONTACTS)
     def contacts() -> Iterator[list[Row]]:
-        for page in api.contacts():
+        for page in _until_quota(api.contacts(), outcome):
             for row in page:
                 row["provider"] = api.name
             yield page

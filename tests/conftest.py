@@ -20,7 +20,6 @@ FAST_RETRIES = {
     "RUNTIME__REQUEST_MAX_RETRY_DELAY": "0.5",
     "RUNTIME__REQUEST_TIMEOUT": "10",
 }
-UNLIMITED = {"emailoctopus": 0}
 
 
 @dataclass
@@ -63,13 +62,17 @@ def make_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[An
     started: list[Sandbox] = []
 
     def build(requests_per_second: dict[str, float] | None = None, **sandbox_options: Any) -> Harness:
-        sandbox = Sandbox(requests_per_second=requests_per_second or UNLIMITED, **sandbox_options).start()
-        started.append(sandbox)
+        sandbox = Sandbox(requests_per_second=requests_per_second or {}, **sandbox_options)
+        for name, app in sandbox.apps.items():
+            if name not in (requests_per_second or {}):  # unlimited unless a test sets a budget
+                app.bucket.rate = 0
+        started.append(sandbox.start())
         for key in [k for k in os.environ if k.startswith(("SOURCES__", "DESTINATION__"))]:
             monkeypatch.delenv(key)
         for key, value in {**sandbox.environment(), **FAST_RETRIES}.items():
             monkeypatch.setenv(key, value)
-        monkeypatch.setenv("SOURCES__EMAILOCTOPUS__REQUESTS_PER_SECOND", "0")
+        for name in sandbox.apps:
+            monkeypatch.setenv(f"SOURCES__{name.upper()}__REQUESTS_PER_SECOND", "0")
         return Harness(sandbox, tmp_path, monkeypatch)
 
     yield build

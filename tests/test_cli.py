@@ -1,0 +1,78 @@
+"""The command line: exit codes and one-line messages for bad input, status output."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+PROVIDER = "emailoctopus"
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err  # one line, no traceback
+    return err[0]
+
+
+def test_missing_key_names_the_setting(harness, capsys):
+    harness.monkeypatch.delenv("SOURCES__EMAILOCTOPUS__API_KEY")
+    assert harness.cli("run", PROVIDER) == 2
+    assert "SOURCES__EMAILOCTOPUS__API_KEY" in error_line(capsys)
+
+
+def test_no_configured_provider_is_a_configuration_error(harness, capsys):
+    harness.monkeypatch.delenv("SOURCES__EMAILOCTOPUS__API_KEY")
+    for name in list(harness.sandbox.apps):
+        for key in [k for k in os.environ if k.startswith(f"SOURCES__{name.upper()}__")]:
+            harness.monkeypatch.delenv(key)
+    assert harness.cli("run") == 2
+    assert "no provider is configured" in error_line(capsys)
+
+
+def test_wrong_key_is_a_credentials_error(harness, capsys):
+    harness.setenv(SOURCES__EMAILOCTOPUS__API_KEY="not-the-key-123")
+    assert harness.cli("run", PROVIDER) == 3
+    line = error_line(capsys)
+    assert "emailoctopus refused the credentials" in line and "SOURCES__EMAILOCTOPUS__API_KEY" in line
+    assert "not-the-key-123" not in line
+
+
+def test_unknown_provider(harness, capsys):
+    assert harness.cli("run", "mailchimp") == 2
+    assert "unknown provider 'mailchimp'" in error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "message"),
+    [
+        ("yesterday-ish", None, "is not a date"),
+        ("2025-02-01", "2025-01-01", "is before --since"),
+        ("2999-01-01", None, "is in the future"),
+    ],
+)
+def test_bad_backfill_dates(harness, capsys, since, until, message):
+    args = ["backfill", PROVIDER, "--since", since] + (["--until", until] if until else [])
+    assert harness.cli(*args) == 2
+    assert message in error_line(capsys)
+    assert harness.sandbox.requests[PROVIDER] == 0
+
+
+def test_unreachable_base_url_is_one_line(harness, capsys):
+    harness.setenv(SOURCES__EMAILOCTOPUS__BASE_URL="http://127.0.0.1:9/api/1.6", RUNTIME__REQUEST_MAX_ATTEMPTS=1)
+    assert harness.cli("run", PROVIDER) == 1
+    line = error_line(capsys)
+    assert "emailoctopus" in line and "failed" in line
+    assert "api_key=***" in line or "api_key" not in line
+
+
+def test_status_before_and_after_a_load(harness, capsys):
+    assert harness.cli("status") == 0
+    assert f"{PROVIDER}: never loaded" in capsys.readouterr().out
+    assert harness.cli("run", PROVIDER) == 0
+    capsys.readouterr()
+    assert harness.cli("status") == 0
+    out = capsys.readouterr().out
+    dataset = harness.sandbox.datasets[PROVIDER]
+    assert f"{PROVIDER}: last load" in out
+    assert f"contacts: {len(dataset.contacts)} rows" in out
