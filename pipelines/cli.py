@@ -89,8 +89,7 @@ def _parser() -> argparse.ArgumentParser:
 def _configure_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if not args.debug:
-        logging.getLogger("urllib3").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.DEBUG if args.debug else logging.WARNING)
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "DEBUG" if args.debug else "WARNING")
 
 

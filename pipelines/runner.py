@@ -11,15 +11,23 @@ from pathlib import Path
 from typing import Any
 
 import dlt
-from dlt.common.configuration.exceptions import ConfigFieldMissingException
+import pendulum
+from dlt.common.configuration.exceptions import ConfigFieldMissingException, LookupTraces
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.providers import Provider
-from sources.canonical import SyncPlan
+from pipelines.reconcile import reconcile
+from sources.canonical import SyncOutcome, SyncPlan
 from sources.errors import CampaignSyncError, ConfigurationError
 from sources.redaction import redact
 
 log = logging.getLogger("campaign_sync")
+
+# the run record kept in the pipeline's local state (never synced to the destination; no secrets)
+LAST_RUN = "campaign_sync_last_run"
+LAST_SUCCESS = "campaign_sync_last_success"
+# how often `--progress` writes a log line when stderr is not a terminal
+PROGRESS_LOG_SECONDS = 10.0
 
 
 @dataclass
@@ -42,6 +50,7 @@ class LoadResult:
     requests: int = 0
     seconds: float = 0.0
     error: CampaignSyncError | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def destination(target: Target) -> Any:
@@ -60,8 +69,17 @@ def pipeline(provider: Provider, target: Target) -> dlt.Pipeline:
         destination=destination(target),
         dataset_name=target.dataset,
         pipelines_dir=target.pipelines_dir,
-        progress="log" if target.progress else None,
+        progress=progress_collector(target.progress),
     )
+
+
+def progress_collector(enabled: bool) -> Any:
+    """dlt's progress display for `--progress`: bars on a terminal, a periodic log line otherwise."""
+    if not enabled:
+        return None
+    if sys.stderr.isatty():
+        return dlt.progress.tqdm()
+    return dlt.progress.log(log_period=PROGRESS_LOG_SECONDS, logger=log, dump_system_stats=False)
 
 
 def run_provider(
@@ -74,9 +92,12 @@ def run_provider(
     started = time.monotonic()
     result = LoadResult(provider.name)
     plan = SyncPlan(backfill_since=backfill_since, backfill_until=backfill_until)
+    load: dlt.Pipeline | None = None
     try:
         source = _build_source(provider, plan)
         load = pipeline(provider, target)
+        if target.progress:
+            _count_requests(source, load, plan.outcome)
         try:
             load.run(source)
         finally:
@@ -86,29 +107,84 @@ def run_provider(
             counts = trace.last_normalize_info.row_counts
             result.rows = {t: n for t, n in counts.items() if not t.startswith("_dlt")}
         result.error = plan.outcome.error()
+        with load.sql_client() as client:
+            result.warnings = [found.message for found in reconcile(client, provider.name)]
     except CampaignSyncError as error:
         result.error = error
     except PipelineStepFailed as failure:
-        result.error = _unwrap(failure)
+        result.error = _unwrap(failure, provider)
     result.seconds = time.monotonic() - started
+    if load is not None:
+        _remember(load, result)
     return result
+
+
+def _count_requests(source: Any, load: dlt.Pipeline, outcome: SyncOutcome) -> None:
+    """Show the run's HTTP requests (and so their rate) as a counter of dlt's progress display."""
+    counted = 0
+
+    def tick(item: Any) -> Any:
+        nonlocal counted
+        made = outcome.requests
+        if made > counted:
+            load.collector.update("requests", inc=made - counted)
+            counted = made
+        return item
+
+    for resource in source.resources.values():
+        resource.add_map(tick)
+
+
+def _remember(load: dlt.Pipeline, result: LoadResult) -> None:
+    """Keep what the run knows (when, rows by table, requests, duration, error) in the pipeline's local state."""
+    record = {
+        "finished_at": pendulum.now("UTC").isoformat(),
+        "seconds": round(result.seconds, 3),
+        "requests": result.requests,
+        "rows": result.rows,
+        "error": redact(str(result.error)) if result.error is not None else None,
+    }
+    load.set_local_state_val(LAST_RUN, record)
+    if result.error is None:
+        load.set_local_state_val(LAST_SUCCESS, record)
 
 
 def _build_source(provider: Provider, plan: SyncPlan) -> Any:
     try:
         return provider.source(plan=plan)
     except ConfigFieldMissingException as missing:
-        names = ", ".join(provider.setting(name) for name in missing.fields)
-        raise ConfigurationError(f"{provider.name}: missing setting {names}") from None
+        raise _missing_setting(missing, provider) from None
 
 
-def _unwrap(failure: BaseException) -> CampaignSyncError:
-    seen = failure
+def _missing_setting(missing: ConfigFieldMissingException, provider: Provider) -> ConfigurationError:
+    """Name the environment variables of the missing settings (nested ones, what they lack)."""
+    names = []
+    for field_name, traces in missing.traces.items():
+        nested = [trace for trace in traces if isinstance(trace, LookupTraces)]
+        if not nested:
+            names.append(provider.setting(field_name))
+            continue
+        lacking = sorted({name for trace in nested for name in trace.traces})
+        tried = [t for trace in nested for found in trace.traces.values() for t in found if t.sections]
+        setting = "__".join(tried[0].sections).upper() if tried else field_name
+        names.append(f"{setting} (it lacks {', '.join(lacking)})")
+    return ConfigurationError(f"missing setting {', '.join(names)}")
+
+
+def _unwrap(failure: BaseException, provider: Provider) -> CampaignSyncError:
+    """The error behind a failed dlt step: ours as it is, a missing setting named, else the root cause."""
+    seen: BaseException | None = failure
+    root = failure
     while seen is not None:
         if isinstance(seen, CampaignSyncError):
             return seen
+        if isinstance(seen, ConfigFieldMissingException):
+            return _missing_setting(seen, provider)
+        root = seen
         seen = seen.__cause__ or seen.__context__
-    return CampaignSyncError(redact(f"{type(failure).__name__}: {failure}").splitlines()[0])
+    lines = [line for line in str(root).splitlines() if line.strip()]
+    detail = lines[0] if lines else ""
+    return CampaignSyncError(redact(f"{type(root).__name__}: {detail}"))
 
 
 def report_results(results: list[LoadResult], quiet: bool) -> int:
@@ -121,4 +197,7 @@ def report_results(results: list[LoadResult], quiet: bool) -> int:
         if not quiet and (result.rows or result.error is None):
             counts = ", ".join(f"{table} {n}" for table, n in sorted(result.rows.items())) or "nothing new"
             print(f"{result.provider}: {counts} ({result.requests} requests, {result.seconds:.1f}s)")
+        if not quiet:
+            for warning in result.warnings:
+                print(f"{result.provider}: warning: {warning}")
     return exit_code

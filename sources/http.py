@@ -49,7 +49,8 @@ class _RateLimitedAdapter(HTTPAdapter):
     """Holds every request to the budget: at most `max_in_flight` at once, starts spaced by the limiter."""
 
     def __init__(self, limiter: RateLimiter, max_in_flight: int) -> None:
-        super().__init__(pool_maxsize=max_in_flight, pool_connections=4)
+        # a connection returns to the pool only after its body is read, outside the semaphore
+        super().__init__(pool_maxsize=2 * max_in_flight, pool_connections=4)
         self.limiter = limiter
         self.in_flight = threading.BoundedSemaphore(max_in_flight)
 

@@ -1,15 +1,22 @@
 """Fixtures: a sandbox on a free port, the environment that points campaign-sync at it, and
-helpers to run the command line and read the loaded DuckDB tables."""
+helpers to run the command line and read the loaded tables.
+
+Every test that uses `harness` / `make_harness` runs twice: on a DuckDB file and on the
+PostgreSQL server (127.0.0.1:5432, database `test`, a schema of its own per test). When the
+server is down the PostgreSQL half fails, unless CAMPAIGN_SYNC_SKIP_POSTGRES=1 says to skip it.
+"""
 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import psycopg2
 import pytest
 
 from pipelines.cli import main
@@ -22,13 +29,18 @@ FAST_RETRIES = {
 }
 
 
+POSTGRES_URL = "postgresql://postgres:postgres@127.0.0.1:5432/test"  # trust auth: any password
+DESTINATIONS = ("duckdb", "postgres")
+
+
 @dataclass
 class Harness:
-    """A sandbox and a DuckDB target in a temporary folder, driven through the command line."""
+    """A sandbox and a destination (DuckDB file or PostgreSQL schema), driven through the command line."""
 
     sandbox: Sandbox
     folder: Path
     monkeypatch: pytest.MonkeyPatch
+    destination: str = "duckdb"
     dataset: str = "campaign_activity"
 
     @property
@@ -40,7 +52,11 @@ class Harness:
         return self.folder / "pipelines"
 
     def cli(self, *args: str) -> int:
-        common = ["--duckdb-path", str(self.duckdb_path), "--pipelines-dir", str(self.pipelines_dir)]
+        """Run `campaign-sync ARGS` in-process against this harness' destination; return the exit code."""
+        if args and args[0] == "sandbox":
+            return main(list(args))
+        common = ["--pipelines-dir", str(self.pipelines_dir), "--dataset", self.dataset]
+        common += ["--destination", self.destination, "--duckdb-path", str(self.duckdb_path)]
         return main([*args, *common])
 
     def setenv(self, **values: Any) -> None:
@@ -48,18 +64,54 @@ class Harness:
             self.monkeypatch.setenv(key, str(value))
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Run SQL (unqualified table names resolve in the dataset) and return all rows."""
+        if self.destination == "postgres":
+            with psycopg2.connect(POSTGRES_URL) as con, con.cursor() as cur:
+                cur.execute(f"SET search_path TO {self.dataset}")
+                cur.execute(sql)
+                return [tuple(row) for row in cur.fetchall()]
         with duckdb.connect(str(self.duckdb_path), read_only=True) as con:
             con.execute(f"SET schema '{self.dataset}'")
             return con.execute(sql).fetchall()
+
+    def execute(self, sql: str) -> None:
+        """Run a statement that changes the loaded tables (to simulate damage or drift)."""
+        if self.destination == "postgres":
+            with psycopg2.connect(POSTGRES_URL) as con, con.cursor() as cur:
+                cur.execute(f"SET search_path TO {self.dataset}")
+                cur.execute(sql)
+            return
+        with duckdb.connect(str(self.duckdb_path)) as con:
+            con.execute(f"SET schema '{self.dataset}'")
+            con.execute(sql)
 
     def count(self, table: str, where: str = "true") -> int:
         return self.query(f"SELECT count(*) FROM {table} WHERE {where}")[0][0]
 
 
+def _postgres_available() -> bool:
+    try:
+        psycopg2.connect(POSTGRES_URL, connect_timeout=3).close()
+        return True
+    except psycopg2.OperationalError:
+        return False
+
+
+@pytest.fixture(params=DESTINATIONS)
+def destination(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The destination a test runs on; a PostgreSQL test gets a schema of its own, dropped after."""
+    if request.param == "postgres" and not _postgres_available():
+        if os.environ.get("CAMPAIGN_SYNC_SKIP_POSTGRES") == "1":
+            pytest.skip("PostgreSQL is down and CAMPAIGN_SYNC_SKIP_POSTGRES=1")
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL} (set CAMPAIGN_SYNC_SKIP_POSTGRES=1 to skip)")
+    yield request.param
+
+
 @pytest.fixture
-def make_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def make_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, destination: str) -> Iterator[Any]:
     """Build a harness around a started sandbox; extra kwargs go to `Sandbox`."""
     started: list[Sandbox] = []
+    dataset = f"cs_{uuid.uuid4().hex[:12]}" if destination == "postgres" else "campaign_activity"
 
     def build(requests_per_second: dict[str, float] | None = None, **sandbox_options: Any) -> Harness:
         sandbox = Sandbox(requests_per_second=requests_per_second or {}, **sandbox_options)
@@ -73,11 +125,19 @@ def make_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[An
             monkeypatch.setenv(key, value)
         for name in sandbox.apps:
             monkeypatch.setenv(f"SOURCES__{name.upper()}__REQUESTS_PER_SECOND", "0")
-        return Harness(sandbox, tmp_path, monkeypatch)
+        monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", POSTGRES_URL)
+        return Harness(sandbox, tmp_path, monkeypatch, destination, dataset)
 
     yield build
     for sandbox in started:
         sandbox.stop()
+    if destination == "postgres":
+        with psycopg2.connect(POSTGRES_URL) as con, con.cursor() as cur:
+            cur.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname = %s OR nspname LIKE %s", (dataset, dataset + "\\_%")
+            )
+            for (schema,) in cur.fetchall():
+                cur.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @pytest.fixture

@@ -264,7 +264,7 @@ def test_api_key_appears_in_no_log_state_or_table(harness, caplog, capfd):
         if path.is_file():
             assert API_KEY.encode() not in path.read_bytes(), path
     tables = [r[0] for r in harness.query(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'campaign_activity'"
+        f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{harness.dataset}'"
     )]
     assert "contact_activity" in tables and "_dlt_pipeline_state" in tables
     for table in tables:
