@@ -7,6 +7,11 @@ Variants (Sandbox(variants=...)) for what the real API leaves unsure:
 - `eo_click_url`: `yes` (default) or `no` URL field on clicked rows;
 - `eo_bounce_type`: `yes` (default) or `no` type field on bounced rows;
 - `eo_retry_after`: `yes` (default) or `no` Retry-After header on 429.
+
+Schema drift switches, flipped by tests between two runs:
+- `eo_new_contact_field=yes`: every third contact gains the custom field `Loyalty`;
+- `eo_new_report_field=yes`: opened rows gain a field `ip_country`;
+- `eo_score_type=text`: the custom field `Score` arrives as text instead of a number.
 """
 
 from __future__ import annotations
@@ -43,16 +48,21 @@ def iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def contact_object(contact: Contact) -> dict[str, Any]:
+def contact_object(contact: Contact, variants: dict[str, str]) -> dict[str, Any]:
     if contact.deleted:
         return {
             "id": contact.id, "email_address": None, "fields": None, "tags": None,
             "status": None, "created_at": None, "last_updated_at": None, "deleted": True,
         }
+    fields = dict(contact.fields)
+    if variants.get("eo_new_contact_field") == "yes" and contact.number % 3 == 0:
+        fields["Loyalty"] = "gold"
+    if variants.get("eo_score_type") == "text" and "Score" in fields:
+        fields["Score"] = f"score-{fields['Score']}"
     body: dict[str, Any] = {
         "id": contact.id,
         "email_address": contact.email,
-        "fields": dict(contact.fields),
+        "fields": fields,
         "tags": list(contact.tags),
         "status": contact.status,
         "created_at": iso(contact.created_at),
@@ -82,11 +92,13 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
 
     def event_row(event: Event) -> dict[str, Any]:
         row: dict[str, Any] = {
-            "contact": contact_object(dataset.contact(event.contact_id)),
+            "contact": contact_object(dataset.contact(event.contact_id), variants),
             "occurred_at": None if event.timestamp_missing else iso(event.at),
         }
         if event.type == "clicked" and variants.get("eo_click_url", "yes") == "yes":
             row["url"] = event.url
+        if event.type == "opened" and variants.get("eo_new_report_field") == "yes":
+            row["ip_country"] = "DE"
         if event.type == "bounced" and variants.get("eo_bounce_type", "yes") == "yes":
             row["type"] = "HARD" if event.bounce_code in ("B", "D", "F") else "SOFT"
         return row
@@ -170,7 +182,7 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
                 rows = [event_row(e) for e in dataset.events(campaign, report)]
                 return page(request, path, rows, True)
             if report in SNAPSHOTS:
-                rows = [{"contact": contact_object(dataset.contact(c))}
+                rows = [{"contact": contact_object(dataset.contact(c), variants)}
                         for c in dataset.not_engaged(campaign, SNAPSHOTS[report])]
                 return page(request, path, rows, True)
         if path == "/lists":
@@ -178,7 +190,7 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
                     for i, list_id in enumerate(dataset.lists)]
             return page(request, path, rows, False)
         if match := re.fullmatch(r"/lists/([^/]+)/contacts", path):
-            rows = [contact_object(c) for c in dataset.contacts if c.list_id == match[1]]
+            rows = [contact_object(c, variants) for c in dataset.contacts if c.list_id == match[1]]
             return page(request, path, rows, False)
         raise error(404, "NOT_FOUND", "The requested resource could not be found.")
 
