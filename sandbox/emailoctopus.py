@@ -103,6 +103,13 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
             row["type"] = "HARD" if event.bounce_code in ("B", "D", "F") else "SOFT"
         return row
 
+    def snapshot_row(contact_id: str) -> dict[str, Any]:
+        return {"contact": contact_object(dataset.contact(contact_id), variants)}
+
+    def list_object(numbered: tuple[int, str]) -> dict[str, Any]:
+        number, list_id = numbered
+        return {"id": list_id, "name": f"List {number + 1}", "double_opt_in": False, "fields": [], "counts": {}}
+
     def summary(campaign: Campaign) -> dict[str, Any]:
         events = dataset.events(campaign)
 
@@ -130,7 +137,7 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
             }
         return nested
 
-    def page(request: Request, path: str, rows: list[dict[str, Any]], is_report: bool) -> Response:
+    def page(request: Request, path: str, items: list[Any], render: Any, is_report: bool) -> Response:
         try:
             limit = int(request.args.get("limit", MAX_LIMIT))
         except ValueError:
@@ -142,8 +149,8 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
             start = int(base64.urlsafe_b64decode(after)) if after else 0
         else:
             start = (int(request.args.get("page", 1)) - 1) * limit
-        chunk = rows[start:start + limit]
-        more = start + limit < len(rows)
+        chunk = [render(item) for item in items[start:start + limit]]
+        more = start + limit < len(items)
         last_page = variants.get("eo_last_page", "mixed")
         if more:
             params = {"api_key": request.args.get("api_key"), "limit": limit}
@@ -169,7 +176,7 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
             raise error(401, "API_KEY_INVALID", "Your API key is invalid.")
         path = path.removeprefix(API)
         if path == "/campaigns":
-            return page(request, path, [campaign_object(c) for c in dataset.campaigns], False)
+            return page(request, path, dataset.campaigns, campaign_object, False)
         if match := re.fullmatch(r"/campaigns/([^/]+)", path):
             return json_response(campaign_object(campaign_by_id(match[1])))
         if match := re.fullmatch(r"/campaigns/([^/]+)/reports/([a-z-]+)", path):
@@ -179,19 +186,15 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
             if report == "summary":
                 return json_response(summary(campaign))
             if report in REPORTS:
-                rows = [event_row(e) for e in dataset.events(campaign, report)]
-                return page(request, path, rows, True)
+                return page(request, path, dataset.events(campaign, report), event_row, True)
             if report in SNAPSHOTS:
-                rows = [{"contact": contact_object(dataset.contact(c), variants)}
-                        for c in dataset.not_engaged(campaign, SNAPSHOTS[report])]
-                return page(request, path, rows, True)
+                contact_ids = dataset.not_engaged(campaign, SNAPSHOTS[report])
+                return page(request, path, contact_ids, snapshot_row, True)
         if path == "/lists":
-            rows = [{"id": list_id, "name": f"List {i + 1}", "double_opt_in": False, "fields": [], "counts": {}}
-                    for i, list_id in enumerate(dataset.lists)]
-            return page(request, path, rows, False)
+            return page(request, path, list(enumerate(dataset.lists)), list_object, False)
         if match := re.fullmatch(r"/lists/([^/]+)/contacts", path):
-            rows = [contact_object(c, variants) for c in dataset.contacts if c.list_id == match[1]]
-            return page(request, path, rows, False)
+            members = [c for c in dataset.contacts if c.list_id == match[1]]
+            return page(request, path, members, lambda contact: contact_object(contact, variants), False)
         raise error(404, "NOT_FOUND", "The requested resource could not be found.")
 
     def throttled() -> SandboxError:

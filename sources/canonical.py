@@ -12,12 +12,13 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 import dlt
 import pendulum
+import pyarrow as pa
 from dlt.extract.resource import DltResource
 
 from sources.errors import CampaignSyncError, CredentialsRefused, QuotaExhausted
@@ -100,8 +101,49 @@ def parse_utc(value: Any) -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
-        return pendulum.instance(value).in_timezone("UTC")
-    return pendulum.parse(str(value)).in_timezone("UTC")
+        parsed = value
+    else:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except (TypeError, ValueError):  # not the common ISO shape: let pendulum try harder
+            parsed = pendulum.parse(str(value))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+_ARROW_TYPES = {"text": pa.string(), "timestamp": pa.timestamp("us", tz="UTC"), "bigint": pa.int64(), "bool": pa.bool_()}
+
+
+def to_arrow(rows: list[Row], table: dict[str, Any]) -> pa.Table:
+    """A page of canonical rows as an Arrow table, so dlt loads it without its per-row path.
+
+    Canonical columns get their declared types; any other field keeps the type Arrow infers
+    (text when its values disagree), and a field with no value in this page is left out.
+    """
+    declared = table["columns"]
+    keys = {*_names(table.get("primary_key")), *_names(table.get("merge_key"))}
+    names = list(dict.fromkeys(key for row in rows for key in row))
+    arrays, fields = [], []
+    for name in names:
+        values = [row.get(name) for row in rows]
+        data_type = _ARROW_TYPES.get(declared.get(name, {}).get("data_type", ""))
+        if data_type is None:
+            if all(value is None for value in values):
+                continue
+            try:
+                array = pa.array(values)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                array = pa.array([None if value is None else str(value) for value in values])
+        else:
+            array = pa.array(values, type=data_type)
+        arrays.append(array)
+        fields.append(pa.field(name, array.type, nullable=name not in keys))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _names(key: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    return (key,) if isinstance(key, str) else tuple(key or ())
 
 
 def activity_id(identity: tuple[Any, ...], occurrence: int) -> str:
@@ -223,6 +265,8 @@ class SyncPlan:
 
 
 COMPLETE = object()
+# rows per Arrow table handed to dlt: dlt's cost per item is fixed, so fewer, larger items
+ARROW_BATCH_ROWS = 5_000
 # how long past its attribution window a sent campaign is still offered to the report reads,
 # so that the read after the window closes happens even when a run is missed or fails
 REMEMBER_AFTER_WINDOW = timedelta(days=7)
@@ -252,6 +296,22 @@ def _is_due(read: ReportRead, cursor: dict[str, Any], settings: SyncSettings) ->
     read_at = cursor.get("read_at")
     # open until one complete read has happened after the attribution window closed
     return read_at is None or parse_utc(read_at) < sent_at + settings.attribution_window
+
+
+def _reads_pending(api: ProviderApi, campaign: Row, settings: SyncSettings) -> bool:
+    """Whether a nightly run still has a report of `campaign` to read (per the report resources' cursors)."""
+    resources = dlt.current.source_state().get("resources", {})
+    nightly = replace(settings, backfill_since=None, backfill_until=None)
+    groups = (
+        (CONTACT_ACTIVITY, api.activity_reads),
+        (CAMPAIGN_NON_ENGAGEMENT, api.non_engagement_reads),
+        (CAMPAIGN_SUMMARIES, api.summary_reads),
+    )
+    for table, reads_of in groups:
+        cursors = resources.get(table["name"], {}).get("cursors", {})
+        if any(_is_due(read, cursors.get(read.state_key, {}), nightly) for read in reads_of(campaign)):
+            return True
+    return False
 
 
 def _since(cursor: dict[str, Any], settings: SyncSettings) -> datetime | None:
@@ -363,7 +423,11 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
                     recent[row["campaign_id"]] = _to_state(row)
             yield page
         horizon = settings.now - settings.attribution_window - REMEMBER_AFTER_WINDOW
-        for campaign_id in [cid for cid, row in recent.items() if parse_utc(row["sent_at"]) < horizon]:
+        # forgotten only once none of its reads is due (a stopped run may have left some unread)
+        for campaign_id in [
+            cid for cid, row in recent.items()
+            if parse_utc(row["sent_at"]) < horizon and not _reads_pending(api, _from_state(row), settings)
+        ]:
             del recent[campaign_id]
         unlisted = [_from_state(row) for campaign_id, row in recent.items() if campaign_id not in listed]
         if unlisted:
@@ -373,14 +437,21 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
     def contact_activity(campaign_page: list[Row]) -> Iterator[list[Row]]:
         reads = [read for campaign in campaign_page for read in api.activity_reads(campaign)]
         occurrences: dict[str, Counter[tuple[Any, ...]]] = {}
+        batch: list[Row] = []
         for read, rows in read_due_reports(api, reads, settings, outcome):
             if rows is not COMPLETE:
-                yield with_activity_ids(rows, read, occurrences.setdefault(read.state_key, Counter()))
+                batch.extend(with_activity_ids(rows, read, occurrences.setdefault(read.state_key, Counter())))
+            if len(batch) >= ARROW_BATCH_ROWS:
+                yield to_arrow(batch, CONTACT_ACTIVITY)
+                batch = []
+        if batch:
+            yield to_arrow(batch, CONTACT_ACTIVITY)
 
     @dlt.transformer(data_from=campaigns, **CAMPAIGN_NON_ENGAGEMENT)
     def campaign_non_engagement(campaign_page: list[Row]) -> Iterator[list[Row]]:
         reads = [read for campaign in campaign_page for read in api.non_engagement_reads(campaign)]
         snapshots: dict[str, list[Row]] = {}
+        batch: list[Row] = []
         for read, rows in read_due_reports(api, reads, settings, outcome):
             if rows is not COMPLETE:
                 snapshots.setdefault(read.state_key, []).extend(rows)
@@ -391,7 +462,12 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
             for row in snapshot:
                 row["kind"] = read.report
                 row["as_of"] = settings.now
-            yield [{**reset, SNAPSHOT_RESET: True}, *snapshot]
+            batch += [{**reset, SNAPSHOT_RESET: True}, *snapshot]
+            if len(batch) >= ARROW_BATCH_ROWS:
+                yield to_arrow(batch, CAMPAIGN_NON_ENGAGEMENT)
+                batch = []
+        if batch:
+            yield to_arrow(batch, CAMPAIGN_NON_ENGAGEMENT)
 
     @dlt.transformer(data_from=campaigns, **CAMPAIGN_SUMMARIES)
     def campaign_summaries(campaign_page: list[Row]) -> Iterator[list[Row]]:
