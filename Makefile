@@ -20,3 +20,9 @@ lint:
 
 clean:
 	rm -rf .campaign_sync_demo campaign_sync_demo.duckdb .pytest_cache
+
+bench:  ## the performance suite (several minutes): table on stdout, figures in benchmarks/results/latest.json
+	$(BIN)/python -m benchmarks.run
+
+bench-quick:  ## the same scenarios at small scale, one run each (under a minute)
+	$(BIN)/python -m benchmarks.run --quick

@@ -82,7 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(command=cmd_demo, duckdb_path=None)
 
     status = commands.add_parser("status", parents=[common], help="last loads, row counts and cursors")
+    status.add_argument("--json", action="store_true", help="print one JSON document for machines")
     status.set_defaults(command=cmd_status)
+
+    report = commands.add_parser("report", parents=[common], help="write an HTML engagement report with charts")
+    report.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
+    report.set_defaults(command=cmd_report)
     return parser
 
 
@@ -171,7 +176,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from pipelines.status import print_status
 
-    return print_status(_target(args), list(PROVIDERS.values()))
+    return print_status(_target(args), list(PROVIDERS.values()), as_json=args.json)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipelines.report import write_report
+
+    path = write_report(_target(args), args.out)
+    if not args.quiet:
+        print(f"report written to {path}")
+    return 0
 
 
 if __name__ == "__main__":

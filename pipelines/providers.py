@@ -8,6 +8,8 @@ from typing import Any
 
 import dlt
 
+from sources.constant_contact_v2 import constant_contact_v2_source
+from sources.constant_contact_v3 import constant_contact_v3_source
 from sources.emailoctopus import emailoctopus_source
 
 
@@ -34,5 +36,9 @@ class Provider:
 
 PROVIDERS = {
     provider.name: provider
-    for provider in (Provider("emailoctopus", emailoctopus_source, ("api_key",)),)
+    for provider in (
+        Provider("emailoctopus", emailoctopus_source, ("api_key",)),
+        Provider("constant_contact_v2", constant_contact_v2_source, ("api_key", "access_token")),
+        Provider("constant_contact_v3", constant_contact_v3_source, ("client_id", "client_secret", "refresh_token")),
+    )
 }

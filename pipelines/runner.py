@@ -17,6 +17,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.providers import Provider
 from pipelines.reconcile import reconcile
+from pipelines.views import create_views
 from sources.canonical import SyncOutcome, SyncPlan
 from sources.errors import CampaignSyncError, ConfigurationError
 from sources.redaction import redact
@@ -28,6 +29,10 @@ LAST_RUN = "campaign_sync_last_run"
 LAST_SUCCESS = "campaign_sync_last_success"
 # how often `--progress` writes a log line when stderr is not a terminal
 PROGRESS_LOG_SECONDS = 10.0
+
+
+# PostgreSQL loads through COPY from CSV files rather than INSERT statements
+LOADER_FILE_FORMATS = {"duckdb": None, "postgres": "csv"}
 
 
 @dataclass
@@ -56,7 +61,10 @@ class LoadResult:
 def destination(target: Target) -> Any:
     """The dlt destination for `target` (PostgreSQL reads DESTINATION__POSTGRES__CREDENTIALS)."""
     if target.destination == "duckdb":
-        return dlt.destinations.duckdb(credentials=str(Path(target.duckdb_path).resolve()))
+        path = Path(target.duckdb_path).resolve()
+        if path.stem == target.dataset:  # DuckDB would not tell the file's catalog from the schema
+            raise ConfigurationError(f"--duckdb-path {path.name} and --dataset {target.dataset} need different names")
+        return dlt.destinations.duckdb(credentials=str(path))
     if target.destination == "postgres":
         return dlt.destinations.postgres()
     raise ConfigurationError(f"unknown destination {target.destination!r}: use duckdb or postgres")
@@ -99,7 +107,7 @@ def run_provider(
         if target.progress:
             _count_requests(source, load, plan.outcome)
         try:
-            load.run(source)
+            load.run(source, loader_file_format=LOADER_FILE_FORMATS[target.destination])
         finally:
             result.requests = plan.outcome.requests
         trace = load.last_trace
@@ -107,8 +115,7 @@ def run_provider(
             counts = trace.last_normalize_info.row_counts
             result.rows = {t: n for t, n in counts.items() if not t.startswith("_dlt")}
         result.error = plan.outcome.error()
-        with load.sql_client() as client:
-            result.warnings = [found.message for found in reconcile(client, provider.name)]
+        result.warnings = after_load(load, provider)
     except CampaignSyncError as error:
         result.error = error
     except PipelineStepFailed as failure:
@@ -117,6 +124,13 @@ def run_provider(
     if load is not None:
         _remember(load, result)
     return result
+
+
+def after_load(load: dlt.Pipeline, provider: Provider) -> list[str]:
+    """What follows every load (command line or Airflow): the analysis views, then the reconciliation warnings."""
+    create_views(load)
+    with load.sql_client() as client:
+        return [found.message for found in reconcile(client, provider.name)]
 
 
 def _count_requests(source: Any, load: dlt.Pipeline, outcome: SyncOutcome) -> None:

@@ -1,55 +1,148 @@
-"""`campaign-sync status`: per provider, the last load, row counts, cursors and open campaigns."""
+"""`campaign-sync status`: per provider, the last load, row counts, the time range of the events,
+the campaigns inside the attribution window, the cursors and the load reconciliation.
+
+What a run knows (rows by table, requests, duration) comes from the record the runner keeps in
+the pipeline's local state; everything else from the destination (standard SQL through the
+pipeline's sql_client, so DuckDB and PostgreSQL alike) and from the state dlt keeps there.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pipelines.providers import Provider
-from pipelines.runner import Target, pipeline
+import dlt
 
-TABLES = ("campaigns", "contact_activity", "campaign_non_engagement", "contacts", "campaign_summaries")
+from pipelines.providers import Provider
+from pipelines.reconcile import existing_tables, reconcile
+from pipelines.runner import LAST_RUN, LAST_SUCCESS, Target, pipeline
+
+TABLES = (
+    "campaigns", "campaign_activities", "contact_activity", "campaign_non_engagement", "contacts", "campaign_summaries",
+)
+DEFAULT_ATTRIBUTION_WINDOW_DAYS = 30
+
+
+def attribution_window_days(provider: Provider) -> int:
+    """The provider's ATTRIBUTION_WINDOW_DAYS setting (environment or .dlt/config.toml), default 30."""
+    value = dlt.config.get(f"sources.{provider.name}.attribution_window_days", int)
+    return DEFAULT_ATTRIBUTION_WINDOW_DAYS if value is None else int(value)
 
 
 def provider_status(provider: Provider, target: Target) -> dict[str, Any]:
-    """What is known of a provider's loads: state from the pipeline, counts from the tables."""
+    """What is known of a provider's loads, as JSON-ready values; `loaded` is False when never loaded."""
     load = pipeline(provider, target)
     with contextlib.suppress(Exception):  # nothing loaded yet, or the destination is not there
         load.sync_destination()
     source_state = load.state.get("sources", {}).get(provider.name)
     if not source_state:
         return {"provider": provider.name, "loaded": False}
+    local = load.state.get("_local", {})
+    last_run = local.get(LAST_RUN)
     cursors = source_state.get("resources", {}).get("contact_activity", {}).get("cursors", {})
-    trace = load.last_trace
+    window = attribution_window_days(provider)
     status: dict[str, Any] = {
         "provider": provider.name,
         "loaded": True,
-        "last_load": trace.finished_at.isoformat() if trace is not None and trace.finished_at else None,
-        "cursors": {key: value.get("cursor") for key, value in sorted(cursors.items())},
-        "rows": {},
+        "pipeline": provider.pipeline_name,
+        "last_successful_load": local.get(LAST_SUCCESS),
+        "last_run_error": last_run if last_run and last_run.get("error") else None,
+        "attribution_window_days": window,
+        "cursors": [
+            {"key": key, **{name: cursor.get(name) for name in ("campaign_id", "report", "cursor", "read_at")}}
+            for key, cursor in sorted(cursors.items())
+        ],
     }
     with load.sql_client() as client:
-        for table in TABLES:
-            name = client.make_qualified_table_name(table)
-            try:
-                rows = client.execute_sql(f"SELECT count(*) FROM {name} WHERE provider = %s", provider.name)
-            except Exception:  # the table does not exist yet
-                continue
-            status["rows"][table] = rows[0][0]
+        status.update(_from_tables(client, provider, load.default_schema_name or provider.name, window))
     return status
 
 
-def print_status(target: Target, providers: list[Provider]) -> int:
-    """Print the status of every provider; exit code 0."""
-    for provider in providers:
-        status = provider_status(provider, target)
-        if not status["loaded"]:
-            print(f"{provider.name}: never loaded")
-            continue
-        print(f"{provider.name}: last load {status['last_load'] or 'unknown'}")
-        for table, count in status["rows"].items():
-            print(f"  {table}: {count} rows")
-        print(f"  cursors: {len(status['cursors'])} (campaign:report)")
-        for key, cursor in status["cursors"].items():
-            print(f"    {key}: {cursor or '-'}")
+def _from_tables(client: Any, provider: Provider, schema_name: str, window: int) -> dict[str, Any]:
+    tables = existing_tables(client)
+    table = client.make_qualified_table_name
+
+    def rows(sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        return list(client.execute_sql(sql, *params) or ())
+
+    found: dict[str, Any] = {"rows": {}, "occurred_at": None, "open_campaigns": [], "last_loaded_at": None}
+    if "_dlt_loads" in tables:
+        sql = f"SELECT max(inserted_at) FROM {table('_dlt_loads')} WHERE schema_name = %s AND status = 0"
+        found["last_loaded_at"] = _iso(rows(sql, schema_name)[0][0])
+    for name in TABLES:
+        if name in tables:
+            found["rows"][name] = rows(f"SELECT count(*) FROM {table(name)} WHERE provider = %s", provider.name)[0][0]
+    if "contact_activity" in tables:
+        sql = f"SELECT min(occurred_at), max(occurred_at) FROM {table('contact_activity')} WHERE provider = %s"
+        oldest, newest = rows(sql, provider.name)[0]
+        found["occurred_at"] = {"oldest": _iso(oldest), "newest": _iso(newest)}
+    if "campaigns" in tables:
+        close = timedelta(days=window)
+        since = datetime.now(UTC) - close
+        sql = (
+            f"SELECT campaign_id, name, sent_at FROM {table('campaigns')} "
+            "WHERE provider = %s AND sent_at > %s ORDER BY sent_at, campaign_id"
+        )
+        found["open_campaigns"] = [
+            {"campaign_id": cid, "name": name, "sent_at": _iso(sent), "window_closes": _iso(sent + close)}
+            for cid, name, sent in rows(sql, provider.name, since)
+        ]
+    found["reconciliation"] = [difference.as_dict() for difference in reconcile(client, provider.name)]
+    return found
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def print_status(target: Target, providers: list[Provider], as_json: bool = False) -> int:
+    """Print the status of every provider, as text or as one JSON document; exit code 0."""
+    statuses = [provider_status(provider, target) for provider in providers]
+    if as_json:
+        print(json.dumps({"providers": statuses}, indent=2))
+        return 0
+    for status in statuses:
+        print("\n".join(_text(status)))
     return 0
+
+
+def _text(status: dict[str, Any]) -> list[str]:
+    name = status["provider"]
+    if not status["loaded"]:
+        return [f"{name}: never loaded"]
+    last = status["last_successful_load"]
+    if last is not None:
+        lines = [f"{name}: last load {last['finished_at']} ({last['seconds']:.1f}s, {last['requests']} requests)"]
+        loaded = ", ".join(f"{table} {n}" for table, n in sorted(last["rows"].items())) or "nothing new"
+        lines.append(f"  rows loaded then: {loaded}")
+    else:
+        lines = [f"{name}: last load {status['last_loaded_at'] or 'unknown'} (no run record on this machine)"]
+    if status["last_run_error"] is not None:
+        failed = status["last_run_error"]
+        lines.append(f"  last run failed {failed['finished_at']}: {failed['error']}")
+    for table, count in status["rows"].items():
+        lines.append(f"  {table}: {count} rows")
+    if status["occurred_at"] is not None:
+        occurred = status["occurred_at"]
+        lines.append(f"  occurred_at: oldest {occurred['oldest']}, newest {occurred['newest']}")
+    window = status["attribution_window_days"]
+    lines.append(f"  campaigns in the attribution window ({window} days): {len(status['open_campaigns'])}")
+    for campaign in status["open_campaigns"]:
+        lines.append(
+            f"    {campaign['campaign_id']} {campaign['name'] or ''}: sent {campaign['sent_at']}, "
+            f"window closes {campaign['window_closes']}"
+        )
+    lines.append(f"  cursors: {len(status['cursors'])} (the newest occurred_at loaded, per campaign and report)")
+    by_campaign: dict[str, list[str]] = {}
+    for cursor in status["cursors"]:
+        campaign = cursor["key"].rsplit(":", 1)[0]
+        by_campaign.setdefault(campaign, []).append(f"{cursor['report']} {cursor['cursor'] or '-'}")
+    lines.extend(f"    {campaign}: {', '.join(reports)}" for campaign, reports in by_campaign.items())
+    if status["reconciliation"]:
+        lines.append(f"  reconciliation: {len(status['reconciliation'])} differences from the provider's summaries")
+        lines.extend(f"    warning: {found['message']}" for found in status["reconciliation"])
+    else:
+        lines.append("  reconciliation: the loaded counts agree with the provider's summaries")
+    return lines

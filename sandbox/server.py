@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -85,7 +85,8 @@ class Sandbox:
 
     Use as a context manager, or `start()` / `stop()`. `base_url(provider)` is what the
     provider's BASE_URL setting should be; `datasets[provider]` is the ground truth;
-    `requests[provider]` counts the requests served (429s included).
+    `requests[provider]` counts the requests served (429s included). The data is generated
+    around `clock` (default: now); the same seed, scale and clock give the same data.
     """
 
     def __init__(
@@ -97,8 +98,9 @@ class Sandbox:
         requests_per_second: dict[str, float] | None = None,
         variants: dict[str, str] | None = None,
         faults: Faults | None = None,
+        clock: datetime | None = None,
     ) -> None:
-        from sandbox import emailoctopus
+        from sandbox import constant_contact_v2, constant_contact_v3, emailoctopus
 
         self.seed, self.port, self.latency = seed, port, latency
         self.variants = dict(variants or {})
@@ -106,8 +108,8 @@ class Sandbox:
         rates = requests_per_second or {}
         self.apps: dict[str, ProviderApp] = {}
         self.datasets: dict[str, Dataset] = {}
-        for offset, module in enumerate((emailoctopus,)):
-            dataset = generate(seed * 100 + offset, scale)
+        for offset, module in enumerate((emailoctopus, constant_contact_v2, constant_contact_v3)):
+            dataset = generate(seed * 100 + offset, scale, clock)
             app = module.app(dataset, self.variants, rates.get(module.NAME, module.REQUESTS_PER_SECOND))
             self.apps[module.NAME] = app
             self.datasets[module.NAME] = dataset

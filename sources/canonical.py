@@ -406,7 +406,11 @@ def with_activity_ids(rows: list[Row], read: ReportRead, occurrences: Counter[tu
 
 
 def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncOutcome) -> list[DltResource]:
-    """The canonical dlt resources of a provider: campaigns, their reports, and contacts."""
+    """The canonical dlt resources of a provider: campaigns, their reports, and contacts.
+
+    The report transformers and contacts are parallelized: dlt advances them in worker threads,
+    so their requests overlap, all under the provider's one limiter and in-flight cap.
+    """
     outcome.http = api.http
 
     @dlt.resource(**CAMPAIGNS)
@@ -433,7 +437,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         if unlisted:
             yield unlisted
 
-    @dlt.transformer(data_from=campaigns, **CONTACT_ACTIVITY)
+    @dlt.transformer(data_from=campaigns, parallelized=True, **CONTACT_ACTIVITY)
     def contact_activity(campaign_page: list[Row]) -> Iterator[list[Row]]:
         reads = [read for campaign in campaign_page for read in api.activity_reads(campaign)]
         occurrences: dict[str, Counter[tuple[Any, ...]]] = {}
@@ -447,7 +451,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         if batch:
             yield to_arrow(batch, CONTACT_ACTIVITY)
 
-    @dlt.transformer(data_from=campaigns, **CAMPAIGN_NON_ENGAGEMENT)
+    @dlt.transformer(data_from=campaigns, parallelized=True, **CAMPAIGN_NON_ENGAGEMENT)
     def campaign_non_engagement(campaign_page: list[Row]) -> Iterator[list[Row]]:
         reads = [read for campaign in campaign_page for read in api.non_engagement_reads(campaign)]
         snapshots: dict[str, list[Row]] = {}
@@ -469,7 +473,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         if batch:
             yield to_arrow(batch, CAMPAIGN_NON_ENGAGEMENT)
 
-    @dlt.transformer(data_from=campaigns, **CAMPAIGN_SUMMARIES)
+    @dlt.transformer(data_from=campaigns, parallelized=True, **CAMPAIGN_SUMMARIES)
     def campaign_summaries(campaign_page: list[Row]) -> Iterator[list[Row]]:
         reads = [read for campaign in campaign_page for read in api.summary_reads(campaign)]
         for _read, rows in read_due_reports(api, reads, settings, outcome):
@@ -478,7 +482,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
                     row["as_of"] = settings.now
                 yield rows
 
-    @dlt.resource(**CONTACTS)
+    @dlt.resource(parallelized=True, **CONTACTS)
     def contacts() -> Iterator[list[Row]]:
         for page in _until_quota(api.contacts(), outcome):
             for row in page:

@@ -1,0 +1,1 @@
+"""`make bench`: campaign-sync's performance suite (see benchmarks/run.py)."""

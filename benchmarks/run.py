@@ -1,0 +1,338 @@
+"""`make bench` / `make bench-quick`: request-rate, nightly-cost, CPU and memory figures.
+
+Each scenario starts the sandbox in a process of its own (so that it does not share our GIL),
+runs campaign-sync as a child process (`python -m pipelines ...`), and measures wall time,
+requests served (the sandbox's own counter), 429s, rows loaded and the child's peak RSS.
+The baselines run in the same way: `benchmarks/naive_dlt.py` (dlt's generic rest_api source)
+and raw DuckDB (the same report pages written as JSON lines and read by `read_json`).
+Results go to stdout as a table and to benchmarks/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import dlt
+import duckdb
+import requests
+
+from sandbox import Sandbox
+from sandbox.dataset import Dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
+EO = "emailoctopus"
+EO_REPORTS = ("sent", "opened", "clicked", "bounced", "complained", "unsubscribed")
+EO_SNAPSHOTS = {"not-opened": "opened", "not-clicked": "clicked"}
+
+
+@dataclass
+class Settings:
+    """What one `make bench` (or `bench-quick`) run measures."""
+
+    runs: int
+    backfill_scale: tuple[int, int]
+    cpu_scale: tuple[int, int]
+    memory_scale: tuple[int, int] | None
+    latency: float = 0.1
+    budget: float = 50.0
+    saturation_latency: float = 0.15
+    saturation_budget: float = 20.0
+
+
+FULL = Settings(runs=3, backfill_scale=(20, 1_000), cpu_scale=(30, 4_000), memory_scale=(60, 20_000))
+QUICK = Settings(runs=1, backfill_scale=(8, 300), cpu_scale=(12, 1_500), memory_scale=None, latency=0.05)
+
+
+def _serve(options: dict[str, Any], ready: Any) -> None:
+    sandbox = Sandbox(**options).start()
+    ready.set()
+    sandbox.wait()
+
+
+class SandboxProcess:
+    """The sandbox in a child process; its ground truth regenerated here from the same seed and clock."""
+
+    def __init__(self, scale: tuple[int, int], latency: float = 0.0, budget: float = 0.0) -> None:
+        self.clock = datetime.now(timezone.utc).replace(microsecond=0)
+        self.port = _free_port()
+        rates = {name: budget for name in ("emailoctopus", "constant_contact_v2", "constant_contact_v3")}
+        options = {"seed": 7, "scale": scale, "port": self.port, "latency": latency,
+                   "requests_per_second": rates, "clock": self.clock}
+        ready = multiprocessing.Event()
+        self.process = multiprocessing.Process(target=_serve, args=(options, ready), daemon=True)
+        self.process.start()
+        ready.wait(120)
+        self.truth = Sandbox(seed=7, scale=scale, port=self.port, clock=self.clock)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stats(self) -> dict[str, Any]:
+        return requests.get(f"{self.url}/_sandbox/stats", timeout=10).json()
+
+    def control(self, action: str, **params: Any) -> None:
+        requests.post(f"{self.url}/_sandbox/{action}", params=params, timeout=10).raise_for_status()
+
+    def advance(self, hours: float) -> None:
+        self.control("advance", hours=hours)
+        self.truth.advance(hours)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.join(10)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _child(args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """Run a Python module as a child process; its wall time and peak RSS."""
+    started = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _pid, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - started
+    out, err = child.stdout.read(), child.stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(args)} failed: {err[-2000:] or out[-2000:]}")
+    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "stdout": out}
+
+
+class Ours:
+    """campaign-sync as its users run it, into a fresh DuckDB file and pipelines folder."""
+
+    def __init__(self, sandbox: SandboxProcess, budget: float, concurrency: int = 8) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="bench-"))
+        self.sandbox = sandbox
+        self.env = {**os.environ, **sandbox.truth.environment(), "RUNTIME__LOG_LEVEL": "WARNING"}
+        for name in sandbox.truth.apps:
+            self.env[f"SOURCES__{name.upper()}__REQUESTS_PER_SECOND"] = str(budget)
+            self.env[f"SOURCES__{name.upper()}__MAX_CONCURRENCY"] = str(concurrency)
+            self.env[f"SOURCES__{name.upper()}__REFRESH_TOKEN_FILE"] = str(self.folder / f"{name}.token")
+
+    def run(self, *command: str) -> dict[str, Any]:
+        before = self.sandbox.stats()
+        args = ["pipelines", *command, "--quiet", "--duckdb-path", str(self.folder / "ours.duckdb"),
+                "--pipelines-dir", str(self.folder / "pipelines")]
+        result = _child(args, self.env)
+        after = self.sandbox.stats()
+        provider = command[1]
+        result["requests"] = after["requests"].get(provider, 0) - before["requests"].get(provider, 0)
+        result["throttled"] = after["throttled"].get(provider, 0) - before["throttled"].get(provider, 0)
+        load = dlt.attach(f"campaign_sync_{provider}", pipelines_dir=str(self.folder / "pipelines"))
+        extract = next(step for step in load.last_trace.steps if step.step == "extract")
+        result["extract_seconds"] = (extract.finished_at - extract.started_at).total_seconds()
+        with duckdb.connect(str(self.folder / "ours.duckdb"), read_only=True) as con:
+            result["activity_rows"] = con.execute(
+                "SELECT count(*) FROM campaign_activity.contact_activity WHERE provider = ?", [provider]
+            ).fetchone()[0]
+        return result
+
+
+def minimum_requests(truth: Dataset, campaign_ids: set[str]) -> int:
+    """The requests EmailOctopus' incremental model cannot do without: listings plus open reports."""
+    def pages(n: int) -> int:
+        return max(1, math.ceil(n / 100))
+
+    total = pages(len(truth.campaigns)) + pages(len(truth.lists))
+    total += sum(pages(sum(1 for c in truth.contacts if c.list_id == lst)) for lst in truth.lists)
+    for campaign in truth.campaigns:
+        if campaign.id in campaign_ids:
+            total += sum(pages(len(truth.events(campaign, r))) for r in EO_REPORTS)
+            total += sum(pages(len(truth.not_engaged(campaign, a))) for a in EO_SNAPSHOTS.values()) + 1
+    return total
+
+
+def scenario_backfill(settings: Settings, latency: float, budget: float, with_naive: bool) -> dict[str, Any]:
+    """(a) A first full load: wall time and achieved request rate against the budget."""
+    figures: list[dict[str, Any]] = []
+    for _ in range(settings.runs):
+        sandbox = SandboxProcess(settings.backfill_scale, latency=latency, budget=budget)
+        try:
+            since = (sandbox.clock - timedelta(days=365)).date().isoformat()
+            figures.append(Ours(sandbox, budget).run("backfill", EO, "--since", since))
+        finally:
+            sandbox.stop()
+    ours = _median(figures, "seconds")
+    row = {
+        "latency_ms": latency * 1000, "budget_rps": budget,
+        "ours_seconds": ours["seconds"], "ours_requests": ours["requests"], "ours_429": ours["throttled"],
+        "ours_rate_rps": ours["requests"] / ours["extract_seconds"],
+        "ours_rate_of_budget": ours["requests"] / ours["extract_seconds"] / budget,
+        "runs": [f["seconds"] for f in figures],
+    }
+    if with_naive:
+        sandbox = SandboxProcess(settings.backfill_scale, latency=latency, budget=budget)
+        try:
+            before = sandbox.stats()["requests"].get(EO, 0)
+            folder = Path(tempfile.mkdtemp(prefix="bench-naive-"))
+            env = sandbox.truth.environment()
+            naive = _child(["benchmarks.naive_dlt", env["SOURCES__EMAILOCTOPUS__BASE_URL"],
+                            env["SOURCES__EMAILOCTOPUS__API_KEY"], str(folder / "baseline.duckdb"),
+                            str(folder / "pipelines")], dict(os.environ))
+            naive_requests = sandbox.stats()["requests"].get(EO, 0) - before
+        finally:
+            sandbox.stop()
+        row.update(naive_seconds=naive["seconds"], naive_requests=naive_requests,
+                   speedup_vs_naive=naive["seconds"] / ours["seconds"])
+    return row
+
+
+def scenario_nightly(settings: Settings) -> dict[str, Any]:
+    """(b) A nightly run after one simulated day: requests made against the minimum needed."""
+    sandbox = SandboxProcess(settings.backfill_scale)
+    try:
+        ours = Ours(sandbox, budget=0)
+        ours.run("run", EO)
+        sandbox.advance(24)
+        nightly = ours.run("run", EO)
+        window = timedelta(days=30)
+        open_ids = {c.id for c in sandbox.truth.datasets[EO].sent_campaigns()
+                    if c.send_at + window > sandbox.truth.datasets[EO].clock - timedelta(hours=24)}
+        needed = minimum_requests(sandbox.truth.datasets[EO], open_ids)
+        full = minimum_requests(sandbox.truth.datasets[EO], {c.id for c in sandbox.truth.datasets[EO].campaigns})
+    finally:
+        sandbox.stop()
+    return {"ours_requests": nightly["requests"], "minimum_requests": needed,
+            "ours_over_minimum": nightly["requests"] / needed,
+            "naive_requests_full_reread": full, "ours_seconds": nightly["seconds"]}
+
+
+def scenario_cpu(settings: Settings) -> dict[str, Any]:
+    """(c) CPU: activity rows a second, zero latency and no budget, against raw DuckDB on the same pages."""
+    figures = []
+    for _ in range(settings.runs):
+        sandbox = SandboxProcess(settings.cpu_scale)
+        try:
+            since = (sandbox.clock - timedelta(days=365)).date().isoformat()
+            result = Ours(sandbox, budget=0).run("backfill", EO, "--since", since)
+            result["rows_per_second"] = result["activity_rows"] / result["seconds"]
+            figures.append(result)
+        finally:
+            sandbox.stop()
+    ours = _median(figures, "rows_per_second")
+    raw = raw_duckdb_baseline(settings)
+    return {"provider": EO, "activity_rows": ours["activity_rows"], "ours_rows_per_second": ours["rows_per_second"],
+            "raw_duckdb_rows_per_second": raw, "ours_of_raw": ours["rows_per_second"] / raw,
+            "runs": [f["rows_per_second"] for f in figures]}
+
+
+def raw_duckdb_baseline(settings: Settings) -> float:
+    """Rows a second for DuckDB reading the same report pages from JSON lines itself (pages fetched first)."""
+    sandbox = SandboxProcess(settings.cpu_scale)
+    try:
+        env = sandbox.truth.environment()
+        base, key = env["SOURCES__EMAILOCTOPUS__BASE_URL"], env["SOURCES__EMAILOCTOPUS__API_KEY"]
+        session = requests.Session()
+        pages: list[list[dict[str, Any]]] = []
+        for campaign in sandbox.truth.datasets[EO].sent_campaigns():
+            for report in EO_REPORTS:
+                url: str | None = f"{base}/campaigns/{campaign.id}/reports/{report}?api_key={key}&limit=100"
+                while url:
+                    body = session.get(url, timeout=30).json()
+                    pages.append(body["data"])
+                    paging = body["paging"]
+                    url = base.split("/emailoctopus")[0] + paging["next"] if paging and paging.get("next") else None
+    finally:
+        sandbox.stop()
+    rows = sum(len(page) for page in pages)
+    timings = []
+    for _ in range(settings.runs):
+        folder = Path(tempfile.mkdtemp(prefix="bench-raw-"))
+        started = time.perf_counter()
+        with open(folder / "pages.jsonl", "w") as out:
+            for page in pages:
+                for row in page:
+                    out.write(json.dumps(row))
+                    out.write("\n")
+        with duckdb.connect(str(folder / "raw.duckdb")) as con:
+            con.execute(f"CREATE TABLE activity AS SELECT * FROM read_json('{folder / 'pages.jsonl'}')")
+        timings.append(time.perf_counter() - started)
+    return rows / statistics.median(timings)
+
+
+def scenario_memory(settings: Settings) -> dict[str, Any]:
+    """(d) Peak RSS of a backfill of about a million activity rows."""
+    sandbox = SandboxProcess(settings.memory_scale)
+    try:
+        since = (sandbox.clock - timedelta(days=365)).date().isoformat()
+        result = Ours(sandbox, budget=0).run("backfill", EO, "--since", since)
+    finally:
+        sandbox.stop()
+    return {"activity_rows": result["activity_rows"], "peak_rss_mb": result["peak_rss_mb"],
+            "seconds": result["seconds"], "rows_per_second": result["activity_rows"] / result["seconds"]}
+
+
+def _median(figures: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    ordered = sorted(figures, key=lambda f: f[key])
+    return ordered[len(ordered) // 2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small scales, one run each, no memory scenario")
+    settings = QUICK if parser.parse_args().quick else FULL
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "a_backfill": scenario_backfill(settings, settings.latency, settings.budget, with_naive=True),
+        "a_saturation": scenario_backfill(settings, settings.saturation_latency, settings.saturation_budget,
+                                          with_naive=False),
+        "b_nightly": scenario_nightly(settings),
+        "c_cpu": scenario_cpu(settings),
+    }
+    if settings.memory_scale is not None:
+        results["d_memory"] = scenario_memory(settings)
+    results["machine"] = {"python": platform.python_version(), "platform": platform.platform(),
+                          "cpus": os.cpu_count(), "dlt": dlt.__version__, "duckdb": duckdb.__version__,
+                          "mode": "quick" if settings is QUICK else "full", "seconds": time.perf_counter() - started,
+                          "at": datetime.now(timezone.utc).isoformat()}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2, default=str))
+    print(render(results))
+
+
+def render(results: dict[str, Any]) -> str:
+    """The results as a Markdown table."""
+    a, s, b, c = results["a_backfill"], results["a_saturation"], results["b_nightly"], results["c_cpu"]
+    lines = [
+        "| scenario | ours | baseline | ratio |",
+        "|---|---|---|---|",
+        f"| (a) backfill, {a['latency_ms']:.0f} ms latency, budget {a['budget_rps']:.0f}/s | "
+        f"{a['ours_seconds']:.1f} s, {a['ours_requests']} requests at {a['ours_rate_rps']:.1f}/s "
+        f"({a['ours_rate_of_budget']:.0%} of budget), {a['ours_429']} x 429 | naive dlt {a['naive_seconds']:.1f} s, "
+        f"{a['naive_requests']} requests | {a['speedup_vs_naive']:.1f}x faster |",
+        f"| (a) saturation, {s['latency_ms']:.0f} ms latency, budget {s['budget_rps']:.0f}/s | "
+        f"{s['ours_requests']} requests at {s['ours_rate_rps']:.1f}/s, {s['ours_429']} x 429 | budget "
+        f"{s['budget_rps']:.0f}/s | {s['ours_rate_of_budget']:.0%} of budget |",
+        f"| (b) nightly after one day | {b['ours_requests']} requests | minimum {b['minimum_requests']}; "
+        f"full re-read {b['naive_requests_full_reread']} | {b['ours_over_minimum']:.2f}x minimum |",
+        f"| (c) CPU, {c['provider']}, {c['activity_rows']} activity rows | {c['ours_rows_per_second']:,.0f} rows/s | "
+        f"raw DuckDB read_json {c['raw_duckdb_rows_per_second']:,.0f} rows/s | {c['ours_of_raw']:.0%} of raw |",
+    ]
+    if "d_memory" in results:
+        d = results["d_memory"]
+        lines.append(f"| (d) memory, backfill of {d['activity_rows']:,} activity rows | peak RSS "
+                     f"{d['peak_rss_mb']:.0f} MB in {d['seconds']:.0f} s | limit 500 MB | "
+                     f"{d['peak_rss_mb'] / 500:.0%} of limit |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

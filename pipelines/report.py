@@ -1,0 +1,255 @@
+"""`campaign-sync report`: a self-contained HTML engagement report with charts, from the loaded tables.
+
+The charts are plotly figures; plotly.js is inlined once, so the file opens without a network.
+Every query is standard SQL through the dlt pipeline's sql_client (DuckDB and PostgreSQL alike).
+"""
+
+from __future__ import annotations
+
+import html
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+from pipelines.providers import PROVIDERS
+from pipelines.reconcile import existing_tables
+from pipelines.runner import Target, pipeline
+from sources.errors import ConfigurationError
+
+# the funnel shows the most recently sent campaigns, the link chart the most clicked links
+MAX_CAMPAIGNS = 30
+MAX_LINKS = 15
+CHART_CLASS = "campaign-sync-chart"
+
+Query = Callable[..., list[tuple[Any, ...]]]
+
+
+@dataclass
+class Section:
+    """One part of the report: a title, a line of explanation, and a chart (or why there is none)."""
+
+    title: str
+    intro: str
+    figure: go.Figure | None
+    empty: str = "No data loaded for this yet."
+
+
+def write_report(target: Target, out: str | Path) -> Path:
+    """Query the loaded tables of `target` and write the HTML report to `out`; return its path."""
+    provider = next(iter(PROVIDERS.values()))  # every provider loads into the one dataset
+    with pipeline(provider, target).sql_client() as client:
+        tables = existing_tables(client)
+        if not {"campaign_engagement", "contact_activity"} <= tables:
+            raise ConfigurationError(
+                f"nothing loaded in dataset {target.dataset!r} of the {target.destination} destination "
+                "(check --destination, --dataset and --duckdb-path, or run `campaign-sync run` first)"
+            )
+
+        def query(sql: str, *params: Any) -> list[tuple[Any, ...]]:
+            names = {name: client.make_qualified_table_name(name) for name in tables}
+            return list(client.execute_sql(sql.format(**names), *params) or ())
+
+        funnel = query(FUNNEL_SQL)
+        sections = [
+            funnel_section(funnel[-MAX_CAMPAIGNS:]),
+            timeline_section(query, funnel),
+            device_section(query),
+            bounce_section(query),
+            unsubscribe_section(query),
+            links_section(query),
+        ]
+    path = Path(out)
+    path.write_text(render(sections, summary_rows(funnel), target.dataset), encoding="utf-8")
+    return path.resolve()
+
+
+FUNNEL_SQL = """
+SELECT provider, campaign_id, name, sent_at, sent, delivered, unique_opens, unique_clicks
+FROM {campaign_engagement} ORDER BY sent_at, provider, campaign_id
+"""
+
+
+def _label(provider: str, name: str | None, campaign_id: str) -> str:
+    return f"{name or campaign_id} ({provider})"
+
+
+def funnel_section(funnel: list[tuple[Any, ...]]) -> Section:
+    """Sent, delivered, opened (unique) and clicked (unique) per campaign, oldest first."""
+    labels = [_label(provider, name, cid) for provider, cid, name, *_ in funnel]
+    steps = ("sent", "delivered", "opened", "clicked")
+    figure = None
+    if funnel:
+        figure = go.Figure(
+            [go.Bar(name=step, x=labels, y=[row[4 + i] for row in funnel]) for i, step in enumerate(steps)],
+            layout={"barmode": "group", "yaxis": {"title": "contacts"}},
+        )
+    intro = f"Per campaign (the {MAX_CAMPAIGNS} most recently sent): contacts sent, delivered, opened and clicked."
+    return Section("Engagement funnel per campaign", intro, figure)
+
+
+TIMELINE_SQL = """
+SELECT provider, campaign_id, activity_type, date_trunc('hour', occurred_at) AS hour, count(*)
+FROM {contact_activity}
+WHERE activity_type IN ('opened', 'clicked') AND occurred_at IS NOT NULL
+GROUP BY provider, campaign_id, activity_type, date_trunc('hour', occurred_at)
+"""
+
+
+def timeline_section(query: Query, funnel: list[tuple[Any, ...]]) -> Section:
+    """Opens and clicks of every campaign by the hour since its send hour (0: the hour it was sent)."""
+    sent_hour = {
+        (provider, cid): sent.replace(minute=0, second=0, microsecond=0)
+        for provider, cid, _name, sent, *_ in funnel
+        if sent is not None
+    }
+    counts: dict[str, dict[int, int]] = {"opened": defaultdict(int), "clicked": defaultdict(int)}
+    for provider, cid, activity_type, hour, n in query(TIMELINE_SQL):
+        sent = sent_hour.get((provider, cid))
+        if sent is not None and hour >= sent:
+            counts[activity_type][int((hour - sent).total_seconds()) // 3600] += n
+    figure = None
+    if any(counts.values()):
+        hours = range(max(max(by_hour, default=0) for by_hour in counts.values()) + 1)
+        figure = go.Figure(
+            [
+                go.Scatter(name=activity_type, x=[h / 24 for h in hours], y=[by_hour.get(h, 0) for h in hours])
+                for activity_type, by_hour in counts.items()
+            ],
+            layout={"xaxis": {"title": "days since send"}, "yaxis": {"title": "events per hour"}},
+        )
+    return Section("Opens and clicks over time since send", "All campaigns together, per hour after sending.", figure)
+
+
+def _bar_section(title: str, intro: str, rows: list[tuple[Any, ...]], empty: str, axis: str = "events") -> Section:
+    """A horizontal bar chart of (label, count) rows, largest at the top."""
+    figure = None
+    if rows:
+        rows = sorted(rows, key=lambda row: row[1])
+        figure = go.Figure(
+            go.Bar(x=[row[1] for row in rows], y=[row[0] for row in rows], orientation="h"),
+            layout={"xaxis": {"title": axis}, "yaxis": {"automargin": True}},
+        )
+    return Section(title, intro, figure, empty)
+
+
+DEVICE_SQL = """
+SELECT device_type, activity_type, count(*) FROM {contact_activity}
+WHERE activity_type IN ('opened', 'clicked') AND device_type IS NOT NULL
+GROUP BY device_type, activity_type ORDER BY device_type
+"""
+
+
+def device_section(query: Query) -> Section:
+    """Opens and clicks by the device the provider reports."""
+    rows = query(DEVICE_SQL)
+    figure = None
+    if rows:
+        devices = sorted({device for device, _type, _n in rows})
+        by_type = {(device, activity_type): n for device, activity_type, n in rows}
+        figure = go.Figure(
+            [go.Bar(name=t, x=devices, y=[by_type.get((d, t), 0) for d in devices]) for t in ("opened", "clicked")],
+            layout={"barmode": "group", "yaxis": {"title": "events"}},
+        )
+    empty = "No device data: the loaded providers do not report the device of an open or click."
+    return Section("Device mix", "Opens and clicks by device.", figure, empty)
+
+
+BOUNCE_SQL = """
+SELECT bounce_type, reason, count(*) FROM {contact_activity}
+WHERE activity_type = 'bounced' GROUP BY bounce_type, reason
+"""
+
+
+def bounce_section(query: Query) -> Section:
+    """Bounces by type (hard, soft) and reason, as far as the provider reports them."""
+    rows = [
+        (": ".join(part for part in (kind or "type unknown", reason) if part), n)
+        for kind, reason, n in query(BOUNCE_SQL)
+    ]
+    return _bar_section("Bounce reasons", "Bounces by type and reason.", rows, "No bounces loaded.", "bounces")
+
+
+UNSUBSCRIBE_SQL = """
+SELECT reason, count(*) FROM {contact_activity}
+WHERE activity_type = 'unsubscribed' GROUP BY reason
+"""
+
+
+def unsubscribe_section(query: Query) -> Section:
+    """Unsubscribes by the reason given."""
+    rows = [(reason or "no reason given", n) for reason, n in query(UNSUBSCRIBE_SQL)]
+    empty = "No unsubscribes loaded."
+    return _bar_section("Unsubscribe reasons", "Unsubscribes by the reason given.", rows, empty, "unsubscribes")
+
+
+LINKS_SQL = """
+SELECT url, count(*) AS clicks FROM {contact_activity}
+WHERE activity_type = 'clicked' AND url IS NOT NULL
+GROUP BY url ORDER BY clicks DESC, url LIMIT %s
+"""
+
+
+def links_section(query: Query) -> Section:
+    """The most clicked links."""
+    rows = query(LINKS_SQL, MAX_LINKS)
+    intro = f"The {MAX_LINKS} most clicked links, all campaigns."
+    return _bar_section("Top links", intro, rows, "No clicked links loaded.", "clicks")
+
+
+def summary_rows(funnel: list[tuple[Any, ...]]) -> list[tuple[str, int, int, int, int]]:
+    """Per provider: campaigns, delivered, unique opens and unique clicks."""
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for provider, _cid, _name, _sent_at, _sent, delivered, opens, clicks in funnel:
+        for index, value in enumerate((1, delivered, opens, clicks)):
+            totals[provider][index] += value
+    return [(provider, *values) for provider, values in sorted(totals.items())]
+
+
+def render(sections: list[Section], summary: list[tuple[str, int, int, int, int]], dataset: str) -> str:
+    """The whole HTML document: plotly.js inlined once, then the summary and one block per section."""
+    rows = "".join(
+        f"<tr><td>{html.escape(provider)}</td><td>{campaigns}</td><td>{delivered}</td>"
+        f"<td>{_rate(opens, delivered)}</td><td>{_rate(clicks, delivered)}</td></tr>"
+        for provider, campaigns, delivered, opens, clicks in summary
+    )
+    blocks = []
+    for index, section in enumerate(sections):
+        if section.figure is None:
+            body = f'<p class="empty">{html.escape(section.empty)}</p>'
+        else:
+            section.figure.update_layout(
+                margin={"t": 40}, height=440, legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"}
+            )
+            section.figure.update_xaxes(automargin=True)
+            body = section.figure.to_html(
+                full_html=False, include_plotlyjs=False, div_id=f"chart-{index}", config={"displaylogo": False}
+            )
+            body = f'<div class="{CHART_CLASS}">{body}</div>'
+        blocks.append(f"<section><h2>{html.escape(section.title)}</h2><p>{html.escape(section.intro)}</p>{body}</section>")
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>campaign-sync engagement report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; }}
+td, th {{ border-bottom: 1px solid #ddd; padding: .3rem .8rem; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }} .empty {{ color: #777; font-style: italic; }}
+</style>
+<script type="text/javascript">{get_plotlyjs()}</script>
+</head><body>
+<h1>Engagement report</h1>
+<p>Dataset <code>{html.escape(dataset)}</code>, generated {generated}. Rates are of delivered emails.</p>
+<table><tr><th>provider</th><th>campaigns</th><th>delivered</th><th>open rate</th><th>click rate</th></tr>{rows}</table>
+{"".join(blocks)}
+</body></html>
+"""
+
+
+def _rate(count: int, base: int) -> str:
+    return f"{count / base:.1%}" if base else "-"

@@ -1,0 +1,233 @@
+"""What the Constant Contact v2 API looks like: auth, errors, limits, paging, and the reads it offers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import dlt
+import requests
+
+from sources.canonical import ReportRead, Row, SyncSettings, parse_utc
+from sources.constant_contact_v2 import mapping
+from sources.errors import CredentialsRefused, ProviderError, QuotaExhausted
+from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently
+from sources.redaction import redact, register_secret
+
+NAME = "constant_contact_v2"
+KEY_SETTING = "SOURCES__CONSTANT_CONTACT_V2__API_KEY"
+TOKEN_SETTING = "SOURCES__CONSTANT_CONTACT_V2__ACCESS_TOKEN"
+CAMPAIGNS = "emailmarketing/campaigns"
+CAMPAIGN_PAGE_SIZE = 50
+TRACKING_PAGE_SIZE = 500
+OVER_QPS = "mashery.not.authorized.over.qps"
+OVER_DAILY = "mashery.not.authorized.over.ratelimit"
+# the campaign listing passes: every live campaign, then the deleted ones (listed only on request)
+LISTING_STATUSES = ("ALL", "DELETED")
+
+
+class NoTracking(ProviderError):
+    """The campaign has no tracking list to read (gone, or not sent); treated as an empty one."""
+
+
+def _errors_of(response: requests.Response) -> list[tuple[str, str]]:
+    """The (error_key, error_message) pairs of an error answer: an array, or a single object."""
+    try:
+        body = response.json()
+    except ValueError:
+        return [("", response.text[:200])]
+    entries = body if isinstance(body, list) else [body]
+    return [
+        (str(e.get("error_key", "")), str(e.get("error_message", ""))) for e in entries if isinstance(e, dict)
+    ]
+
+
+def should_retry(response: requests.Response) -> bool:
+    """The per-second limit's answers (403 over.qps, or 429) pass: retry them."""
+    if response.status_code == 429:
+        return not _is_daily_limit(response)
+    return response.status_code == 403 and any(key == OVER_QPS for key, _ in _errors_of(response))
+
+
+def _is_daily_limit(response: requests.Response) -> bool:
+    return any(key == OVER_DAILY for key, _ in _errors_of(response))
+
+
+def _refused_setting(errors: list[tuple[str, str]]) -> str:
+    text = " ".join(f"{key} {message}" for key, message in errors).lower()
+    if "token" in text:
+        return TOKEN_SETTING
+    if "key" in text or "developer" in text:
+        return KEY_SETTING
+    return f"{KEY_SETTING} and {TOKEN_SETTING}"
+
+
+def check(response: requests.Response) -> None:
+    """Raise the error a v2 answer stands for, if it is not a success."""
+    if response.status_code == 200:
+        return
+    errors = _errors_of(response)
+    detail = redact("; ".join(f"{key} {message}".strip() for key, message in errors))
+    if response.status_code in (403, 429) and _is_daily_limit(response):
+        raise QuotaExhausted(f"the daily request quota is used up ({detail}); rerun after midnight UTC")
+    over_qps = response.status_code == 429 or any(key == OVER_QPS for key, _ in errors)
+    if response.status_code == 401 or (response.status_code == 403 and not over_qps):
+        raise CredentialsRefused(NAME, _refused_setting(errors), detail or f"HTTP {response.status_code}")
+    if response.status_code == 404:
+        raise NoTracking(f"{NAME}: {detail} from {redact(response.url)}")
+    raise ProviderError(f"{NAME}: HTTP {response.status_code} {detail} from {redact(response.url)}")
+
+
+def next_link(body: Any) -> tuple[str, None] | None:
+    """`meta.pagination.next_link`, followed verbatim with only `api_key` added; None at the end."""
+    meta = body.get("meta") if isinstance(body, dict) else None
+    pagination = meta.get("pagination") if isinstance(meta, dict) else None
+    link = pagination.get("next_link") if isinstance(pagination, dict) else None
+    return (link, None) if link else None
+
+
+def items(body: Any) -> list[dict[str, Any]]:
+    """The rows of a list envelope."""
+    results = body.get("results") if isinstance(body, dict) else None
+    if not isinstance(results, list):
+        raise ProviderError(f"{NAME}: a list answer without a `results` array")
+    return results
+
+
+def v2_time(value: datetime) -> str:
+    """A timestamp the way v2 writes and reads them: UTC with milliseconds (floored)."""
+    utc = value.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+class ConstantContactV2Api:
+    """The Constant Contact v2 reads, as the canonical resources need them."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        api_key: str,
+        access_token: str,
+        base_url: str,
+        requests_per_second: float,
+        settings: SyncSettings,
+    ) -> None:
+        register_secret(api_key)
+        register_secret(access_token)
+        self.settings = settings
+        self.http = ProviderHttp(
+            provider=NAME,
+            base_url=base_url,
+            requests_per_second=requests_per_second,
+            max_concurrency=settings.max_concurrency,
+            should_retry=should_retry,
+            check=check,
+            params={"api_key": api_key},
+            headers={"Authorization": f"Bearer {access_token}"},
+        )
+
+    # ---- campaigns ----
+    def campaigns(self) -> Iterator[list[Row]]:
+        """The campaigns changed since the last run (all of them on a first run or a backfill).
+
+        Two listings, live and deleted, by `modified_since` = the newest `modified_date`
+        seen minus the lookback; the details are read only for campaigns not seen at their
+        current `modified_date`. The listing cursor advances only after both passes.
+        """
+        listing = dlt.current.resource_state().setdefault("listing", {"modified_since": None, "seen": {}})
+        cursor = parse_utc(listing["modified_since"])
+        since = None if cursor is None or self.settings.is_backfill else cursor - self.settings.lookback
+        seen: dict[str, str] = dict(listing["seen"])
+        newest = cursor
+        for status in LISTING_STATUSES:
+            params: dict[str, Any] = {"status": status, "limit": CAMPAIGN_PAGE_SIZE}
+            if since is not None:
+                params["modified_since"] = v2_time(since)
+            for page in self.http.pages(CAMPAIGNS, params, items_of=items, next_of=next_link):
+                changed = []
+                for raw in page:
+                    campaign_id, modified = mapping.campaign_id(raw["id"]), raw.get("modified_date")
+                    modified_at = parse_utc(modified)
+                    if modified_at is not None and (newest is None or modified_at > newest):
+                        newest = modified_at
+                    if since is None or seen.get(campaign_id) != modified:
+                        changed.append(raw)
+                    seen[campaign_id] = modified
+                if changed:
+                    yield [mapping.campaign_row(raw) for raw in self._details(changed)]
+        if newest is not None:
+            listing["modified_since"] = newest.isoformat()
+            horizon = newest - self.settings.lookback
+            # only the campaigns a later listing can return again need remembering
+            listing["seen"] = {cid: m for cid, m in seen.items() if (parse_utc(m) or horizon) >= horizon}
+
+    def _details(self, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each listed campaign's details (read concurrently), in listing order."""
+        ids = [mapping.campaign_id(raw["id"]) for raw in listed]
+        jobs = [Job(cid, partial(self._one_campaign, cid)) for cid in ids]
+        details: dict[str, dict[str, Any]] = {}
+        for cid, page in fetch_concurrently(jobs, self.settings.max_concurrency):
+            if isinstance(page, JobDone):
+                if page.error is not None:
+                    raise page.error
+                continue
+            details[cid] = page
+        return [{**raw, **details[cid]} for cid, raw in zip(ids, listed, strict=True)]
+
+    def _one_campaign(self, campaign_id: str) -> list[dict[str, Any]]:
+        return [self.http.get(f"{CAMPAIGNS}/{campaign_id}")]
+
+    # ---- reports ----
+    def _tracking_pages(self, path: str, since: datetime | None) -> Iterator[list[dict[str, Any]]]:
+        params: dict[str, Any] = {"limit": TRACKING_PAGE_SIZE}
+        if since is not None:
+            params["created_since"] = v2_time(since)
+        try:
+            yield from self.http.pages(path, params, items_of=items, next_of=next_link)
+        except NoTracking:
+            return
+
+    def activity_reads(self, campaign: Row) -> list[ReportRead]:
+        """One read per tracking list of the campaign, each from its own `created_since` cursor."""
+        cid = campaign["campaign_id"]
+        links = mapping.link_urls(campaign)
+        return [
+            ReportRead(
+                campaign_id=cid,
+                report=report,
+                sent_at=campaign["sent_at"],
+                pages=partial(self._tracking_pages, f"{CAMPAIGNS}/{cid}/tracking/{report}"),
+                to_rows=partial(mapping.activity_rows, report, links),
+            )
+            for report in mapping.ACTIVITY_REPORTS
+        ]
+
+    def non_engagement_reads(self, campaign: Row) -> list[ReportRead]:
+        """None: v2 has no not-opened or not-clicked report."""
+        return []
+
+    def summary_reads(self, campaign: Row) -> list[ReportRead]:
+        """The tracking summary report of the campaign."""
+        cid = campaign["campaign_id"]
+        return [
+            ReportRead(
+                campaign_id=cid,
+                report="summary",
+                sent_at=campaign["sent_at"],
+                pages=partial(self._summary_pages, cid),
+                to_rows=lambda page: [mapping.summary_row(raw) for raw in page],
+            )
+        ]
+
+    def _summary_pages(self, campaign_id: str, _since: datetime | None) -> Iterator[list[dict[str, Any]]]:
+        try:
+            yield [self.http.get(f"{CAMPAIGNS}/{campaign_id}/tracking/reports/summary")]
+        except NoTracking:
+            return
+
+    def contacts(self) -> Iterator[list[Row]]:
+        """None yet: the v2 contacts endpoint is not part of this provider (see provider-apis.md §2)."""
+        yield from ()

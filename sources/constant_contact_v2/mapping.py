@@ -1,0 +1,113 @@
+"""How Constant Contact v2 rows map onto the canonical tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sources.canonical import Row, parse_utc
+
+# tracking list (path) -> canonical activity_type, for rows that lack `activity_type`
+ACTIVITY_REPORTS = {
+    "sends": "sent",
+    "opens": "opened",
+    "clicks": "clicked",
+    "forwards": "forwarded",
+    "unsubscribes": "unsubscribed",
+    "bounces": "bounced",
+}
+# the v2 `activity_type` words
+ACTIVITY_TYPES = {
+    "EMAIL_SEND": "sent",
+    "EMAIL_OPEN": "opened",
+    "EMAIL_CLICK": "clicked",
+    "EMAIL_FORWARD": "forwarded",
+    "EMAIL_UNSUBSCRIBE": "unsubscribed",
+    "EMAIL_BOUNCE": "bounced",
+}
+_DATE_FIELDS = ("send_date", "open_date", "click_date", "forward_date", "unsubscribe_date", "bounce_date")
+# v2 bounce codes: B non-existent address, D undeliverable, Z blocked; F mailbox full,
+# S suspended, V vacation / auto-reply; X other
+BOUNCE_TYPES = {"B": "hard", "D": "hard", "Z": "hard", "F": "soft", "S": "soft", "V": "soft", "X": "other"}
+# the message bodies are not activity; every other unknown campaign field is kept
+_CAMPAIGN_DROPPED = {"email_content", "text_content", "style_sheet"}
+
+
+def campaign_id(value: Any) -> str:
+    """A v2 campaign id as a string (it sometimes arrives as a JSON number)."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def campaign_row(raw: dict[str, Any]) -> Row:
+    """A canonical `campaigns` row from a v2 campaign (its details, or a bare listing row)."""
+    extra = {k: v for k, v in raw.items() if k not in _CAMPAIGN_DROPPED}
+    lists = extra.pop("sent_to_contact_lists", None)
+    row = {
+        "campaign_id": campaign_id(extra.pop("id")),
+        "created_at": parse_utc(extra.pop("created_date", None)),
+        "sent_at": parse_utc(extra.pop("last_run_date", None)),
+        "updated_at": parse_utc(extra.pop("modified_date", None)),
+    }
+    if lists is not None:
+        row["list_ids"] = [str(item.get("id")) if isinstance(item, dict) else str(item) for item in lists]
+    return {**extra, **row}
+
+
+def link_urls(campaign: Row) -> dict[str, str]:
+    """`link_id` (`url_uid`) -> URL, from a campaign's `click_through_details`."""
+    details = campaign.get("click_through_details") or []
+    return {str(d["url_uid"]): d["url"] for d in details if isinstance(d, dict) and d.get("url_uid") and d.get("url")}
+
+
+def activity_rows(report: str, links: dict[str, str], page: list[dict[str, Any]]) -> list[Row]:
+    """Canonical `contact_activity` rows (without ids) from a tracking list page.
+
+    Clicks get `url` from `link_uri` when the row has it, else from the campaign's links;
+    unsubscribes get `reason`; bounces a `bounce_type` from their code. Fields without a
+    canonical column are kept as they are.
+    """
+    rows = []
+    for raw in page:
+        extra = dict(raw)
+        extra.pop("campaign_id", None)  # the read's own id, always a string, is set instead
+        word = extra.pop("activity_type", None)
+        contact = extra.pop("contact_id", None)
+        occurred = next((extra.pop(name) for name in _DATE_FIELDS if name in extra), None)
+        row: Row = {
+            "activity_type": ACTIVITY_TYPES.get(str(word), ACTIVITY_REPORTS[report]),
+            "contact_id": None if contact is None else str(contact),
+            "email_address": extra.pop("email_address", None),
+            "occurred_at": parse_utc(occurred),
+        }
+        if "link_id" in extra:
+            extra["link_id"] = None if extra["link_id"] is None else str(extra["link_id"])
+            url = extra.pop("link_uri", None) or links.get(str(extra["link_id"]))
+            if url is not None:
+                row["url"] = url
+        if "unsubscribe_reason" in extra:
+            row["reason"] = extra.pop("unsubscribe_reason")
+        if extra.get("bounce_code") is not None:
+            row["bounce_type"] = BOUNCE_TYPES.get(str(extra["bounce_code"]).upper(), "other")
+        rows.append({**extra, **row})
+    return rows
+
+
+def summary_row(raw: dict[str, Any]) -> Row:
+    """A canonical `campaign_summaries` row from the v2 summary report (unique counts)."""
+    counts = {k: int(v) for k, v in raw.items() if isinstance(v, (int, float, str)) and str(v).isdigit()}
+    known = {"sends", "opens", "clicks", "forwards", "unsubscribes", "bounces", "spam_count"}
+    sent, bounced = counts.get("sends"), counts.get("bounces")
+    row = {
+        "sent": sent,
+        "delivered": sent - bounced if sent is not None and bounced is not None else None,
+        "opened_unique": counts.get("opens"),
+        "opened_total": None,
+        "clicked_unique": counts.get("clicks"),
+        "clicked_total": None,
+        "bounced": bounced,
+        "unsubscribed": counts.get("unsubscribes"),
+        "complained": counts.get("spam_count"),
+        "forwarded": counts.get("forwards"),
+        "not_opened": None,
+    }
+    extra = {k: v for k, v in raw.items() if k not in known and k not in ("campaign_id", "id")}
+    return {**extra, **row}

@@ -1,0 +1,60 @@
+"""The Constant Contact (API v3) dlt source."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import dlt
+from dlt.extract.resource import DltResource
+
+from sources.canonical import CAMPAIGN_ACTIVITIES, Row, SyncPlan, SyncSettings, canonical_resources
+from sources.constant_contact_v3.client import ConstantContactV3Api
+
+BASE_URL = "https://api.cc.email/v3"
+TOKEN_URL = "https://authz.constantcontact.com/oauth2/default/v1/token"
+REFRESH_TOKEN_FILE = "~/.campaign-sync/constant_contact_v3.refresh_token"
+
+
+@dlt.source(name="constant_contact_v3", section="constant_contact_v3", max_table_nesting=1)
+def constant_contact_v3_source(
+    client_id: str = dlt.secrets.value,
+    client_secret: str = dlt.secrets.value,
+    refresh_token: str = dlt.secrets.value,
+    base_url: str = BASE_URL,
+    token_url: str = TOKEN_URL,
+    refresh_token_file: str = REFRESH_TOKEN_FILE,
+    attribution_window_days: int = 30,
+    lookback_minutes: int = 60,
+    requests_per_second: float = 4,
+    max_concurrency: int = 8,
+    start_date: str | None = None,
+    plan: SyncPlan | None = None,
+) -> Sequence[DltResource]:
+    """Campaigns and their activities, every tracking report, summaries, and contacts from Constant Contact v3."""
+    plan = plan or SyncPlan()
+    settings = SyncSettings.from_config(plan, attribution_window_days, lookback_minutes, max_concurrency, start_date)
+    api = ConstantContactV3Api(
+        client_id,
+        client_secret,
+        refresh_token,
+        base_url,
+        token_url,
+        refresh_token_file,
+        requests_per_second,
+        max_concurrency,
+        settings,
+        plan.outcome,
+    )
+    resources = canonical_resources(api, settings, plan.outcome)
+    campaigns = next(resource for resource in resources if resource.name == "campaigns")
+    campaigns.apply_hints(columns={"campaign_activities": {"data_type": "json"}})
+
+    @dlt.transformer(data_from=campaigns, **CAMPAIGN_ACTIVITIES)
+    def campaign_activities(campaign_page: list[Row]) -> Iterator[list[Row]]:
+        rows = [row for campaign in campaign_page for row in api.campaign_activity_rows(campaign)]
+        for row in rows:
+            row["provider"] = api.name
+        if rows:
+            yield rows
+
+    return [*resources, campaign_activities]

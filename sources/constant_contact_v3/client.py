@@ -1,0 +1,488 @@
+"""What the Constant Contact v3 API looks like: OAuth, errors, paging, and the reads it offers.
+
+A campaign is made of campaign activities; only the `primary_email` and `resend` ones have
+tracking reports. Campaigns are listed by `updated_at` (`after_date` from the last run);
+the activities of a campaign, their details and send history are looked up once per run and
+shared by every report read. Tracking reports have no date filter and come newest first, so
+a read pages only until its rows are older than the cursor minus the lookback.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+import dlt
+import requests
+
+from sources.canonical import ReportRead, Row, SyncOutcome, SyncSettings, parse_utc
+from sources.constant_contact_v3 import mapping
+from sources.constant_contact_v3.oauth import RefreshingAccessToken, RefreshTokenFile
+from sources.errors import CampaignSyncError, CredentialsRefused, ProviderError, QuotaExhausted
+from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently
+from sources.redaction import redact, register_secret
+
+NAME = "constant_contact_v3"
+SETTING_PREFIX = f"SOURCES__{NAME.upper()}__"
+SECRET_SETTINGS = {key: f"{SETTING_PREFIX}{key.upper()}" for key in ("client_id", "client_secret", "refresh_token")}
+PAGE_SIZE = 500
+TRACKED_ROLES = ("primary_email", "resend")
+# statuses of a campaign that is about to be sent: checked again every run until it is
+PENDING_STATUSES = ("Scheduled", "Executing")
+# activity statuses that have no send history yet
+UNSENT_ACTIVITY_STATUSES = ("DRAFT", "SCHEDULED")
+QUOTA_EXCEEDED = "quota_exceeded"
+
+
+class NotFound(ProviderError):
+    """The campaign, activity or report is not there (any more)."""
+
+
+class _Unauthorized(CredentialsRefused):
+    """The API refused the access token: refreshed once and retried before it ends the run."""
+
+
+def errors_of(response: requests.Response) -> list[tuple[str, str]]:
+    """`(error_key, error_message)` pairs of an error answer: an array, or a single object."""
+    try:
+        body = response.json()
+    except ValueError:
+        return [("", response.text[:200])]
+    entries = body if isinstance(body, list) else [body]
+    return [
+        (str(entry.get("error_key", entry.get("error", ""))), str(entry.get("error_message", "")))
+        for entry in entries
+        if isinstance(entry, dict)
+    ]
+
+
+def should_retry(response: requests.Response) -> bool:
+    """Retry the per-second 429 (`throttled`); the daily one (`quota_exceeded`) stops the run."""
+    return response.status_code == 429 and not _is_quota(response)
+
+
+def _is_quota(response: requests.Response) -> bool:
+    return response.status_code == 429 and any(key == QUOTA_EXCEEDED for key, _ in errors_of(response))
+
+
+def check(response: requests.Response) -> None:
+    """Raise the error a v3 answer stands for, if it is not a success."""
+    if response.status_code == 200:
+        return
+    if response.status_code == 401:
+        setting = f"{SECRET_SETTINGS['client_id']} (the app's scopes)"
+        raise _Unauthorized(NAME, setting, "the API refused the access token")
+    if _is_quota(response):
+        raise QuotaExhausted(
+            f"{NAME}: the daily request quota is used up (quota_exceeded); what was read is loaded, "
+            "and a run after 00:00 UTC resumes from there"
+        )
+    errors = errors_of(response)
+    if response.status_code == 404:
+        raise NotFound(f"{NAME}: not found: {redact(response.url)}")
+    detail = redact("; ".join(f"{key} {message}".strip() for key, message in errors))
+    raise ProviderError(f"{NAME}: HTTP {response.status_code} {detail} from {redact(response.url)}")
+
+
+def next_link(body: Any) -> tuple[str, None] | None:
+    """The `_links.next.href` link, followed verbatim (it carries every parameter); None at the end."""
+    links = body.get("_links") if isinstance(body, dict) else None
+    following = links.get("next") if isinstance(links, dict) else None
+    href = following.get("href") if isinstance(following, dict) else None
+    return (href, None) if href else None
+
+
+def items(key: str, body: Any) -> list[dict[str, Any]]:
+    """The rows of a list answer, under `key` (an answer without it is an empty list)."""
+    rows = body.get(key) if isinstance(body, dict) else None
+    if not isinstance(body, dict) or not isinstance(rows, list | None):
+        raise ProviderError(f"{NAME}: a list answer without a `{key}` array")
+    return rows or []
+
+
+@dataclass
+class BearerHttp(ProviderHttp):
+    """ProviderHttp that sends the current access token; on a 401 it refreshes once and retries."""
+
+    tokens: RefreshingAccessToken | None = None
+
+    def request(self, method: str, path_or_link: str, params: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        """Send one request with the access token (see `ProviderHttp.request`)."""
+        assert self.tokens is not None
+        headers = kwargs.pop("headers", {})
+        token = self.tokens.get()
+        try:
+            return super().request(method, path_or_link, params, headers={**headers, **_bearer(token)}, **kwargs)
+        except _Unauthorized:
+            token = self.tokens.get(stale=token)
+        return super().request(method, path_or_link, params, headers={**headers, **_bearer(token)}, **kwargs)
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class ActivityInfo:
+    """A campaign activity as this run knows it: `details` when they were read this run."""
+
+    id: str
+    role: str
+    sent_at: datetime | None = None
+    details: dict[str, Any] | None = None
+
+    @property
+    def tracked(self) -> bool:
+        return self.role in TRACKED_ROLES
+
+
+@dataclass
+class CampaignInfo:
+    """A campaign's activities, looked up once per run; `listed` when it was listed (changed) this run."""
+
+    campaign_id: str
+    activities: list[ActivityInfo] = field(default_factory=list)
+    listed: bool = False
+
+    @property
+    def primary(self) -> ActivityInfo | None:
+        return next((a for a in self.activities if a.role == "primary_email"), None)
+
+    @property
+    def tracked(self) -> list[ActivityInfo]:
+        return [a for a in self.activities if a.tracked]
+
+
+def _later(newest: str | None, candidate: str | None) -> str | None:
+    """The later of two provider timestamps, kept as the provider wrote it."""
+    if candidate is None or parse_utc(candidate) is None:
+        return newest
+    if newest is None or parse_utc(candidate) > parse_utc(newest):
+        return candidate
+    return newest
+
+
+def _older(row: dict[str, Any], since: datetime) -> bool:
+    created = parse_utc(row.get("created_time"))
+    return created is not None and created < since
+
+
+class ConstantContactV3Api:
+    """The Constant Contact v3 reads, as the canonical resources need them."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
+        base_url: str,
+        token_url: str,
+        refresh_token_file: str,
+        requests_per_second: float,
+        max_concurrency: int,
+        settings: SyncSettings,
+        outcome: SyncOutcome,
+    ) -> None:
+        for secret in (client_id, client_secret, refresh_token):
+            register_secret(secret)
+        self.settings = settings
+        self.outcome = outcome
+        self.max_concurrency = max_concurrency
+        token_file = RefreshTokenFile(refresh_token_file, refresh_token, SECRET_SETTINGS["refresh_token"])
+        self.tokens = RefreshingAccessToken(
+            NAME, client_id, client_secret, refresh_token, token_url, token_file, SECRET_SETTINGS
+        )
+        self.http = BearerHttp(
+            provider=NAME,
+            base_url=base_url,
+            requests_per_second=requests_per_second,
+            max_concurrency=max_concurrency,
+            should_retry=should_retry,
+            check=check,
+            tokens=self.tokens,
+        )
+        self._campaigns: dict[str, CampaignInfo | None] = {}  # None: the lookup failed this run
+        self._summaries: dict[str, dict[str, Any]] | None = None
+        self._summaries_error: Exception | None = None
+        self._summaries_lock = threading.Lock()
+        self._contact_names: tuple[dict[str, str], dict[str, str]] | None = None
+        self._gone: set[str] = set()
+
+    def _pages(self, path: str, key: str, params: dict[str, Any] | None = None) -> Iterator[list[dict[str, Any]]]:
+        return self.http.pages(path, {"limit": PAGE_SIZE, **(params or {})}, partial(items, key), next_link)
+
+    # ---- campaigns ----
+    def campaigns(self) -> Iterator[list[Row]]:
+        """The campaigns changed since the last run (all of them in a backfill), and scheduled ones sent since.
+
+        The cursor (`after_date`: the newest `updated_at` listed) and the scheduled campaigns
+        to check again live in the campaigns resource's state; both move only after a
+        complete listing.
+        """
+        state = dlt.current.resource_state()
+        after = None if self.settings.is_backfill else state.get("after_date")
+        pending: dict[str, str] = dict(state.get("pending", {}))
+        newest, complete, listed = after, True, set()
+        for page in self._pages("emails", "campaigns", {"after_date": after} if after else None):
+            for raw in page:
+                listed.add(raw["campaign_id"])
+                newest = _later(newest, raw.get("updated_at"))
+            rows, ok = self._enrich(page)
+            complete &= ok
+            pending.update({row["campaign_id"]: row["status"] for row in rows})
+            if rows:
+                yield rows
+        again = [{"campaign_id": cid, "current_status": status} for cid, status in pending.items() if cid not in listed]
+        if again:
+            rows, ok = self._enrich(again, only_if_changed=True)
+            complete &= ok
+            pending.update({row["campaign_id"]: row["status"] for row in rows})
+            if rows:
+                yield rows
+        state["pending"] = {
+            cid: status for cid, status in pending.items() if status in PENDING_STATUSES and cid not in self._gone
+        }
+        if complete and newest is not None:
+            state["after_date"] = newest
+
+    def _enrich(self, listed: list[dict[str, Any]], only_if_changed: bool = False) -> tuple[list[Row], bool]:
+        """Canonical rows of listed campaigns, each with its activities looked up (concurrently)."""
+        jobs = [Job(raw["campaign_id"], partial(self._campaign_pages, raw, only_if_changed)) for raw in listed]
+        rows, complete = [], True
+        for campaign_id, result in fetch_concurrently(jobs, self.max_concurrency):
+            if isinstance(result, JobDone):
+                if result.error is not None:
+                    complete = False
+                    self._fail(f"campaign {campaign_id}", result.error)
+                continue
+            rows.append(result)
+        return rows, complete
+
+    def _campaign_pages(self, raw: dict[str, Any], only_if_changed: bool) -> list[Row]:
+        campaign_id = raw["campaign_id"]
+        try:
+            detail = self.http.get(f"emails/{campaign_id}")
+        except NotFound:
+            if only_if_changed:
+                self._gone.add(campaign_id)  # gone while scheduled: nothing more to learn
+                return []
+            # a removed campaign that no longer has details: what the listing says
+            return [mapping.campaign_row(raw, None, None)]
+        if only_if_changed and detail.get("current_status") == raw.get("current_status"):
+            return []
+        info = CampaignInfo(campaign_id, listed=True)
+        for reference in detail.get("campaign_activities") or []:
+            activity = ActivityInfo(str(reference.get("campaign_activity_id")), str(reference.get("role")))
+            if activity.tracked:
+                self._read_activity(activity)
+            info.activities.append(activity)
+        self._campaigns[campaign_id] = info
+        primary = info.primary
+        if primary is None:
+            return [mapping.campaign_row({**raw, **detail}, None, None)]
+        return [mapping.campaign_row({**raw, **detail}, primary.details, primary.sent_at)]
+
+    def _read_activity(self, activity: ActivityInfo) -> None:
+        """The activity's details and, unless it is plainly unsent, its send time."""
+        try:
+            activity.details = self.http.get(f"emails/activities/{activity.id}")
+        except NotFound:
+            activity.details = None
+            return
+        if str(activity.details.get("current_status", "")).upper() in UNSENT_ACTIVITY_STATUSES:
+            return
+        history = self.http.get(f"emails/activities/{activity.id}/send_history")
+        activity.sent_at = mapping.first_send(history)
+
+    def _campaign(self, campaign: Row) -> CampaignInfo | None:
+        """The activities of a sent campaign: from this run's listing, or from the campaign row.
+
+        A campaign offered again from memory (not changed, so not listed) carries the
+        `campaign_activities` of its last listing, and its send time is the primary email's.
+        Only its resends are looked up (once a run), as they may have been sent since. A
+        used-up quota or a failure is recorded, never raised here: what was read still loads.
+        """
+        campaign_id = campaign["campaign_id"]
+        if campaign_id in self._campaigns:
+            return self._campaigns[campaign_id]
+        if campaign.get("sent_at") is None:
+            return None
+        info = CampaignInfo(campaign_id)
+        for reference in campaign.get("campaign_activities") or []:
+            activity = ActivityInfo(str(reference.get("campaign_activity_id")), str(reference.get("role")))
+            if activity.role == "primary_email":
+                activity.sent_at = campaign["sent_at"]
+            elif activity.tracked:
+                self._look_up(activity, campaign_id)
+            info.activities.append(activity)
+        self._campaigns[campaign_id] = info
+        return info
+
+    def _look_up(self, activity: ActivityInfo, campaign_id: str) -> None:
+        """`_read_activity`, with a used-up quota or a failure recorded rather than raised."""
+        if self.outcome.quota is not None:
+            return
+        try:
+            self._read_activity(activity)
+        except QuotaExhausted as exhausted:
+            self.outcome.quota = exhausted
+        except CredentialsRefused:
+            raise
+        except CampaignSyncError as error:
+            self._fail(f"activity {activity.id} of campaign {campaign_id}", error)
+
+    def _fail(self, what: str, error: Exception) -> None:
+        if isinstance(error, (QuotaExhausted, CredentialsRefused)) or not isinstance(error, CampaignSyncError):
+            raise error
+        self.outcome.failures.append(f"{NAME} {what}: {error}")
+
+    def campaign_activity_rows(self, campaign: Row) -> list[Row]:
+        """`campaign_activities` rows of the activities whose details were read this run."""
+        info = self._campaign(campaign)
+        if info is None:
+            return []
+        return [
+            mapping.campaign_activity_row(info.campaign_id, activity.id, activity.role, activity.details,
+                                          activity.sent_at)
+            for activity in info.activities
+            if activity.details is not None or (info.listed and not activity.tracked)
+        ]
+
+    # ---- reports ----
+    def activity_reads(self, campaign: Row) -> list[ReportRead]:
+        """One read per tracking report of each tracked activity of the campaign."""
+        info = self._campaign(campaign)
+        if info is None:
+            return []
+        return [
+            ReportRead(
+                campaign_id=info.campaign_id,
+                report=report,
+                sent_at=activity.sent_at,
+                pages=partial(self._tracking_pages, activity.id, report),
+                to_rows=partial(mapping.activity_rows, activity_type),
+                campaign_activity_id=activity.id,
+            )
+            for activity in info.tracked
+            for report, activity_type in mapping.ACTIVITY_REPORTS.items()
+        ]
+
+    def _tracking_pages(self, activity_id: str, report: str, since: datetime | None) -> Iterator[list[dict[str, Any]]]:
+        """A tracking report, newest first: paged until its rows are older than `since`."""
+        path = f"reports/email_reports/{activity_id}/tracking/{report}"
+        try:
+            for page in self._pages(path, "tracking_activities"):
+                if since is None:
+                    yield page
+                    continue
+                yield [row for row in page if not _older(row, since)]
+                if page and _older(page[-1], since):
+                    return
+        except NotFound:
+            return
+
+    def non_engagement_reads(self, campaign: Row) -> list[ReportRead]:
+        """The campaign's not-opened snapshot, over its primary email and any resends."""
+        info = self._campaign(campaign)
+        if info is None or info.primary is None:
+            return []
+        return [
+            ReportRead(
+                campaign_id=info.campaign_id,
+                report="not_opened",
+                sent_at=info.primary.sent_at,
+                pages=partial(self._not_opened_pages, info),
+                to_rows=mapping.non_engagement_rows,
+            )
+        ]
+
+    def _not_opened_pages(self, info: CampaignInfo, _since: datetime | None) -> Iterator[list[dict[str, Any]]]:
+        """Who opened none of the campaign's activities.
+
+        A resend goes to the primary email's non-openers; whoever opened the resend is no
+        longer a non-opener of the campaign, though still one of the primary email.
+        """
+        assert info.primary is not None
+        not_opened = self._whole(info.primary.id, "didnotopens")
+        for resend in info.tracked:
+            if resend.role != "resend" or resend.sent_at is None:
+                continue
+            sent = {row.get("contact_id") for row in self._whole(resend.id, "sends")}
+            still = {row.get("contact_id") for row in self._whole(resend.id, "didnotopens")}
+            opened_resend = sent - still
+            not_opened = [row for row in not_opened if row.get("contact_id") not in opened_resend]
+        yield not_opened
+
+    def _whole(self, activity_id: str, report: str) -> list[dict[str, Any]]:
+        return [row for page in self._tracking_pages(activity_id, report, None) for row in page]
+
+    def summary_reads(self, campaign: Row) -> list[ReportRead]:
+        """The campaign's summary counts, from the one bulk summaries listing of the run."""
+        campaign_id = campaign["campaign_id"]
+        return [
+            ReportRead(
+                campaign_id=campaign_id,
+                report="summary",
+                sent_at=campaign.get("sent_at"),
+                pages=partial(self._summary_pages, campaign_id),
+                to_rows=lambda page: [mapping.summary_row(raw) for raw in page],
+            )
+        ]
+
+    def _summary_pages(self, campaign_id: str, _since: datetime | None) -> Iterator[list[dict[str, Any]]]:
+        summary = self._all_summaries().get(campaign_id)
+        if summary is not None:
+            yield [summary]
+
+    def _all_summaries(self) -> dict[str, dict[str, Any]]:
+        with self._summaries_lock:  # one listing for every campaign of the run
+            if self._summaries_error is not None:
+                raise self._summaries_error
+            if self._summaries is None:
+                try:
+                    path = "reports/summary_reports/email_campaign_summaries"
+                    pages = self._pages(path, "bulk_email_campaign_summaries")
+                    self._summaries = {str(raw.get("campaign_id")): raw for page in pages for raw in page}
+                except Exception as error:
+                    self._summaries_error = error
+                    raise
+            return self._summaries
+
+    # ---- contacts ----
+    def contacts(self) -> Iterator[list[Row]]:
+        """Contacts updated since the last run (deleted ones included), custom fields and tags by name."""
+        state = dlt.current.resource_state()
+        after = state.get("updated_after")
+        params = {"status": "all", "include": "custom_fields,list_memberships,taggings"}
+        if after:
+            params["updated_after"] = after
+        newest = after
+        for page in self._pages("contacts", "contacts", params):
+            if not page:
+                continue
+            field_names, tag_names = self._names()
+            rows = [mapping.contact_row(raw, field_names, tag_names) for raw in page]
+            for raw in page:
+                newest = _later(newest, raw.get("updated_at"))
+            yield rows
+        if newest is not None:
+            state["updated_after"] = newest
+
+    def _names(self) -> tuple[dict[str, str], dict[str, str]]:
+        if self._contact_names is None:
+            fields = {
+                str(raw.get("custom_field_id")): str(raw.get("name") or raw.get("label"))
+                for page in self.http.pages("contact_custom_fields", {"limit": 100}, partial(items, "custom_fields"),
+                                            next_link)
+                for raw in page
+            }
+            tags = {str(raw.get("tag_id")): str(raw.get("name")) for page in self._pages("contact_tags", "tags")
+                    for raw in page}
+            self._contact_names = fields, tags
+        return self._contact_names

@@ -1,0 +1,149 @@
+"""`campaign-sync status` (text and --json), load reconciliation, progress output, and dlt's own
+pipeline commands on a pipeline the command line loaded: sandbox over HTTP, DuckDB and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_emailoctopus import open_campaigns
+
+from sandbox.emailoctopus import REPORTS
+
+PROVIDER = "emailoctopus"
+# what does not depend on the destination's SQL runs on DuckDB only
+duckdb_only = pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
+
+
+def status_json(harness, capsys) -> dict:
+    capsys.readouterr()
+    assert harness.cli("status", "--json") == 0
+    statuses = json.loads(capsys.readouterr().out)["providers"]
+    return next(status for status in statuses if status["provider"] == PROVIDER)
+
+
+@duckdb_only
+def test_status_never_loaded(harness, capsys):
+    assert harness.cli("status") == 0
+    assert f"{PROVIDER}: never loaded" in capsys.readouterr().out
+    assert status_json(harness, capsys) == {"provider": PROVIDER, "loaded": False}
+
+
+def test_status_after_a_load(harness, capsys):
+    dataset = harness.sandbox.datasets[PROVIDER]
+    assert harness.cli("run", PROVIDER) == 0
+    assert "warning" not in capsys.readouterr().out  # the sandbox agrees with itself
+
+    status = status_json(harness, capsys)
+    last = status["last_successful_load"]
+    assert last["requests"] == harness.sandbox.requests[PROVIDER] > 0
+    assert last["seconds"] > 0 and last["finished_at"] and last["error"] is None
+    assert {"campaigns", "contact_activity", "contacts", "campaign_summaries"} <= set(last["rows"])
+    assert status["rows"]["contacts"] == len(dataset.contacts)
+    assert status["rows"]["contact_activity"] == harness.count("contact_activity") > 0
+    assert status["last_run_error"] is None and status["last_loaded_at"]
+
+    events = [e for c in dataset.sent_campaigns() for e in dataset.events(c) if e.type in REPORTS]
+    stamped = [e.at for e in events if not e.timestamp_missing]
+    assert status["occurred_at"] == {"oldest": min(stamped).isoformat(), "newest": max(stamped).isoformat()}
+
+    assert [c["campaign_id"] for c in status["open_campaigns"]] == open_campaigns(dataset)
+    assert status["attribution_window_days"] == 30
+    assert {c["key"] for c in status["cursors"]} == {f"{c.id}:{r}" for c in dataset.sent_campaigns() for r in REPORTS}
+    campaign = dataset.sent_campaigns()[-1]
+    cursor = next(c for c in status["cursors"] if c["key"] == f"{campaign.id}:opened")
+    assert cursor["cursor"] == max(e.at for e in dataset.events(campaign, "opened")).isoformat()
+    assert status["reconciliation"] == []
+
+    assert harness.cli("status") == 0
+    out = capsys.readouterr().out
+    assert f"{PROVIDER}: last load {last['finished_at']}" in out
+    assert f", {last['requests']} requests)" in out
+    assert f"campaigns in the attribution window (30 days): {len(status['open_campaigns'])}" in out
+    assert f"    {campaign.id}: " in out and "reconciliation: the loaded counts agree" in out
+
+    harness.setenv(SOURCES__EMAILOCTOPUS__ATTRIBUTION_WINDOW_DAYS=365)
+    status = status_json(harness, capsys)
+    assert status["attribution_window_days"] == 365
+    assert len(status["open_campaigns"]) == len(dataset.sent_campaigns())
+
+
+def test_reconciliation_warns_about_rows_missing_from_a_campaign(harness, capsys):
+    dataset = harness.sandbox.datasets[PROVIDER]
+    assert harness.cli("run", PROVIDER) == 0
+    out = capsys.readouterr().out
+    assert "warning" not in out
+    # a closed campaign is not re-read, so what is lost stays lost until a backfill
+    closed = [c for c in dataset.sent_campaigns() if c.id not in open_campaigns(dataset)]
+    campaign = max(closed, key=lambda c: len(dataset.events(c, "opened")))
+    harness.execute(
+        "DELETE FROM contact_activity WHERE activity_id IN (SELECT activity_id FROM contact_activity "
+        f"WHERE campaign_id = '{campaign.id}' AND activity_type = 'opened' ORDER BY contact_id LIMIT 5)"
+    )
+
+    status = status_json(harness, capsys)
+    [difference] = status["reconciliation"]
+    assert difference["campaign_id"] == campaign.id and difference["measure"] == "unique opens"
+    openers = {e.contact_id for e in dataset.events(campaign, "opened")}
+    assert difference["loaded"] < difference["reported"] == len(openers)
+
+    assert harness.cli("status") == 0
+    out = capsys.readouterr().out
+    assert f"warning: campaign {campaign.id} ({campaign.name}): unique opens loaded" in out
+
+    assert harness.cli("run", PROVIDER) == 0  # a data-quality signal, not a failure
+    assert f"{PROVIDER}: warning: campaign {campaign.id} ({campaign.name}): unique opens" in capsys.readouterr().out
+
+
+@duckdb_only
+def test_progress_logs_counters_and_quiet_prints_nothing(harness, capsys, caplog):
+    with caplog.at_level(logging.INFO, logger="campaign_sync"):
+        assert harness.cli("run", PROVIDER, "--progress") == 0
+    progress = "\n".join(r.getMessage() for r in caplog.records if r.name == "campaign_sync")
+    assert "Extract emailoctopus" in progress and "Load emailoctopus" in progress
+    assert f"requests: {harness.sandbox.requests[PROVIDER]}" in progress
+    assert "contact_activity: " in progress
+    capsys.readouterr()
+    caplog.clear()
+
+    harness.sandbox.advance(hours=24)
+    with caplog.at_level(logging.INFO, logger="campaign_sync"):
+        assert harness.cli("run", PROVIDER, "--quiet") == 0
+    assert capsys.readouterr().out == ""
+    assert not [r for r in caplog.records if r.name == "campaign_sync"]
+
+
+@duckdb_only
+def test_dlt_pipeline_commands_work_on_our_pipeline(harness):
+    assert harness.cli("run", PROVIDER) == 0
+    dlt_cli = Path(sys.executable).parent / "dlt"
+    environment = {**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false"}
+    for command in ("info", "trace"):
+        done = subprocess.run(
+            [dlt_cli, "pipeline", "--pipelines-dir", str(harness.pipelines_dir), f"campaign_sync_{PROVIDER}", command],
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        assert harness.dataset in done.stdout or "contact_activity" in done.stdout, done.stdout
+
+
+@duckdb_only
+def test_status_shows_a_failed_run_after_the_last_successful_load(harness, capsys):
+    assert harness.cli("run", PROVIDER) == 0
+    first = status_json(harness, capsys)["last_successful_load"]
+    harness.setenv(SOURCES__EMAILOCTOPUS__API_KEY="not-the-key-123")
+    assert harness.cli("run", PROVIDER) == 3
+    status = status_json(harness, capsys)
+    assert status["last_successful_load"] == first
+    assert "refused the credentials" in status["last_run_error"]["error"]
+    assert "not-the-key-123" not in json.dumps(status)
+    assert harness.cli("status") == 0
+    assert "  last run failed " in capsys.readouterr().out
