@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -100,30 +103,58 @@ def run_provider(
     started = time.monotonic()
     result = LoadResult(provider.name)
     plan = SyncPlan(backfill_since=backfill_since, backfill_until=backfill_until)
-    load: dlt.Pipeline | None = None
     try:
         source = _build_source(provider, plan)
         load = pipeline(provider, target)
-        if target.progress:
-            _count_requests(source, load, plan.outcome)
-        try:
-            load.run(source, loader_file_format=LOADER_FILE_FORMATS[target.destination])
-        finally:
-            result.requests = plan.outcome.requests
-        trace = load.last_trace
-        if trace is not None and trace.last_normalize_info is not None:
-            counts = trace.last_normalize_info.row_counts
-            result.rows = {t: n for t, n in counts.items() if not t.startswith("_dlt")}
-        result.error = plan.outcome.error()
-        result.warnings = after_load(load, provider)
+        with run_lock(load):
+            try:
+                _load(load, source, provider, target, plan, result)
+            finally:
+                result.seconds = time.monotonic() - started
+                _remember(load, result)
     except CampaignSyncError as error:
         result.error = error
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _load(
+    load: dlt.Pipeline, source: Any, provider: Provider, target: Target, plan: SyncPlan, result: LoadResult
+) -> None:
+    """Run the pipeline; what it loaded, cost and met goes into `result`."""
+    if target.progress:
+        _count_requests(source, load, plan.outcome)
+    try:
+        load.run(source, loader_file_format=LOADER_FILE_FORMATS[target.destination])
     except PipelineStepFailed as failure:
         result.error = _unwrap(failure, provider)
-    result.seconds = time.monotonic() - started
-    if load is not None:
-        _remember(load, result)
-    return result
+        return
+    finally:
+        result.requests = plan.outcome.requests
+    trace = load.last_trace
+    if trace is not None and trace.last_normalize_info is not None:
+        counts = trace.last_normalize_info.row_counts
+        result.rows = {t: n for t, n in counts.items() if not t.startswith("_dlt")}
+    result.error = plan.outcome.error()
+    warnings = after_load(load, provider)
+    if result.error is None:  # an incomplete run differs from the summaries anyway, and its error says so
+        result.warnings = warnings
+
+
+@contextmanager
+def run_lock(load: dlt.Pipeline) -> Iterator[None]:
+    """One run of a pipeline at a time: a second one refuses, and touches neither its state nor its data."""
+    path = Path(load.pipelines_dir) / f"{load.pipeline_name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CampaignSyncError(
+                f"another campaign-sync run of {load.pipeline_name} is in progress ({path} is locked); "
+                "this one did nothing"
+            ) from None
+        yield
 
 
 def after_load(load: dlt.Pipeline, provider: Provider) -> list[str]:

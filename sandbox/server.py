@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -75,9 +76,30 @@ class ProviderApp:
 
 @dataclass
 class Faults:
-    """Faults to inject into API answers (not the control endpoints)."""
+    """Faults to inject into API answers (not the control endpoints), each a share of requests.
 
-    error_rate: float = 0.0  # share of requests answered 503
+    `fail_paths` is a regular expression: matching API paths always answer 500 (a persistent fault).
+    """
+
+    error_rate: float = 0.0  # answered 503
+    burst_rate: float = 0.0  # start a burst of `burst_length` throttling answers (the provider's own 429/403)
+    burst_length: int = 3
+    reset_rate: float = 0.0  # the connection drops after half the body
+    truncate_rate: float = 0.0  # 200 with the body cut off mid-JSON
+    hang_rate: float = 0.0  # the answer comes only after `hang_seconds`
+    hang_seconds: float = 3.0
+    html_rate: float = 0.0  # 200 with a proxy's HTML error page instead of JSON
+    empty_rate: float = 0.0  # 200 with an empty body
+    fail_paths: str = ""
+
+    def pick(self, rng: random.Random) -> str | None:
+        """Which transient fault (if any) this request gets."""
+        roll = rng.random()
+        for name in ("error", "burst", "reset", "truncate", "hang", "html", "empty"):
+            roll -= getattr(self, f"{name}_rate")
+            if roll < 0:
+                return name
+        return None
 
 
 class Sandbox:
@@ -116,6 +138,8 @@ class Sandbox:
         self.requests: Counter[str] = Counter()
         self.throttled: Counter[str] = Counter()
         self.paths: Counter[str] = Counter()
+        self.faults_served: Counter[str] = Counter()
+        self._burst_left: Counter[str] = Counter()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._server: Any = None
@@ -165,7 +189,12 @@ class Sandbox:
             self.paths.clear()
 
     def stats(self) -> dict[str, Any]:
-        return {"requests": dict(self.requests), "throttled": dict(self.throttled), "paths": dict(self.paths)}
+        return {
+            "requests": dict(self.requests),
+            "throttled": dict(self.throttled),
+            "faults": dict(self.faults_served),
+            "paths": dict(self.paths),
+        }
 
     def environment(self) -> dict[str, str]:
         """The settings that point campaign-sync at this sandbox, credentials included."""
@@ -193,19 +222,39 @@ class Sandbox:
         with self._lock:
             self.requests[name] += 1
             self.paths[f"{name} {request.method} {path}"] += 1
-            inject_error = self._rng.random() < self.faults.error_rate
+            fault = self.faults.pick(self._rng)
+            if fault == "burst":
+                self._burst_left[name] = self.faults.burst_length
+            throttle_burst = self._burst_left[name] > 0
+            self._burst_left[name] -= throttle_burst
+            if fault:
+                self.faults_served[fault] += 1
         if self.latency:
             time.sleep(self.latency)
+        if fault == "hang":
+            time.sleep(self.faults.hang_seconds)
         try:
-            if not app.bucket.take():
+            if throttle_burst or not app.bucket.take():
                 with self._lock:
                     self.throttled[name] += 1
                 raise app.throttled()
-            if inject_error:
+            if self.faults.fail_paths and re.search(self.faults.fail_paths, path):
+                raise SandboxError(500, {"error": "persistent injected fault"})
+            if fault == "error":
                 raise SandboxError(503, {"error": "injected fault"})
-            return app.handle(request, path)
+            if fault == "html":
+                return Response("<html><body><h1>502 Bad Gateway</h1></body></html>", 200, content_type="text/html")
+            if fault == "empty":
+                return Response(b"", 200, content_type="application/json")
+            response = app.handle(request, path)
         except SandboxError as error:
             return json_response(error.body, error.status, error.headers)
+        if fault == "truncate":
+            body = response.get_data()
+            response.set_data(body[: len(body) // 2])
+        elif fault == "reset":
+            return _dropped_midway(response)
+        return response
 
     def _control(self, request: Request, action: str) -> Response:
         if action == "stats":
@@ -219,8 +268,24 @@ class Sandbox:
         return json_response({"error": f"unknown control {action}"}, 404)
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """No access log: request URLs carry API keys."""
+class _ConnectionDropped(Exception):
+    """Raised mid-body to make the server drop the connection (an injected fault)."""
 
-    def log_request(self, *args: object, **kwargs: object) -> None:
+
+def _dropped_midway(response: Response) -> Response:
+    body = response.get_data()
+
+    def half_then_drop() -> Iterator[bytes]:
+        yield body[: len(body) // 2]
+        raise _ConnectionDropped
+
+    dropped = Response(half_then_drop(), response.status_code, content_type=response.content_type)
+    dropped.headers["Content-Length"] = str(len(body))
+    return dropped
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access or error log: request URLs carry API keys, and injected faults are expected."""
+
+    def log(self, *args: object, **kwargs: object) -> None:
         pass

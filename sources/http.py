@@ -7,6 +7,7 @@ are in flight. `fetch_concurrently` runs several paged reads at once under that 
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -100,9 +101,13 @@ class ProviderHttp:
             self.limiter,
             max_in_flight=max(self.max_concurrency, 1),
             status_codes=tuple(range(500, 600)),
-            retry_condition=lambda response, _exc: response is not None and self.should_retry(response),
+            retry_condition=lambda response, _exc: response is not None and self._is_passing(response),
         )
         self.client.configure()
+
+    def _is_passing(self, response: requests.Response) -> bool:
+        # a 200 that is not JSON (cut off, empty, a proxy's page) is a passing fault too
+        return self.should_retry(response) or (response.status_code == 200 and _json_body(response) is _NOT_JSON)
 
     @property
     def requests_made(self) -> int:
@@ -160,15 +165,27 @@ class ProviderHttp:
             seen.add(link)
 
 
+_NOT_JSON = object()
+
+
+def _json_body(response: requests.Response) -> Any:
+    """The decoded body, once per response (bytes that are not UTF-8 become U+FFFD), or _NOT_JSON."""
+    if not hasattr(response, "decoded_json"):
+        try:
+            response.decoded_json = json.loads(response.content.decode("utf-8", errors="replace"))
+        except ValueError:
+            response.decoded_json = _NOT_JSON
+    return response.decoded_json
+
+
 def _decode_json(provider: str, response: requests.Response) -> Any:
-    if not response.content:
-        raise ProviderError(f"{provider}: empty response (HTTP {response.status_code}) from {redact(response.url)}")
-    try:
-        return response.json()
-    except ValueError:
-        kind = response.headers.get("Content-Type", "unknown content")
-        problem = f"{provider}: answer from {redact(response.url)} is not JSON ({kind}, HTTP {response.status_code})"
-    raise ProviderError(problem)
+    body = _json_body(response)
+    if body is _NOT_JSON:
+        kind = "an empty body" if not response.content else response.headers.get("Content-Type", "unknown content")
+        raise ProviderError(
+            f"{provider}: answer from {redact(response.url)} is not JSON ({kind}, HTTP {response.status_code})"
+        )
+    return body
 
 
 @dataclass

@@ -51,13 +51,17 @@ class Harness:
     def pipelines_dir(self) -> Path:
         return self.folder / "pipelines"
 
+    def argv(self, *args: str) -> list[str]:
+        """`campaign-sync ARGS` aimed at this harness' destination and pipelines folder."""
+        common = ["--pipelines-dir", str(self.pipelines_dir), "--dataset", self.dataset]
+        common += ["--destination", self.destination, "--duckdb-path", str(self.duckdb_path)]
+        return [*args, *common]
+
     def cli(self, *args: str) -> int:
         """Run `campaign-sync ARGS` in-process against this harness' destination; return the exit code."""
         if args and args[0] == "sandbox":
             return main(list(args))
-        common = ["--pipelines-dir", str(self.pipelines_dir), "--dataset", self.dataset]
-        common += ["--destination", self.destination, "--duckdb-path", str(self.duckdb_path)]
-        return main([*args, *common])
+        return main(self.argv(*args))
 
     def setenv(self, **values: Any) -> None:
         for key, value in values.items():
@@ -111,7 +115,7 @@ def destination(request: pytest.FixtureRequest) -> Iterator[str]:
 def make_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, destination: str) -> Iterator[Any]:
     """Build a harness around a started sandbox; extra kwargs go to `Sandbox`."""
     started: list[Sandbox] = []
-    dataset = f"cs_{uuid.uuid4().hex[:12]}" if destination == "postgres" else "campaign_activity"
+    datasets: list[str] = []
 
     def build(requests_per_second: dict[str, float] | None = None, **sandbox_options: Any) -> Harness:
         sandbox = Sandbox(requests_per_second=requests_per_second or {}, **sandbox_options)
@@ -126,18 +130,23 @@ def make_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, destination: s
         for name in sandbox.apps:
             monkeypatch.setenv(f"SOURCES__{name.upper()}__REQUESTS_PER_SECOND", "0")
         monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", POSTGRES_URL)
-        return Harness(sandbox, tmp_path, monkeypatch, destination, dataset)
+        dataset = f"cs_{uuid.uuid4().hex[:12]}" if destination == "postgres" else "campaign_activity"
+        datasets.append(dataset)
+        folder = tmp_path / f"harness{len(started)}"
+        folder.mkdir()
+        return Harness(sandbox, folder, monkeypatch, destination, dataset)
 
     yield build
     for sandbox in started:
         sandbox.stop()
     if destination == "postgres":
         with psycopg2.connect(POSTGRES_URL) as con, con.cursor() as cur:
-            cur.execute(
-                "SELECT nspname FROM pg_namespace WHERE nspname = %s OR nspname LIKE %s", (dataset, dataset + "\\_%")
-            )
-            for (schema,) in cur.fetchall():
-                cur.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            for dataset in datasets:
+                cur.execute(
+                    "SELECT nspname FROM pg_namespace WHERE nspname = %s OR nspname LIKE %s", (dataset, dataset + "\\_%")
+                )
+                for (schema,) in cur.fetchall():
+                    cur.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @pytest.fixture

@@ -1,0 +1,132 @@
+"""Faults, crashes, concurrent runs and bad input: nothing lost, nothing doubled, nothing leaked."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from test_emailoctopus import cursors, expected_activity, expected_snapshot, loaded_activity, loaded_snapshot
+
+from sandbox import Faults
+
+PROVIDER = "emailoctopus"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_transient_faults_of_every_kind_lose_nothing(make_harness):
+    faults = Faults(error_rate=0.10, burst_rate=0.03, reset_rate=0.03, truncate_rate=0.03, hang_rate=0.02,
+                    hang_seconds=2.0, html_rate=0.02, empty_rate=0.02)
+    harness = make_harness(faults=faults)
+    harness.setenv(RUNTIME__REQUEST_TIMEOUT=1, RUNTIME__REQUEST_MAX_ATTEMPTS=8)
+
+    assert harness.cli("run", PROVIDER) == 0
+
+    dataset = harness.sandbox.datasets[PROVIDER]
+    assert loaded_activity(harness) == expected_activity(dataset)
+    assert loaded_snapshot(harness) == expected_snapshot(dataset)
+    assert harness.count("contacts") == len(dataset.contacts)
+    served = harness.sandbox.faults_served
+    assert set(served) == {"error", "burst", "reset", "truncate", "hang", "html", "empty"}, served
+
+
+def test_a_persistent_fault_fails_the_run_keeps_its_cursor_and_the_next_run_fills_the_gap(harness, capsys):
+    dataset = harness.sandbox.datasets[PROVIDER]
+    broken = dataset.sent_campaigns()[-1]
+    harness.sandbox.faults.fail_paths = f"/campaigns/{broken.id}/reports/opened"
+    harness.setenv(RUNTIME__REQUEST_MAX_ATTEMPTS=2)
+
+    assert harness.cli("run", PROVIDER) == 1
+    err = capsys.readouterr().err
+    assert f"opened of campaign {broken.id}" in err and "retries them" in err
+    assert f"{broken.id}:opened" not in cursors(harness)
+    assert f"{broken.id}:sent" in cursors(harness)  # the healthy reads did advance
+    assert harness.count("contact_activity", f"campaign_id = '{broken.id}' AND activity_type = 'opened'") == 0
+
+    harness.sandbox.faults.fail_paths = ""
+    assert harness.cli("run", PROVIDER) == 0
+    assert loaded_activity(harness) == expected_activity(dataset)
+
+
+def test_killed_anywhere_a_rerun_ends_in_exactly_the_ground_truth(make_harness):
+    harness = make_harness(scale="tiny")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "pipelines", *harness.argv("run", PROVIDER)]
+    started = time.monotonic()
+    subprocess.run(command, env=env, check=True, capture_output=True)
+    full_run = time.monotonic() - started
+    # start over, then kill at 20 seeded points spread over a whole run (extract, normalize, load)
+    if harness.destination == "postgres":
+        harness.execute(f"DROP SCHEMA {harness.dataset} CASCADE")
+    else:
+        harness.duckdb_path.unlink()
+    shutil.rmtree(harness.pipelines_dir)
+    schedule = random.Random(20261125)
+    killed = 0
+    for _ in range(20):
+        child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(schedule.uniform(0.3, full_run))
+        if child.poll() is None:
+            child.send_signal(signal.SIGKILL)
+            killed += 1
+        child.wait()
+    assert killed >= 10, "most kills must land inside a run"
+    assert subprocess.run(command, env=env, capture_output=True).returncode == 0
+
+    dataset = harness.sandbox.datasets[PROVIDER]
+    assert loaded_activity(harness) == expected_activity(dataset)
+    assert loaded_snapshot(harness) == expected_snapshot(dataset)
+    assert harness.count("contacts") == len(dataset.contacts)
+    assert harness.query("SELECT count(*) - count(DISTINCT activity_id) FROM contact_activity")[0][0] == 0
+
+
+def test_a_second_concurrent_run_refuses_and_corrupts_nothing(make_harness, capsys):
+    harness = make_harness(latency=0.05)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "pipelines", *harness.argv("run", PROVIDER)]
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = harness.pipelines_dir / f"campaign_sync_{PROVIDER}.lock"
+    deadline = time.monotonic() + 30
+    while harness.sandbox.requests[PROVIDER] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lock.exists()
+
+    assert harness.cli("run", PROVIDER) == 1
+    assert "another campaign-sync run of campaign_sync_emailoctopus is in progress" in capsys.readouterr().err
+
+    assert first.wait(120) == 0, first.stderr.read()
+    assert loaded_activity(harness) == expected_activity(harness.sandbox.datasets[PROVIDER])
+    assert harness.cli("run", PROVIDER) == 0  # the lock was released
+
+
+@pytest.mark.parametrize("order", ["backfill-then-run", "run-then-backfill", "overlapping-backfills"])
+def test_the_same_history_in_any_order_ends_in_identical_tables(make_harness, order):
+    clock = datetime.now(timezone.utc).replace(microsecond=0)
+    harness = make_harness(clock=clock)
+    sent = harness.sandbox.datasets[PROVIDER].sent_campaigns()
+    year_ago = (clock - timedelta(days=365)).date().isoformat()
+    steps = {
+        "backfill-then-run": [("backfill", PROVIDER, "--since", year_ago), ("run", PROVIDER)],
+        "run-then-backfill": [("run", PROVIDER), ("backfill", PROVIDER, "--since", year_ago)],
+        "overlapping-backfills": [
+            ("backfill", PROVIDER, "--since", year_ago, "--until", sent[3].send_at.isoformat()),
+            ("backfill", PROVIDER, "--since", sent[1].send_at.isoformat()),
+            ("run", PROVIDER),
+        ],
+    }[order]
+    for step in steps:
+        assert harness.cli(*step) == 0
+    reference = make_harness(clock=clock)  # the same data, loaded by one nightly run
+    assert reference.cli("run", PROVIDER) == 0
+
+    table = "SELECT activity_id, campaign_id, contact_id, activity_type, occurred_at FROM contact_activity"
+    assert set(harness.query(table)) == set(reference.query(table))
+    assert harness.count("contact_activity") == reference.count("contact_activity")
+    assert loaded_activity(harness) == expected_activity(harness.sandbox.datasets[PROVIDER])
