@@ -142,9 +142,8 @@ def make_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, destination: s
     if destination == "postgres":
         with psycopg2.connect(POSTGRES_URL) as con, con.cursor() as cur:
             for dataset in datasets:
-                cur.execute(
-                    "SELECT nspname FROM pg_namespace WHERE nspname = %s OR nspname LIKE %s", (dataset, dataset + "\\_%")
-                )
+                pattern = dataset + "\\_%"  # and its staging schema
+                cur.execute("SELECT nspname FROM pg_namespace WHERE nspname = %s OR nspname LIKE %s", [dataset, pattern])
                 for (schema,) in cur.fetchall():
                     cur.execute(f'DROP SCHEMA "{schema}" CASCADE')
 

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -108,7 +108,7 @@ def test_a_second_concurrent_run_refuses_and_corrupts_nothing(make_harness, caps
 
 @pytest.mark.parametrize("order", ["backfill-then-run", "run-then-backfill", "overlapping-backfills"])
 def test_the_same_history_in_any_order_ends_in_identical_tables(make_harness, order):
-    clock = datetime.now(timezone.utc).replace(microsecond=0)
+    clock = datetime.now(UTC).replace(microsecond=0)
     harness = make_harness(clock=clock)
     sent = harness.sandbox.datasets[PROVIDER].sent_campaigns()
     year_ago = (clock - timedelta(days=365)).date().isoformat()
