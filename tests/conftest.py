@@ -143,7 +143,8 @@ def make_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, destination: s
         with psycopg2.connect(POSTGRES_URL) as con, con.cursor() as cur:
             for dataset in datasets:
                 pattern = dataset + "\\_%"  # and its staging schema
-                cur.execute("SELECT nspname FROM pg_namespace WHERE nspname = %s OR nspname LIKE %s", [dataset, pattern])
+                query = "SELECT nspname FROM pg_namespace WHERE nspname = %s OR nspname LIKE %s"
+                cur.execute(query, [dataset, pattern])
                 for (schema,) in cur.fetchall():
                     cur.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
