@@ -12,12 +12,18 @@ Schema drift switches, flipped by tests between two runs:
 - `eo_new_contact_field=yes`: every third contact gains the custom field `Loyalty`;
 - `eo_new_report_field=yes`: opened rows gain a field `ip_country`;
 - `eo_score_type=text`: the custom field `Score` arrives as text instead of a number.
+
+Bad data switches (`bad_data(contact_number, activity_type)` says which rows are hit):
+- `eo_bad_data=yes`: some event rows have a null contact, a timestamp in another offset or an
+  unreadable one, an unknown nested field, or an email address with a byte that is not UTF-8;
+- `eo_paging_loop=yes`: the last page of a report links back to its first page.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+from datetime import timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
@@ -34,6 +40,20 @@ REQUESTS_PER_SECOND = 10.0
 MAX_LIMIT = 100
 REPORTS = ("sent", "opened", "clicked", "bounced", "complained", "unsubscribed")
 SNAPSHOTS = {"not-opened": "opened", "not-clicked": "clicked"}
+
+
+BAD_BYTE_MARK = "<not-utf-8>"
+
+
+def bad_data(contact_number: int, activity_type: str) -> str | None:
+    """Which flaw `eo_bad_data` gives the events of a contact, if any."""
+    if activity_type != "opened":
+        return None
+    for modulus, flaw in ((7, "null_contact"), (11, "other_offset"), (13, "unreadable_time"),
+                          (5, "unknown_field"), (17, "bad_byte")):
+        if contact_number % modulus == 0:
+            return flaw
+    return None
 
 
 def settings(base_url: str) -> dict[str, str]:
@@ -91,10 +111,23 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
         }
 
     def event_row(event: Event) -> dict[str, Any]:
+        contact = dataset.contact(event.contact_id)
         row: dict[str, Any] = {
-            "contact": contact_object(dataset.contact(event.contact_id), variants),
+            "contact": contact_object(contact, variants),
             "occurred_at": None if event.timestamp_missing else iso(event.at),
         }
+        if variants.get("eo_bad_data") == "yes":
+            flaw = bad_data(contact.number, event.type)
+            if flaw == "null_contact":
+                row["contact"] = None
+            elif flaw == "other_offset" and row["occurred_at"]:
+                row["occurred_at"] = event.at.astimezone(timezone(timedelta(hours=5, minutes=30))).isoformat()
+            elif flaw == "unreadable_time":
+                row["occurred_at"] = "sometime yesterday"
+            elif flaw == "unknown_field":
+                row["mystery"] = {"level": 2, "tags": ["x"]}
+            elif flaw == "bad_byte":
+                row["contact"]["email_address"] = BAD_BYTE_MARK + "@example.org"
         if event.type == "clicked" and variants.get("eo_click_url", "yes") == "yes":
             row["url"] = event.url
         if event.type == "opened" and variants.get("eo_new_report_field") == "yes":
@@ -159,11 +192,17 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
             else:
                 params["page"] = start // limit + 2
             paging: Any = {"next": f"{PREFIX}{API}{path}?{urlencode(params)}", "previous": None}
+        elif is_report and variants.get("eo_paging_loop") == "yes":
+            first = {"api_key": request.args.get("api_key"), "limit": limit, "page": 1}
+            paging = {"next": f"{PREFIX}{API}{path}?{urlencode(first)}", "previous": None}
         elif last_page == "empty" or (last_page == "mixed" and is_report):
             paging = []
         else:
             paging = {"next": None, "previous": None}
-        return json_response({"data": chunk, "paging": paging})
+        response = json_response({"data": chunk, "paging": paging})
+        if variants.get("eo_bad_data") == "yes":
+            response.set_data(response.get_data().replace(BAD_BYTE_MARK.encode(), b"caf\xe9"))
+        return response
 
     def campaign_by_id(campaign_id: str) -> Campaign:
         for campaign in dataset.campaigns:

@@ -10,6 +10,8 @@ state, deterministic `activity_id`s, and the whole-snapshot replacement of non-e
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -29,6 +31,7 @@ NON_ENGAGEMENT_KINDS = ("not_opened", "not_clicked")
 SNAPSHOT_RESET = "_snapshot_reset"
 
 Row = dict[str, Any]
+log = logging.getLogger("campaign_sync")
 
 def _columns(text: tuple[str, ...] = (), timestamp: tuple[str, ...] = (), bigint: tuple[str, ...] = ()) -> dict:
     typed = [(text, "text"), (timestamp, "timestamp"), (bigint, "bigint")]
@@ -97,7 +100,10 @@ CAMPAIGN_SUMMARIES = {
 
 
 def parse_utc(value: Any) -> datetime | None:
-    """Parse a provider timestamp (ISO 8601, any offset) into an aware UTC datetime."""
+    """Parse a provider timestamp (ISO 8601 or another common shape, any offset) into aware UTC.
+
+    A value no parser understands becomes None, with a warning: the row still loads.
+    """
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
@@ -106,7 +112,14 @@ def parse_utc(value: Any) -> datetime | None:
         try:
             parsed = datetime.fromisoformat(value)
         except (TypeError, ValueError):  # not the common ISO shape: let pendulum try harder
-            parsed = pendulum.parse(str(value))
+            try:
+                parsed = pendulum.parse(str(value), strict=False)
+            except (ValueError, TypeError, OverflowError):
+                log.warning("unreadable timestamp %r: loaded as NULL", value)
+                return None
+            if not isinstance(parsed, datetime):  # a bare date or time is not a moment
+                log.warning("unreadable timestamp %r: loaded as NULL", value)
+                return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return parsed.astimezone(timezone.utc)
@@ -119,7 +132,8 @@ def to_arrow(rows: list[Row], table: dict[str, Any]) -> pa.Table:
     """A page of canonical rows as an Arrow table, so dlt loads it without its per-row path.
 
     Canonical columns get their declared types; any other field keeps the type Arrow infers
-    (text when its values disagree), and a field with no value in this page is left out.
+    (text when its values disagree, JSON text when nested), and a field with no value in this
+    page is left out.
     """
     declared = table["columns"]
     keys = {*_names(table.get("primary_key")), *_names(table.get("merge_key"))}
@@ -131,6 +145,8 @@ def to_arrow(rows: list[Row], table: dict[str, Any]) -> pa.Table:
         if data_type is None:
             if all(value is None for value in values):
                 continue
+            if any(isinstance(value, (dict, list)) for value in values):  # nested: one JSON text column
+                values = [None if value is None else json.dumps(value, default=str) for value in values]
             try:
                 array = pa.array(values)
             except (pa.ArrowInvalid, pa.ArrowTypeError):

@@ -9,13 +9,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from test_emailoctopus import cursors, expected_activity, expected_snapshot, loaded_activity, loaded_snapshot
 
+from pipelines.cli import main
 from sandbox import Faults
+from sandbox.emailoctopus import API_KEY, REPORTS, bad_data
 
 PROVIDER = "emailoctopus"
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,3 +133,81 @@ def test_the_same_history_in_any_order_ends_in_identical_tables(make_harness, or
     assert set(harness.query(table)) == set(reference.query(table))
     assert harness.count("contact_activity") == reference.count("contact_activity")
     assert loaded_activity(harness) == expected_activity(harness.sandbox.datasets[PROVIDER])
+
+
+def test_bad_rows_load_with_what_is_known(make_harness):
+    harness = make_harness(variants={"eo_bad_data": "yes"})
+    dataset = harness.sandbox.datasets[PROVIDER]
+    assert harness.cli("run", PROVIDER) == 0
+
+    expected = Counter()
+    for campaign in dataset.sent_campaigns():
+        for event in dataset.events(campaign):
+            if event.type not in REPORTS:
+                continue
+            flaw = bad_data(dataset.contact(event.contact_id).number, event.type)
+            contact_id = None if flaw == "null_contact" else event.contact_id
+            unknown_time = event.timestamp_missing or flaw == "unreadable_time"
+            at = None if unknown_time else event.at.replace(tzinfo=None)  # other offsets: the same instant
+            expected[(campaign.id, contact_id, event.type, at)] += 1
+    assert loaded_activity(harness) == expected
+    assert harness.count("contact_activity", "mystery IS NOT NULL") > 0  # nested: one JSON column
+    # the byte that is not UTF-8 arrives as U+FFFD; the rest of the address is kept
+    hit = {k for k in expected if k[1] and bad_data(dataset.contact(k[1]).number, k[2]) == "bad_byte"}
+    assert hit
+    assert harness.count("contact_activity", "email_address = 'caf\ufffd@example.org'") == sum(expected[k] for k in hit)
+
+
+def test_a_paging_loop_is_stopped_with_a_clear_error(make_harness, capsys):
+    harness = make_harness(variants={"eo_paging_loop": "yes"})
+    assert harness.cli("run", PROVIDER) == 1
+    err = capsys.readouterr().err
+    assert "paging loops back to" in err
+    assert "api_key=***" in err and API_KEY not in err
+    assert harness.sandbox.requests[PROVIDER] < 400  # it stopped, it did not spin
+
+
+@pytest.mark.parametrize(
+    ("base_url", "message"),
+    [
+        ("emailoctopus.com/api/1.6", "is not an http(s) URL"),
+        ("http://127.0.0.1:9/api/1.6", "failed: ConnectionError"),
+        ("{sandbox}/_not_an_api", "HTTP 404"),
+    ],
+    ids=["malformed", "unreachable", "not-an-api"],
+)
+def test_a_bad_base_url_is_one_clear_line(harness, capsys, base_url, message):
+    harness.setenv(SOURCES__EMAILOCTOPUS__BASE_URL=base_url.format(sandbox=harness.sandbox.url),
+                   RUNTIME__REQUEST_MAX_ATTEMPTS=1)
+    code = harness.cli("run", PROVIDER)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code in (1, 2) and len(err) == 1, err
+    assert message in err[0] and API_KEY not in err[0]
+
+
+def test_an_unreachable_postgres_is_one_clear_line(harness, capsys):
+    harness.setenv(DESTINATION__POSTGRES__CREDENTIALS="postgresql://postgres:x@127.0.0.1:9/test")
+    assert main(harness.argv("run", PROVIDER)[:-4] + ["--destination", "postgres"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "connection" in err[0].lower(), err
+
+
+def test_a_locked_or_read_only_duckdb_file_is_one_clear_line(make_harness, capsys, tmp_path):
+    harness = make_harness()
+    path = tmp_path / "locked.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb,time; c=duckdb.connect('{path}'); "
+                               "print('ready', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        holder.stdout.readline()
+        assert main(["run", PROVIDER, "--duckdb-path", str(path), "--pipelines-dir", str(tmp_path / "p")]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "lock" in err[0].lower(), err
+    finally:
+        holder.kill()
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    code = main(["run", PROVIDER, "--duckdb-path", str(read_only / "x.duckdb"), "--pipelines-dir", str(tmp_path / "q")])
+    err = capsys.readouterr().err.strip().splitlines()
+    if os.geteuid() != 0:  # root may write anywhere
+        assert code == 1 and len(err) == 1, err
