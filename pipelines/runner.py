@@ -131,14 +131,28 @@ def _load(
         return
     finally:
         result.requests = plan.outcome.requests
-    trace = load.last_trace
-    if trace is not None and trace.last_normalize_info is not None:
-        counts = trace.last_normalize_info.row_counts
-        result.rows = {t: n for t, n in counts.items() if not t.startswith("_dlt")}
+    result.rows = extracted_rows(load)
     result.error = plan.outcome.error()
     warnings = after_load(load, provider)
     if result.error is None:  # an incomplete run differs from the summaries anyway, and its error says so
         result.warnings = warnings
+
+
+def extracted_rows(load: dlt.Pipeline) -> dict[str, int]:
+    """Rows by table as the last run extracted them (nested tables not included).
+
+    Not dlt's normalize counts: its CSV writer (our PostgreSQL format) counts cells, not rows
+    (dlt issue 4461).
+    """
+    trace = load.last_trace
+    info = trace.last_extract_info if trace is not None else None
+    rows: dict[str, int] = {}
+    for metrics in (info.metrics.values() if info is not None else ()):
+        for step in metrics:
+            for table, written in step["table_metrics"].items():
+                if not table.startswith("_dlt"):
+                    rows[table] = rows.get(table, 0) + written.items_count
+    return rows
 
 
 @contextmanager

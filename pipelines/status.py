@@ -36,11 +36,12 @@ def provider_status(provider: Provider, target: Target) -> dict[str, Any]:
     load = pipeline(provider, target)
     with contextlib.suppress(Exception):  # nothing loaded yet, or the destination is not there
         load.sync_destination()
-    source_state = load.state.get("sources", {}).get(provider.name)
-    if not source_state:
-        return {"provider": provider.name, "loaded": False}
     local = load.state.get("_local", {})
     last_run = local.get(LAST_RUN)
+    failed = last_run if last_run and last_run.get("error") else None
+    source_state = load.state.get("sources", {}).get(provider.name)
+    if not source_state:
+        return {"provider": provider.name, "loaded": False, "last_run_error": failed}
     cursors = source_state.get("resources", {}).get("contact_activity", {}).get("cursors", {})
     window = attribution_window_days(provider)
     status: dict[str, Any] = {
@@ -48,7 +49,7 @@ def provider_status(provider: Provider, target: Target) -> dict[str, Any]:
         "loaded": True,
         "pipeline": provider.pipeline_name,
         "last_successful_load": local.get(LAST_SUCCESS),
-        "last_run_error": last_run if last_run and last_run.get("error") else None,
+        "last_run_error": failed,
         "attribution_window_days": window,
         "cursors": [
             {"key": key, **{name: cursor.get(name) for name in ("campaign_id", "report", "cursor", "read_at")}}
@@ -110,8 +111,10 @@ def print_status(target: Target, providers: list[Provider], as_json: bool = Fals
 
 def _text(status: dict[str, Any]) -> list[str]:
     name = status["provider"]
+    failed = status["last_run_error"]
+    failure = [f"  last run failed {failed['finished_at']}: {failed['error']}"] if failed else []
     if not status["loaded"]:
-        return [f"{name}: never loaded"]
+        return [f"{name}: never loaded", *failure]
     last = status["last_successful_load"]
     if last is not None:
         lines = [f"{name}: last load {last['finished_at']} ({last['seconds']:.1f}s, {last['requests']} requests)"]
@@ -119,9 +122,7 @@ def _text(status: dict[str, Any]) -> list[str]:
         lines.append(f"  rows loaded then: {loaded}")
     else:
         lines = [f"{name}: last load {status['last_loaded_at'] or 'unknown'} (no run record on this machine)"]
-    if status["last_run_error"] is not None:
-        failed = status["last_run_error"]
-        lines.append(f"  last run failed {failed['finished_at']}: {failed['error']}")
+    lines.extend(failure)
     for table, count in status["rows"].items():
         lines.append(f"  {table}: {count} rows")
     if status["occurred_at"] is not None:

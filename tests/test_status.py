@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_emailoctopus import open_campaigns
 
-from sandbox.emailoctopus import REPORTS
+from sandbox.emailoctopus import API_KEY, REPORTS
 
 PROVIDER = "emailoctopus"
 # what does not depend on the destination's SQL runs on DuckDB only
@@ -28,10 +28,31 @@ def status_json(harness, capsys) -> dict:
 
 
 @duckdb_only
-def test_status_never_loaded(harness, capsys):
+def test_status_through_failed_and_successful_runs(harness, capsys):
     assert harness.cli("status") == 0
     assert f"{PROVIDER}: never loaded" in capsys.readouterr().out
-    assert status_json(harness, capsys) == {"provider": PROVIDER, "loaded": False}
+    assert status_json(harness, capsys) == {"provider": PROVIDER, "loaded": False, "last_run_error": None}
+
+    harness.setenv(SOURCES__EMAILOCTOPUS__API_KEY="not-the-key-123")
+    assert harness.cli("run", PROVIDER) == 3
+    status = status_json(harness, capsys)
+    assert not status["loaded"] and "refused the credentials" in status["last_run_error"]["error"]
+
+    harness.setenv(SOURCES__EMAILOCTOPUS__API_KEY=API_KEY)
+    assert harness.cli("run", PROVIDER) == 0
+    status = status_json(harness, capsys)
+    assert status["loaded"] and status["last_run_error"] is None
+    first = status["last_successful_load"]
+
+    harness.setenv(SOURCES__EMAILOCTOPUS__API_KEY="not-the-key-123")
+    assert harness.cli("run", PROVIDER) == 3
+    status = status_json(harness, capsys)
+    assert status["last_successful_load"] == first
+    assert "refused the credentials" in status["last_run_error"]["error"]
+    assert "not-the-key-123" not in json.dumps(status)
+    assert harness.cli("status") == 0
+    out = capsys.readouterr().out
+    assert f"{PROVIDER}: last load {first['finished_at']}" in out and "  last run failed " in out
 
 
 def test_status_after_a_load(harness, capsys):
@@ -134,16 +155,3 @@ def test_dlt_pipeline_commands_work_on_our_pipeline(harness):
         assert done.returncode == 0, done.stderr
         assert harness.dataset in done.stdout or "contact_activity" in done.stdout, done.stdout
 
-
-@duckdb_only
-def test_status_shows_a_failed_run_after_the_last_successful_load(harness, capsys):
-    assert harness.cli("run", PROVIDER) == 0
-    first = status_json(harness, capsys)["last_successful_load"]
-    harness.setenv(SOURCES__EMAILOCTOPUS__API_KEY="not-the-key-123")
-    assert harness.cli("run", PROVIDER) == 3
-    status = status_json(harness, capsys)
-    assert status["last_successful_load"] == first
-    assert "refused the credentials" in status["last_run_error"]["error"]
-    assert "not-the-key-123" not in json.dumps(status)
-    assert harness.cli("status") == 0
-    assert "  last run failed " in capsys.readouterr().out
