@@ -10,7 +10,7 @@ Variants (Sandbox(variants=...)) for what the real API leaves unsure:
 
 Schema drift switches, flipped by tests between two runs:
 - `eo_new_contact_field=yes`: every third contact gains the custom field `Loyalty`;
-- `eo_new_report_field=yes`: opened rows gain a field `ip_country`;
+- `eo_new_report_field=yes`: opened rows gain a field `ip_country` (`number`: as the number 49);
 - `eo_score_type=text`: the custom field `Score` arrives as text instead of a number.
 
 Bad data switches (`bad_data(contact_number, activity_type)` says which rows are hit):
@@ -130,8 +130,8 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
                 row["contact"]["email_address"] = BAD_BYTE_MARK + "@example.org"
         if event.type == "clicked" and variants.get("eo_click_url", "yes") == "yes":
             row["url"] = event.url
-        if event.type == "opened" and variants.get("eo_new_report_field") == "yes":
-            row["ip_country"] = "DE"
+        if event.type == "opened" and variants.get("eo_new_report_field") in ("yes", "number"):
+            row["ip_country"] = "DE" if variants["eo_new_report_field"] == "yes" else 49
         if event.type == "bounced" and variants.get("eo_bounce_type", "yes") == "yes":
             row["type"] = "HARD" if event.bounce_code in ("B", "D", "F") else "SOFT"
         return row

@@ -131,9 +131,9 @@ _ARROW_TYPES = {"text": pa.string(), "timestamp": pa.timestamp("us", tz="UTC"), 
 def to_arrow(rows: list[Row], table: dict[str, Any]) -> pa.Table:
     """A page of canonical rows as an Arrow table, so dlt loads it without its per-row path.
 
-    Canonical columns get their declared types; any other field keeps the type Arrow infers
-    (text when its values disagree, JSON text when nested), and a field with no value in this
-    page is left out.
+    Canonical columns get their declared types. Any other field a provider sends is kept as a
+    text column (JSON text when nested), so a field that changes type between runs never fails
+    a load; a field with no value in this page is left out.
     """
     declared = table["columns"]
     keys = {*_names(table.get("primary_key")), *_names(table.get("merge_key"))}
@@ -145,17 +145,18 @@ def to_arrow(rows: list[Row], table: dict[str, Any]) -> pa.Table:
         if data_type is None:
             if all(value is None for value in values):
                 continue
-            if any(isinstance(value, (dict, list)) for value in values):  # nested: one JSON text column
-                values = [None if value is None else json.dumps(value, default=str) for value in values]
-            try:
-                array = pa.array(values)
-            except (pa.ArrowInvalid, pa.ArrowTypeError):
-                array = pa.array([None if value is None else str(value) for value in values])
+            array = pa.array([_as_text(value) for value in values], type=pa.string())
         else:
             array = pa.array(values, type=data_type)
         arrays.append(array)
         fields.append(pa.field(name, array.type, nullable=name not in keys))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, default=str)
 
 
 def _names(key: str | tuple[str, ...] | None) -> tuple[str, ...]:

@@ -60,6 +60,18 @@ def test_a_field_that_changes_type_keeps_its_values(harness):
     assert texts == {contact_id: f"score-{score}" for contact_id, score in numbers.items()}
 
 
+def test_a_report_field_that_changes_type_does_not_fail_the_load(harness):
+    harness.sandbox.variants["eo_new_report_field"] = "number"
+    assert harness.cli("run", PROVIDER) == 0
+    harness.sandbox.variants["eo_new_report_field"] = "yes"
+    harness.sandbox.advance(hours=24)
+
+    assert harness.cli("run", PROVIDER) == 0
+
+    values = dict(harness.query("SELECT ip_country, count(*) FROM contact_activity GROUP BY ip_country"))
+    assert values.get("49", 0) > 0 and values.get("DE", 0) > 0  # kept as text, both values
+
+
 def test_campaign_engagement_matches_the_providers_summary(harness):
     assert harness.cli("run", PROVIDER) == 0
     engagement = harness.query(
