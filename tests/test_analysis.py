@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 PROVIDER = "emailoctopus"
 
@@ -100,3 +101,19 @@ def test_contact_engagement_has_last_open_and_counts(harness):
     assert loaded == dict(opens)
     statuses = harness.query("SELECT count(*) FROM contact_engagement WHERE status IS NULL AND email_address IS NULL")
     assert statuses[0][0] == 0
+
+
+def readme_queries() -> list[str]:
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = text.split("Five queries that run as written on both warehouses:", 1)[1].split("```sql", 1)[1]
+    block = block.split("```", 1)[0]
+    return [query.strip() for query in block.split(";") if "SELECT" in query]
+
+
+def test_the_readme_queries_run_on_both_warehouses(harness):
+    assert harness.cli("run", PROVIDER) == 0
+    queries = readme_queries()
+    assert len(queries) == 5
+    for query in queries:
+        rows = harness.query(query.replace("campaign_activity.", f"{harness.dataset}."))
+        assert rows, query
