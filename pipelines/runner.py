@@ -16,6 +16,7 @@ from typing import Any
 import dlt
 import pendulum
 from dlt.common.configuration.exceptions import ConfigFieldMissingException, LookupTraces
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.providers import Provider
@@ -34,6 +35,7 @@ LAST_SUCCESS = "campaign_sync_last_success"
 PROGRESS_LOG_SECONDS = 10.0
 
 
+DUCKDB_MEMORY_LIMIT = "256MB"
 # PostgreSQL loads through COPY from CSV files rather than INSERT statements
 LOADER_FILE_FORMATS = {"duckdb": None, "postgres": "csv"}
 
@@ -67,7 +69,10 @@ def destination(target: Target) -> Any:
         path = Path(target.duckdb_path).resolve()
         if path.stem == target.dataset:  # DuckDB would not tell the file's catalog from the schema
             raise ConfigurationError(f"--duckdb-path {path.name} and --dataset {target.dataset} need different names")
-        return dlt.destinations.duckdb(credentials=str(path))
+        credentials = DuckDbCredentials(str(path))
+        # DuckDB spills to disk beyond this, so a big backfill's merge keeps the process small
+        credentials.global_config = {"memory_limit": DUCKDB_MEMORY_LIMIT}
+        return dlt.destinations.duckdb(credentials=credentials)
     if target.destination == "postgres":
         return dlt.destinations.postgres()
     raise ConfigurationError(f"unknown destination {target.destination!r}: use duckdb or postgres")

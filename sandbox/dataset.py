@@ -84,6 +84,7 @@ class Dataset:
     def advance(self, delta: timedelta) -> None:
         """Move the clock forward: later events and campaigns become visible."""
         self.clock += delta
+        self._visible.clear()
 
     def is_sent(self, campaign: Campaign) -> bool:
         return campaign.send_at is not None and campaign.send_at <= self.clock
@@ -95,22 +96,29 @@ class Dataset:
         """The events of a campaign visible now, optionally of one type."""
         if not self.is_sent(campaign):
             return []
-        return [
-            e for e in campaign.events if e.at <= self.clock and (activity_type is None or e.type == activity_type)
-        ]
+        key = (campaign.id, activity_type)
+        if key not in self._visible:  # every page of a report asks again: answer from memory
+            self._visible[key] = [
+                e for e in campaign.events if e.at <= self.clock and (activity_type in (None, e.type))
+            ]
+        return self._visible[key]
 
     def not_engaged(self, campaign: Campaign, activity_type: str) -> list[str]:
         """Recipients (not bounced) with no visible event of `activity_type`: a snapshot."""
         if not self.is_sent(campaign):
             return []
-        engaged = {e.contact_id for e in self.events(campaign) if e.type in (activity_type, "bounced")}
-        return [c for c in campaign.recipients if c not in engaged]
+        key = (campaign.id, f"not {activity_type}")
+        if key not in self._visible:
+            engaged = {e.contact_id for e in self.events(campaign) if e.type in (activity_type, "bounced")}
+            self._visible[key] = [c for c in campaign.recipients if c not in engaged]
+        return self._visible[key]
 
     def contact(self, contact_id: str) -> Contact:
         return self._by_id[contact_id]
 
     def __post_init__(self) -> None:
         self._by_id = {c.id: c for c in self.contacts}
+        self._visible: dict[tuple[str, str | None], list] = {}
 
 
 def generate(seed: int, scale: str | tuple[int, int] = "small", clock: datetime | None = None) -> Dataset:
