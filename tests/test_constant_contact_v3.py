@@ -37,12 +37,13 @@ SETTING = f"SOURCES__{PROVIDER.upper()}__"
 
 
 @pytest.fixture
-def make_v3(make_harness, tmp_path):
-    """A harness whose rotated refresh token goes to a file in the test's folder."""
+def make_v3(make_harness):
+    """A harness whose rotated refresh token goes to a file in the harness' folder."""
 
     def build(**options):
         harness = make_harness(**options)
-        harness.setenv(**{f"{SETTING}REFRESH_TOKEN_FILE": tmp_path / "cc3" / "refresh_token.json"})
+        harness.setenv(**{f"{SETTING}REFRESH_TOKEN_FILE": token_file(harness)})
+        harness.setenv(RUNTIME__LOG_LEVEL="WARNING")  # `--debug` would leave dlt at DEBUG for later tests
         return harness
 
     return build
@@ -282,6 +283,7 @@ def test_advancing_time_brings_exactly_the_news_paging_back_only_to_the_cursor(m
     harness = make_v3(variants={"cc3_page_rows": "10"})  # small pages, so that stopping early shows
     acc = account(harness)
     caplog.set_level("DEBUG")
+    harness.setenv(RUNTIME__LOG_LEVEL="DEBUG")
     assert harness.cli("run", PROVIDER, "--debug") == 0
     first = loaded_activity(harness)
     cursors = state(harness)["contact_activity"]["cursors"]
@@ -398,10 +400,11 @@ def test_quota_exhaustion_exits_4_keeps_what_loaded_and_resumes_after_midnight(m
     assert 0 < loaded < sum(expected_activity(acc).values())
     assert state(harness)["contact_activity"]["cursors"]  # the reads that completed kept their cursors
 
-    # before midnight a run stops at its first answer, without hammering
+    # before midnight a run stops at its first answer, without hammering: at most the first request of
+    # each of the two listings (campaigns, contacts), which dlt may start before either has its answer
     harness.sandbox.reset_counts()
     assert harness.cli("run", PROVIDER) == 4
-    assert api_requests(harness) == 1
+    assert api_requests(harness) <= 2
     assert harness.count("contact_activity") == loaded
 
     # the quota resets at 00:00 UTC (of the sandbox's clock)

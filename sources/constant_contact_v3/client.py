@@ -2,9 +2,11 @@
 
 A campaign is made of campaign activities; only the `primary_email` and `resend` ones have
 tracking reports. Campaigns are listed by `updated_at` (`after_date` from the last run);
-the activities of a campaign, their details and send history are looked up once per run and
-shared by every report read. Tracking reports have no date filter and come newest first, so
-a read pages only until its rows are older than the cursor minus the lookback.
+a listed campaign's activities, their details and send history are looked up once and shared
+by every report read, and stay on the campaign row (`campaign_activities`), so that a campaign
+offered again from memory needs no lookup but its resends'. Tracking reports have no date
+filter and come newest first, so a read pages only until its rows are older than the cursor
+minus the lookback.
 """
 
 from __future__ import annotations
@@ -207,7 +209,7 @@ class ConstantContactV3Api:
             check=check,
             tokens=self.tokens,
         )
-        self._campaigns: dict[str, CampaignInfo | None] = {}  # None: the lookup failed this run
+        self._campaigns: dict[str, CampaignInfo] = {}  # this run's
         self._summaries: dict[str, dict[str, Any]] | None = None
         self._summaries_error: Exception | None = None
         self._summaries_lock = threading.Lock()
