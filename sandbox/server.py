@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import threading
@@ -147,6 +148,7 @@ class Sandbox:
 
     # ---- control ----
     def start(self) -> Sandbox:
+        logging.getLogger("werkzeug").setLevel(logging.CRITICAL)  # its error log would show request URLs
         self._server = make_server("127.0.0.1", self.port, self.wsgi, threaded=True, request_handler=_QuietHandler)
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="sandbox")
@@ -259,6 +261,8 @@ class Sandbox:
     def _control(self, request: Request, action: str) -> Response:
         if action == "stats":
             return json_response(self.stats())
+        if action == "environment":  # the sandbox's own (made-up) credentials, for another process
+            return json_response(self.environment())
         if action == "advance" and request.method == "POST":
             self.advance(float(request.args.get("hours", 24)))
             return json_response({"advanced_hours": float(request.args.get("hours", 24))})

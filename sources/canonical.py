@@ -15,7 +15,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import dlt
@@ -23,11 +23,13 @@ import pendulum
 import pyarrow as pa
 from dlt.extract.resource import DltResource
 
-from sources.errors import CampaignSyncError, CredentialsRefused, QuotaExhausted
+from sources.errors import CampaignSyncError, CredentialsRefused, NotFound, QuotaExhausted
 from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently
 
 ACTIVITY_TYPES = ("sent", "opened", "clicked", "bounced", "unsubscribed", "complained", "forwarded")
 NON_ENGAGEMENT_KINDS = ("not_opened", "not_clicked")
+# Constant Contact's bounce codes (v2 and v3 alike) -> canonical bounce_type
+BOUNCE_TYPES = {"B": "hard", "D": "hard", "Z": "hard", "F": "soft", "S": "soft", "V": "soft", "X": "other"}
 SNAPSHOT_RESET = "_snapshot_reset"
 
 Row = dict[str, Any]
@@ -121,11 +123,16 @@ def parse_utc(value: Any) -> datetime | None:
                 log.warning("unreadable timestamp %r: loaded as NULL", value)
                 return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
-_ARROW_TYPES = {"text": pa.string(), "timestamp": pa.timestamp("us", tz="UTC"), "bigint": pa.int64(), "bool": pa.bool_()}
+_ARROW_TYPES = {
+    "text": pa.string(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "bigint": pa.int64(),
+    "bool": pa.bool_(),
+}
 
 
 def to_arrow(rows: list[Row], table: dict[str, Any]) -> pa.Table:
@@ -380,7 +387,29 @@ def read_due_reports(
 
 
 def _job_pages(read: ReportRead, since: datetime | None) -> Callable[[], Iterable[list[Any]]]:
-    return lambda: read.pages(since)
+    def pages() -> Iterator[list[Any]]:
+        try:
+            yield from read.pages(since)
+        except NotFound:  # a report that is not there (any more) reads as empty
+            return
+
+    return pages
+
+
+def summary_read(campaign: Row, fetch: Callable[[], Any], to_row: Callable[[Any], Row]) -> ReportRead:
+    """A campaign's summary counts as a read: one answer (`fetch()`, None if there is none), one row."""
+
+    def pages(_since: datetime | None) -> list[list[Any]]:
+        summary = fetch()
+        return [[summary]] if summary is not None else []
+
+    return ReportRead(
+        campaign_id=campaign["campaign_id"],
+        report="summary",
+        sent_at=campaign.get("sent_at"),
+        pages=pages,
+        to_rows=lambda page: [to_row(raw) for raw in page],
+    )
 
 
 def _advance(cursors: dict[str, Any], read: ReportRead, newest: datetime | None, now: datetime) -> None:

@@ -37,3 +37,7 @@ class ProviderError(CampaignSyncError):
     """The provider kept failing, or answered something that is not its API."""
 
     exit_code = 1
+
+
+class NotFound(ProviderError):
+    """What was asked for is not there (a deleted or unsent campaign's report): such a report reads as empty."""

@@ -168,6 +168,20 @@ class ProviderHttp:
 _NOT_JSON = object()
 
 
+def error_entries(response: requests.Response) -> list[tuple[str, str]]:
+    """`(error_key, error_message)` pairs of a Constant Contact error answer: an array, or a single object."""
+    try:
+        body = response.json()
+    except ValueError:
+        return [("", response.text[:200])]
+    entries = body if isinstance(body, list) else [body]
+    return [
+        (str(entry.get("error_key", entry.get("error", ""))), str(entry.get("error_message", "")))
+        for entry in entries
+        if isinstance(entry, dict)
+    ]
+
+
 def _json_body(response: requests.Response) -> Any:
     """The decoded body, once per response (bytes that are not UTF-8 become U+FFFD), or _NOT_JSON."""
     if not hasattr(response, "decoded_json"):

@@ -49,7 +49,8 @@ def test_new_report_field_is_kept_and_old_rows_get_null(harness):
 
 def test_a_field_that_changes_type_keeps_its_values(harness):
     assert harness.cli("run", PROVIDER) == 0
-    numbers = dict(harness.query("SELECT contact_id, custom_fields__score FROM contacts WHERE custom_fields__score > 0"))
+    scores = "SELECT contact_id, custom_fields__score FROM contacts WHERE custom_fields__score > 0"
+    numbers = dict(harness.query(scores))
     harness.sandbox.variants["eo_score_type"] = "text"
 
     assert harness.cli("run", PROVIDER) == 0

@@ -10,10 +10,10 @@ from typing import Any
 import dlt
 import requests
 
-from sources.canonical import ReportRead, Row, SyncSettings, parse_utc
+from sources.canonical import ReportRead, Row, SyncSettings, parse_utc, summary_read
 from sources.constant_contact_v2 import mapping
-from sources.errors import CredentialsRefused, ProviderError, QuotaExhausted
-from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently
+from sources.errors import CredentialsRefused, NotFound, ProviderError, QuotaExhausted
+from sources.http import Job, JobDone, ProviderHttp, error_entries, fetch_concurrently
 from sources.redaction import redact, register_secret
 
 NAME = "constant_contact_v2"
@@ -28,31 +28,15 @@ OVER_DAILY = "mashery.not.authorized.over.ratelimit"
 LISTING_STATUSES = ("ALL", "DELETED")
 
 
-class NoTracking(ProviderError):
-    """The campaign has no tracking list to read (gone, or not sent); treated as an empty one."""
-
-
-def _errors_of(response: requests.Response) -> list[tuple[str, str]]:
-    """The (error_key, error_message) pairs of an error answer: an array, or a single object."""
-    try:
-        body = response.json()
-    except ValueError:
-        return [("", response.text[:200])]
-    entries = body if isinstance(body, list) else [body]
-    return [
-        (str(e.get("error_key", "")), str(e.get("error_message", ""))) for e in entries if isinstance(e, dict)
-    ]
-
-
 def should_retry(response: requests.Response) -> bool:
     """The per-second limit's answers (403 over.qps, or 429) pass: retry them."""
     if response.status_code == 429:
         return not _is_daily_limit(response)
-    return response.status_code == 403 and any(key == OVER_QPS for key, _ in _errors_of(response))
+    return response.status_code == 403 and any(key == OVER_QPS for key, _ in error_entries(response))
 
 
 def _is_daily_limit(response: requests.Response) -> bool:
-    return any(key == OVER_DAILY for key, _ in _errors_of(response))
+    return any(key == OVER_DAILY for key, _ in error_entries(response))
 
 
 def _refused_setting(errors: list[tuple[str, str]]) -> str:
@@ -68,7 +52,7 @@ def check(response: requests.Response) -> None:
     """Raise the error a v2 answer stands for, if it is not a success."""
     if response.status_code == 200:
         return
-    errors = _errors_of(response)
+    errors = error_entries(response)
     detail = redact("; ".join(f"{key} {message}".strip() for key, message in errors))
     if response.status_code in (403, 429) and _is_daily_limit(response):
         raise QuotaExhausted(f"the daily request quota is used up ({detail}); rerun after midnight UTC")
@@ -76,7 +60,7 @@ def check(response: requests.Response) -> None:
     if response.status_code == 401 or (response.status_code == 403 and not over_qps):
         raise CredentialsRefused(NAME, _refused_setting(errors), detail or f"HTTP {response.status_code}")
     if response.status_code == 404:
-        raise NoTracking(f"{NAME}: {detail} from {redact(response.url)}")
+        raise NotFound(f"{NAME}: {detail} from {redact(response.url)}")
     raise ProviderError(f"{NAME}: HTTP {response.status_code} {detail} from {redact(response.url)}")
 
 
@@ -185,10 +169,7 @@ class ConstantContactV2Api:
         params: dict[str, Any] = {"limit": TRACKING_PAGE_SIZE}
         if since is not None:
             params["created_since"] = v2_time(since)
-        try:
-            yield from self.http.pages(path, params, items_of=items, next_of=next_link)
-        except NoTracking:
-            return
+        yield from self.http.pages(path, params, items_of=items, next_of=next_link)
 
     def activity_reads(self, campaign: Row) -> list[ReportRead]:
         """One read per tracking list of the campaign, each from its own `created_since` cursor."""
@@ -211,22 +192,8 @@ class ConstantContactV2Api:
 
     def summary_reads(self, campaign: Row) -> list[ReportRead]:
         """The tracking summary report of the campaign."""
-        cid = campaign["campaign_id"]
-        return [
-            ReportRead(
-                campaign_id=cid,
-                report="summary",
-                sent_at=campaign["sent_at"],
-                pages=partial(self._summary_pages, cid),
-                to_rows=lambda page: [mapping.summary_row(raw) for raw in page],
-            )
-        ]
-
-    def _summary_pages(self, campaign_id: str, _since: datetime | None) -> Iterator[list[dict[str, Any]]]:
-        try:
-            yield [self.http.get(f"{CAMPAIGNS}/{campaign_id}/tracking/reports/summary")]
-        except NoTracking:
-            return
+        path = f"{CAMPAIGNS}/{campaign['campaign_id']}/tracking/reports/summary"
+        return [summary_read(campaign, partial(self.http.get, path), mapping.summary_row)]
 
     def contacts(self) -> Iterator[list[Row]]:
         """None yet: the v2 contacts endpoint is not part of this provider (see provider-apis.md §2)."""

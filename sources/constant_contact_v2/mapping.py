@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sources.canonical import Row, parse_utc
+from sources.canonical import BOUNCE_TYPES, Row, parse_utc
 
 # tracking list (path) -> canonical activity_type, for rows that lack `activity_type`
 ACTIVITY_REPORTS = {
@@ -26,8 +26,6 @@ ACTIVITY_TYPES = {
 }
 _DATE_FIELDS = ("send_date", "open_date", "click_date", "forward_date", "unsubscribe_date", "bounce_date")
 # v2 bounce codes: B non-existent address, D undeliverable, Z blocked; F mailbox full,
-# S suspended, V vacation / auto-reply; X other
-BOUNCE_TYPES = {"B": "hard", "D": "hard", "Z": "hard", "F": "soft", "S": "soft", "V": "soft", "X": "other"}
 # the message bodies are not activity; every other unknown campaign field is kept
 _CAMPAIGN_DROPPED = {"email_content", "text_content", "style_sheet"}
 

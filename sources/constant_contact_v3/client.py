@@ -21,11 +21,11 @@ from typing import Any
 import dlt
 import requests
 
-from sources.canonical import ReportRead, Row, SyncOutcome, SyncSettings, parse_utc
+from sources.canonical import ReportRead, Row, SyncOutcome, SyncSettings, parse_utc, summary_read
 from sources.constant_contact_v3 import mapping
 from sources.constant_contact_v3.oauth import RefreshingAccessToken, RefreshTokenFile
-from sources.errors import CampaignSyncError, CredentialsRefused, ProviderError, QuotaExhausted
-from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently
+from sources.errors import CampaignSyncError, CredentialsRefused, NotFound, ProviderError, QuotaExhausted
+from sources.http import Job, JobDone, ProviderHttp, error_entries, fetch_concurrently
 from sources.redaction import redact, register_secret
 
 NAME = "constant_contact_v3"
@@ -40,26 +40,8 @@ UNSENT_ACTIVITY_STATUSES = ("DRAFT", "SCHEDULED")
 QUOTA_EXCEEDED = "quota_exceeded"
 
 
-class NotFound(ProviderError):
-    """The campaign, activity or report is not there (any more)."""
-
-
 class _Unauthorized(CredentialsRefused):
     """The API refused the access token: refreshed once and retried before it ends the run."""
-
-
-def errors_of(response: requests.Response) -> list[tuple[str, str]]:
-    """`(error_key, error_message)` pairs of an error answer: an array, or a single object."""
-    try:
-        body = response.json()
-    except ValueError:
-        return [("", response.text[:200])]
-    entries = body if isinstance(body, list) else [body]
-    return [
-        (str(entry.get("error_key", entry.get("error", ""))), str(entry.get("error_message", "")))
-        for entry in entries
-        if isinstance(entry, dict)
-    ]
 
 
 def should_retry(response: requests.Response) -> bool:
@@ -68,7 +50,7 @@ def should_retry(response: requests.Response) -> bool:
 
 
 def _is_quota(response: requests.Response) -> bool:
-    return response.status_code == 429 and any(key == QUOTA_EXCEEDED for key, _ in errors_of(response))
+    return response.status_code == 429 and any(key == QUOTA_EXCEEDED for key, _ in error_entries(response))
 
 
 def check(response: requests.Response) -> None:
@@ -83,7 +65,7 @@ def check(response: requests.Response) -> None:
             f"{NAME}: the daily request quota is used up (quota_exceeded); what was read is loaded, "
             "and a run after 00:00 UTC resumes from there"
         )
-    errors = errors_of(response)
+    errors = error_entries(response)
     if response.status_code == 404:
         raise NotFound(f"{NAME}: not found: {redact(response.url)}")
     detail = redact("; ".join(f"{key} {message}".strip() for key, message in errors))
@@ -427,20 +409,7 @@ class ConstantContactV3Api:
     def summary_reads(self, campaign: Row) -> list[ReportRead]:
         """The campaign's summary counts, from the one bulk summaries listing of the run."""
         campaign_id = campaign["campaign_id"]
-        return [
-            ReportRead(
-                campaign_id=campaign_id,
-                report="summary",
-                sent_at=campaign.get("sent_at"),
-                pages=partial(self._summary_pages, campaign_id),
-                to_rows=lambda page: [mapping.summary_row(raw) for raw in page],
-            )
-        ]
-
-    def _summary_pages(self, campaign_id: str, _since: datetime | None) -> Iterator[list[dict[str, Any]]]:
-        summary = self._all_summaries().get(campaign_id)
-        if summary is not None:
-            yield [summary]
+        return [summary_read(campaign, lambda: self._all_summaries().get(campaign_id), mapping.summary_row)]
 
     def _all_summaries(self) -> dict[str, dict[str, Any]]:
         with self._summaries_lock:  # one listing for every campaign of the run

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sources.canonical import Row, parse_utc
+from sources.canonical import BOUNCE_TYPES, Row, parse_utc
 
 # tracking report -> canonical activity_type
 ACTIVITY_REPORTS = {
@@ -16,8 +16,6 @@ ACTIVITY_REPORTS = {
     "optouts": "unsubscribed",
     "bounces": "bounced",
 }
-# Constant Contact bounce codes -> canonical bounce_type; the code itself is kept as `bounce_code`
-BOUNCE_TYPES = {"B": "hard", "D": "hard", "Z": "hard", "F": "soft", "S": "soft", "V": "soft", "X": "other"}
 # summary `unique_counts` -> canonical counts
 SUMMARY_COUNTS = {
     "sends": "sent",

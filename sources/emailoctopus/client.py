@@ -9,9 +9,9 @@ from typing import Any
 
 import requests
 
-from sources.canonical import ReportRead, Row
+from sources.canonical import ReportRead, Row, summary_read
 from sources.emailoctopus import mapping
-from sources.errors import CredentialsRefused, ProviderError
+from sources.errors import CredentialsRefused, NotFound, ProviderError
 from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently
 from sources.redaction import redact, register_secret
 
@@ -21,10 +21,6 @@ PAGE_SIZE = 100
 _CREDENTIAL_CODES = {"API_KEY_INVALID", "UNAUTHORISED"}
 # a report that does not exist (yet): the campaign was deleted, or is not sent
 _NO_REPORT_CODES = {"CAMPAIGN_NOT_SENT", "CAMPAIGN_NOT_FOUND"}
-
-
-class NoReport(ProviderError):
-    """The campaign has no report to read; treated as an empty one."""
 
 
 def _error_of(response: requests.Response) -> tuple[str, str]:
@@ -43,7 +39,7 @@ def check(response: requests.Response) -> None:
     if code in _CREDENTIAL_CODES or response.status_code == 401:
         raise CredentialsRefused(NAME, KEY_SETTING, code or f"HTTP {response.status_code}")
     if code in _NO_REPORT_CODES:
-        raise NoReport(code)
+        raise NotFound(code)
     detail = redact(f"{code} {message}".strip())
     raise ProviderError(f"{NAME}: HTTP {response.status_code} {detail} from {redact(response.url)}")
 
@@ -88,10 +84,7 @@ class EmailOctopusApi:
 
     def _report_pages(self, path: str, _since: datetime | None) -> Iterator[list[dict[str, Any]]]:
         # EmailOctopus has no date filter: a due report is read whole, the merge drops repeats
-        try:
-            yield from self._pages(path)
-        except NoReport:
-            return
+        return self._pages(path)
 
     def campaigns(self) -> Iterator[list[Row]]:
         """Every campaign, drafts included."""
@@ -128,22 +121,8 @@ class EmailOctopusApi:
 
     def summary_reads(self, campaign: Row) -> list[ReportRead]:
         """The summary counts of the campaign."""
-        cid = campaign["campaign_id"]
-        return [
-            ReportRead(
-                campaign_id=cid,
-                report="summary",
-                sent_at=campaign["sent_at"],
-                pages=partial(self._summary_pages, cid),
-                to_rows=lambda page: [mapping.summary_row(raw) for raw in page],
-            )
-        ]
-
-    def _summary_pages(self, campaign_id: str, _since: datetime | None) -> Iterator[list[dict[str, Any]]]:
-        try:
-            yield [self.http.get(f"campaigns/{campaign_id}/reports/summary", {"api_key": self.api_key})]
-        except NoReport:
-            return
+        path = f"campaigns/{campaign['campaign_id']}/reports/summary"
+        return [summary_read(campaign, partial(self.http.get, path, {"api_key": self.api_key}), mapping.summary_row)]
 
     def contacts(self) -> Iterator[list[Row]]:
         """The contacts of every list, read concurrently across lists."""
