@@ -114,13 +114,20 @@ def _provider(name: str) -> Provider:
     return PROVIDERS[name]
 
 
-def _date(value: str | None, option: str) -> datetime | None:
+def _date(value: str | None, option: str, end_of_day: bool = False) -> datetime | None:
+    """A command-line date or timestamp in UTC; a bare date as `--until` means the end of that day."""
     if value is None:
         return None
     try:
-        return pendulum.parse(value).in_timezone("UTC")
+        parsed = pendulum.parse(value)
     except (ValueError, pendulum.parsing.exceptions.ParserError):
-        raise ConfigurationError(f"{option} {value!r} is not a date: use YYYY-MM-DD or ISO 8601") from None
+        parsed = None
+    if isinstance(parsed, pendulum.DateTime):
+        bare_date = "T" not in value.upper() and " " not in value.strip() and ":" not in value
+        if end_of_day and bare_date:
+            parsed = parsed.end_of("day")
+        return parsed.in_timezone("UTC")
+    raise ConfigurationError(f"{option} {value!r} is not a date: use YYYY-MM-DD or ISO 8601")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -137,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     provider = _provider(args.provider)
-    since, until = _date(args.since, "--since"), _date(args.until, "--until")
+    since, until = _date(args.since, "--since"), _date(args.until, "--until", end_of_day=True)
     now = pendulum.now("UTC")
     if since > now:
         raise ConfigurationError(f"--since {args.since} is in the future")

@@ -15,7 +15,11 @@ from typing import Any
 
 import dlt
 import pendulum
-from dlt.common.configuration.exceptions import ConfigFieldMissingException, LookupTraces
+from dlt.common.configuration.exceptions import (
+    ConfigFieldMissingException,
+    ConfigValueCannotBeCoercedException,
+    LookupTraces,
+)
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
@@ -218,6 +222,9 @@ def _build_source(provider: Provider, plan: SyncPlan) -> Any:
         return provider.source(plan=plan)
     except ConfigFieldMissingException as missing:
         raise _missing_setting(missing, provider) from None
+    except ConfigValueCannotBeCoercedException as wrong:
+        setting = provider.setting(wrong.field_name)
+        raise ConfigurationError(f"{provider.name}: {setting} must be a {wrong.hint.__name__}") from None
 
 
 def _missing_setting(missing: ConfigFieldMissingException, provider: Provider) -> ConfigurationError:
@@ -256,7 +263,9 @@ def report_results(results: list[LoadResult], quiet: bool) -> int:
     exit_code = 0
     for result in results:
         if result.error is not None:
-            print(f"campaign-sync: {result.provider}: {redact(str(result.error))}", file=sys.stderr)
+            message = redact(str(result.error))
+            named = message if message.startswith(result.provider) else f"{result.provider}: {message}"
+            print(f"campaign-sync: {named}", file=sys.stderr)
             exit_code = exit_code or result.error.exit_code
         if not quiet and (result.rows or result.error is None):
             counts = ", ".join(f"{table} {n}" for table, n in sorted(result.rows.items())) or "nothing new"

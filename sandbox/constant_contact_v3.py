@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import getpass
 import json
 import re
 import secrets
@@ -352,7 +351,8 @@ class Simulator:
         self.page_rows = int(variants.get("cc3_page_rows", 0)) or None
         self.single_errors = variants.get("cc3_errors", "array") == "object"
         self.lock = threading.Lock()
-        self.token_file = Path(tempfile.gettempdir()) / f"campaign-sync-sandbox-{_user()}" / f"{NAME}.refresh_token"
+        # a folder of this sandbox's own: two sandboxes never overwrite each other's rotated token
+        self.token_file = Path(tempfile.mkdtemp(prefix="campaign-sync-sandbox-")) / f"{NAME}.refresh_token"
 
     def settings(self, base_url: str) -> dict[str, str]:
         """The environment that points campaign-sync at this simulator.
@@ -634,13 +634,6 @@ def _custom_fields() -> list[str]:
 
 def _tags(dataset: Dataset) -> set[str]:
     return {tag for contact in dataset.contacts for tag in contact.tags}
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "user"
 
 
 @dataclass

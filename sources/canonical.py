@@ -23,7 +23,7 @@ import pendulum
 import pyarrow as pa
 from dlt.extract.resource import DltResource
 
-from sources.errors import CampaignSyncError, CredentialsRefused, NotFound, QuotaExhausted
+from sources.errors import CampaignSyncError, ConfigurationError, CredentialsRefused, NotFound, QuotaExhausted
 from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently
 
 ACTIVITY_TYPES = ("sent", "opened", "clicked", "bounced", "unsubscribed", "complained", "forwarded")
@@ -154,6 +154,8 @@ def to_arrow(rows: list[Row], table: dict[str, Any]) -> pa.Table:
                 continue
             array = pa.array([_as_text(value) for value in values], type=pa.string())
         else:
+            if data_type == pa.string():  # an id that arrives as a number is still text
+                values = [_as_text(value) for value in values]
             array = pa.array(values, type=data_type)
         arrays.append(array)
         fields.append(pa.field(name, array.type, nullable=name not in keys))
@@ -242,6 +244,8 @@ class SyncSettings:
         start_date: str | None,
     ) -> SyncSettings:
         """Combine a provider's configured settings with the run's plan."""
+        if start_date and parse_utc(start_date) is None:
+            raise ConfigurationError(f"START_DATE {start_date!r} is not a date: use YYYY-MM-DD or ISO 8601")
         return cls(
             attribution_window=timedelta(days=attribution_window_days),
             lookback=timedelta(minutes=lookback_minutes),
@@ -444,7 +448,8 @@ def with_activity_ids(rows: list[Row], read: ReportRead, occurrences: Counter[tu
             row["activity_type"],
             row.get("contact_id"),
             row["occurred_at"].isoformat() if row.get("occurred_at") else None,
-            row.get("url"),
+            # the provider's link id where it has one: a URL looked up for it may change
+            row.get("url_id") or row.get("link_id") or row.get("url"),
         )
         occurrences[identity] += 1
         row["activity_id"] = activity_id(identity, occurrences[identity])
@@ -508,7 +513,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
                 continue
             # the whole snapshot, after a marker that deletes the previous one
             reset = {"provider": api.name, "campaign_id": read.campaign_id, "kind": read.report, "contact_id": ""}
-            snapshot = snapshots.pop(read.state_key, [])
+            snapshot = [row for row in snapshots.pop(read.state_key, []) if row.get("contact_id")]
             for row in snapshot:
                 row["kind"] = read.report
                 row["as_of"] = settings.now

@@ -14,13 +14,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from dlt.sources.helpers.requests import Client
 from requests.adapters import HTTPAdapter
 
-from sources.errors import CampaignSyncError, ProviderError
+from sources.errors import ConfigurationError, ProviderError
 from sources.redaction import redact
 
 K = TypeVar("K")
@@ -94,7 +94,7 @@ class ProviderHttp:
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
-            raise CampaignSyncError(f"{self.provider}: base URL {redact(self.base_url)!r} is not an http(s) URL")
+            raise ConfigurationError(f"{self.provider}: base URL {redact(self.base_url)!r} is not an http(s) URL")
         self.base_url = self.base_url.rstrip("/") + "/"
         self.limiter = RateLimiter(self.requests_per_second)
         self.client = _RateLimitedClient(
@@ -160,6 +160,8 @@ class ProviderHttp:
             if following is None:
                 return
             link, params = following
+            if urlsplit(self.url(link)).netloc != urlsplit(self.base_url).netloc:  # credentials go along
+                raise ProviderError(f"{self.provider}: paging link to another host refused: {redact(self.url(link))}")
             if link in seen:
                 raise ProviderError(f"{self.provider}: paging loops back to {redact(self.url(link))}")
             seen.add(link)

@@ -13,6 +13,7 @@ from urllib.parse import quote, quote_plus
 
 MASK = "***"
 _SECRET_PARAMS = re.compile(r"((?:api_key|access_token|refresh_token|client_secret)=)[^&\s\"']+", re.IGNORECASE)
+_USER_INFO = re.compile(r"(://[^/:@\s]+:)[^@/\s]+@")  # the password in scheme://user:password@host
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _installed = False
@@ -32,7 +33,7 @@ def redact(text: str) -> str:
     for secret in sorted(_secrets, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, MASK)
-    return _SECRET_PARAMS.sub(rf"\1{MASK}", text)
+    return _USER_INFO.sub(rf"\1{MASK}@", _SECRET_PARAMS.sub(rf"\1{MASK}", text))
 
 
 def _install_log_filter() -> None:
@@ -45,7 +46,10 @@ def _install_log_filter() -> None:
 
     def redacting_record(*args: object, **kwargs: object) -> logging.LogRecord:
         record = make_record(*args, **kwargs)
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:
+            return record
         clean = redact(message)
         if clean != message:
             record.msg, record.args = clean, None

@@ -76,3 +76,33 @@ def test_status_before_and_after_a_load(harness, capsys):
     dataset = harness.sandbox.datasets[PROVIDER]
     assert f"{PROVIDER}: last load" in out
     assert f"contacts: {len(dataset.contacts)} rows" in out
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("SOURCES__EMAILOCTOPUS__REQUESTS_PER_SECOND", "fast", "SOURCES__EMAILOCTOPUS__REQUESTS_PER_SECOND must be"),
+        ("SOURCES__EMAILOCTOPUS__START_DATE", "last spring", "START_DATE 'last spring' is not a date"),
+        ("SOURCES__EMAILOCTOPUS__BASE_URL", "ftp://emailoctopus.com/api/1.6", "is not an http(s) URL"),
+    ],
+)
+def test_a_malformed_setting_is_a_configuration_error(harness, capsys, setting, value, message):
+    harness.setenv(**{setting: value})
+    assert harness.cli("run", PROVIDER) == 2
+    assert message in error_line(capsys)
+    assert harness.sandbox.requests[PROVIDER] == 0
+
+
+def test_a_duration_is_not_a_backfill_date(harness, capsys):
+    assert harness.cli("backfill", PROVIDER, "--since", "P1D") == 2
+    assert "is not a date" in error_line(capsys)
+
+
+def test_a_bare_until_date_includes_that_whole_day(harness):
+    dataset = harness.sandbox.datasets[PROVIDER]
+    target = dataset.sent_campaigns()[1]
+    day = target.send_at.date().isoformat()
+    assert harness.cli("backfill", PROVIDER, "--since", day, "--until", day) == 0
+    loaded = {r[0] for r in harness.query("SELECT DISTINCT campaign_id FROM contact_activity")}
+    assert loaded == {c.id for c in dataset.sent_campaigns() if c.send_at.date().isoformat() == day}
+    assert target.id in loaded

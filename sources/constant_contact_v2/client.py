@@ -59,7 +59,7 @@ def check(response: requests.Response) -> None:
     over_qps = response.status_code == 429 or any(key == OVER_QPS for key, _ in errors)
     if response.status_code == 401 or (response.status_code == 403 and not over_qps):
         raise CredentialsRefused(NAME, _refused_setting(errors), detail or f"HTTP {response.status_code}")
-    if response.status_code == 404:
+    if response.status_code == 404 and any(key for key, _ in errors):  # the API's own 404, not a proxy's
         raise NotFound(f"{NAME}: {detail} from {redact(response.url)}")
     raise ProviderError(f"{NAME}: HTTP {response.status_code} {detail} from {redact(response.url)}")
 

@@ -66,7 +66,7 @@ def check(response: requests.Response) -> None:
             "and a run after 00:00 UTC resumes from there"
         )
     errors = error_entries(response)
-    if response.status_code == 404:
+    if response.status_code == 404 and any(key for key, _ in errors):  # the API's own 404, not a proxy's
         raise NotFound(f"{NAME}: not found: {redact(response.url)}")
     detail = redact("; ".join(f"{key} {message}".strip() for key, message in errors))
     raise ProviderError(f"{NAME}: HTTP {response.status_code} {detail} from {redact(response.url)}")
@@ -213,7 +213,8 @@ class ConstantContactV3Api:
         after = None if self.settings.is_backfill else state.get("after_date")
         pending: dict[str, str] = dict(state.get("pending", {}))
         newest, complete, listed = after, True, set()
-        for page in self._pages("emails", "campaigns", {"after_date": after} if after else None):
+        overlap = {"after_date": self._minus_lookback(after)} if after else None
+        for page in self._pages("emails", "campaigns", overlap):
             for raw in page:
                 listed.add(raw["campaign_id"])
                 newest = _later(newest, raw.get("updated_at"))
@@ -234,6 +235,11 @@ class ConstantContactV3Api:
         }
         if complete and newest is not None:
             state["after_date"] = newest
+
+    def _minus_lookback(self, cursor: str) -> str:
+        """A listing cursor moved back by the lookback: what changed in the same second is not missed."""
+        moved = parse_utc(cursor)
+        return (moved - self.settings.lookback).isoformat() if moved is not None else cursor
 
     def _enrich(self, listed: list[dict[str, Any]], only_if_changed: bool = False) -> tuple[list[Row], bool]:
         """Canonical rows of listed campaigns, each with its activities looked up (concurrently)."""
@@ -432,7 +438,7 @@ class ConstantContactV3Api:
         after = state.get("updated_after")
         params = {"status": "all", "include": "custom_fields,list_memberships,taggings"}
         if after:
-            params["updated_after"] = after
+            params["updated_after"] = self._minus_lookback(after)
         newest = after
         for page in self._pages("contacts", "contacts", params):
             if not page:
