@@ -58,7 +58,7 @@ class Settings:
 
 
 FULL = Settings(runs=3, backfill_scale=(20, 1_000), cpu_scale=(30, 4_000), memory_scale=(60, 20_000))
-QUICK = Settings(runs=1, backfill_scale=(8, 300), cpu_scale=(12, 1_500), memory_scale=None, latency=0.05)
+QUICK = Settings(runs=1, backfill_scale=(6, 200), cpu_scale=(8, 1_000), memory_scale=None, latency=0.05)
 
 
 def _serve(options: dict[str, Any], ready: Any) -> None:

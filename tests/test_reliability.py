@@ -242,3 +242,16 @@ def test_no_credential_anywhere_with_every_provider_at_debug_and_faults_on(make_
             assert secret not in dump, table
     token_file = Path(harness.sandbox.environment()["SOURCES__CONSTANT_CONTACT_V3__REFRESH_TOKEN_FILE"])
     assert token_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_an_unknown_activity_word_keeps_the_row_typed_by_its_report():
+    from sources.constant_contact_v2 import mapping as v2
+    from sources.constant_contact_v3 import mapping as v3
+
+    [old] = v2.activity_rows("opens", {}, [{"activity_type": "EMAIL_GLANCE", "contact_id": 7,
+                                             "open_date": "2025-01-14T08:55:23.000Z"}])
+    assert (old["activity_type"], old["provider_activity_type"], old["contact_id"]) == ("opened", "EMAIL_GLANCE", "7")
+    [new] = v3.activity_rows("opened", [{"tracking_activity_type": "em_glances", "contact_id": "c1",
+                                          "created_time": "2025-01-14T08:55:00.000Z"}])
+    assert (new["activity_type"], new["provider_activity_type"]) == ("opened", "em_glances")
+    assert new["occurred_at"].isoformat() == "2025-01-14T08:55:00+00:00"

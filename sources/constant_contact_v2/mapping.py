@@ -76,6 +76,8 @@ def activity_rows(report: str, links: dict[str, str], page: list[dict[str, Any]]
             "email_address": extra.pop("email_address", None),
             "occurred_at": parse_utc(occurred),
         }
+        if word is not None and str(word) not in ACTIVITY_TYPES:  # the list decides the type; the word is kept
+            row["provider_activity_type"] = str(word)
         if "link_id" in extra:
             extra["link_id"] = None if extra["link_id"] is None else str(extra["link_id"])
             url = extra.pop("link_uri", None) or links.get(str(extra["link_id"]))

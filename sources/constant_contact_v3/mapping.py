@@ -16,6 +16,8 @@ ACTIVITY_REPORTS = {
     "optouts": "unsubscribed",
     "bounces": "bounced",
 }
+# the `tracking_activity_type` words the reports use
+TRACKING_WORDS = {"em_sends", "em_opens", "em_clicks", "em_forwards", "em_optouts", "em_bounces", "em_didnotopens"}
 # summary `unique_counts` -> canonical counts
 SUMMARY_COUNTS = {
     "sends": "sent",
@@ -100,6 +102,9 @@ def activity_rows(activity_type: str, page: list[dict[str, Any]]) -> list[Row]:
             "email_address": extra.pop("email_address", None),
             "occurred_at": parse_utc(extra.pop("created_time", None)),
         }
+        word = raw.get("tracking_activity_type")
+        if word is not None and word not in TRACKING_WORDS:  # the report decides the type; the word is kept
+            row["provider_activity_type"] = str(word)
         url = extra.pop("link_url", None)
         if url is not None:
             row["url"] = url
