@@ -188,15 +188,15 @@ def after_load(load: dlt.Pipeline, provider: Provider) -> list[str]:
 
 
 def _count_requests(source: Any, load: dlt.Pipeline, outcome: SyncOutcome) -> None:
-    """Show the run's HTTP requests (and so their rate) as a counter of dlt's progress display."""
-    counted = 0
+    """Show the run's HTTP requests (and so their rate) and its reports read of those due in dlt's progress."""
+    counted = {"requests": 0, "reports": 0}
 
     def tick(item: Any) -> Any:
-        nonlocal counted
-        made = outcome.requests
-        if made > counted:
-            load.collector.update("requests", inc=made - counted)
-            counted = made
+        for name, now in (("requests", outcome.requests), ("reports", outcome.reports_done)):
+            if now > counted[name]:
+                total = outcome.reports_due if name == "reports" else None
+                load.collector.update(name, inc=now - counted[name], total=total)
+                counted[name] = now
         return item
 
     for resource in source.resources.values():

@@ -267,6 +267,8 @@ class SyncOutcome:
     failures: list[str] = field(default_factory=list)
     quota: QuotaExhausted | None = None
     http: ProviderHttp | None = None
+    reports_due: int = 0  # (campaign, report) reads this run has to make, and has made: for progress
+    reports_done: int = 0
 
     @property
     def requests(self) -> int:
@@ -364,9 +366,11 @@ def read_due_reports(
     cursors = dlt.current.resource_state().setdefault("cursors", {})
     due = [read for read in reads if _is_due(read, cursors.get(read.state_key, {}), settings)]
     jobs = [Job(read, _job_pages(read, _since(cursors.get(read.state_key, {}), settings))) for read in due]
+    outcome.reports_due += len(jobs)
     newest: dict[str, datetime] = {}
     for read, page in fetch_concurrently(jobs, settings.max_concurrency):
         if isinstance(page, JobDone):
+            outcome.reports_done += 1
             if page.error is None:
                 _advance(cursors, read, newest.get(read.state_key), settings.now)
                 yield read, COMPLETE
