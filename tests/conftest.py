@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,13 @@ class Harness:
         with duckdb.connect(str(self.duckdb_path)) as con:
             con.execute(f"SET schema '{self.dataset}'")
             con.execute(sql)
+
+    def activity(self, provider: str) -> Counter:
+        """The loaded events of a provider as (campaign_id, contact_id, activity_type, occurred_at UTC) counts."""
+        return Counter(self.query(
+            "SELECT campaign_id, contact_id, activity_type, occurred_at AT TIME ZONE 'UTC' FROM contact_activity "
+            f"WHERE provider = '{provider}'"
+        ))
 
     def count(self, table: str, where: str = "true") -> int:
         return self.query(f"SELECT count(*) FROM {table} WHERE {where}")[0][0]

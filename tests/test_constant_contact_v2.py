@@ -44,11 +44,7 @@ def expected_activity(sim: Simulator) -> Counter:
 
 
 def loaded_activity(harness) -> Counter:
-    rows = harness.query(
-        "SELECT campaign_id, contact_id, activity_type, occurred_at AT TIME ZONE 'UTC' FROM contact_activity "
-        f"WHERE provider = '{PROVIDER}'"
-    )
-    return Counter(rows)
+    return harness.activity(PROVIDER)
 
 
 def open_campaigns(sim: Simulator) -> list:

@@ -28,11 +28,7 @@ def expected_activity(dataset: Dataset) -> Counter:
 
 
 def loaded_activity(harness) -> Counter:
-    rows = harness.query(
-        "SELECT campaign_id, contact_id, activity_type, occurred_at AT TIME ZONE 'UTC' FROM contact_activity "
-        f"WHERE provider = '{PROVIDER}'"
-    )
-    return Counter(rows)
+    return harness.activity(PROVIDER)
 
 
 def expected_snapshot(dataset: Dataset) -> set:
