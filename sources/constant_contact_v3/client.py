@@ -213,8 +213,7 @@ class ConstantContactV3Api:
         after = None if self.settings.is_backfill else state.get("after_date")
         pending: dict[str, str] = dict(state.get("pending", {}))
         newest, complete, listed = after, True, set()
-        overlap = {"after_date": self._minus_lookback(after)} if after else None
-        for page in self._pages("emails", "campaigns", overlap):
+        for page in self._pages("emails", "campaigns", {"after_date": after} if after else None):
             for raw in page:
                 listed.add(raw["campaign_id"])
                 newest = _later(newest, raw.get("updated_at"))
@@ -235,11 +234,6 @@ class ConstantContactV3Api:
         }
         if complete and newest is not None:
             state["after_date"] = newest
-
-    def _minus_lookback(self, cursor: str) -> str:
-        """A listing cursor moved back by the lookback: what changed in the same second is not missed."""
-        moved = parse_utc(cursor)
-        return (moved - self.settings.lookback).isoformat() if moved is not None else cursor
 
     def _enrich(self, listed: list[dict[str, Any]], only_if_changed: bool = False) -> tuple[list[Row], bool]:
         """Canonical rows of listed campaigns, each with its activities looked up (concurrently)."""
@@ -438,7 +432,7 @@ class ConstantContactV3Api:
         after = state.get("updated_after")
         params = {"status": "all", "include": "custom_fields,list_memberships,taggings"}
         if after:
-            params["updated_after"] = self._minus_lookback(after)
+            params["updated_after"] = after
         newest = after
         for page in self._pages("contacts", "contacts", params):
             if not page:
