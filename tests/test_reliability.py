@@ -215,6 +215,7 @@ def test_a_locked_or_unwritable_duckdb_file_is_one_clear_line(harness, capsys, t
 
 def test_no_credential_anywhere_with_every_provider_at_debug_and_faults_on(make_harness, caplog, capfd):
     harness = make_harness(faults=Faults(error_rate=0.05, reset_rate=0.02, truncate_rate=0.02, burst_rate=0.02))
+    harness.setenv(RUNTIME__REQUEST_MAX_ATTEMPTS=12)  # so that no request fails every attempt by chance
     caplog.set_level("DEBUG")
     for provider in harness.sandbox.apps:
         assert harness.cli("run", provider, "--debug") == 0, provider
