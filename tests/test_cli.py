@@ -106,3 +106,22 @@ def test_a_bare_until_date_includes_that_whole_day(harness):
     loaded = {r[0] for r in harness.query("SELECT DISTINCT campaign_id FROM contact_activity")}
     assert loaded == {c.id for c in dataset.sent_campaigns() if c.send_at.date().isoformat() == day}
     assert target.id in loaded
+
+
+def test_config_toml_states_every_source_default_as_the_code_has_it():
+    import inspect
+    import tomllib
+    from pathlib import Path
+
+    from pipelines.providers import PROVIDERS
+
+    config = tomllib.loads((Path(__file__).resolve().parent.parent / ".dlt" / "config.toml").read_text())
+    for name, provider in PROVIDERS.items():
+        function = getattr(provider.source, "__wrapped__", provider.source)
+        defaults = {
+            key: parameter.default
+            for key, parameter in inspect.signature(function).parameters.items()
+            if parameter.default is not inspect.Parameter.empty and parameter.default is not None
+            and isinstance(parameter.default, str | int | float) and key not in provider.secrets
+        }
+        assert config["sources"][name] == defaults, name
