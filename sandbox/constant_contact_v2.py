@@ -29,7 +29,6 @@ import threading
 import zlib
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -386,15 +385,8 @@ def _since(value: str | None, name: str) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-@dataclass
-class V2App(ProviderApp):
-    """The v2 app, with its simulator (quota, counters, deletions) reachable by tests."""
-
-    simulator: Simulator | None = None
-
-
-def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) -> V2App:
+def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) -> ProviderApp:
     """The Constant Contact v2 API over `dataset`."""
     simulator = Simulator(dataset, variants)
     handle: Callable[[Request, str], Response] = simulator.handle
-    return V2App(PREFIX, dataset, handle, simulator.throttled, requests_per_second, settings, simulator=simulator)
+    return ProviderApp(PREFIX, dataset, handle, simulator.throttled, requests_per_second, settings, simulator)

@@ -636,17 +636,10 @@ def _tags(dataset: Dataset) -> set[str]:
     return {tag for contact in dataset.contacts for tag in contact.tags}
 
 
-@dataclass
-class V3App(ProviderApp):
-    """The v3 app, with its simulator (quota, OAuth, ground truth) reachable by tests."""
-
-    simulator: Simulator | None = None
-
-
-def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) -> V3App:
+def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) -> ProviderApp:
     """The Constant Contact v3 API over `dataset`."""
     simulator = Simulator(dataset, variants)
     handle: Callable[[Request, str], Response] = simulator.handle
-    return V3App(PREFIX, dataset, handle, simulator.throttled, requests_per_second, simulator.settings,
-                 simulator=simulator)
+    return ProviderApp(PREFIX, dataset, handle, simulator.throttled, requests_per_second, simulator.settings,
+                       simulator)
 

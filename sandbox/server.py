@@ -69,6 +69,7 @@ class ProviderApp:
     throttled: Callable[[], SandboxError]
     requests_per_second: float
     settings: Callable[[str], dict[str, str]]
+    simulator: Any = None  # a provider's own state that tests reach (quota, OAuth, ground truth)
     bucket: TokenBucket = field(init=False)
 
     def __post_init__(self) -> None:
