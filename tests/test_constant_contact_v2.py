@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 import requests
 
+from sandbox import Sandbox
 from sandbox.constant_contact_v2 import (
     ACCESS_TOKEN,
     API_KEY,
@@ -244,6 +245,15 @@ def test_refused_key_or_token_exits_3_naming_the_setting(make_harness, capfd):
     harness.setenv(SOURCES__CONSTANT_CONTACT_V2__ACCESS_TOKEN="wrong-1234")
     assert harness.cli("run", PROVIDER) == 3
     assert "SOURCES__CONSTANT_CONTACT_V2__ACCESS_TOKEN" in capfd.readouterr().err
+
+
+# ---- the simulator itself, over HTTP (no pipeline) ----
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with Sandbox(scale="tiny") as running:
+        running.apps[PROVIDER].bucket.rate = 0
+        yield running
 
 
 def call(sandbox, path, key=API_KEY, token=ACCESS_TOKEN, accept="application/json", **params):
