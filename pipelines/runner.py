@@ -41,7 +41,7 @@ PROGRESS_LOG_SECONDS = 10.0
 
 DUCKDB_MEMORY_LIMIT = "256MB"
 # PostgreSQL loads through COPY from CSV files rather than INSERT statements
-LOADER_FILE_FORMATS = {"duckdb": None, "postgres": "csv"}
+LOADER_FILE_FORMATS = {"duckdb": "parquet", "postgres": "csv"}
 
 
 @dataclass

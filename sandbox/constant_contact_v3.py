@@ -40,7 +40,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -81,12 +81,18 @@ NAMESPACE = uuid.UUID("7b3e2a56-0c1d-4f8e-9a65-3c2b1d0e4f5a")
 
 def v3_time(value: datetime) -> str:
     """ISO 8601 UTC with milliseconds, as v3 writes timestamps."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def to_minute(value: datetime) -> datetime:
     """A tracking `created_time`: v3 keeps minutes only."""
     return value.replace(second=0, microsecond=0)
+
+
+@lru_cache(maxsize=1 << 16)
+def tracking_time(value: datetime) -> str:
+    """The `created_time` text of an event at `value` (many events share a minute: rendered once)."""
+    return v3_time(to_minute(value))
 
 
 def stable_id(*parts: object) -> str:
@@ -351,6 +357,8 @@ class Simulator:
         self.page_rows = int(variants.get("cc3_page_rows", 0)) or None
         self.single_errors = variants.get("cc3_errors", "array") == "object"
         self.lock = threading.Lock()
+        # tracking reports in page order, by (activity, report, filters, clock)
+        self.ordered: dict[tuple[Any, ...], list[Event]] = {}
         # a folder of this sandbox's own: two sandboxes never overwrite each other's rotated token
         self.token_file = Path(tempfile.mkdtemp(prefix="campaign-sync-sandbox-")) / f"{NAME}.refresh_token"
 
@@ -525,7 +533,7 @@ class Simulator:
             "email_address": contact.email,
             "first_name": contact.fields.get("FirstName"),
             "last_name": contact.fields.get("LastName"),
-            "created_time": v3_time(to_minute(event.at)),
+            "created_time": tracking_time(event.at),
         }
         if contact.deleted:
             row["deleted_at"] = (self.account.start - timedelta(days=3)).date().isoformat()
@@ -557,12 +565,16 @@ class Simulator:
         if report not in TRACKING:
             raise self.error(404, "not_found", f"No tracking report {report}.")
         event_type, tracking_type = TRACKING[report]
-        events = self.account.events(activity, event_type)
-        if report == "clicks" and args.get("url_id"):
-            events = [e for e in events if str(LINKS.index(e.url) + 1) in args["url_id"]]
-        if report == "bounces" and args.get("bounce_code"):
-            events = [e for e in events if e.bounce_code in args["bounce_code"]]
-        return self.page(path, args, "tracking_activities", _newest_first(events), default_limit=MAX_LIMIT,
+        filters = (tuple(args.get("url_id", ())), tuple(args.get("bounce_code", ())))
+        key = (activity.id, report, filters, self.dataset.clock)
+        if key not in self.ordered:  # a report is ordered once, not again for each of its pages
+            events = self.account.events(activity, event_type)
+            if report == "clicks" and args.get("url_id"):
+                events = [e for e in events if str(LINKS.index(e.url) + 1) in args["url_id"]]
+            if report == "bounces" and args.get("bounce_code"):
+                events = [e for e in events if e.bounce_code in args["bounce_code"]]
+            self.ordered[key] = _newest_first(events)
+        return self.page(path, args, "tracking_activities", self.ordered[key], default_limit=MAX_LIMIT,
                          render=partial(self.tracking_row, activity, tracking_type))
 
     def _contact_row(self, activity: Activity, kind: str, at: datetime | None, contact_id: str) -> dict[str, Any]:
@@ -625,7 +637,7 @@ class Simulator:
 def _newest_first(events: list[Event]) -> list[Event]:
     """Tracking order: newest minute first, the data set's order within a minute (stable across reads)."""
     order = {id(event): n for n, event in enumerate(events)}
-    return sorted(events, key=lambda e: (-to_minute(e.at).timestamp(), order[id(e)]))
+    return sorted(events, key=lambda e: (-(int(e.at.timestamp()) // 60), order[id(e)]))
 
 
 def _custom_fields() -> list[str]:

@@ -16,11 +16,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import Any, Protocol
 
 import dlt
 import pendulum
 import pyarrow as pa
+import pyarrow.compute as pc
 from dlt.extract.resource import DltResource
 
 from sources.errors import CampaignSyncError, ConfigurationError, CredentialsRefused, NotFound, QuotaExhausted
@@ -127,14 +129,6 @@ def parse_utc(value: Any) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
-_ARROW_TYPES = {
-    "text": pa.string(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-    "bigint": pa.int64(),
-    "bool": pa.bool_(),
-}
-
-
 def to_arrow(rows: list[Row], table: dict[str, Any]) -> pa.Table:
     """A page of canonical rows as an Arrow table, so dlt loads it without its per-row path.
 
@@ -144,22 +138,46 @@ def to_arrow(rows: list[Row], table: dict[str, Any]) -> pa.Table:
     """
     declared = table["columns"]
     keys = {*_names(table.get("primary_key")), *_names(table.get("merge_key"))}
-    names = list(dict.fromkeys(key for row in rows for key in row))
     arrays, fields = [], []
-    for name in names:
+    for name in dict.fromkeys(chain.from_iterable(rows)):
         values = [row.get(name) for row in rows]
-        data_type = _ARROW_TYPES.get(declared.get(name, {}).get("data_type", ""))
-        if data_type is None:
-            if all(value is None for value in values):
-                continue
-            array = pa.array([_as_text(value) for value in values], type=pa.string())
-        else:
-            if data_type == pa.string():  # an id that arrives as a number is still text
-                values = [_as_text(value) for value in values]
-            array = pa.array(values, type=data_type)
+        data_type = declared.get(name, {}).get("data_type")
+        if data_type is None and values.count(None) == len(values):
+            continue
+        array = _ARRAY_BUILDERS.get(data_type, _text_array)(values)
         arrays.append(array)
         fields.append(pa.field(name, array.type, nullable=name not in keys))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _text_array(values: list[Any]) -> pa.Array:
+    """Text; an id that arrives as a number, or a nested value (as JSON), is still text."""
+    try:
+        return pa.array(values, type=pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.array([_as_text(value) for value in values], type=pa.string())
+
+
+def _timestamp_array(values: list[Any]) -> pa.Array:
+    """UTC timestamps from datetimes, or from ISO 8601 text with an offset (Arrow parses a whole
+    column at once); anything else value by value through `parse_utc`."""
+    try:
+        return pa.array(values, type=_TIMESTAMP)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        pass
+    try:
+        return pa.array(values, type=pa.string()).cast(_TIMESTAMP)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.array([parse_utc(value) for value in values], type=_TIMESTAMP)
+
+
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+_ARRAY_BUILDERS: dict[str | None, Callable[[list[Any]], pa.Array]] = {
+    "text": _text_array,
+    "timestamp": _timestamp_array,
+    "bigint": lambda values: pa.array(values, type=pa.int64()),
+    "bool": lambda values: pa.array(values, type=pa.bool_()),
+}
 
 
 def _as_text(value: Any) -> str | None:
@@ -170,12 +188,6 @@ def _as_text(value: Any) -> str | None:
 
 def _names(key: str | tuple[str, ...] | None) -> tuple[str, ...]:
     return (key,) if isinstance(key, str) else tuple(key or ())
-
-
-def activity_id(identity: tuple[Any, ...], occurrence: int) -> str:
-    """A deterministic id for an event: its identity fields plus its occurrence number."""
-    text = "\x1f".join("" if part is None else str(part) for part in identity) + f"\x1f{occurrence}"
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -441,23 +453,33 @@ def _until_quota(pages: Iterator[list[Row]], outcome: SyncOutcome) -> Iterator[l
         outcome.quota = exhausted
 
 
-def with_activity_ids(rows: list[Row], read: ReportRead, occurrences: Counter[tuple[Any, ...]]) -> list[Row]:
-    """Give each event its `activity_id`; identical events are told apart by occurrence."""
-    for row in rows:
-        row["campaign_activity_id"] = read.campaign_activity_id
-        identity = (
-            row["provider"],
-            read.campaign_id,
-            read.campaign_activity_id,
-            row["activity_type"],
-            row.get("contact_id"),
-            row["occurred_at"].isoformat() if row.get("occurred_at") else None,
-            # the provider's link id where it has one: a URL looked up for it may change
-            row.get("url_id") or row.get("link_id") or row.get("url"),
-        )
+def with_activity_ids(page: pa.Table, read: ReportRead, provider: str, occurrences: Counter[str]) -> pa.Table:
+    """Give each event of a page its deterministic `activity_id`: a hash of its identity fields
+    and its occurrence number, so that identical events are told apart and a reread finds the
+    same ids. The identity is built column-wise; only the hashing goes row by row."""
+    rows = page.num_rows
+
+    def column(name: str) -> pa.ChunkedArray | pa.Array:
+        return page[name] if name in page.column_names else pa.nulls(rows, pa.string())
+
+    occurred = column("occurred_at")
+    identities = pc.binary_join_element_wise(
+        column("activity_type"),
+        column("contact_id"),
+        pc.cast(pc.cast(occurred, pa.int64()), pa.string()) if occurred.type != pa.string() else occurred,
+        # the provider's link id where it has one: a URL looked up for it may change
+        pc.coalesce(column("url_id"), column("link_id"), column("url")),
+        "\x1f",
+        null_handling="replace",
+    )
+    prefix = f"{provider}\x1f{read.campaign_id}\x1f{read.campaign_activity_id or ''}\x1f"
+    ids = []
+    for identity in identities.to_pylist():
         occurrences[identity] += 1
-        row["activity_id"] = activity_id(identity, occurrences[identity])
-    return rows
+        key = f"{prefix}{identity}\x1f{occurrences[identity]}".encode()
+        ids.append(hashlib.blake2b(key, digest_size=16).hexdigest())
+    page = page.append_column(pa.field("activity_id", pa.string(), nullable=False), pa.array(ids, pa.string()))
+    return page.append_column("campaign_activity_id", pa.array([read.campaign_activity_id] * rows, pa.string()))
 
 
 def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncOutcome) -> list[DltResource]:
@@ -495,16 +517,19 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
     @dlt.transformer(data_from=campaigns, parallelized=True, **CONTACT_ACTIVITY)
     def contact_activity(campaign_page: list[Row]) -> Iterator[list[Row]]:
         reads = [read for campaign in campaign_page for read in api.activity_reads(campaign)]
-        occurrences: dict[str, Counter[tuple[Any, ...]]] = {}
-        batch: list[Row] = []
+        occurrences: dict[str, Counter[str]] = {}
+        batch: list[pa.Table] = []
         for read, rows in read_due_reports(api, reads, settings, outcome):
-            if rows is not COMPLETE:
-                batch.extend(with_activity_ids(rows, read, occurrences.setdefault(read.state_key, Counter())))
-            if len(batch) >= ARROW_BATCH_ROWS:
-                yield to_arrow(batch, CONTACT_ACTIVITY)
+            if rows is COMPLETE:
+                occurrences.pop(read.state_key, None)  # held for one report only
+            elif rows:
+                page = to_arrow(rows, CONTACT_ACTIVITY)
+                batch.append(with_activity_ids(page, read, api.name, occurrences.setdefault(read.state_key, Counter())))
+            if sum(page.num_rows for page in batch) >= ARROW_BATCH_ROWS:
+                yield pa.concat_tables(batch, promote_options="default")
                 batch = []
         if batch:
-            yield to_arrow(batch, CONTACT_ACTIVITY)
+            yield pa.concat_tables(batch, promote_options="default")
 
     @dlt.transformer(data_from=campaigns, parallelized=True, **CAMPAIGN_NON_ENGAGEMENT)
     def campaign_non_engagement(campaign_page: list[Row]) -> Iterator[list[Row]]:

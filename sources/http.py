@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import urljoin, urlsplit
 
+import orjson
 import requests
 from dlt.sources.helpers.requests import Client
 from requests.adapters import HTTPAdapter
 
-from sources.errors import ConfigurationError, ProviderError
+from sources.errors import ConfigurationError, ProviderError, QuotaExhausted
 from sources.redaction import redact
 
 K = TypeVar("K")
@@ -81,6 +82,7 @@ class ProviderHttp:
 
     `should_retry(response)` says which answers besides 5xx are passing (throttling);
     `check(response)` raises the provider's own error for an answer that is not a success.
+    Once an answer says the daily quota is used up, no further request is sent in this run.
     """
 
     provider: str
@@ -91,6 +93,7 @@ class ProviderHttp:
     check: Callable[[requests.Response], None]
     params: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    quota_exhausted: QuotaExhausted | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -120,6 +123,8 @@ class ProviderHttp:
 
     def request(self, method: str, path_or_link: str, params: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         """Send one request (retried on transient failures) and return its decoded JSON body."""
+        if self.quota_exhausted is not None:
+            raise QuotaExhausted(str(self.quota_exhausted))
         url = self.url(path_or_link)
         all_params = {**self.params, **(params or {})}
         headers = {"Accept": "application/json", **self.headers, **kwargs.pop("headers", {})}
@@ -131,7 +136,11 @@ class ProviderHttp:
         if failure is not None:
             # raised outside the except block, so the original (unredacted) error is not chained
             raise ProviderError(f"{self.provider}: request to {redact(url)} failed: {failure}")
-        self.check(response)
+        try:
+            self.check(response)
+        except QuotaExhausted as exhausted:
+            self.quota_exhausted = exhausted
+            raise
         return _decode_json(self.provider, response)
 
     def get(self, path_or_link: str, params: dict[str, Any] | None = None) -> Any:
@@ -188,9 +197,12 @@ def _json_body(response: requests.Response) -> Any:
     """The decoded body, once per response (bytes that are not UTF-8 become U+FFFD), or _NOT_JSON."""
     if not hasattr(response, "decoded_json"):
         try:
-            response.decoded_json = json.loads(response.content.decode("utf-8", errors="replace"))
-        except ValueError:
-            response.decoded_json = _NOT_JSON
+            response.decoded_json = orjson.loads(response.content)
+        except orjson.JSONDecodeError:  # bytes that are not UTF-8, or JSON orjson refuses (NaN, huge integers)
+            try:
+                response.decoded_json = json.loads(response.content.decode("utf-8", errors="replace"))
+            except ValueError:
+                response.decoded_json = _NOT_JSON
     return response.decoded_json
 
 

@@ -362,12 +362,11 @@ class ConstantContactV3Api:
         path = f"reports/email_reports/{activity_id}/tracking/{report}"
         try:
             for page in self._pages(path, "tracking_activities"):
-                if since is None:
+                if since is None or not page or not _older(page[-1], since):  # its oldest row is new enough
                     yield page
                     continue
                 yield [row for row in page if not _older(row, since)]
-                if page and _older(page[-1], since):
-                    return
+                return
         except NotFound:
             return
 
