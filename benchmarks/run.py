@@ -57,7 +57,7 @@ class Settings:
     saturation_budget: float = 20.0
 
 
-FULL = Settings(runs=3, backfill_scale=(20, 1_000), cpu_scale=(30, 4_000), memory_scale=(60, 20_000))
+FULL = Settings(runs=3, backfill_scale=(20, 1_000), cpu_scale=(60, 4_000), memory_scale=(60, 20_000))
 QUICK = Settings(runs=1, backfill_scale=(6, 200), cpu_scale=(8, 1_000), memory_scale=None, latency=0.05)
 
 

@@ -400,9 +400,9 @@ def read_due_reports(
         for row in rows:
             row["provider"] = api.name
             row["campaign_id"] = read.campaign_id
-            occurred = row.get("occurred_at")
-            if occurred is not None and (read.state_key not in newest or occurred > newest[read.state_key]):
-                newest[read.state_key] = occurred
+        occurred = [row["occurred_at"] for row in rows if row.get("occurred_at") is not None]
+        if occurred:
+            newest[read.state_key] = max(occurred + ([newest[read.state_key]] if read.state_key in newest else []))
         yield read, rows
 
 

@@ -73,7 +73,26 @@ class _RateLimitedClient(Client):
         session = super()._make_session()
         session.mount("http://", self._rate_limited_adapter)
         session.mount("https://", self._rate_limited_adapter)
+        session.merge_environment_settings = _environment_once(session.merge_environment_settings)
         return session
+
+
+def _environment_once(merge: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """`Session.merge_environment_settings`, asked once per host and set of arguments.
+
+    requests reads the proxy and CA settings by walking all of `os.environ` on every request,
+    which costs more CPU than decoding the answer; they do not change during a run.
+    """
+    known: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def merged(url: str, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, tuple(sorted((proxies or {}).items())), stream, verify, cert)
+        if key not in known:
+            known[key] = merge(url, proxies, stream, verify, cert)
+        return dict(known[key])
+
+    return merged
 
 
 @dataclass
