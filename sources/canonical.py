@@ -277,10 +277,14 @@ class SyncOutcome:
     """What went wrong in a run without stopping it; the command line turns it into an exit code."""
 
     failures: list[str] = field(default_factory=list)
-    quota: QuotaExhausted | None = None
     http: ProviderHttp | None = None
     reports_due: int = 0  # (campaign, report) reads this run has to make, and has made: for progress
     reports_done: int = 0
+
+    @property
+    def quota(self) -> QuotaExhausted | None:
+        """The used-up daily quota that stopped the run's requests, if it ran out (kept by `ProviderHttp`)."""
+        return self.http.quota_exhausted if self.http is not None else None
 
     @property
     def requests(self) -> int:
@@ -386,8 +390,7 @@ def read_due_reports(
             if page.error is None:
                 _advance(cursors, read, newest.get(read.state_key), settings.now)
                 yield read, COMPLETE
-            elif isinstance(page.error, QuotaExhausted):
-                outcome.quota = page.error
+            elif isinstance(page.error, QuotaExhausted):  # `outcome.quota` says so; no read can go on
                 return
             elif isinstance(page.error, CredentialsRefused):
                 raise page.error
@@ -400,9 +403,9 @@ def read_due_reports(
         for row in rows:
             row["provider"] = api.name
             row["campaign_id"] = read.campaign_id
-        occurred = [row["occurred_at"] for row in rows if row.get("occurred_at") is not None]
-        if occurred:
-            newest[read.state_key] = max(occurred + ([newest[read.state_key]] if read.state_key in newest else []))
+        page_newest = max((row["occurred_at"] for row in rows if row.get("occurred_at") is not None), default=None)
+        if page_newest is not None and (read.state_key not in newest or page_newest > newest[read.state_key]):
+            newest[read.state_key] = page_newest
         yield read, rows
 
 
@@ -449,8 +452,8 @@ def _until_quota(pages: Iterator[list[Row]], outcome: SyncOutcome) -> Iterator[l
         return
     try:
         yield from pages
-    except QuotaExhausted as exhausted:
-        outcome.quota = exhausted
+    except QuotaExhausted:  # `outcome.quota` says so
+        return
 
 
 def with_activity_ids(page: pa.Table, read: ReportRead, provider: str, occurrences: Counter[str]) -> pa.Table:
@@ -458,15 +461,15 @@ def with_activity_ids(page: pa.Table, read: ReportRead, provider: str, occurrenc
     and its occurrence number, so that identical events are told apart and a reread finds the
     same ids. The identity is built column-wise; only the hashing goes row by row."""
     rows = page.num_rows
+    page = page.drop_columns([name for name in ("activity_id", "campaign_activity_id") if name in page.column_names])
 
     def column(name: str) -> pa.ChunkedArray | pa.Array:
         return page[name] if name in page.column_names else pa.nulls(rows, pa.string())
 
-    occurred = column("occurred_at")
     identities = pc.binary_join_element_wise(
         column("activity_type"),
         column("contact_id"),
-        pc.cast(pc.cast(occurred, pa.int64()), pa.string()) if occurred.type != pa.string() else occurred,
+        pc.cast(pc.cast(column("occurred_at"), pa.int64()), pa.string()),  # microseconds since the epoch
         # the provider's link id where it has one: a URL looked up for it may change
         pc.coalesce(column("url_id"), column("link_id"), column("url")),
         "\x1f",
@@ -522,9 +525,11 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         for read, rows in read_due_reports(api, reads, settings, outcome):
             if rows is COMPLETE:
                 occurrences.pop(read.state_key, None)  # held for one report only
-            elif rows:
-                page = to_arrow(rows, CONTACT_ACTIVITY)
-                batch.append(with_activity_ids(page, read, api.name, occurrences.setdefault(read.state_key, Counter())))
+                continue
+            if not rows:
+                continue
+            counts = occurrences.setdefault(read.state_key, Counter())
+            batch.append(with_activity_ids(to_arrow(rows, CONTACT_ACTIVITY), read, api.name, counts))
             if sum(page.num_rows for page in batch) >= ARROW_BATCH_ROWS:
                 yield pa.concat_tables(batch, promote_options="default")
                 batch = []

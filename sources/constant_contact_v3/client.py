@@ -314,8 +314,8 @@ class ConstantContactV3Api:
             return
         try:
             self._read_activity(activity)
-        except QuotaExhausted as exhausted:
-            self.outcome.quota = exhausted
+        except QuotaExhausted:  # `outcome.quota` says so
+            return
         except CredentialsRefused:
             raise
         except CampaignSyncError as error:
