@@ -2,7 +2,9 @@
 
 Configured as a competent user would from the dlt docs: a JSON-link paginator on `paging.next`,
 the API key as a query parameter, campaigns as the parent resource and one child resource per
-report (`{resources.campaigns.id}`), unsent campaigns filtered out, default settings otherwise.
+report and for the summary (`{resources.campaigns.id}`), unsent campaigns filtered out, lists
+with their contacts as a child resource, default settings otherwise. These are the endpoints
+campaign-sync reads.
 Usage: python -m benchmarks.naive_dlt BASE_URL API_KEY DUCKDB_PATH PIPELINES_DIR
 """
 
@@ -21,7 +23,7 @@ def _is_sent(campaign: dict) -> bool:
 
 
 def naive_source(base_url: str, api_key: str) -> dlt.sources.DltSource:
-    """EmailOctopus campaigns and every report of every sent campaign, via `rest_api`."""
+    """EmailOctopus campaigns, every report of every sent campaign, lists and contacts, via `rest_api`."""
     reports = [
         {
             "name": f"report_{report.replace('-', '_')}",
@@ -34,6 +36,16 @@ def naive_source(base_url: str, api_key: str) -> dlt.sources.DltSource:
         }
         for report in REPORTS
     ]
+    summary = {
+        "name": "report_summary",
+        "endpoint": {"path": "campaigns/{resources.campaigns.id}/reports/summary", "paginator": "single_page"},
+        "include_from_parent": ["id"],
+    }
+    contacts = {
+        "name": "contacts",
+        "endpoint": {"path": "lists/{resources.lists.id}/contacts", "params": {"limit": 100}, "data_selector": "data"},
+        "include_from_parent": ["id"],
+    }
     return rest_api_source(
         {
             "client": {
@@ -49,6 +61,9 @@ def naive_source(base_url: str, api_key: str) -> dlt.sources.DltSource:
                     "processing_steps": [{"filter": _is_sent}],
                 },
                 *reports,
+                summary,
+                {"name": "lists", "endpoint": {"path": "lists", "params": {"limit": 100}, "data_selector": "data"}},
+                contacts,
             ],
         }
     )
