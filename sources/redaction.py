@@ -1,7 +1,8 @@
 """Keeps credentials out of every log line, error message and stored URL.
 
 Secrets are registered once, when a provider client is built. Every log record created
-afterwards, by any logger (urllib3 logs full URLs at DEBUG), has them replaced by `***`.
+afterwards, by any logger (urllib3 logs full URLs at DEBUG), has them replaced by `***`, in
+its message and in the text of its traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ _USER_INFO = re.compile(r"(://[^/:@\s]+:)[^@/\s]+@")  # the password in scheme:/
 _lock = threading.Lock()
 _secrets: set[str] = set()
 _installed = False
+_TRACEBACKS = logging.Formatter()
 
 
 def register_secret(value: str | None) -> None:
@@ -49,10 +51,12 @@ def _install_log_filter() -> None:
         try:
             message = record.getMessage()
         except Exception:
-            return record
-        clean = redact(message)
-        if clean != message:
-            record.msg, record.args = clean, None
+            message = None
+        if message is not None and redact(message) != message:
+            record.msg, record.args = redact(message), None
+        if record.exc_info:  # a traceback carries exception messages (a URL with its key) too
+            record.exc_text = redact(_TRACEBACKS.formatException(record.exc_info))
+            record.exc_info = None
         return record
 
     logging.setLogRecordFactory(redacting_record)

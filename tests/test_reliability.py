@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import shutil
@@ -20,6 +21,7 @@ from test_emailoctopus import cursors, expected_activity, expected_snapshot, loa
 from pipelines.cli import main
 from sandbox import Faults
 from sandbox.emailoctopus import API_KEY, REPORTS, bad_data
+from sources.redaction import register_secret
 
 PROVIDER = "emailoctopus"
 ROOT = Path(__file__).resolve().parent.parent
@@ -242,6 +244,21 @@ def test_no_credential_anywhere_with_every_provider_at_debug_and_faults_on(make_
             assert secret not in dump, table
     token_file = Path(harness.sandbox.environment()["SOURCES__CONSTANT_CONTACT_V3__REFRESH_TOKEN_FILE"])
     assert token_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_logged_traceback_is_masked_too(caplog):
+    """A library that logs an exception with its traceback: the key in the exception's message
+    (a URL) is masked in the traceback's text as well as in the message."""
+    secret = "tb-secret-5f2a9c"
+    register_secret(secret)
+    caplog.set_level("WARNING")
+    try:
+        raise ConnectionError(f"GET https://example.invalid/campaigns?key={secret} failed")
+    except ConnectionError:
+        logging.getLogger("urllib3.connectionpool").warning("retrying %s", f"/campaigns?key={secret}", exc_info=True)
+    assert "Traceback" in caplog.text
+    assert "ConnectionError: GET https://example.invalid/campaigns?key=*** failed" in caplog.text
+    assert secret not in caplog.text
 
 
 def test_an_unknown_activity_word_keeps_the_row_typed_by_its_report():
