@@ -50,10 +50,11 @@ def _install_log_filter() -> None:
         record = make_record(*args, **kwargs)
         try:
             message = record.getMessage()
-        except Exception:
-            message = None
-        if message is not None and redact(message) != message:
-            record.msg, record.args = redact(message), None
+        except Exception:  # a broken format string: logging reports it when the record is emitted
+            message = ""
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
         if record.exc_info:  # a traceback carries exception messages (a URL with its key) too
             record.exc_text = redact(_TRACEBACKS.formatException(record.exc_info))
             record.exc_info = None
