@@ -58,6 +58,8 @@ def _install_log_filter() -> None:
         if record.exc_info:  # a traceback carries exception messages (a URL with its key) too
             record.exc_text = redact(_TRACEBACKS.formatException(record.exc_info))
             record.exc_info = None
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return record
 
     logging.setLogRecordFactory(redacting_record)
