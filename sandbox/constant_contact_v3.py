@@ -357,8 +357,9 @@ class Simulator:
         self.page_rows = int(variants.get("cc3_page_rows", 0)) or None
         self.single_errors = variants.get("cc3_errors", "array") == "object"
         self.lock = threading.Lock()
-        # tracking reports in page order, by (activity, report, filters, clock)
+        # tracking reports in page order, by (activity, report, filters), at the clock `ordered_at`
         self.ordered: dict[tuple[Any, ...], list[Event]] = {}
+        self.ordered_at: datetime | None = None
         # a folder of this sandbox's own: two sandboxes never overwrite each other's rotated token
         self.token_file = Path(tempfile.mkdtemp(prefix="campaign-sync-sandbox-")) / f"{NAME}.refresh_token"
 
@@ -566,15 +567,17 @@ class Simulator:
             raise self.error(404, "not_found", f"No tracking report {report}.")
         event_type, tracking_type = TRACKING[report]
         filters = (tuple(args.get("url_id", ())), tuple(args.get("bounce_code", ())))
-        key = (activity.id, report, filters, self.dataset.clock)
-        if key not in self.ordered:  # a report is ordered once, not again for each of its pages
+        if self.ordered_at != self.dataset.clock:  # time moved on: the orderings kept are stale, not kept
+            self.ordered, self.ordered_at = {}, self.dataset.clock
+        ordered = self.ordered.get((activity.id, report, filters))
+        if ordered is None:  # a report is ordered once, not again for each of its pages
             events = self.account.events(activity, event_type)
             if report == "clicks" and args.get("url_id"):
                 events = [e for e in events if str(LINKS.index(e.url) + 1) in args["url_id"]]
             if report == "bounces" and args.get("bounce_code"):
                 events = [e for e in events if e.bounce_code in args["bounce_code"]]
-            self.ordered[key] = _newest_first(events)
-        return self.page(path, args, "tracking_activities", self.ordered[key], default_limit=MAX_LIMIT,
+            ordered = self.ordered[(activity.id, report, filters)] = _newest_first(events)
+        return self.page(path, args, "tracking_activities", ordered, default_limit=MAX_LIMIT,
                          render=partial(self.tracking_row, activity, tracking_type))
 
     def _contact_row(self, activity: Activity, kind: str, at: datetime | None, contact_id: str) -> dict[str, Any]:
