@@ -6,15 +6,27 @@ import argparse
 import contextlib
 import logging
 import os
+import shlex
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
 from datetime import datetime
 
 import pendulum
+from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
 from pipelines.providers import PROVIDERS, Provider
-from pipelines.runner import Target, report_results, run_provider
+from pipelines.runner import (
+    DEFAULT_DUCKDB_PATH,
+    LoadResult,
+    Target,
+    abort_pending,
+    missing_setting,
+    report_results,
+    run_locks,
+    run_provider,
+)
 from sources.errors import CampaignSyncError, ConfigurationError
 from sources.redaction import redact
 
@@ -31,9 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("campaign-sync: interrupted", file=sys.stderr)
         return 1
-    except CampaignSyncError as error:
+    except (CampaignSyncError, ConfigFieldMissingException) as raised:
         if args.debug:
             traceback.print_exc()
+        error = missing_setting(raised) if isinstance(raised, ConfigFieldMissingException) else raised
         print(f"campaign-sync: {redact(str(error))}", file=sys.stderr)
         return error.exit_code
     except Exception as error:  # anything unforeseen: one line, the traceback only with --debug
@@ -48,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--destination", choices=("duckdb", "postgres"), default="duckdb")
     common.add_argument("--dataset", default="campaign_activity", help="dataset (schema) name")
-    common.add_argument("--duckdb-path", default="campaign_sync.duckdb", help="the DuckDB file")
+    common.add_argument("--duckdb-path", default=None, help=f"the DuckDB file (default {DEFAULT_DUCKDB_PATH})")
     common.add_argument("--pipelines-dir", default=None, help="where dlt keeps pipeline working state")
     noise = common.add_mutually_exclusive_group()
     noise.add_argument("--progress", action="store_true", help="show progress while loading")
@@ -79,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.set_defaults(command=cmd_sandbox)
 
     demo = commands.add_parser("demo", parents=[common], help="sandbox + load + summary, no credentials needed")
-    demo.set_defaults(command=cmd_demo, duckdb_path=None)
+    demo.set_defaults(command=cmd_demo)
 
     status = commands.add_parser("status", parents=[common], help="last loads, row counts and cursors")
     status.add_argument("--json", action="store_true", help="print one JSON document for machines")
@@ -88,6 +101,17 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", parents=[common], help="write an HTML engagement report with charts")
     report.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
     report.set_defaults(command=cmd_report)
+
+    sql = commands.add_parser("sql", parents=[common], help="run ad hoc SQL against the loaded dataset")
+    sql.add_argument("query", metavar="QUERY", help="the SQL; unqualified table names resolve in the dataset")
+    sql.add_argument("--format", choices=("table", "csv", "json"), default="table", help="how to print the result")
+    sql.set_defaults(command=cmd_sql)
+
+    abort = commands.add_parser(
+        "abort-pending", parents=[common], help="drop a provider's load packages that cannot load (read again later)"
+    )
+    abort.add_argument("provider", metavar="PROVIDER")
+    abort.set_defaults(command=cmd_abort_pending)
     return parser
 
 
@@ -95,14 +119,15 @@ def _configure_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("urllib3").setLevel(logging.DEBUG if args.debug else logging.WARNING)
-    os.environ.setdefault("RUNTIME__LOG_LEVEL", "DEBUG" if args.debug else "WARNING")
+    # dlt logs a failed step with its traceback; without --debug the command's one line says it all
+    os.environ.setdefault("RUNTIME__LOG_LEVEL", "DEBUG" if args.debug else "CRITICAL")
 
 
 def _target(args: argparse.Namespace) -> Target:
     return Target(
         destination=args.destination,
         dataset=args.dataset,
-        duckdb_path=args.duckdb_path,
+        duckdb_path=args.duckdb_path or DEFAULT_DUCKDB_PATH,
         pipelines_dir=args.pipelines_dir,
         progress=args.progress,
     )
@@ -131,15 +156,24 @@ def _date(value: str | None, option: str, end_of_day: bool = False) -> datetime 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    incomplete: list[LoadResult] = []
     if args.providers:
         providers = [_provider(name) for name in args.providers]
     else:
-        providers = [p for p in PROVIDERS.values() if p.is_configured()]
-        if not providers:
+        providers = [p for p in PROVIDERS.values() if p.missing_secrets() == []]
+        # a provider with some of its secrets set is a configuration mistake, not "not configured"
+        incomplete = [
+            LoadResult(p.name, error=ConfigurationError(f"{p.name}: missing setting {', '.join(missing)}"))
+            for p in PROVIDERS.values()
+            if (missing := p.missing_secrets()) and len(missing) < len(p.secrets)
+        ]
+        if not providers and not incomplete:
             needed = "; ".join(f"{p.name}: " + ", ".join(p.setting(s) for s in p.secrets) for p in PROVIDERS.values())
             raise ConfigurationError(f"no provider is configured; set the secrets of at least one ({needed})")
     target = _target(args)
-    return report_results([run_provider(provider, target) for provider in providers], args.quiet)
+    with run_locks(providers, target):
+        results = [run_provider(provider, target) for provider in providers]
+    return report_results([*incomplete, *results], args.quiet)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -150,7 +184,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--since {args.since} is in the future")
     if until is not None and until < since:
         raise ConfigurationError(f"--until {args.until} is before --since {args.since}")
-    result = run_provider(provider, _target(args), backfill_since=since, backfill_until=until)
+    target = _target(args)
+    with run_locks([provider], target):
+        result = run_provider(provider, target, backfill_since=since, backfill_until=until)
     return report_results([result], args.quiet)
 
 
@@ -164,14 +200,21 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         latency=args.latency_ms / 1000,
         faults=Faults(error_rate=args.error_rate),
     )
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl-C does: its files are removed
     with sandbox:
-        print(f"sandbox serving on {sandbox.url} (seed {args.seed}, scale {args.scale}); Ctrl-C stops it")
-        print("point campaign-sync at it with:")
+        # a shell script: `campaign-sync sandbox > sandbox.env &` then `. ./sandbox.env`
+        print(f"# sandbox serving on {sandbox.url} (seed {args.seed}, scale {args.scale}); Ctrl-C stops it")
+        print("# point campaign-sync at it with:")
         for key, value in sandbox.environment().items():
-            print(f"  export {key}={value}")
+            print(f"export {key}={shlex.quote(value)}")
+        sys.stdout.flush()
         with contextlib.suppress(KeyboardInterrupt):
             sandbox.wait()
     return 0
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -192,6 +235,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     path = write_report(_target(args), args.out)
     if not args.quiet:
         print(f"report written to {path}")
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from pipelines.sql import print_query
+
+    return print_query(_target(args), args.query, args.format)
+
+
+def cmd_abort_pending(args: argparse.Namespace) -> int:
+    provider = _provider(args.provider)
+    target = _target(args)
+    with run_locks([provider], target):
+        dropped = abort_pending(provider, target)
+    if not args.quiet:
+        print(
+            f"{provider.name}: {dropped} pending load package(s) dropped; the cursors are back where they were, "
+            "so the next run reads that data again" if dropped else f"{provider.name}: no pending load package"
+        )
     return 0
 
 

@@ -29,9 +29,9 @@ class Provider:
         """The environment variable name of one of this provider's settings."""
         return f"SOURCES__{self.name.upper()}__{key.upper()}"
 
-    def is_configured(self) -> bool:
-        """Whether every secret this provider needs is set somewhere dlt looks."""
-        return all(dlt.secrets.get(f"sources.{self.name}.{key}") for key in self.secrets)
+    def missing_secrets(self) -> list[str]:
+        """The settings of this provider's secrets that are set nowhere dlt looks."""
+        return [self.setting(key) for key in self.secrets if not dlt.secrets.get(f"sources.{self.name}.{key}")]
 
 
 PROVIDERS = {

@@ -7,11 +7,12 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dlt
 import pendulum
@@ -20,13 +21,15 @@ from dlt.common.configuration.exceptions import (
     ConfigValueCannotBeCoercedException,
     LookupTraces,
 )
+from dlt.common.pipeline import get_dlt_pipelines_dir
+from dlt.destinations.exceptions import DestinationUndefinedEntity
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.providers import Provider
-from pipelines.reconcile import reconcile
+from pipelines.reconcile import existing_tables, reconcile
 from pipelines.views import create_views
-from sources.canonical import SyncOutcome, SyncPlan
+from sources.canonical import CANONICAL_TABLES, SyncOutcome, SyncPlan
 from sources.errors import CampaignSyncError, ConfigurationError
 from sources.redaction import redact
 
@@ -39,9 +42,16 @@ LAST_SUCCESS = "campaign_sync_last_success"
 PROGRESS_LOG_SECONDS = 10.0
 
 
-DUCKDB_MEMORY_LIMIT = "192MB"
+# DuckDB's memory limit (setting `destination.duckdb.memory_limit`, DESTINATION__DUCKDB__MEMORY_LIMIT):
+# beyond it DuckDB spills to a temp folder beside the database file instead of failing
+DUCKDB_MEMORY_LIMIT = "512MB"
+# the local state key that says which destination and dataset a pipeline's local state belongs to
+LOADS_INTO = "campaign_sync_loads_into"
 # PostgreSQL loads through COPY from CSV files rather than INSERT statements
 LOADER_FILE_FORMATS = {"duckdb": "parquet", "postgres": "csv"}
+
+
+DEFAULT_DUCKDB_PATH = "campaign_sync.duckdb"
 
 
 @dataclass
@@ -50,7 +60,7 @@ class Target:
 
     destination: str = "duckdb"
     dataset: str = "campaign_activity"
-    duckdb_path: str = "campaign_sync.duckdb"
+    duckdb_path: str = DEFAULT_DUCKDB_PATH
     pipelines_dir: str | None = None
     progress: bool = False
 
@@ -65,6 +75,8 @@ class LoadResult:
     seconds: float = 0.0
     error: CampaignSyncError | None = None
     warnings: list[str] = field(default_factory=list)
+    new_rows: dict[str, int] = field(default_factory=dict)  # by table: how many more rows it holds now
+    rows_read_again: int = 0  # events read again and left out, as an earlier run loaded them
 
 
 def destination(target: Target) -> Any:
@@ -74,9 +86,13 @@ def destination(target: Target) -> Any:
         if path.stem == target.dataset:  # DuckDB would not tell the file's catalog from the schema
             raise ConfigurationError(f"--duckdb-path {path.name} and --dataset {target.dataset} need different names")
         credentials = DuckDbCredentials(str(path))
-        # DuckDB spills to disk beyond this limit, and without insertion order its merges need less,
-        # so a big backfill's load keeps the process small (measured: `make bench`, scenario d)
-        credentials.global_config = {"memory_limit": DUCKDB_MEMORY_LIMIT, "preserve_insertion_order": False}
+        # past the limit DuckDB spills to the temp folder, and without insertion order its merges
+        # need less, so the process stays small at any account size (`make bench`, scenarios d and e)
+        credentials.global_config = {
+            "memory_limit": duckdb_memory_limit(),
+            "temp_directory": f"{path}.tmp",
+            "preserve_insertion_order": False,
+        }
         return dlt.destinations.duckdb(credentials=credentials)
     if target.destination == "postgres":
         # no unique indexes (as on DuckDB): a run killed after a load job committed but before dlt
@@ -85,15 +101,46 @@ def destination(target: Target) -> Any:
     raise ConfigurationError(f"unknown destination {target.destination!r}: use duckdb or postgres")
 
 
+def duckdb_memory_limit() -> str:
+    """The `destination.duckdb.memory_limit` setting (e.g. `1GB`), default DUCKDB_MEMORY_LIMIT."""
+    value = dlt.config.get("destination.duckdb.memory_limit")
+    return str(value) if value else DUCKDB_MEMORY_LIMIT
+
+
 def pipeline(provider: Provider, target: Target) -> dlt.Pipeline:
-    """The provider's dlt pipeline, named `campaign_sync_<provider>`."""
-    return dlt.pipeline(
+    """The provider's dlt pipeline, named `campaign_sync_<provider>`, with local state for `target`.
+
+    The local state (cursors, pending packages) belongs to one destination and dataset. When the
+    target changes, it is dropped, and dlt restores the target's own state from its tables (or
+    starts afresh, so a new destination gets the whole history).
+    """
+    load = dlt.pipeline(
         pipeline_name=provider.pipeline_name,
         destination=destination(target),
         dataset_name=target.dataset,
         pipelines_dir=target.pipelines_dir,
         progress=progress_collector(target.progress),
     )
+    loads_into = _loads_into(target)
+    known = load.state.get("_local", {}).get(LOADS_INTO)
+    if known is not None and known != loads_into:
+        log.info("%s: local state belongs to %s; now loading into %s", provider.pipeline_name, known, loads_into)
+        load = load.drop()
+    load.set_local_state_val(LOADS_INTO, loads_into)
+    return load
+
+
+def _loads_into(target: Target) -> str:
+    """Names the destination and dataset: a DuckDB file, or a PostgreSQL server and database (no password)."""
+    if target.destination == "duckdb":
+        return f"duckdb:{Path(target.duckdb_path).resolve()}/{target.dataset}"
+    credentials = dlt.secrets.get("destination.postgres.credentials")
+    if isinstance(credentials, dict):
+        where = "{username}@{host}:{port}/{database}".format_map({"port": 5432, **credentials})
+    else:
+        parts = urlsplit(str(credentials or ""))
+        where = f"{parts.username}@{parts.hostname}:{parts.port or 5432}{parts.path}"
+    return f"postgres:{where}/{target.dataset}"
 
 
 def progress_collector(enabled: bool) -> Any:
@@ -111,19 +158,21 @@ def run_provider(
     backfill_since: datetime | None = None,
     backfill_until: datetime | None = None,
 ) -> LoadResult:
-    """Extract and load one provider; errors are returned in the result, not raised."""
+    """Extract and load one provider; errors are returned in the result, not raised.
+
+    The caller holds the pipeline's lock (`run_locks`).
+    """
     started = time.monotonic()
     result = LoadResult(provider.name)
     plan = SyncPlan(backfill_since=backfill_since, backfill_until=backfill_until)
     try:
         source = _build_source(provider, plan)
         load = pipeline(provider, target)
-        with run_lock(load):
-            try:
-                _load(load, source, provider, target, plan, result)
-            finally:
-                result.seconds = time.monotonic() - started
-                _remember(load, result)
+        try:
+            _load(load, source, provider, target, plan, result)
+        finally:
+            result.seconds = time.monotonic() - started
+            _remember(load, result)
     except CampaignSyncError as error:
         result.error = error
     result.seconds = time.monotonic() - started
@@ -133,21 +182,64 @@ def run_provider(
 def _load(
     load: dlt.Pipeline, source: Any, provider: Provider, target: Target, plan: SyncPlan, result: LoadResult
 ) -> None:
-    """Run the pipeline; what it loaded, cost and met goes into `result`."""
+    """Run the pipeline; what it loaded, cost and met goes into `result`.
+
+    Load packages an earlier run left pending are loaded first (dlt's `run` would load them and
+    stop). A package that cannot load stays pending, and the error names the way out.
+    """
     if target.progress:
         _count_requests(source, load, plan.outcome)
     try:
+        if load.has_pending_data:
+            load.run()
+    except PipelineStepFailed as failure:
+        result.error = _load_failed(failure, provider, "a load package left by an earlier run could not load")
+        return
+    before = table_rows(load, provider)
+    try:
         load.run(source, loader_file_format=LOADER_FILE_FORMATS[target.destination])
     except PipelineStepFailed as failure:
-        result.error = _unwrap(failure, provider)
+        if failure.step == "load":
+            result.error = _load_failed(failure, provider, "the load failed")
+        else:
+            result.error = _unwrap(failure, provider)
         return
     finally:
         result.requests = plan.outcome.requests
     result.rows = extracted_rows(load)
+    result.new_rows = {table: n - before.get(table, 0) for table, n in table_rows(load, provider).items()}
+    result.rows_read_again = plan.outcome.rows_skipped
     result.error = plan.outcome.error()
     warnings = after_load(load, provider)
     if result.error is None:  # an incomplete run differs from the summaries anyway, and its error says so
         result.warnings = warnings
+
+
+def _load_failed(failure: PipelineStepFailed, provider: Provider, what: str) -> CampaignSyncError:
+    """A load that failed: the pipeline, the reason, and what happens to the package."""
+    reason = _unwrap(failure, provider)
+    return CampaignSyncError(
+        f"{provider.name}: {what} (pipeline {provider.pipeline_name}): {reason}; the package stays pending and "
+        f"the next run retries it; if it can never load, `campaign-sync abort-pending {provider.name}` drops it "
+        "and the next run reads its data again"
+    )
+
+
+def table_rows(load: dlt.Pipeline, provider: Provider) -> dict[str, int]:
+    """The provider's rows in each canonical table of the destination (none before the first load)."""
+    try:
+        with load.sql_client() as client:
+            tables = existing_tables(client)
+            return {
+                table: client.execute_sql(
+                    f"SELECT count(*) FROM {client.make_qualified_table_name(table)} WHERE provider = %s",
+                    provider.name,
+                )[0][0]
+                for table in CANONICAL_TABLES
+                if table in tables
+            }
+    except DestinationUndefinedEntity:  # no dataset yet
+        return {}
 
 
 def extracted_rows(load: dlt.Pipeline) -> dict[str, int]:
@@ -168,19 +260,36 @@ def extracted_rows(load: dlt.Pipeline) -> dict[str, int]:
 
 
 @contextmanager
-def run_lock(load: dlt.Pipeline) -> Iterator[None]:
-    """One run of a pipeline at a time: a second one refuses, and touches neither its state nor its data."""
-    path = Path(load.pipelines_dir) / f"{load.pipeline_name}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CampaignSyncError(
-                f"another campaign-sync run of {load.pipeline_name} is in progress ({path} is locked); "
-                "this one did nothing"
-            ) from None
+def run_locks(providers: list[Provider], target: Target) -> Iterator[None]:
+    """One run of a pipeline at a time: all the pipelines of a command are locked before anything
+    runs, and if one is taken the command refuses at once, touching no state or data."""
+    folder = Path(target.pipelines_dir or get_dlt_pipelines_dir())
+    folder.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as held:
+        for provider in providers:
+            path = folder / f"{provider.pipeline_name}.lock"
+            handle = held.enter_context(open(path, "w"))
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise CampaignSyncError(
+                    f"another campaign-sync run of {provider.pipeline_name} is in progress ({path} is locked); "
+                    "this one did nothing"
+                ) from None
         yield
+
+
+def abort_pending(provider: Provider, target: Target) -> int:
+    """Drop the provider's pending load packages and put its local state back where it was before
+    them (dlt's `abort_packages`), so the next run reads their data again. Returns how many."""
+    load = pipeline(provider, target)
+    pending = len(load.list_extracted_load_packages()) + len(load.list_normalized_load_packages())
+    if pending:
+        try:
+            load.abort_packages()
+        except PipelineStepFailed as failure:
+            raise _unwrap(failure, provider) from None
+    return pending
 
 
 def after_load(load: dlt.Pipeline, provider: Provider) -> list[str]:
@@ -224,25 +333,32 @@ def _build_source(provider: Provider, plan: SyncPlan) -> Any:
     try:
         return provider.source(plan=plan)
     except ConfigFieldMissingException as missing:
-        raise _missing_setting(missing, provider) from None
+        raise missing_setting(missing, provider) from None
     except ConfigValueCannotBeCoercedException as wrong:
         setting = provider.setting(wrong.field_name)
         raise ConfigurationError(f"{provider.name}: {setting} must be a {wrong.hint.__name__}") from None
 
 
-def _missing_setting(missing: ConfigFieldMissingException, provider: Provider) -> ConfigurationError:
+def missing_setting(missing: ConfigFieldMissingException, provider: Provider | None = None) -> ConfigurationError:
     """Name the environment variables of the missing settings (nested ones, what they lack)."""
     names = []
     for field_name, traces in missing.traces.items():
         nested = [trace for trace in traces if isinstance(trace, LookupTraces)]
         if not nested:
-            names.append(provider.setting(field_name))
+            sections = next((trace.sections for trace in traces if getattr(trace, "sections", None)), None)
+            if provider is not None:
+                names.append(provider.setting(field_name))
+            else:
+                names.append("__".join([*(sections or []), field_name]).upper())
             continue
         lacking = sorted({name for trace in nested for name in trace.traces})
         tried = [t for trace in nested for found in trace.traces.values() for t in found if t.sections]
         setting = "__".join(tried[0].sections).upper() if tried else field_name
         names.append(f"{setting} (it lacks {', '.join(lacking)})")
-    return ConfigurationError(f"missing setting {', '.join(names)}")
+    hint = ""
+    if any(name.startswith("DESTINATION__POSTGRES__CREDENTIALS") for name in names):
+        hint = "; give the whole URL postgresql://user:password@host:5432/database (dlt needs a password in it)"
+    return ConfigurationError(f"missing setting {', '.join(names)}{hint}")
 
 
 def _unwrap(failure: BaseException, provider: Provider) -> CampaignSyncError:
@@ -253,7 +369,7 @@ def _unwrap(failure: BaseException, provider: Provider) -> CampaignSyncError:
         if isinstance(seen, CampaignSyncError):
             return seen
         if isinstance(seen, ConfigFieldMissingException):
-            return _missing_setting(seen, provider)
+            return missing_setting(seen, provider)
         root = seen
         seen = seen.__cause__ or seen.__context__
     lines = [line for line in str(root).splitlines() if line.strip()]
@@ -262,7 +378,11 @@ def _unwrap(failure: BaseException, provider: Provider) -> CampaignSyncError:
 
 
 def report_results(results: list[LoadResult], quiet: bool) -> int:
-    """Print one line per provider (errors to stderr); return the exit code of the first error."""
+    """Print one line per provider (errors to stderr); return the exit code of the first error.
+
+    Per table: the rows the run read and passed to the load, and how many more rows the table
+    holds after it (a re-read row merges into the one it replaces: `+0`).
+    """
     exit_code = 0
     for result in results:
         if result.error is not None:
@@ -271,8 +391,14 @@ def report_results(results: list[LoadResult], quiet: bool) -> int:
             print(f"campaign-sync: {named}", file=sys.stderr)
             exit_code = exit_code or result.error.exit_code
         if not quiet and (result.rows or result.error is None):
-            counts = ", ".join(f"{table} {n}" for table, n in sorted(result.rows.items())) or "nothing new"
-            print(f"{result.provider}: {counts} ({result.requests} requests, {result.seconds:.1f}s)")
+            counts = ", ".join(
+                f"{table} {n} read, {result.new_rows.get(table, 0):+d} rows" for table, n in sorted(result.rows.items())
+            )
+            skipped = f"; {result.rows_read_again} events already loaded left out" if result.rows_read_again else ""
+            print(
+                f"{result.provider}: {counts or 'nothing new'}{skipped} "
+                f"({result.requests} requests, {result.seconds:.1f}s)"
+            )
         if not quiet:
             for warning in result.warnings:
                 print(f"{result.provider}: warning: {warning}")

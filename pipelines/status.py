@@ -8,21 +8,21 @@ pipeline's sql_client, so DuckDB and PostgreSQL alike) and from the state dlt ke
 
 from __future__ import annotations
 
-import contextlib
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dlt
+from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
 from pipelines.providers import Provider
 from pipelines.reconcile import existing_tables, reconcile
 from pipelines.runner import LAST_RUN, LAST_SUCCESS, Target, pipeline
+from sources.canonical import CANONICAL_TABLES
 
-TABLES = (
-    "campaigns", "campaign_activities", "contact_activity", "campaign_non_engagement", "contacts", "campaign_summaries",
-)
 DEFAULT_ATTRIBUTION_WINDOW_DAYS = 30
+log = logging.getLogger("campaign_sync")
 
 
 def attribution_window_days(provider: Provider) -> int:
@@ -34,14 +34,19 @@ def attribution_window_days(provider: Provider) -> int:
 def provider_status(provider: Provider, target: Target) -> dict[str, Any]:
     """What is known of a provider's loads, as JSON-ready values; `loaded` is False when never loaded."""
     load = pipeline(provider, target)
-    with contextlib.suppress(Exception):  # nothing loaded yet, or the destination is not there
+    try:
         load.sync_destination()
+    except Exception as failure:  # nothing loaded yet, or the destination is not there; but settings matter
+        if isinstance(failure.__cause__, ConfigFieldMissingException):
+            raise failure.__cause__ from None
+        log.debug("%s: no state in the destination", provider.pipeline_name, exc_info=True)
     local = load.state.get("_local", {})
     last_run = local.get(LAST_RUN)
     failed = last_run if last_run and last_run.get("error") else None
+    pending = [*load.list_extracted_load_packages(), *load.list_normalized_load_packages()]
     source_state = load.state.get("sources", {}).get(provider.name)
     if not source_state:
-        return {"provider": provider.name, "loaded": False, "last_run_error": failed}
+        return {"provider": provider.name, "loaded": False, "last_run_error": failed, "pending_packages": pending}
     cursors = source_state.get("resources", {}).get("contact_activity", {}).get("cursors", {})
     window = attribution_window_days(provider)
     status: dict[str, Any] = {
@@ -50,6 +55,7 @@ def provider_status(provider: Provider, target: Target) -> dict[str, Any]:
         "pipeline": provider.pipeline_name,
         "last_successful_load": local.get(LAST_SUCCESS),
         "last_run_error": failed,
+        "pending_packages": pending,
         "attribution_window_days": window,
         "cursors": [
             {"key": key, **{name: cursor.get(name) for name in ("campaign_id", "report", "cursor", "read_at")}}
@@ -72,7 +78,7 @@ def _from_tables(client: Any, provider: Provider, schema_name: str, window: int)
     if "_dlt_loads" in tables:
         sql = f"SELECT max(inserted_at) FROM {table('_dlt_loads')} WHERE schema_name = %s AND status = 0"
         found["last_loaded_at"] = _iso(rows(sql, schema_name)[0][0])
-    for name in TABLES:
+    for name in CANONICAL_TABLES:
         if name in tables:
             found["rows"][name] = rows(f"SELECT count(*) FROM {table(name)} WHERE provider = %s", provider.name)[0][0]
     if "contact_activity" in tables:
@@ -113,6 +119,11 @@ def _text(status: dict[str, Any]) -> list[str]:
     name = status["provider"]
     failed = status["last_run_error"]
     failure = [f"  last run failed {failed['finished_at']}: {failed['error']}"] if failed else []
+    if status["pending_packages"]:
+        failure.append(
+            f"  pending load packages: {', '.join(status['pending_packages'])} (the next run loads them first; "
+            f"`campaign-sync abort-pending {name}` drops them and their data is read again)"
+        )
     if not status["loaded"]:
         return [f"{name}: never loaded", *failure]
     last = status["last_successful_load"]

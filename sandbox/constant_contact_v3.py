@@ -32,6 +32,7 @@ import binascii
 import json
 import re
 import secrets
+import shutil
 import tempfile
 import threading
 import time
@@ -362,6 +363,10 @@ class Simulator:
         self.ordered_at: datetime | None = None
         # a folder of this sandbox's own: two sandboxes never overwrite each other's rotated token
         self.token_file = Path(tempfile.mkdtemp(prefix="campaign-sync-sandbox-")) / f"{NAME}.refresh_token"
+
+    def close(self) -> None:
+        """Remove the folder of the rotated refresh token (the sandbox stops)."""
+        shutil.rmtree(self.token_file.parent, ignore_errors=True)
 
     def settings(self, base_url: str) -> dict[str, str]:
         """The environment that points campaign-sync at this simulator.

@@ -159,10 +159,15 @@ class Sandbox:
         return self
 
     def stop(self) -> None:
+        """Stop serving, and remove what the simulators keep on disk (a rotated refresh token)."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        for app in self.apps.values():
+            close = getattr(app.simulator, "close", None)
+            if close is not None:
+                close()
 
     def wait(self) -> None:
         """Block until the server stops (Ctrl-C in the command line)."""

@@ -74,8 +74,10 @@ CONTACT_ACTIVITY = {
 }
 CAMPAIGN_NON_ENGAGEMENT = {
     "name": "campaign_non_engagement",
+    # Unique on (provider, campaign_id, kind, contact_id), which the snapshot read guarantees; only
+    # the merge key is declared: with a primary key too, dlt deletes on `pk OR merge key`, a join
+    # DuckDB cannot hash (dlt issue 2752) whose cost is the product of the two tables.
     "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
-    "primary_key": ("provider", "campaign_id", "kind", "contact_id"),
     "merge_key": ("provider", "campaign_id", "kind"),
     "columns": {
         **_columns(text=("provider", "campaign_id", "kind", "contact_id", "email_address"), timestamp=("as_of",)),
@@ -101,6 +103,12 @@ CAMPAIGN_SUMMARIES = {
     "primary_key": ("provider", "campaign_id"),
     "columns": _columns(text=("provider", "campaign_id"), timestamp=("as_of",), bigint=SUMMARY_COUNTS),
 }
+CANONICAL_TABLES = tuple(
+    table["name"]
+    for table in (
+        CAMPAIGNS, CAMPAIGN_ACTIVITIES, CONTACT_ACTIVITY, CAMPAIGN_NON_ENGAGEMENT, CONTACTS, CAMPAIGN_SUMMARIES
+    )
+)
 
 
 def parse_utc(value: Any) -> datetime | None:
@@ -195,7 +203,7 @@ class ReportRead:
     """One report of one campaign (or campaign activity) to read.
 
     `pages(since)` yields raw pages; `since` is the earliest time still needed, or None for
-    everything (a provider without a date filter may ignore it). `to_rows(page)` maps a
+    everything (a provider without a date filter ignores it, and says so with `whole`). `to_rows(page)` maps a
     raw page onto canonical rows without `provider` and `campaign_id`, which are added here.
     """
 
@@ -205,6 +213,7 @@ class ReportRead:
     pages: Callable[[datetime | None], Iterable[list[Any]]]
     to_rows: Callable[[list[Any]], list[Row]]
     campaign_activity_id: str | None = None
+    whole: bool = False  # `pages` ignores `since`: every read returns the whole report
 
     @property
     def state_key(self) -> str:
@@ -280,6 +289,7 @@ class SyncOutcome:
     http: ProviderHttp | None = None
     reports_due: int = 0  # (campaign, report) reads this run has to make, and has made: for progress
     reports_done: int = 0
+    rows_skipped: int = 0  # events read again but left out of the load, as an earlier run loaded them
 
     @property
     def quota(self) -> QuotaExhausted | None:
@@ -341,7 +351,7 @@ def _is_due(read: ReportRead, cursor: dict[str, Any], settings: SyncSettings) ->
         return False
     read_at = cursor.get("read_at")
     # open until one complete read has happened after the attribution window closed
-    return read_at is None or parse_utc(read_at) < sent_at + settings.attribution_window
+    return read_at is None or parse_utc(read_at) < sent_at + settings.attribution_window or bool(cursor.get("recheck"))
 
 
 def _reads_pending(api: ProviderApi, campaign: Row, settings: SyncSettings) -> bool:
@@ -383,12 +393,13 @@ def read_due_reports(
     due = [read for read in reads if _is_due(read, cursors.get(read.state_key, {}), settings)]
     jobs = [Job(read, _job_pages(read, _since(cursors.get(read.state_key, {}), settings))) for read in due]
     outcome.reports_due += len(jobs)
-    newest: dict[str, datetime] = {}
+    tallies = {read.state_key: _ReadTally(cursors.get(read.state_key, {}), settings) for read in due}
     for read, page in fetch_concurrently(jobs, settings.max_concurrency):
+        tally = tallies[read.state_key]
         if isinstance(page, JobDone):
             outcome.reports_done += 1
             if page.error is None:
-                _advance(cursors, read, newest.get(read.state_key), settings.now)
+                _advance(cursors, read, tally, settings.now)
                 yield read, COMPLETE
             elif isinstance(page.error, QuotaExhausted):  # `outcome.quota` says so; no read can go on
                 return
@@ -399,14 +410,55 @@ def read_due_reports(
             else:
                 raise page.error
             continue
-        rows = read.to_rows(page)
+        rows = tally.new_rows(read.to_rows(page), read.whole)
+        outcome.rows_skipped += tally.skipped_in_page
         for row in rows:
             row["provider"] = api.name
             row["campaign_id"] = read.campaign_id
-        page_newest = max((row["occurred_at"] for row in rows if row.get("occurred_at") is not None), default=None)
-        if page_newest is not None and (read.state_key not in newest or page_newest > newest[read.state_key]):
-            newest[read.state_key] = page_newest
         yield read, rows
+
+
+class _ReadTally:
+    """What one read has seen: its newest event, its size, and which events it leaves out of the load.
+
+    A whole read (a report without a date filter, EmailOctopus) passes on only the events newer than
+    its cursor, so a night's merge follows what is new, not the history. It is exact: every event up
+    to the cursor was loaded by the read that set it, whose size the cursor keeps (`rows`). If the
+    events up to the cursor now number differently (one arrived late with an old timestamp, or the
+    provider dropped one), the cursor asks for one read that leaves nothing out (`recheck`), which
+    the next run makes. Events without a timestamp always pass (the merge on `activity_id` drops
+    their repeats); identical events share a timestamp, so occurrence numbers are as before.
+    """
+
+    def __init__(self, cursor: dict[str, Any], settings: SyncSettings) -> None:
+        newest = cursor.get("cursor")
+        self.loaded_until = parse_utc(newest) if newest else None
+        self.loaded_rows: int | None = cursor.get("rows")
+        verified = not settings.is_backfill and not cursor.get("recheck") and self.loaded_rows is not None
+        self.cut = self.loaded_until if verified else None
+        self.newest: datetime | None = None
+        self.rows = 0
+        self.rows_up_to_cursor = 0
+        self.skipped_in_page = 0
+
+    def new_rows(self, rows: list[Row], whole: bool) -> list[Row]:
+        """Count a page, and return its rows that go on to the load."""
+        self.rows += len(rows)
+        for row in rows:
+            occurred = row.get("occurred_at")
+            if occurred is not None and (self.newest is None or occurred > self.newest):
+                self.newest = occurred
+            if self.loaded_until is not None and (occurred is None or occurred <= self.loaded_until):
+                self.rows_up_to_cursor += 1
+        kept = rows
+        if whole and self.cut is not None:
+            kept = [row for row in rows if row.get("occurred_at") is None or row["occurred_at"] > self.cut]
+        self.skipped_in_page = len(rows) - len(kept)
+        return kept
+
+    def needs_recheck(self) -> bool:
+        """Whether this read left events out while the history up to the cursor changed."""
+        return self.cut is not None and self.loaded_rows is not None and self.rows_up_to_cursor != self.loaded_rows
 
 
 def _job_pages(read: ReportRead, since: datetime | None) -> Callable[[], Iterable[list[Any]]]:
@@ -435,15 +487,18 @@ def summary_read(campaign: Row, fetch: Callable[[], Any], to_row: Callable[[Any]
     )
 
 
-def _advance(cursors: dict[str, Any], read: ReportRead, newest: datetime | None, now: datetime) -> None:
+def _advance(cursors: dict[str, Any], read: ReportRead, tally: _ReadTally, now: datetime) -> None:
     new = {"campaign_id": read.campaign_id, "report": read.report, "cursor": None}
     cursor = cursors.setdefault(read.state_key, new)
     old = cursor["cursor"]
-    if newest is not None and (old is None or newest > parse_utc(old)):
-        cursor["cursor"] = newest.isoformat()
+    if tally.newest is not None and (old is None or tally.newest > parse_utc(old)):
+        cursor["cursor"] = tally.newest.isoformat()
     old_read_at = cursor.get("read_at")
     if old_read_at is None or now > parse_utc(old_read_at):
         cursor["read_at"] = now.isoformat()
+    if read.whole:
+        cursor["rows"] = tally.rows
+        cursor["recheck"] = tally.needs_recheck()
 
 
 def _until_quota(pages: Iterator[list[Row]], outcome: SyncOutcome) -> Iterator[list[Row]]:
@@ -547,7 +602,9 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
                 continue
             # the whole snapshot, after a marker that deletes the previous one
             reset = {"provider": api.name, "campaign_id": read.campaign_id, "kind": read.report, "contact_id": ""}
-            snapshot = [row for row in snapshots.pop(read.state_key, []) if row.get("contact_id")]
+            # one row per contact, even where a page repeats one
+            by_contact = {row["contact_id"]: row for row in snapshots.pop(read.state_key, []) if row.get("contact_id")}
+            snapshot = list(by_contact.values())
             for row in snapshot:
                 row["kind"] = read.report
                 row["as_of"] = settings.now

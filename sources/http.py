@@ -28,16 +28,22 @@ K = TypeVar("K")
 
 
 class RateLimiter:
-    """Spaces request starts at least `1 / requests_per_second` apart, across threads."""
+    """Spaces request starts at least `1 / requests_per_second` apart, across threads.
+
+    A provider's throttling answer slows it down for the rest of the run (`slow_down`): every
+    thread waits out the answer's `Retry-After`, and the interval between starts grows.
+    """
 
     def __init__(self, requests_per_second: float) -> None:
-        self.interval = 1.0 / requests_per_second if requests_per_second > 0 else 0.0
+        self.interval = self.budget_interval = 1.0 / requests_per_second if requests_per_second > 0 else 0.0
         self._next_start = 0.0
+        self._slowed_at = 0.0
         self._lock = threading.Lock()
         self.requests = 0
+        self.throttled = 0
 
-    def acquire(self) -> None:
-        """Block until this caller may start a request."""
+    def acquire(self) -> float:
+        """Block until this caller may start a request; return the (monotonic) time it starts."""
         with self._lock:
             now = time.monotonic()
             start = max(now, self._next_start)
@@ -45,29 +51,91 @@ class RateLimiter:
             self.requests += 1
         if start > now:
             time.sleep(start - now)
+        return start
+
+    def speed_up(self) -> None:
+        """An answer that was not throttled: win back a little of the rate a throttling answer took."""
+        if self.interval > self.budget_interval:
+            with self._lock:
+                self.interval = max(self.budget_interval, self.interval * THROTTLE_RECOVERY)
+
+    def slow_down(self, retry_after: float | None, started: float) -> None:
+        """A throttling answer came to a request that started at `started`: pause every request for
+        `retry_after` (or one interval), and lower the rate (an unlimited budget starts at
+        THROTTLED_START_RATE), once for all the requests that were sent at the old rate. Each answer
+        that is not throttled wins a little back (`speed_up`): the rate settles under the limit."""
+        with self._lock:
+            self.throttled += 1
+            if started >= self._slowed_at:
+                slower = self.interval * THROTTLE_SLOWDOWN if self.interval else 1.0 / THROTTLED_START_RATE
+                self.interval = min(slower, MAX_THROTTLED_INTERVAL)
+                self._slowed_at = time.monotonic()
+            pause = retry_after if retry_after is not None else self.interval
+            self._next_start = max(self._next_start, time.monotonic() + min(pause, MAX_RETRY_AFTER))
+
+
+# how a throttled run slows down: the first rate of a budget that was unlimited, the factor on the
+# interval per throttling answer and per other answer, the slowest rate and the longest pause it goes
+# to, and how many throttling answers one request may meet before it fails (far more than any
+# per-second limit needs)
+THROTTLED_START_RATE = 10.0
+THROTTLE_SLOWDOWN = 1.5
+THROTTLE_RECOVERY = 0.98
+MAX_THROTTLED_INTERVAL = 5.0
+MAX_RETRY_AFTER = 60.0
+MAX_THROTTLED_ATTEMPTS = 50
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    """The `Retry-After` of an answer in seconds (a number of seconds; an HTTP date is not used here)."""
+    value = response.headers.get("Retry-After")
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None
 
 
 class _RateLimitedAdapter(HTTPAdapter):
-    """Holds every request to the budget: at most `max_in_flight` at once, starts spaced by the limiter."""
+    """Holds every request to the budget: at most `max_in_flight` at once, starts spaced by the limiter.
 
-    def __init__(self, limiter: RateLimiter, max_in_flight: int) -> None:
+    A throttling answer (`is_throttled`) is not a failure: the limiter slows down and the request
+    is sent again, without using up one of dlt's retry attempts.
+    """
+
+    def __init__(
+        self, limiter: RateLimiter, max_in_flight: int, is_throttled: Callable[[requests.Response], bool]
+    ) -> None:
         # a connection returns to the pool only after its body is read, outside the semaphore
         super().__init__(pool_maxsize=2 * max_in_flight, pool_connections=4)
         self.limiter = limiter
         self.in_flight = threading.BoundedSemaphore(max_in_flight)
+        self.is_throttled = is_throttled
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        with self.in_flight:
-            self.limiter.acquire()
-            return super().send(request, *args, **kwargs)
+        for _ in range(MAX_THROTTLED_ATTEMPTS):
+            with self.in_flight:
+                started = self.limiter.acquire()
+                response = super().send(request, *args, **kwargs)
+            if not self.is_throttled(response):
+                self.limiter.speed_up()
+                return response
+            self.limiter.slow_down(retry_after_seconds(response), started)
+            response.close()
+        return response
 
 
 class _RateLimitedClient(Client):
     """dlt's retrying client whose every attempt, retries included, passes the limiter."""
 
-    def __init__(self, limiter: RateLimiter, max_in_flight: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        max_in_flight: int,
+        is_throttled: Callable[[requests.Response], bool],
+        **kwargs: Any,
+    ) -> None:
         super().__init__(raise_for_status=False, **kwargs)
-        self._rate_limited_adapter = _RateLimitedAdapter(limiter, max_in_flight)
+        self._rate_limited_adapter = _RateLimitedAdapter(limiter, max_in_flight, is_throttled)
 
     def _make_session(self) -> Any:
         session = super()._make_session()
@@ -99,7 +167,8 @@ def _environment_once(merge: Callable[..., dict[str, Any]]) -> Callable[..., dic
 class ProviderHttp:
     """A provider's HTTP access: base URL, auth, budget, retries and error mapping.
 
-    `should_retry(response)` says which answers besides 5xx are passing (throttling);
+    `is_throttled(response)` says which answers are the provider's per-second limit: they slow
+    the run down and are sent again (see `_RateLimitedAdapter`);
     `check(response)` raises the provider's own error for an answer that is not a success.
     Once an answer says the daily quota is used up, no further request is sent in this run.
     """
@@ -108,7 +177,7 @@ class ProviderHttp:
     base_url: str
     requests_per_second: float
     max_concurrency: int
-    should_retry: Callable[[requests.Response], bool]
+    is_throttled: Callable[[requests.Response], bool]
     check: Callable[[requests.Response], None]
     params: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
@@ -122,6 +191,7 @@ class ProviderHttp:
         self.client = _RateLimitedClient(
             self.limiter,
             max_in_flight=max(self.max_concurrency, 1),
+            is_throttled=self.is_throttled,
             status_codes=tuple(range(500, 600)),
             retry_condition=lambda response, _exc: response is not None and self._is_passing(response),
         )
@@ -129,7 +199,7 @@ class ProviderHttp:
 
     def _is_passing(self, response: requests.Response) -> bool:
         # a 200 that is not JSON (cut off, empty, a proxy's page) is a passing fault too
-        return self.should_retry(response) or (response.status_code == 200 and _json_body(response) is _NOT_JSON)
+        return self.is_throttled(response) or (response.status_code == 200 and _json_body(response) is _NOT_JSON)
 
     @property
     def requests_made(self) -> int:
@@ -150,11 +220,15 @@ class ProviderHttp:
         failure = None
         try:
             response = self.client.session.request(method, url, params=all_params, headers=headers, **kwargs)
+        except requests.ConnectionError as exc:
+            refused = "refused" in str(exc).lower()
+            reason = "connection refused" if refused else f"{type(exc).__name__}: {redact(str(exc))}"
+            failure = f"cannot reach {redact(self.base_url.rstrip('/'))}: {reason}"
         except requests.RequestException as exc:
-            failure = f"{type(exc).__name__}: {redact(str(exc))}"
+            failure = f"request to {redact(url)} failed: {type(exc).__name__}: {redact(str(exc))}"
         if failure is not None:
             # raised outside the except block, so the original (unredacted) error is not chained
-            raise ProviderError(f"{self.provider}: request to {redact(url)} failed: {failure}")
+            raise ProviderError(f"{self.provider}: {failure}")
         try:
             self.check(response)
         except QuotaExhausted as exhausted:

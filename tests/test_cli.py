@@ -62,7 +62,7 @@ def test_unreachable_base_url_is_one_line(harness, capsys):
     harness.setenv(SOURCES__EMAILOCTOPUS__BASE_URL="http://127.0.0.1:9/api/1.6", RUNTIME__REQUEST_MAX_ATTEMPTS=1)
     assert harness.cli("run", PROVIDER) == 1
     line = error_line(capsys)
-    assert "emailoctopus" in line and "failed" in line
+    assert "emailoctopus: cannot reach http://127.0.0.1:9/api/1.6: connection refused" in line
     assert "api_key=***" in line or "api_key" not in line
 
 

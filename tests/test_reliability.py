@@ -175,7 +175,7 @@ def test_a_paging_loop_is_stopped_with_a_clear_error(make_harness, capsys):
     ("base_url", "message", "exit_code"),
     [
         ("emailoctopus.com/api/1.6", "is not an http(s) URL", 2),
-        ("http://127.0.0.1:9/api/1.6", "failed: ConnectionError", 1),
+        ("http://127.0.0.1:9/api/1.6", "emailoctopus: cannot reach http://127.0.0.1:9/api/1.6: connection refused", 1),
         ("{sandbox}/_not_an_api", "HTTP 404", 1),
     ],
     ids=["malformed", "unreachable", "not-an-api"],

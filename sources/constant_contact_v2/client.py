@@ -28,8 +28,8 @@ OVER_DAILY = "mashery.not.authorized.over.ratelimit"
 LISTING_STATUSES = ("ALL", "DELETED")
 
 
-def should_retry(response: requests.Response) -> bool:
-    """The per-second limit's answers (403 over.qps, or 429) pass: retry them."""
+def is_throttled(response: requests.Response) -> bool:
+    """The per-second limit's answers (403 over.qps, or 429): the run slows down and sends them again."""
     if response.status_code == 429:
         return not _is_daily_limit(response)
     return response.status_code == 403 and any(key == OVER_QPS for key, _ in error_entries(response))
@@ -107,7 +107,7 @@ class ConstantContactV2Api:
             base_url=base_url,
             requests_per_second=requests_per_second,
             max_concurrency=settings.max_concurrency,
-            should_retry=should_retry,
+            is_throttled=is_throttled,
             check=check,
             params={"api_key": api_key},
             headers={"Authorization": f"Bearer {access_token}"},

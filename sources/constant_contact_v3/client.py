@@ -44,8 +44,8 @@ class _Unauthorized(CredentialsRefused):
     """The API refused the access token: refreshed once and retried before it ends the run."""
 
 
-def should_retry(response: requests.Response) -> bool:
-    """Retry the per-second 429 (`throttled`); the daily one (`quota_exceeded`) stops the run."""
+def is_throttled(response: requests.Response) -> bool:
+    """The per-second 429 (`throttled`) slows the run down; the daily one (`quota_exceeded`) stops it."""
     return response.status_code == 429 and not _is_quota(response)
 
 
@@ -187,7 +187,7 @@ class ConstantContactV3Api:
             base_url=base_url,
             requests_per_second=requests_per_second,
             max_concurrency=max_concurrency,
-            should_retry=should_retry,
+            is_throttled=is_throttled,
             check=check,
             tokens=self.tokens,
         )

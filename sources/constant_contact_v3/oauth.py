@@ -163,7 +163,7 @@ class RefreshingAccessToken:
             base_url=token_url,
             requests_per_second=TOKEN_REQUESTS_PER_SECOND,
             max_concurrency=1,
-            should_retry=lambda response: response.status_code == 429,
+            is_throttled=lambda response: response.status_code == 429,
             check=self._check,
         )
 

@@ -74,7 +74,7 @@ class EmailOctopusApi:
             base_url=base_url,
             requests_per_second=requests_per_second,
             max_concurrency=max_concurrency,
-            should_retry=lambda response: response.status_code == 429,
+            is_throttled=lambda response: response.status_code == 429,
             check=check,
         )
 
@@ -83,7 +83,7 @@ class EmailOctopusApi:
         return self.http.pages(path, params, items_of=items, next_of=next_link)
 
     def _report_pages(self, path: str, _since: datetime | None) -> Iterator[list[dict[str, Any]]]:
-        # EmailOctopus has no date filter: a due report is read whole, the merge drops repeats
+        # EmailOctopus has no date filter: a due report is read whole (`ReportRead.whole`)
         return self._pages(path)
 
     def campaigns(self) -> Iterator[list[Row]]:
@@ -101,6 +101,7 @@ class EmailOctopusApi:
                 sent_at=campaign["sent_at"],
                 pages=partial(self._report_pages, f"campaigns/{cid}/reports/{report}"),
                 to_rows=partial(mapping.activity_rows, activity_type),
+                whole=True,
             )
             for report, activity_type in mapping.ACTIVITY_REPORTS.items()
         ]
