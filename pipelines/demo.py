@@ -51,5 +51,6 @@ def run_demo(args: argparse.Namespace) -> int:
         open_rate = f"{opens / sent:.1%}" if sent else "-"
         click_rate = f"{clicks / sent:.1%}" if sent else "-"
         print(f"  {provider:<22}{campaigns:>10}{sent:>8}{open_rate:>11}{click_rate:>12}{bounces:>9}{unsubscribes:>8}")
-    print(f"\nquery it: duckdb {target.duckdb_path} \"SELECT * FROM {target.dataset}.contact_activity LIMIT 10\"")
+    query = "SELECT * FROM contact_activity LIMIT 10"
+    print(f"\nquery it: campaign-sync sql --duckdb-path {target.duckdb_path} \"{query}\"")
     return exit_code

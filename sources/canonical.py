@@ -501,6 +501,12 @@ def _advance(cursors: dict[str, Any], read: ReportRead, tally: _ReadTally, now: 
         cursor["recheck"] = tally.needs_recheck()
 
 
+def snapshot_digest(rows: Iterable[Row]) -> str:
+    """A digest of a not-opened / not-clicked snapshot's contacts and addresses, in any order."""
+    entries = sorted(f"{row['contact_id']}\x1f{row.get('email_address') or ''}" for row in rows)
+    return hashlib.blake2b("\x1e".join(entries).encode(), digest_size=16).hexdigest()
+
+
 def _until_quota(pages: Iterator[list[Row]], outcome: SyncOutcome) -> Iterator[list[Row]]:
     """Pass pages on until the daily quota runs out; then stop cleanly, so what was read loads."""
     if outcome.quota is not None:
@@ -594,16 +600,22 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
     @dlt.transformer(data_from=campaigns, parallelized=True, **CAMPAIGN_NON_ENGAGEMENT)
     def campaign_non_engagement(campaign_page: list[Row]) -> Iterator[list[Row]]:
         reads = [read for campaign in campaign_page for read in api.non_engagement_reads(campaign)]
+        cursors = dlt.current.resource_state().setdefault("cursors", {})
         snapshots: dict[str, list[Row]] = {}
         batch: list[Row] = []
         for read, rows in read_due_reports(api, reads, settings, outcome):
             if rows is not COMPLETE:
                 snapshots.setdefault(read.state_key, []).extend(rows)
                 continue
-            # the whole snapshot, after a marker that deletes the previous one
-            reset = {"provider": api.name, "campaign_id": read.campaign_id, "kind": read.report, "contact_id": ""}
             # one row per contact, even where a page repeats one
             by_contact = {row["contact_id"]: row for row in snapshots.pop(read.state_key, []) if row.get("contact_id")}
+            # a snapshot the same as the one loaded is not replaced (its rows keep their `as_of`)
+            digest = snapshot_digest(by_contact.values())
+            if cursors[read.state_key].get("digest") == digest:
+                continue
+            cursors[read.state_key]["digest"] = digest
+            # the whole snapshot, after a marker that deletes the previous one
+            reset = {"provider": api.name, "campaign_id": read.campaign_id, "kind": read.report, "contact_id": ""}
             snapshot = list(by_contact.values())
             for row in snapshot:
                 row["kind"] = read.report

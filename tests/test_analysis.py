@@ -106,7 +106,7 @@ def test_contact_engagement_has_last_open_and_counts(harness):
 
 def readme_queries() -> list[str]:
     text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    block = text.split("Five queries that run as written on both warehouses:", 1)[1].split("```sql", 1)[1]
+    block = text.split("Five queries that run as written on both warehouses", 1)[1].split("```sql", 1)[1]
     block = block.split("```", 1)[0]
     return [query.strip() for query in block.split(";") if "SELECT" in query]
 
