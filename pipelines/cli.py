@@ -201,15 +201,14 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         faults=Faults(error_rate=args.error_rate),
     )
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl-C does: its files are removed
-    with sandbox:
+    with sandbox, contextlib.suppress(KeyboardInterrupt):
         # a shell script: `campaign-sync sandbox > sandbox.env &` then `. ./sandbox.env`
         print(f"# sandbox serving on {sandbox.url} (seed {args.seed}, scale {args.scale}); Ctrl-C stops it")
         print("# point campaign-sync at it with:")
         for key, value in sandbox.environment().items():
             print(f"export {key}={shlex.quote(value)}")
         sys.stdout.flush()
-        with contextlib.suppress(KeyboardInterrupt):
-            sandbox.wait()
+        sandbox.wait()
     return 0
 
 

@@ -59,7 +59,7 @@ def _cursor(target: Target) -> Iterator[Any]:
     if target.destination == "duckdb":
         path = Path(target.duckdb_path)
         if not path.exists():
-            raise CampaignSyncError(f"sql: no DuckDB file at {path}: load it first with `campaign-sync run`")
+            raise ConfigurationError(f"sql: no DuckDB file at {path} (check --duckdb-path, or load it first)")
         try:
             connection = duckdb.connect(str(path), read_only=True)
         except duckdb.Error as error:
@@ -68,7 +68,7 @@ def _cursor(target: Target) -> Iterator[Any]:
             if not connection.execute(
                 "SELECT 1 FROM information_schema.schemata WHERE schema_name = ?", [target.dataset]
             ).fetchall():
-                raise CampaignSyncError(f"sql: {path} has no dataset {target.dataset!r}: load it first")
+                raise ConfigurationError(f"sql: {path} has no dataset {target.dataset!r} (check --dataset)")
             connection.execute(f"SET schema '{target.dataset}'")
             yield connection
         return

@@ -68,7 +68,7 @@ class RateLimiter:
             self.throttled += 1
             if started >= self._slowed_at:
                 slower = self.interval * THROTTLE_SLOWDOWN if self.interval else 1.0 / THROTTLED_START_RATE
-                self.interval = min(slower, MAX_THROTTLED_INTERVAL)
+                self.interval = max(self.budget_interval, min(slower, MAX_THROTTLED_INTERVAL))
                 self._slowed_at = time.monotonic()
             pause = retry_after if retry_after is not None else self.interval
             self._next_start = max(self._next_start, time.monotonic() + min(pause, MAX_RETRY_AFTER))
@@ -80,8 +80,8 @@ class RateLimiter:
 # per-second limit needs)
 THROTTLED_START_RATE = 10.0
 THROTTLE_SLOWDOWN = 1.5
-THROTTLE_RECOVERY = 0.98
-MAX_THROTTLED_INTERVAL = 5.0
+THROTTLE_RECOVERY = 0.95
+MAX_THROTTLED_INTERVAL = 0.5
 MAX_RETRY_AFTER = 60.0
 MAX_THROTTLED_ATTEMPTS = 50
 
