@@ -4,7 +4,9 @@ It renders the shared data set the v2 way: numeric-string ids (`campaign_id` a J
 in some rows), UTC dates with milliseconds, newest rows first, `{"meta": {"pagination":
 {"next_link"}}, "results"}` envelopes whose opaque `next` token ends in `=`, and arrays of
 `{error_key, error_message}` for errors. Two sent campaigns are deleted (for v2 only): one
-before the sandbox starts, one six hours after, so an incremental run meets a deletion.
+before the sandbox starts, one six hours after, so an incremental run meets a deletion. As
+documented (provider-apis.md section 2, "Deleted campaigns"), a deleted campaign is listed only
+with `status=DELETED`, and its details, summary and tracking lists answer 404.
 
 Limits: the per-second one is the shared token bucket (answer: 403
 `mashery.not.authorized.over.qps`); the daily quota (`simulator.daily_quota`, per day of
@@ -312,7 +314,7 @@ class Simulator:
             state = self.query(request, path, CAMPAIGN_LIMIT)
             return self.page(self.campaign_list(state), state)
         if match := re.fullmatch(r"/emailmarketing/campaigns/(\d+)", path):
-            return json_response(self.details(self.campaign(match[1])))
+            return json_response(self.details(self.live(match[1])))
         if match := re.fullmatch(r"/emailmarketing/campaigns/(\d+)/tracking/reports/summary", path):
             campaign = self.sent(match[1])
             return json_response(self.summary(campaign))
@@ -329,8 +331,17 @@ class Simulator:
             return self.contact_tracking(request, path, match[1], match[2])
         raise error(404, "http.status.not_found", "The requested resource was not found.")
 
-    def sent(self, cid: str) -> Campaign:
+    def live(self, cid: str) -> Campaign:
+        """A campaign that is not deleted. provider-apis.md section 2, "Deleted campaigns": "details
+        of a deleted campaign cannot be retrieved", GET of a deleted campaign answers 404, and its
+        tracking lists cannot be read either."""
         campaign = self.campaign(cid)
+        if self.is_deleted(campaign):
+            raise error(404, "http.status.not_found", f"Campaign {cid} was not found.")
+        return campaign
+
+    def sent(self, cid: str) -> Campaign:
+        campaign = self.live(cid)
         if not self.dataset.is_sent(campaign):
             message = "Tracking information is only available for SENT email campaigns."
             raise error(404, "http.status.not_found", message)

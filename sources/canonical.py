@@ -564,6 +564,12 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
             for row in page:
                 row["provider"] = api.name
                 listed.add(row["campaign_id"])
+                # a campaign deleted at the provider may come as its bare listing row: it keeps
+                # what was known of it (sent_at, subject, ...) and takes the new status
+                known = recent.get(row["campaign_id"])
+                for key, value in (_from_state(known) if known else {}).items():
+                    if row.get(key) is None:
+                        row[key] = value
                 if row.get("sent_at") is not None:
                     recent[row["campaign_id"]] = _to_state(row)
             yield page

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import requests
@@ -32,12 +32,19 @@ def simulator(harness) -> Simulator:
     return harness.sandbox.apps[PROVIDER].simulator
 
 
-def expected_activity(sim: Simulator) -> Counter:
-    """(campaign_id, contact_id, activity_type, occurred_at) of every event v2 lists, with multiplicity."""
+def expected_activity(sim: Simulator, read_before_deletion: dict[str, datetime] | None = None) -> Counter:
+    """(campaign_id, contact_id, activity_type, occurred_at) of every event v2 lists, with multiplicity.
+
+    A deleted campaign's tracking lists cannot be read (provider-apis.md section 2): of its events,
+    only those up to the last read before its deletion (`read_before_deletion`: campaign id -> clock).
+    """
     keys: Counter = Counter()
     for campaign in sim.dataset.sent_campaigns():
+        read_at = (read_before_deletion or {}).get(campaign.id) if sim.is_deleted(campaign) else sim.dataset.clock
+        if read_at is None:
+            continue
         for event in sim.dataset.events(campaign):
-            if event.type in KINDS:  # v2 has no list of complaints
+            if event.type in KINDS and event.at <= read_at:  # v2 has no list of complaints
                 at = event_time(event).replace(tzinfo=None)
                 keys[(campaign_id(campaign), sim.contact_id(event.contact_id), event.type, at)] += 1
     return keys
@@ -52,10 +59,11 @@ def open_campaigns(sim: Simulator) -> list:
 
 
 def first_run_requests(sim: Simulator, page_rows: int = 500) -> int:
-    """Both campaign listings, every campaign's details, every tracking list page and summary."""
-    listed = len([c for c in sim.dataset.campaigns if not sim.is_deleted(c)])
-    total = max(1, math.ceil(listed / min(page_rows, 50))) + 1 + len(sim.dataset.campaigns)
-    for campaign in sim.dataset.sent_campaigns():
+    """Both campaign listings, the details of every campaign not deleted, and the tracking list
+    pages and summary of every sent one (a deleted campaign has none that can be read)."""
+    live = [c for c in sim.dataset.campaigns if not sim.is_deleted(c)]
+    total = max(1, math.ceil(len(live) / min(page_rows, 50))) + 1 + len(live)
+    for campaign in [c for c in live if sim.dataset.is_sent(c)]:
         for report in TRACKING:
             total += max(1, math.ceil(len(sim.tracking(campaign, report, None)) / page_rows))
         total += 1  # summary
@@ -84,7 +92,8 @@ def test_first_run_then_a_rerun_without_news(harness):
     assert "DELETED" in {row[0] for row in loaded.values()}
     for campaign in dataset.campaigns:
         sent_at = loaded[campaign_id(campaign)][1]
-        assert (sent_at is not None) == dataset.is_sent(campaign)
+        # a campaign deleted before it was ever read is known only from its listing row: no send date
+        assert (sent_at is not None) == (dataset.is_sent(campaign) and not sim.is_deleted(campaign))
         assert sent_at is None or parse_utc(sent_at) == campaign.send_at
     # campaign_id arrived as a JSON number in some rows: never a second (variant) column
     columns = harness.query(
@@ -108,12 +117,13 @@ def test_first_run_then_a_rerun_without_news(harness):
         "SELECT campaign_id, sent, opened_unique, clicked_unique, forwarded, unsubscribed, bounced, complained "
         "FROM campaign_summaries"
     )}
-    assert summaries == {campaign_id(c): tuple(sim.summary(c).values()) for c in dataset.sent_campaigns()}
+    readable = [c for c in dataset.sent_campaigns() if not sim.is_deleted(c)]  # a deleted one has no summary
+    assert summaries == {campaign_id(c): tuple(sim.summary(c).values()) for c in readable}
 
     # cursors: the newest event of each (campaign, tracking list)
     cursors = state(harness)["contact_activity"]["cursors"]
-    assert set(cursors) == {f"{campaign_id(c)}:{r}" for c in dataset.sent_campaigns() for r in TRACKING}
-    for campaign in dataset.sent_campaigns():
+    assert set(cursors) == {f"{campaign_id(c)}:{r}" for c in readable for r in TRACKING}
+    for campaign in readable:
         for kind, report in KINDS.items():
             times = [event_time(e) for e in dataset.events(campaign, kind)]
             cursor = cursors[f"{campaign_id(campaign)}:{report}"]["cursor"]
@@ -160,26 +170,34 @@ def test_advancing_time_brings_exactly_the_news_and_marks_a_deletion(harness):
     unsent = {campaign_id(c) for c in dataset.campaigns if not dataset.is_sent(c)}
     live_before = {campaign_id(c) for c in dataset.campaigns if not sim.is_deleted(c)}
 
+    first_clock = dataset.clock
     harness.sandbox.advance(hours=24)
     sim.calls.clear()
     assert harness.cli("run", PROVIDER) == 0
 
-    expected = expected_activity(sim)
+    deleted_since = {
+        c.id: first_clock for c in dataset.campaigns if sim.is_deleted(c) and campaign_id(c) in live_before
+    }
+    expected = expected_activity(sim, deleted_since)
     assert loaded_activity(harness) == expected
     assert sum(expected.values()) > sum(first.values())
     newly_sent = {campaign_id(c) for c in dataset.sent_campaigns()} & unsent
     assert len(newly_sent) == 1
     assert harness.count("contact_activity", f"campaign_id = '{newly_sent.pop()}'") > 0
-    # the campaign deleted since the first run is marked, and its activity is kept
+    # the campaign deleted since the first run is marked, keeps what was known of it, and its activity
     deleted = [campaign_id(c) for c in dataset.campaigns if sim.is_deleted(c)]
     just_deleted = [cid for cid in deleted if cid in live_before]
     assert len(just_deleted) == 1
     statuses = dict(harness.query("SELECT campaign_id, status FROM campaigns"))
     assert {cid for cid, status in statuses.items() if status == "DELETED"} == set(deleted)
     assert harness.count("contact_activity", f"campaign_id = '{just_deleted[0]}'") > 0
-    # details were read again only for what changed: the deletion and the newly sent campaign
+    kept = harness.query(f"SELECT subject, sent_at FROM campaigns WHERE campaign_id = '{just_deleted[0]}'")
+    assert kept[0][0] is not None and kept[0][1] is not None
+    # details were read again only for what changed and can be read: the newly sent campaign; the
+    # deleted one's details, summary and tracking lists are not asked for (they answer 404)
     detail_reads = {path.rsplit("/", 1)[1] for path, _ in sim.calls if path.count("/") == 4}
-    assert detail_reads == set(just_deleted) | {campaign_id(c) for c in dataset.sent_campaigns()} & unsent
+    assert detail_reads == {campaign_id(c) for c in dataset.sent_campaigns()} & unsent
+    assert not [path for path, _ in sim.calls if just_deleted[0] in path]
 
 
 def test_paging_follows_next_links_and_links_resolve_without_link_uri(make_harness):
@@ -195,9 +213,8 @@ def test_paging_follows_next_links_and_links_resolve_without_link_uri(make_harne
     assert all(set(params) == {"next"} and params["next"].endswith("=") for params in followed)
     clicked = harness.query("SELECT url FROM contact_activity WHERE activity_type = 'clicked'")
     clicks = Counter(row[0] for row in clicked)
-    assert clicks == Counter(
-        event.url for campaign in sim.dataset.sent_campaigns() for event in sim.dataset.events(campaign, "clicked")
-    )
+    readable = [c for c in sim.dataset.sent_campaigns() if not sim.is_deleted(c)]
+    assert clicks == Counter(event.url for campaign in readable for event in sim.dataset.events(campaign, "clicked"))
 
 
 def test_daily_quota_stops_with_exit_4_keeps_what_loaded_and_resumes(harness, capfd):

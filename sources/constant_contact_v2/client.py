@@ -25,7 +25,8 @@ TRACKING_PAGE_SIZE = 500
 OVER_QPS = "mashery.not.authorized.over.qps"
 OVER_DAILY = "mashery.not.authorized.over.ratelimit"
 # the campaign listing passes: every live campaign, then the deleted ones (listed only on request)
-LISTING_STATUSES = ("ALL", "DELETED")
+DELETED = "DELETED"
+LISTING_STATUSES = ("ALL", DELETED)
 
 
 def is_throttled(response: requests.Response) -> bool:
@@ -140,7 +141,9 @@ class ConstantContactV2Api:
                     if since is None or seen.get(campaign_id) != modified:
                         changed.append(raw)
                     seen[campaign_id] = modified
-                if changed:
+                if changed and status == "DELETED":  # its details cannot be read (404): the listing row
+                    yield [mapping.campaign_row(raw) for raw in changed]
+                elif changed:
                     yield [mapping.campaign_row(raw) for raw in self._details(changed)]
         if newest is not None:
             listing["modified_since"] = newest.isoformat()
@@ -149,7 +152,8 @@ class ConstantContactV2Api:
             listing["seen"] = {cid: m for cid, m in seen.items() if (parse_utc(m) or horizon) >= horizon}
 
     def _details(self, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Each listed campaign's details (read concurrently), in listing order."""
+        """Each listed campaign's details (read concurrently), in listing order; a campaign deleted
+        since it was listed (its details answer 404) is its listing row, marked DELETED."""
         ids = [mapping.campaign_id(raw["id"]) for raw in listed]
         jobs = [Job(cid, partial(self._one_campaign, cid)) for cid in ids]
         details: dict[str, dict[str, Any]] = {}
@@ -162,7 +166,10 @@ class ConstantContactV2Api:
         return [{**raw, **details[cid]} for cid, raw in zip(ids, listed, strict=True)]
 
     def _one_campaign(self, campaign_id: str) -> list[dict[str, Any]]:
-        return [self.http.get(f"{CAMPAIGNS}/{campaign_id}")]
+        try:
+            return [self.http.get(f"{CAMPAIGNS}/{campaign_id}")]
+        except NotFound:
+            return [{"status": DELETED}]
 
     # ---- reports ----
     def _tracking_pages(self, path: str, since: datetime | None) -> Iterator[list[dict[str, Any]]]:
@@ -172,7 +179,10 @@ class ConstantContactV2Api:
         yield from self.http.pages(path, params, items_of=items, next_of=next_link)
 
     def activity_reads(self, campaign: Row) -> list[ReportRead]:
-        """One read per tracking list of the campaign, each from its own `created_since` cursor."""
+        """One read per tracking list of the campaign, each from its own `created_since` cursor
+        (none for a deleted campaign: its tracking lists cannot be read)."""
+        if campaign.get("status") == DELETED:
+            return []
         cid = campaign["campaign_id"]
         links = mapping.link_urls(campaign)
         return [
@@ -191,7 +201,9 @@ class ConstantContactV2Api:
         return []
 
     def summary_reads(self, campaign: Row) -> list[ReportRead]:
-        """The tracking summary report of the campaign."""
+        """The tracking summary report of the campaign (none for a deleted one)."""
+        if campaign.get("status") == DELETED:
+            return []
         path = f"{CAMPAIGNS}/{campaign['campaign_id']}/tracking/reports/summary"
         return [summary_read(campaign, partial(self.http.get, path), mapping.summary_row)]
 
