@@ -344,12 +344,12 @@ def missing_setting(missing: ConfigFieldMissingException, provider: Provider | N
     names = []
     for field_name, traces in missing.traces.items():
         nested = [trace for trace in traces if isinstance(trace, LookupTraces)]
-        if not nested:
-            sections = next((trace.sections for trace in traces if getattr(trace, "sections", None)), None)
-            if provider is not None:
-                names.append(provider.setting(field_name))
-            else:
-                names.append("__".join([*(sections or []), field_name]).upper())
+        if not nested and provider is not None:
+            names.append(provider.setting(field_name))
+            continue
+        if not nested:  # a setting outside the sources (the destination's): named by where dlt looked
+            sections = next((trace.sections for trace in traces if getattr(trace, "sections", None)), [])
+            names.append("__".join([*sections, field_name]).upper())
             continue
         lacking = sorted({name for trace in nested for name in trace.traces})
         tried = [t for trace in nested for found in trace.traces.values() for t in found if t.sections]

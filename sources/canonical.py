@@ -410,8 +410,9 @@ def read_due_reports(
             else:
                 raise page.error
             continue
-        rows = tally.new_rows(read.to_rows(page), read.whole)
-        outcome.rows_skipped += tally.skipped_in_page
+        read_rows = read.to_rows(page)
+        rows = tally.new_rows(read_rows, read.whole)
+        outcome.rows_skipped += len(read_rows) - len(rows)
         for row in rows:
             row["provider"] = api.name
             row["campaign_id"] = read.campaign_id
@@ -439,7 +440,6 @@ class _ReadTally:
         self.newest: datetime | None = None
         self.rows = 0
         self.rows_up_to_cursor = 0
-        self.skipped_in_page = 0
 
     def new_rows(self, rows: list[Row], whole: bool) -> list[Row]:
         """Count a page, and return its rows that go on to the load."""
@@ -450,11 +450,9 @@ class _ReadTally:
                 self.newest = occurred
             if self.loaded_until is not None and (occurred is None or occurred <= self.loaded_until):
                 self.rows_up_to_cursor += 1
-        kept = rows
         if whole and self.cut is not None:
-            kept = [row for row in rows if row.get("occurred_at") is None or row["occurred_at"] > self.cut]
-        self.skipped_in_page = len(rows) - len(kept)
-        return kept
+            return [row for row in rows if row.get("occurred_at") is None or row["occurred_at"] > self.cut]
+        return rows
 
     def needs_recheck(self) -> bool:
         """Whether this read left events out while the history up to the cursor changed."""
