@@ -36,7 +36,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from sandbox.dataset import LINKS, Campaign, Dataset, Event
+from sandbox.dataset import LINKS, Campaign, Contact, Dataset, Event
 from sandbox.server import ProviderApp, SandboxError, json_response
 
 NAME = "constant_contact_v2"
@@ -48,6 +48,12 @@ REQUESTS_PER_SECOND = 4.0
 DAILY_QUOTA = 10_000
 CAMPAIGN_LIMIT = 50
 TRACKING_LIMIT = 500
+# provider-apis.md section 2, endpoints, "contacts": `limit` 1..500, default 50
+CONTACT_LIMIT, CONTACT_DEFAULT_LIMIT = 500, 50
+# data set status -> the v2 contact status (a deleted contact is REMOVED)
+CONTACT_STATUSES = {"SUBSCRIBED": "ACTIVE", "UNSUBSCRIBED": "OPTOUT", "PENDING": "UNCONFIRMED"}
+# the data set's custom fields that v2 has as standard contact fields
+STANDARD_FIELDS = {"FirstName": "first_name", "LastName": "last_name"}
 CAMPAIGN_ID_BASE = 1_100_394_165_000
 LINK_ID_BASE = 1_100_567_310_000
 # tracking list -> (dataset event type, v2 activity_type, date field)
@@ -65,8 +71,9 @@ BOUNCE_DESCRIPTIONS = {
 }
 UNSUBSCRIBE_SOURCES = ("ACTION_BY_CONTACT", "ACTION_BY_CONTACT", "ACTION_BY_CUSTOMER", "ACTION_BY_OWNER")
 # the parameters a call with `next` must not repeat
-PAGING_PARAMS = ("limit", "status", "modified_since", "created_since")
+PAGING_PARAMS = ("limit", "status", "modified_since", "created_since", "include_contact_id")
 STATUSES = ("ALL", "DRAFT", "RUNNING", "SENT", "SCHEDULED", "DELETED")
+CONTACT_FILTERS = ("ALL", "ACTIVE", "UNCONFIRMED", "OPTOUT", "REMOVED")
 
 
 def settings(base_url: str) -> dict[str, str]:
@@ -250,7 +257,7 @@ class Simulator:
         return [self.tracking_row(campaign, e, report) for e in events]
 
     # ---- requests ----
-    def query(self, request: Request, path: str, max_limit: int) -> dict[str, Any]:
+    def query(self, request: Request, path: str, max_limit: int, default_limit: int | None = None) -> dict[str, Any]:
         """The effective parameters of a list call: its own, or those its `next` token carries."""
         token = request.args.get("next")
         if token is not None:
@@ -262,13 +269,13 @@ class Simulator:
                 raise error(400, "query.param.invalid", "The next parameter belongs to another list.")
             return state
         try:
-            limit = int(request.args.get("limit", max_limit))
+            limit = int(request.args.get("limit", default_limit or max_limit))
         except ValueError:
             raise error(400, "query.param.invalid", "The limit parameter must be a number.") from None
         if not 1 <= limit <= max_limit:
             raise error(400, "query.param.invalid", f"The limit parameter must be between 1 and {max_limit}.")
         state: dict[str, Any] = {"path": path, "offset": 0, "limit": limit}
-        for name in ("status", "modified_since", "created_since"):
+        for name in ("status", "modified_since", "created_since", "include_contact_id"):
             if name in request.args:
                 state[name] = request.args[name]
         return state
@@ -327,6 +334,9 @@ class Simulator:
             if link is not None:
                 rows = [row for row in rows if row["link_id"] == link]
             return self.page(rows, state)
+        if path == "/contacts":
+            state = self.query(request, path, CONTACT_LIMIT, CONTACT_DEFAULT_LIMIT)
+            return self.page(self.contact_list(state), state)
         if match := re.fullmatch(r"/contacts/(\d+)/tracking(?:/(\w+))?", path):
             return self.contact_tracking(request, path, match[1], match[2])
         raise error(404, "http.status.not_found", "The requested resource was not found.")
@@ -360,6 +370,61 @@ class Simulator:
         ]
         campaigns.sort(key=lambda c: (self.modified(c), c.number), reverse=True)
         return [self.listing_row(c) for c in campaigns]
+
+    def contact_status(self, contact: Contact) -> str:
+        """The v2 status of a data set contact."""
+        return "REMOVED" if contact.deleted else CONTACT_STATUSES[contact.status]
+
+    def contact_object(self, contact: Contact, with_v3_id: bool) -> dict[str, Any]:
+        """A v2 contact (provider-apis.md section 2, endpoints, "contacts"): numeric id, the v3 UUID
+        as `contact_id` only when asked for (`include_contact_id=true`), one email address,
+        `lists[{id, status}]` and `custom_fields[{name: CustomFieldN, label, value}]`."""
+        status = self.contact_status(contact)
+        created, modified = v2_date(contact.created_at), v2_date(contact.updated_at or contact.created_at)
+        custom = [(name, value) for name, value in contact.fields.items() if name not in STANDARD_FIELDS]
+        body: dict[str, Any] = {
+            "id": str(contact.number),
+            "status": status,
+            "first_name": contact.fields.get("FirstName"),
+            "last_name": contact.fields.get("LastName"),
+            "company_name": "",
+            "job_title": "",
+            "email_addresses": [{
+                "id": f"{contact.number}-1",
+                "email_address": contact.email,
+                "status": status,
+                "confirm_status": "CONFIRMED" if status != "UNCONFIRMED" else "UNCONFIRMED",
+                "opt_in_source": "ACTION_BY_OWNER",
+                "opt_in_date": created,
+                **({"opt_out_date": modified} if status == "OPTOUT" else {}),
+            }],
+            "lists": [{"id": str(self.dataset.lists.index(contact.list_id) + 1), "status": status}],
+            "custom_fields": [
+                {"name": f"CustomField{n}", "label": name, "value": str(value)}
+                for n, (name, value) in enumerate(custom, start=1)
+            ],
+            "created_date": created,
+            "modified_date": modified,
+            "source": "Site Owner",
+        }
+        if with_v3_id:
+            body["contact_id"] = contact.id
+        return body
+
+    def contact_list(self, state: dict[str, Any]) -> list[dict[str, Any]]:
+        """`GET contacts`: every status by default (`status=ALL`), `modified_since` on or after, in id order
+        (the order is not documented)."""
+        status = state.get("status", "ALL").upper()
+        if status not in CONTACT_FILTERS:
+            allowed = ", ".join(CONTACT_FILTERS)
+            raise error(400, "query.param.invalid", f"The status parameter must be one of {allowed}.")
+        since = _since(state.get("modified_since"), "modified_since")
+        with_v3_id = str(state.get("include_contact_id", "")).lower() == "true"
+        return [
+            self.contact_object(c, with_v3_id) for c in self.dataset.contacts
+            if status in ("ALL", self.contact_status(c))
+            and (since is None or (c.updated_at or c.created_at) >= since)
+        ]
 
     def contact_tracking(self, request: Request, path: str, number: str, report: str | None) -> Response:
         """Every tracking row of one contact, across sent campaigns, newest first."""

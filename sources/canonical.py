@@ -301,6 +301,16 @@ class SyncOutcome:
         """The HTTP requests the run has sent so far."""
         return self.http.requests_made if self.http is not None else 0
 
+    def record(self, what: str, error: BaseException) -> None:
+        """Record a failed read (`what`: the provider and the item) so that the run goes on without it.
+
+        Only the item is lost: its cursor stays, and the next run reads it again. A used-up quota,
+        refused credentials and anything that is not a provider error are raised instead.
+        """
+        if isinstance(error, (QuotaExhausted, CredentialsRefused)) or not isinstance(error, CampaignSyncError):
+            raise error
+        self.failures.append(f"{what}: {error}")
+
     def error(self) -> CampaignSyncError | None:
         """The error to end the run with, after what was read has been loaded."""
         if self.quota is not None:
@@ -318,6 +328,71 @@ class SyncPlan:
     backfill_since: datetime | None = None
     backfill_until: datetime | None = None
     outcome: SyncOutcome = field(default_factory=SyncOutcome)
+
+
+def utc_millis(value: datetime) -> str:
+    """A timestamp as Constant Contact writes and reads them: UTC with milliseconds (floored)."""
+    utc = value.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+class ListingCursor:
+    """The cursor of a listing filtered by modification time (v2 `modified_since`, v3 `after_date`
+    and `updated_after`), kept in resource state under `listing`.
+
+    A listing starts a lookback before the newest time listed so far, so a strict filter or a
+    same-second change misses nothing. The items already listed at their current time (`seen`)
+    are not passed on again, so the overlap costs no reads beyond the listing itself. An item
+    whose read fails (`failed`) is not seen and holds the cursor, so the next run lists it again.
+    """
+
+    def __init__(
+        self, resource_state: dict[str, Any], lookback: timedelta, list_all: bool = False, legacy_key: str = ""
+    ) -> None:
+        state = resource_state.setdefault("listing", {})
+        # the cursor as releases before 2026-12 kept it: v2's `modified_since`, v3's `legacy_key`
+        if "modified_since" in state:
+            state["cursor"] = state.pop("modified_since")
+        if legacy_key in resource_state:
+            state["cursor"] = parse_utc(resource_state.pop(legacy_key)).isoformat()
+        state.setdefault("cursor", None)
+        state.setdefault("seen", {})
+        self.state = state
+        self.lookback = lookback
+        self.list_all = list_all
+        self.newest = parse_utc(state["cursor"])
+        self.complete = True
+
+    def since(self) -> datetime | None:
+        """The filter of this run's listing: None (everything) on a first run or when listing all."""
+        cursor = parse_utc(self.state["cursor"])
+        return None if cursor is None or self.list_all else cursor - self.lookback
+
+    def changed(self, item_id: str, modified: str | None) -> bool:
+        """Whether a listed item is to be passed on (not seen at this time before); it counts as seen."""
+        modified_at = parse_utc(modified)
+        if modified_at is not None and (self.newest is None or modified_at > self.newest):
+            self.newest = modified_at
+        seen = self.state["seen"]
+        new = self.list_all or self.since() is None or seen.get(item_id) != modified
+        seen[item_id] = modified
+        return new
+
+    def failed(self, item_id: str) -> None:
+        """The read of a passed-on item failed: the next run passes it on again."""
+        self.state["seen"].pop(item_id, None)
+        self.complete = False
+
+    def commit(self) -> None:
+        """After a complete listing: move the cursor to the newest time listed, and forget the items
+        that the next listing cannot return again."""
+        if self.complete and self.newest is not None:
+            self.state["cursor"] = self.newest.isoformat()
+        cursor = parse_utc(self.state["cursor"])
+        if cursor is not None:
+            horizon = cursor - self.lookback
+            seen = self.state["seen"]
+            self.state["seen"] = {key: m for key, m in seen.items() if (parse_utc(m) or horizon) >= horizon}
 
 
 COMPLETE = object()
@@ -403,12 +478,8 @@ def read_due_reports(
                 yield read, COMPLETE
             elif isinstance(page.error, QuotaExhausted):  # `outcome.quota` says so; no read can go on
                 return
-            elif isinstance(page.error, CredentialsRefused):
-                raise page.error
-            elif isinstance(page.error, CampaignSyncError):
-                outcome.failures.append(f"{api.name} {read.report} of campaign {read.campaign_id}: {page.error}")
             else:
-                raise page.error
+                outcome.record(f"{api.name} {read.report} of campaign {read.campaign_id}", page.error)
             continue
         read_rows = read.to_rows(page)
         rows = tally.new_rows(read_rows, read.whole)
@@ -505,14 +576,20 @@ def snapshot_digest(rows: Iterable[Row]) -> str:
     return hashlib.blake2b("\x1e".join(entries).encode(), digest_size=16).hexdigest()
 
 
-def _until_quota(pages: Iterator[list[Row]], outcome: SyncOutcome) -> Iterator[list[Row]]:
-    """Pass pages on until the daily quota runs out; then stop cleanly, so what was read loads."""
+def isolated(pages: Iterator[list[Row]], outcome: SyncOutcome, what: str) -> Iterator[list[Row]]:
+    """Pass a listing's pages on until it ends, fails or the daily quota runs out.
+
+    A failure is recorded in `outcome` (as `what`) and costs only the rest of this listing:
+    the other resources go on, what was read loads, and the listing's cursor stays.
+    """
     if outcome.quota is not None:
         return
     try:
         yield from pages
     except QuotaExhausted:  # `outcome.quota` says so
         return
+    except CampaignSyncError as error:
+        outcome.record(what, error)
 
 
 def with_activity_ids(page: pa.Table, read: ReportRead, provider: str, occurrences: Counter[str]) -> pa.Table:
@@ -558,7 +635,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         # reports may still be due are remembered here and passed on to the reports again.
         recent: dict[str, Row] = dlt.current.resource_state().setdefault("recent", {})
         listed: set[str] = set()
-        for page in _until_quota(api.campaigns(), outcome):
+        for page in isolated(api.campaigns(), outcome, f"{api.name} campaign listing"):
             for row in page:
                 row["provider"] = api.name
                 listed.add(row["campaign_id"])
@@ -642,7 +719,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
 
     @dlt.resource(parallelized=True, **CONTACTS)
     def contacts() -> Iterator[list[Row]]:
-        for page in _until_quota(api.contacts(), outcome):
+        for page in isolated(api.contacts(), outcome, f"{api.name} contacts"):
             for row in page:
                 row["provider"] = api.name
             yield page

@@ -59,10 +59,11 @@ def open_campaigns(sim: Simulator) -> list:
 
 
 def first_run_requests(sim: Simulator, page_rows: int = 500) -> int:
-    """Both campaign listings, the details of every campaign not deleted, and the tracking list
-    pages and summary of every sent one (a deleted campaign has none that can be read)."""
+    """Both campaign listings, the details of every campaign not deleted, the tracking list pages
+    and summary of every sent one (a deleted campaign has none that can be read), and the contacts."""
     live = [c for c in sim.dataset.campaigns if not sim.is_deleted(c)]
     total = max(1, math.ceil(len(live) / min(page_rows, 50))) + 1 + len(live)
+    total += max(1, math.ceil(len(sim.dataset.contacts) / page_rows))
     for campaign in [c for c in live if sim.dataset.is_sent(c)]:
         for report in TRACKING:
             total += max(1, math.ceil(len(sim.tracking(campaign, report, None)) / page_rows))
@@ -129,7 +130,8 @@ def test_first_run_then_a_rerun_without_news(harness):
             cursor = cursors[f"{campaign_id(campaign)}:{report}"]["cursor"]
             assert (parse_utc(cursor) if cursor else None) == (max(times) if times else None)
 
-    # a rerun with no news: one request per open report (plus the two listings), no new row
+    # a rerun with no news: one request per open report (plus the two campaign listings and the
+    # contacts listing), no new row
     listing = state(harness)["campaigns"]["listing"]
     before = harness.count("contact_activity")
     harness.sandbox.reset_counts()
@@ -141,10 +143,10 @@ def test_first_run_then_a_rerun_without_news(harness):
     still_open = open_campaigns(sim)
     closed = [campaign_id(c) for c in dataset.sent_campaigns() if c not in still_open]
     assert still_open and closed
-    assert harness.sandbox.requests[PROVIDER] == 2 + 7 * len(still_open)
+    assert harness.sandbox.requests[PROVIDER] == 3 + 7 * len(still_open)
     calls = {path.removeprefix("/v2/emailmarketing/campaigns"): params for path, params in sim.calls}
-    modified_since = v2_date(parse_utc(listing["modified_since"]) - LOOKBACK)
-    assert list(sim.calls)[:2] == [
+    modified_since = v2_date(parse_utc(listing["cursor"]) - LOOKBACK)
+    assert [call for call in sim.calls if call[0] == "/v2/emailmarketing/campaigns"] == [
         ("/v2/emailmarketing/campaigns", {"status": status, "limit": "50", "modified_since": modified_since})
         for status in ("ALL", "DELETED")
     ]

@@ -25,8 +25,8 @@ def constant_contact_v2_source(
     start_date: str | None = None,
     plan: SyncPlan | None = None,
 ) -> Sequence[DltResource]:
-    """Campaigns (deleted ones marked), their tracking lists and summaries from Constant Contact v2."""
+    """Campaigns (deleted ones marked), their tracking lists and summaries, and contacts from Constant Contact v2."""
     plan = plan or SyncPlan()
     settings = SyncSettings.from_config(plan, attribution_window_days, lookback_minutes, max_concurrency, start_date)
-    api = ConstantContactV2Api(api_key, access_token, base_url, requests_per_second, settings)
+    api = ConstantContactV2Api(api_key, access_token, base_url, requests_per_second, settings, plan.outcome)
     return canonical_resources(api, settings, plan.outcome)

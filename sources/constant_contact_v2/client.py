@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import Any
 
 import dlt
 import requests
 
-from sources.canonical import ReportRead, Row, SyncSettings, parse_utc, summary_read
+from sources.canonical import ListingCursor, ReportRead, Row, SyncOutcome, SyncSettings, summary_read, utc_millis
 from sources.constant_contact_v2 import mapping
 from sources.errors import CredentialsRefused, NotFound, ProviderError, QuotaExhausted
 from sources.http import Job, JobDone, ProviderHttp, error_entries, fetch_concurrently
@@ -22,6 +22,7 @@ TOKEN_SETTING = "SOURCES__CONSTANT_CONTACT_V2__ACCESS_TOKEN"
 CAMPAIGNS = "emailmarketing/campaigns"
 CAMPAIGN_PAGE_SIZE = 50
 TRACKING_PAGE_SIZE = 500
+CONTACT_PAGE_SIZE = 500
 OVER_QPS = "mashery.not.authorized.over.qps"
 OVER_DAILY = "mashery.not.authorized.over.ratelimit"
 # the campaign listing passes: every live campaign, then the deleted ones (listed only on request)
@@ -81,12 +82,6 @@ def items(body: Any) -> list[dict[str, Any]]:
     return results
 
 
-def v2_time(value: datetime) -> str:
-    """A timestamp the way v2 writes and reads them: UTC with milliseconds (floored)."""
-    utc = value.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
 class ConstantContactV2Api:
     """The Constant Contact v2 reads, as the canonical resources need them."""
 
@@ -99,10 +94,12 @@ class ConstantContactV2Api:
         base_url: str,
         requests_per_second: float,
         settings: SyncSettings,
+        outcome: SyncOutcome,
     ) -> None:
         register_secret(api_key)
         register_secret(access_token)
         self.settings = settings
+        self.outcome = outcome
         self.http = ProviderHttp(
             provider=NAME,
             base_url=base_url,
@@ -118,52 +115,41 @@ class ConstantContactV2Api:
     def campaigns(self) -> Iterator[list[Row]]:
         """The campaigns changed since the last run (all of them on a first run or a backfill).
 
-        Two listings, live and deleted, by `modified_since` = the newest `modified_date`
-        seen minus the lookback; the details are read only for campaigns not seen at their
-        current `modified_date`. The listing cursor advances only after both passes.
+        Two listings, live and deleted, from the listing cursor (`modified_since`); the details
+        are read only for the live campaigns changed since they were last listed. A campaign
+        whose details cannot be read is left out and recorded; it is read again next run.
         """
-        listing = dlt.current.resource_state().setdefault("listing", {"modified_since": None, "seen": {}})
-        cursor = parse_utc(listing["modified_since"])
-        since = None if cursor is None or self.settings.is_backfill else cursor - self.settings.lookback
-        seen: dict[str, str] = dict(listing["seen"])
-        newest = cursor
+        listing = ListingCursor(dlt.current.resource_state(), self.settings.lookback, self.settings.is_backfill)
+        since = listing.since()
         for status in LISTING_STATUSES:
             params: dict[str, Any] = {"status": status, "limit": CAMPAIGN_PAGE_SIZE}
             if since is not None:
-                params["modified_since"] = v2_time(since)
+                params["modified_since"] = utc_millis(since)
             for page in self.http.pages(CAMPAIGNS, params, items_of=items, next_of=next_link):
-                changed = []
-                for raw in page:
-                    campaign_id, modified = mapping.campaign_id(raw["id"]), raw.get("modified_date")
-                    modified_at = parse_utc(modified)
-                    if modified_at is not None and (newest is None or modified_at > newest):
-                        newest = modified_at
-                    if since is None or seen.get(campaign_id) != modified:
-                        changed.append(raw)
-                    seen[campaign_id] = modified
-                if changed and status == "DELETED":  # its details cannot be read (404): the listing row
+                changed = [
+                    raw for raw in page if listing.changed(mapping.campaign_id(raw["id"]), raw.get("modified_date"))
+                ]
+                if changed and status == DELETED:  # its details cannot be read (404): the listing row
                     yield [mapping.campaign_row(raw) for raw in changed]
                 elif changed:
-                    yield [mapping.campaign_row(raw) for raw in self._details(changed)]
-        if newest is not None:
-            listing["modified_since"] = newest.isoformat()
-            horizon = newest - self.settings.lookback
-            # only the campaigns a later listing can return again need remembering
-            listing["seen"] = {cid: m for cid, m in seen.items() if (parse_utc(m) or horizon) >= horizon}
+                    yield [mapping.campaign_row(raw) for raw in self._details(changed, listing)]
+        listing.commit()
 
-    def _details(self, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Each listed campaign's details (read concurrently), in listing order; a campaign deleted
-        since it was listed (its details answer 404) is its listing row, marked DELETED."""
+    def _details(self, listed: list[dict[str, Any]], listing: ListingCursor) -> list[dict[str, Any]]:
+        """Each listed campaign's details (read concurrently), in listing order. A campaign deleted
+        since it was listed (its details answer 404) is its listing row, marked DELETED; one whose
+        details fail is left out, and recorded."""
         ids = [mapping.campaign_id(raw["id"]) for raw in listed]
         jobs = [Job(cid, partial(self._one_campaign, cid)) for cid in ids]
         details: dict[str, dict[str, Any]] = {}
         for cid, page in fetch_concurrently(jobs, self.settings.max_concurrency):
             if isinstance(page, JobDone):
                 if page.error is not None:
-                    raise page.error
+                    self.outcome.record(f"{NAME} details of campaign {cid}", page.error)
+                    listing.failed(cid)
                 continue
             details[cid] = page
-        return [{**raw, **details[cid]} for cid, raw in zip(ids, listed, strict=True)]
+        return [{**raw, **details[cid]} for cid, raw in zip(ids, listed, strict=True) if cid in details]
 
     def _one_campaign(self, campaign_id: str) -> list[dict[str, Any]]:
         try:
@@ -175,7 +161,7 @@ class ConstantContactV2Api:
     def _tracking_pages(self, path: str, since: datetime | None) -> Iterator[list[dict[str, Any]]]:
         params: dict[str, Any] = {"limit": TRACKING_PAGE_SIZE}
         if since is not None:
-            params["created_since"] = v2_time(since)
+            params["created_since"] = utc_millis(since)
         yield from self.http.pages(path, params, items_of=items, next_of=next_link)
 
     def activity_reads(self, campaign: Row) -> list[ReportRead]:
@@ -208,5 +194,16 @@ class ConstantContactV2Api:
         return [summary_read(campaign, partial(self.http.get, path), mapping.summary_row)]
 
     def contacts(self) -> Iterator[list[Row]]:
-        """None yet: the v2 contacts endpoint is not part of this provider (see provider-apis.md §2)."""
-        yield from ()
+        """The contacts changed since the last run (every status, removed and opted-out ones
+        included), each with its v3 id, from the listing cursor (`modified_since`)."""
+        listing = ListingCursor(dlt.current.resource_state(), self.settings.lookback)
+        params: dict[str, Any] = {"status": "ALL", "limit": CONTACT_PAGE_SIZE, "include_contact_id": "true"}
+        since = listing.since()
+        if since is not None:
+            params["modified_since"] = utc_millis(since)
+        for page in self.http.pages("contacts", params, items_of=items, next_of=next_link):
+            changed = [raw for raw in page if listing.changed(str(raw["id"]), raw.get("modified_date"))]
+            rows = [mapping.contact_row(raw) for raw in changed]
+            if rows:
+                yield rows
+        listing.commit()

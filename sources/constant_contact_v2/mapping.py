@@ -111,3 +111,33 @@ def summary_row(raw: dict[str, Any]) -> Row:
     }
     extra = {k: v for k, v in raw.items() if k not in known and k not in ("campaign_id", "id")}
     return {**extra, **row}
+
+
+def contact_row(raw: dict[str, Any]) -> Row:
+    """A canonical `contacts` row from a v2 contact.
+
+    The numeric v2 id is `contact_id`, the v3 UUID (`include_contact_id=true`) `v3_contact_id`;
+    the first email address gives `email_address` and its details `email__<field>` columns; custom
+    fields (`CustomField1..15`) become `custom_fields__<label, or name>` columns. `status` is the
+    contact's (ACTIVE, UNCONFIRMED, OPTOUT, REMOVED).
+    """
+    extra = dict(raw)
+    addresses = extra.pop("email_addresses", None) or []
+    email = dict(addresses[0]) if addresses and isinstance(addresses[0], dict) else {}
+    row: Row = {
+        "contact_id": str(extra.pop("id")),
+        "v3_contact_id": extra.pop("contact_id", None),
+        "email_address": email.pop("email_address", None),
+        "status": extra.pop("status", None),
+        "created_at": parse_utc(extra.pop("created_date", None)),
+        "updated_at": parse_utc(extra.pop("modified_date", None)),
+    }
+    email.pop("id", None)
+    if email:
+        row["email"] = email
+    if len(addresses) > 1:
+        row["other_email_addresses"] = [item.get("email_address") for item in addresses[1:] if isinstance(item, dict)]
+    custom_fields = [item for item in extra.pop("custom_fields", None) or [] if isinstance(item, dict)]
+    if custom_fields:
+        row["custom_fields"] = {str(item.get("label") or item.get("name")): item.get("value") for item in custom_fields}
+    return {**extra, **row}

@@ -21,7 +21,16 @@ from typing import Any
 import dlt
 import requests
 
-from sources.canonical import ReportRead, Row, SyncOutcome, SyncSettings, parse_utc, summary_read
+from sources.canonical import (
+    ListingCursor,
+    ReportRead,
+    Row,
+    SyncOutcome,
+    SyncSettings,
+    parse_utc,
+    summary_read,
+    utc_millis,
+)
 from sources.constant_contact_v3 import mapping
 from sources.constant_contact_v3.oauth import RefreshingAccessToken, RefreshTokenFile
 from sources.errors import CampaignSyncError, CredentialsRefused, NotFound, ProviderError, QuotaExhausted
@@ -141,15 +150,6 @@ class CampaignInfo:
         return [a for a in self.activities if a.tracked]
 
 
-def _later(newest: str | None, candidate: str | None) -> str | None:
-    """The later of two provider timestamps, kept as the provider wrote it."""
-    if candidate is None or parse_utc(candidate) is None:
-        return newest
-    if newest is None or parse_utc(candidate) > parse_utc(newest):
-        return candidate
-    return newest
-
-
 def _older(row: dict[str, Any], since: datetime) -> bool:
     created = parse_utc(row.get("created_time"))
     return created is not None and created < since
@@ -205,48 +205,48 @@ class ConstantContactV3Api:
     def campaigns(self) -> Iterator[list[Row]]:
         """The campaigns changed since the last run (all of them in a backfill), and scheduled ones sent since.
 
-        The cursor (`after_date`: the newest `updated_at` listed) and the scheduled campaigns
-        to check again live in the campaigns resource's state; both move only after a
-        complete listing.
+        The listing cursor (`after_date` on `updated_at`) and the scheduled campaigns to check
+        again live in the campaigns resource's state. A campaign whose lookups fail is left out
+        and recorded; the cursor then stays, and the next run reads it again.
         """
         state = dlt.current.resource_state()
-        after = None if self.settings.is_backfill else state.get("after_date")
+        listing = ListingCursor(state, self.settings.lookback, self.settings.is_backfill, legacy_key="after_date")
+        since = listing.since()
         pending: dict[str, str] = dict(state.get("pending", {}))
-        newest, complete, listed = after, True, set()
-        for page in self._pages("emails", "campaigns", {"after_date": after} if after else None):
-            for raw in page:
-                listed.add(raw["campaign_id"])
-                newest = _later(newest, raw.get("updated_at"))
-            rows, ok = self._enrich(page)
-            complete &= ok
+        listed: set[str] = set()
+        for page in self._pages("emails", "campaigns", {"after_date": utc_millis(since)} if since else None):
+            listed.update(raw["campaign_id"] for raw in page)
+            changed = [raw for raw in page if listing.changed(raw["campaign_id"], raw.get("updated_at"))]
+            rows = self._enrich(changed, listing)
             pending.update({row["campaign_id"]: row["status"] for row in rows})
             if rows:
                 yield rows
         again = [{"campaign_id": cid, "current_status": status} for cid, status in pending.items() if cid not in listed]
-        if again:
-            rows, ok = self._enrich(again, only_if_changed=True)
-            complete &= ok
+        if again:  # a campaign that fails here stays pending, with its old status
+            rows = self._enrich(again, None, only_if_changed=True)
             pending.update({row["campaign_id"]: row["status"] for row in rows})
             if rows:
                 yield rows
         state["pending"] = {
             cid: status for cid, status in pending.items() if status in PENDING_STATUSES and cid not in self._gone
         }
-        if complete and newest is not None:
-            state["after_date"] = newest
+        listing.commit()
 
-    def _enrich(self, listed: list[dict[str, Any]], only_if_changed: bool = False) -> tuple[list[Row], bool]:
+    def _enrich(
+        self, listed: list[dict[str, Any]], listing: ListingCursor | None, only_if_changed: bool = False
+    ) -> list[Row]:
         """Canonical rows of listed campaigns, each with its activities looked up (concurrently)."""
         jobs = [Job(raw["campaign_id"], partial(self._campaign_pages, raw, only_if_changed)) for raw in listed]
-        rows, complete = [], True
+        rows = []
         for campaign_id, result in fetch_concurrently(jobs, self.max_concurrency):
             if isinstance(result, JobDone):
                 if result.error is not None:
-                    complete = False
-                    self._fail(f"campaign {campaign_id}", result.error)
+                    self.outcome.record(f"{NAME} campaign {campaign_id}", result.error)
+                    if listing is not None:
+                        listing.failed(campaign_id)
                 continue
             rows.append(result)
-        return rows, complete
+        return rows
 
     def _campaign_pages(self, raw: dict[str, Any], only_if_changed: bool) -> list[Row]:
         campaign_id = raw["campaign_id"]
@@ -276,12 +276,11 @@ class ConstantContactV3Api:
         """The activity's details and, unless it is plainly unsent, its send time."""
         try:
             activity.details = self.http.get(f"emails/activities/{activity.id}")
-        except NotFound:
-            activity.details = None
+            if str(activity.details.get("current_status", "")).upper() in UNSENT_ACTIVITY_STATUSES:
+                return
+            history = self.http.get(f"emails/activities/{activity.id}/send_history")
+        except NotFound:  # the activity is gone since its campaign was read
             return
-        if str(activity.details.get("current_status", "")).upper() in UNSENT_ACTIVITY_STATUSES:
-            return
-        history = self.http.get(f"emails/activities/{activity.id}/send_history")
         activity.sent_at = mapping.first_send(history)
 
     def _campaign(self, campaign: Row) -> CampaignInfo | None:
@@ -316,15 +315,8 @@ class ConstantContactV3Api:
             self._read_activity(activity)
         except QuotaExhausted:  # `outcome.quota` says so
             return
-        except CredentialsRefused:
-            raise
         except CampaignSyncError as error:
-            self._fail(f"activity {activity.id} of campaign {campaign_id}", error)
-
-    def _fail(self, what: str, error: Exception) -> None:
-        if isinstance(error, (QuotaExhausted, CredentialsRefused)) or not isinstance(error, CampaignSyncError):
-            raise error
-        self.outcome.failures.append(f"{NAME} {what}: {error}")
+            self.outcome.record(f"{NAME} activity {activity.id} of campaign {campaign_id}", error)
 
     def campaign_activity_rows(self, campaign: Row) -> list[Row]:
         """`campaign_activities` rows of the activities whose details were read this run."""
@@ -427,22 +419,17 @@ class ConstantContactV3Api:
     # ---- contacts ----
     def contacts(self) -> Iterator[list[Row]]:
         """Contacts updated since the last run (deleted ones included), custom fields and tags by name."""
-        state = dlt.current.resource_state()
-        after = state.get("updated_after")
+        listing = ListingCursor(dlt.current.resource_state(), self.settings.lookback, legacy_key="updated_after")
         params = {"status": "all", "include": "custom_fields,list_memberships,taggings"}
-        if after:
-            params["updated_after"] = after
-        newest = after
+        since = listing.since()
+        if since is not None:
+            params["updated_after"] = utc_millis(since)
         for page in self._pages("contacts", "contacts", params):
-            if not page:
-                continue
-            field_names, tag_names = self._names()
-            rows = [mapping.contact_row(raw, field_names, tag_names) for raw in page]
-            for raw in page:
-                newest = _later(newest, raw.get("updated_at"))
-            yield rows
-        if newest is not None:
-            state["updated_after"] = newest
+            changed = [raw for raw in page if listing.changed(str(raw["contact_id"]), raw.get("updated_at"))]
+            if changed:
+                field_names, tag_names = self._names()
+                yield [mapping.contact_row(raw, field_names, tag_names) for raw in changed]
+        listing.commit()
 
     def _names(self) -> tuple[dict[str, str], dict[str, str]]:
         if self._contact_names is None:

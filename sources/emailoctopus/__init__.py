@@ -25,7 +25,7 @@ def emailoctopus_source(
     plan: SyncPlan | None = None,
 ) -> Sequence[DltResource]:
     """Campaigns, their activity reports and summaries, and list contacts from EmailOctopus."""
-    api = EmailOctopusApi(api_key, base_url, requests_per_second, max_concurrency)
     plan = plan or SyncPlan()
     settings = SyncSettings.from_config(plan, attribution_window_days, lookback_minutes, max_concurrency, start_date)
+    api = EmailOctopusApi(api_key, base_url, requests_per_second, max_concurrency, plan.outcome)
     return canonical_resources(api, settings, plan.outcome)

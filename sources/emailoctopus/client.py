@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from sources.canonical import ReportRead, Row, summary_read
+from sources.canonical import ReportRead, Row, SyncOutcome, summary_read
 from sources.emailoctopus import mapping
 from sources.errors import CredentialsRefused, NotFound, ProviderError
 from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently
@@ -19,8 +19,8 @@ NAME = "emailoctopus"
 KEY_SETTING = "SOURCES__EMAILOCTOPUS__API_KEY"
 PAGE_SIZE = 100
 _CREDENTIAL_CODES = {"API_KEY_INVALID", "UNAUTHORISED"}
-# a report that does not exist (yet): the campaign was deleted, or is not sent
-_NO_REPORT_CODES = {"CAMPAIGN_NOT_SENT", "CAMPAIGN_NOT_FOUND"}
+# what is not there: a report whose campaign was deleted or is not sent, or a list deleted since it was listed
+_NOT_THERE_CODES = {"CAMPAIGN_NOT_SENT", "CAMPAIGN_NOT_FOUND", "NOT_FOUND"}
 
 
 def _error_of(response: requests.Response) -> tuple[str, str]:
@@ -38,7 +38,7 @@ def check(response: requests.Response) -> None:
     code, message = _error_of(response)
     if code in _CREDENTIAL_CODES or response.status_code == 401:
         raise CredentialsRefused(NAME, KEY_SETTING, code or f"HTTP {response.status_code}")
-    if code in _NO_REPORT_CODES:
+    if code in _NOT_THERE_CODES:
         raise NotFound(code)
     detail = redact(f"{code} {message}".strip())
     raise ProviderError(f"{NAME}: HTTP {response.status_code} {detail} from {redact(response.url)}")
@@ -65,10 +65,13 @@ class EmailOctopusApi:
 
     name = NAME
 
-    def __init__(self, api_key: str, base_url: str, requests_per_second: float, max_concurrency: int) -> None:
+    def __init__(
+        self, api_key: str, base_url: str, requests_per_second: float, max_concurrency: int, outcome: SyncOutcome
+    ) -> None:
         register_secret(api_key)
         self.api_key = api_key
         self.max_concurrency = max_concurrency
+        self.outcome = outcome
         self.http = ProviderHttp(
             provider=NAME,
             base_url=base_url,
@@ -126,12 +129,13 @@ class EmailOctopusApi:
         return [summary_read(campaign, partial(self.http.get, path, {"api_key": self.api_key}), mapping.summary_row)]
 
     def contacts(self) -> Iterator[list[Row]]:
-        """The contacts of every list, read concurrently across lists."""
+        """The contacts of every list, read concurrently across lists. A list deleted since it was
+        listed has none; one whose contacts fail is recorded, and read whole again next run."""
         lists = [raw["id"] for page in self._pages("lists") for raw in page]
         jobs = [Job(list_id, partial(self._pages, f"lists/{list_id}/contacts")) for list_id in lists]
         for list_id, page in fetch_concurrently(jobs, self.max_concurrency):
             if isinstance(page, JobDone):
-                if page.error is not None:
-                    raise page.error
+                if page.error is not None and not isinstance(page.error, NotFound):
+                    self.outcome.record(f"{NAME} contacts of list {list_id}", page.error)
                 continue
             yield [mapping.contact_row(raw, list_id) for raw in page]
