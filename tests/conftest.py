@@ -30,6 +30,15 @@ FAST_RETRIES = {
 }
 
 
+# per canonical table: the columns that `Harness.loaded` compares
+LOADED_IDENTITY = {
+    "campaigns": "campaign_id, status, subject, sent_at",
+    "campaign_activities": "campaign_activity_id, campaign_id, role, status",
+    "contact_activity": "activity_id, campaign_id, contact_id, activity_type",
+    "campaign_non_engagement": "campaign_id, kind, contact_id",
+    "contacts": "contact_id, email_address, status",
+    "campaign_summaries": "campaign_id, sent, opened_unique, clicked_unique",
+}
 POSTGRES_URL = "postgresql://postgres:postgres@127.0.0.1:5432/test"  # trust auth: any password
 DESTINATIONS = ("duckdb", "postgres")
 
@@ -99,6 +108,17 @@ class Harness:
 
     def count(self, table: str, where: str = "true") -> int:
         return self.query(f"SELECT count(*) FROM {table} WHERE {where}")[0][0]
+
+    def loaded(self, provider: str) -> dict[str, Counter]:
+        """What a provider's tables hold, by identity and the columns a partial load would get wrong."""
+        present = {name for (name,) in self.query(
+            f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{self.dataset}'"
+        )}
+        return {
+            table: Counter(self.query(f"SELECT {columns} FROM {table} WHERE provider = '{provider}'"))
+            for table, columns in LOADED_IDENTITY.items()
+            if table in present
+        }
 
 
 def _postgres_available() -> bool:

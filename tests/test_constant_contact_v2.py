@@ -338,3 +338,37 @@ def test_sandbox_answers_like_v2(sandbox):
         assert over.json()[0]["error_key"] == "mashery.not.authorized.over.qps"
     finally:
         sandbox.apps[PROVIDER].bucket.rate = 0
+
+
+def test_contacts_load_every_status_with_their_v3_ids_and_a_quiet_night_costs_one_request(harness):
+    sim = simulator(harness)
+    dataset = sim.dataset
+    assert harness.cli("run", PROVIDER) == 0
+
+    loaded = {row[0]: row[1:] for row in harness.query(
+        "SELECT contact_id, v3_contact_id, email_address, status, custom_fields__city FROM contacts "
+        f"WHERE provider = '{PROVIDER}'"
+    )}
+    assert loaded == {
+        str(c.number): (c.id, c.email, sim.contact_status(c), c.fields.get("City")) for c in dataset.contacts
+    }
+    assert {"REMOVED", "OPTOUT", "UNCONFIRMED", "ACTIVE"} <= {status for _v3, _email, status, _city in loaded.values()}
+    calls = [params for path, params in sim.calls if path == "/v2/contacts"]
+    assert calls == [{"status": "ALL", "limit": "500", "include_contact_id": "true"}]
+    listing = state(harness)["contacts"]["listing"]
+    newest = max(c.updated_at or c.created_at for c in dataset.contacts)
+    assert parse_utc(listing["cursor"]) == newest
+
+    # a night without changes: one request, from the cursor minus the lookback, and no row
+    sim.calls.clear()
+    assert harness.cli("run", PROVIDER) == 0
+    calls = [params for path, params in sim.calls if path == "/v2/contacts"]
+    assert calls == [{"status": "ALL", "limit": "500", "include_contact_id": "true",
+                      "modified_since": v2_date(newest - LOOKBACK)}]
+
+    # a contact changed (opted out) at the provider is loaded again with its new status
+    changed = next(c for c in dataset.contacts if c.status == "SUBSCRIBED" and not c.deleted)
+    changed.status, changed.updated_at = "UNSUBSCRIBED", dataset.clock
+    assert harness.cli("run", PROVIDER) == 0
+    assert harness.query(f"SELECT status FROM contacts WHERE contact_id = '{changed.number}'") == [("OPTOUT",)]
+    assert harness.count("contacts", f"provider = '{PROVIDER}'") == len(dataset.contacts)

@@ -1,0 +1,117 @@
+"""A failure outside the report reads costs only its item (issue 15): one kind of read at a time
+fails persistently in the sandbox; the run loads the rest, exits 1 naming the item, keeps the
+item's cursor, and the next healthy run ends exactly where a run without the fault ends."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+
+from sandbox import Sandbox
+from sandbox.constant_contact_v2 import campaign_id as v2_campaign_id
+from sandbox.constant_contact_v3 import stable_id
+
+CLOCK = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
+
+
+def _sent(sandbox: Sandbox, provider: str, n: int = -1):
+    return sandbox.datasets[provider].sent_campaigns()[n]
+
+
+# (provider, what fails (a path pattern, from the sandbox), what the error names, tables the fault may leave short)
+FaultCase = tuple[str, Callable[[Sandbox], tuple[str, str]], tuple[str, ...]]
+CASES: dict[str, FaultCase] = {
+    "v2 campaign details": (
+        "constant_contact_v2",
+        lambda sb: (
+            f"/emailmarketing/campaigns/{v2_campaign_id(_sent(sb, 'constant_contact_v2'))}$",
+            f"details of campaign {v2_campaign_id(_sent(sb, 'constant_contact_v2'))}",
+        ),
+        ("campaigns", "contact_activity", "campaign_summaries"),
+    ),
+    "v2 contacts page": (
+        "constant_contact_v2", lambda sb: ("/v2/contacts$", "constant_contact_v2 contacts"), ("contacts",)
+    ),
+    "EmailOctopus contacts of one list": (
+        "emailoctopus",
+        lambda sb: (
+            f"/lists/{sb.datasets['emailoctopus'].lists[1]}/contacts",
+            f"contacts of list {sb.datasets['emailoctopus'].lists[1]}",
+        ),
+        ("contacts",),
+    ),
+    "EmailOctopus list listing": ("emailoctopus", lambda sb: ("/lists$", "emailoctopus contacts"), ("contacts",)),
+    "v3 campaign details": (
+        "constant_contact_v3",
+        lambda sb: (
+            f"/emails/{_sent(sb, 'constant_contact_v3').id}$", f"campaign {_sent(sb, 'constant_contact_v3').id}"
+        ),
+        ("campaigns", "campaign_activities", "contact_activity", "campaign_non_engagement", "campaign_summaries"),
+    ),
+    "v3 activity details": (
+        "constant_contact_v3",
+        lambda sb: (
+            f"/emails/activities/{stable_id(_sent(sb, 'constant_contact_v3').id, 'primary_email')}$",
+            f"campaign {_sent(sb, 'constant_contact_v3').id}",
+        ),
+        ("campaigns", "campaign_activities", "contact_activity", "campaign_non_engagement", "campaign_summaries"),
+    ),
+    "v3 send history": (
+        "constant_contact_v3",
+        lambda sb: (
+            f"/emails/activities/{stable_id(_sent(sb, 'constant_contact_v3').id, 'primary_email')}/send_history",
+            f"campaign {_sent(sb, 'constant_contact_v3').id}",
+        ),
+        ("campaigns", "campaign_activities", "contact_activity", "campaign_non_engagement", "campaign_summaries"),
+    ),
+    "v3 contacts page": (
+        "constant_contact_v3", lambda sb: ("/v3/contacts$", "constant_contact_v3 contacts"), ("contacts",)
+    ),
+    "v3 custom field names": (
+        "constant_contact_v3", lambda sb: ("/contact_custom_fields", "constant_contact_v3 contacts"), ("contacts",)
+    ),
+}
+
+
+def _listing_cursors(harness, provider: str) -> dict[str, object]:
+    state_file = harness.pipelines_dir / f"campaign_sync_{provider}" / "state.json"
+    resources = json.loads(state_file.read_text())["sources"][provider]["resources"]
+    return {name: state.get("listing", {}).get("cursor") for name, state in resources.items() if "listing" in state}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_failed_read_costs_only_its_item_and_the_next_run_heals_it(make_harness, capsys, case):
+    provider, fault, short_tables = CASES[case]
+    reference = make_harness(scale="tiny", clock=CLOCK)
+    assert reference.cli("run", provider) == 0
+    expected = reference.loaded(provider)
+    healthy_cursors = _listing_cursors(reference, provider)
+
+    harness = make_harness(scale="tiny", clock=CLOCK)
+    harness.setenv(RUNTIME__REQUEST_MAX_ATTEMPTS=2)
+    pattern, named = fault(harness.sandbox)
+    harness.sandbox.faults.fail_paths = pattern
+    capsys.readouterr()
+
+    assert harness.cli("run", provider) == 1
+    err = capsys.readouterr().err
+    assert named in err and "the next run retries them" in err, err
+    partial = harness.loaded(provider)
+    for table, rows in expected.items():
+        if table in short_tables:  # only the failed item is missing
+            assert partial.get(table, Counter()) < rows, table
+        else:
+            assert partial.get(table) == rows, table
+    # the cursor of the listing that lost an item did not move (a first run: it has none yet), the
+    # others did: the next run lists the item again
+    cursors = _listing_cursors(harness, provider)
+    held = "contacts" if short_tables == ("contacts",) else "campaigns"
+    assert cursors == {name: None if name == held else cursor for name, cursor in healthy_cursors.items()}
+
+    harness.sandbox.faults.fail_paths = ""
+    assert harness.cli("run", provider) == 0
+    assert harness.loaded(provider) == expected
