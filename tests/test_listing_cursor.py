@@ -1,0 +1,58 @@
+"""The listing cursor's decisions (v2 and v3 campaign and contact listings), without HTTP."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sources.canonical import ListingCursor
+
+LOOKBACK = timedelta(minutes=60)
+T0 = "2026-11-20T06:00:00.000Z"
+T1 = "2026-11-20T07:30:00.000Z"
+
+
+def test_first_listing_passes_everything_then_the_overlap_passes_only_what_changed():
+    state: dict = {}
+    first = ListingCursor(state, LOOKBACK)
+    assert first.since() is None
+    assert [first.changed(i, m) for i, m in (("a", T0), ("b", T1))] == [True, True]
+    first.commit()
+    assert state["listing"] == {"cursor": "2026-11-20T07:30:00+00:00", "seen": {"b": T1}}  # "a" is past the overlap
+
+    second = ListingCursor(state, LOOKBACK)
+    assert second.since() == datetime(2026, 11, 20, 6, 30, tzinfo=UTC)
+    # "b" again at the same time: skipped; "c" changed in the same second as the cursor: passed on
+    assert [second.changed("b", T1), second.changed("c", T1), second.changed("b", "2026-11-20T08:00:00.000Z")] == [
+        False, True, True
+    ]
+    second.commit()
+    assert state["listing"]["cursor"] == "2026-11-20T08:00:00+00:00"
+
+
+def test_a_failed_item_holds_the_cursor_and_is_passed_on_again():
+    state: dict = {"listing": {"cursor": "2026-11-20T07:30:00+00:00", "seen": {}}}
+    listing = ListingCursor(state, LOOKBACK)
+    assert listing.changed("a", "2026-11-20T09:00:00.000Z") and listing.changed("b", "2026-11-20T09:00:00.000Z")
+    listing.failed("b")
+    listing.commit()
+    assert state["listing"]["cursor"] == "2026-11-20T07:30:00+00:00"
+    again = ListingCursor(state, LOOKBACK)
+    assert [again.changed("a", "2026-11-20T09:00:00.000Z"), again.changed("b", "2026-11-20T09:00:00.000Z")] == [
+        False, True
+    ]
+
+
+def test_a_backfill_lists_everything_and_never_moves_the_cursor_back():
+    state: dict = {"listing": {"cursor": "2026-11-20T07:30:00+00:00", "seen": {"a": T0}}}
+    backfill = ListingCursor(state, LOOKBACK, list_all=True)
+    assert backfill.since() is None and backfill.changed("a", T0)
+    backfill.commit()
+    assert state["listing"]["cursor"] == "2026-11-20T07:30:00+00:00"
+
+
+def test_cursors_kept_by_earlier_releases_carry_over():
+    v2 = {"listing": {"modified_since": "2026-11-20T07:30:00+00:00", "seen": {"a": T1}}}
+    assert not ListingCursor(v2, LOOKBACK).changed("a", T1)
+    v3 = {"after_date": T1}
+    assert ListingCursor(v3, LOOKBACK, legacy_key="after_date").since() == datetime(2026, 11, 20, 6, 30, tzinfo=UTC)
+    assert "after_date" not in v3
