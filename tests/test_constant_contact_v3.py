@@ -305,6 +305,8 @@ def test_advancing_time_brings_exactly_the_news_paging_back_only_to_the_cursor(m
     assert statuses == {c.id: acc.status(c) for c in acc.dataset.campaigns}
     removed_now = [cid for cid in done if statuses[cid] == "Removed"]
     assert len(removed_now) == 1  # found by after_date; its activity is kept
+    kept = harness.query(f"SELECT subject, sent_at FROM campaigns WHERE campaign_id = '{removed_now[0]}'")
+    assert kept[0][0] is not None and kept[0][1] is not None  # and what was known of it
     assert harness.count("contact_activity", f"campaign_id = '{removed_now[0]}'") == sum(
         n for key, n in expected.items() if key[0] == removed_now[0])
     # the scheduled campaign went out (a send does not change updated_at), and so did a resend
