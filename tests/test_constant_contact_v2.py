@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
 import requests
+from helpers import resources_state
 
 from sandbox import Sandbox
 from sandbox.constant_contact_v2 import (
@@ -72,8 +72,7 @@ def first_run_requests(sim: Simulator, page_rows: int = 500) -> int:
 
 
 def state(harness) -> dict:
-    state_file = harness.pipelines_dir / f"campaign_sync_{PROVIDER}" / "state.json"
-    return json.loads(state_file.read_text())["sources"][PROVIDER]["resources"]
+    return resources_state(harness, PROVIDER)
 
 
 def test_first_run_then_a_rerun_without_news(harness):

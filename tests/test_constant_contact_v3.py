@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 import pytest
 import requests
+from helpers import resources_state
 
 from sandbox.constant_contact_v3 import (
     API,
@@ -96,8 +97,7 @@ def loaded_snapshot(harness) -> set:
 
 
 def state(harness) -> dict:
-    path = harness.pipelines_dir / f"campaign_sync_{PROVIDER}" / "state.json"
-    return json.loads(path.read_text())["sources"][PROVIDER]["resources"]
+    return resources_state(harness, PROVIDER)
 
 
 def pages(n: int, size: int = 500) -> int:

@@ -2,73 +2,24 @@
 
 from __future__ import annotations
 
-import json
-import math
 from collections import Counter
 from datetime import timedelta
 
 import pytest
+from helpers import (
+    cursors,
+    expected_activity,
+    expected_snapshot,
+    loaded_activity,
+    loaded_snapshot,
+    nightly_requests,
+    open_campaigns,
+)
 
-from sandbox.dataset import Dataset
-from sandbox.emailoctopus import REPORTS, SNAPSHOTS
+from sandbox.emailoctopus import REPORTS
 
 PROVIDER = "emailoctopus"
 WINDOW = timedelta(days=30)
-
-
-def expected_activity(dataset: Dataset) -> Counter:
-    """(campaign_id, contact_id, activity_type, occurred_at) of every visible event, with multiplicity."""
-    keys: Counter = Counter()
-    for campaign in dataset.sent_campaigns():
-        for event in dataset.events(campaign):
-            if event.type in REPORTS:
-                at = None if event.timestamp_missing else event.at.replace(tzinfo=None)
-                keys[(campaign.id, event.contact_id, event.type, at)] += 1
-    return keys
-
-
-def loaded_activity(harness) -> Counter:
-    return harness.activity(PROVIDER)
-
-
-def expected_snapshot(dataset: Dataset) -> set:
-    return {
-        (campaign.id, kind.replace("-", "_"), contact_id)
-        for campaign in dataset.sent_campaigns()
-        for kind, activity in SNAPSHOTS.items()
-        for contact_id in dataset.not_engaged(campaign, activity)
-    }
-
-
-def loaded_snapshot(harness) -> set:
-    return set(harness.query("SELECT campaign_id, kind, contact_id FROM campaign_non_engagement"))
-
-
-def pages(n: int) -> int:
-    return max(1, math.ceil(n / 100))
-
-
-def nightly_requests(dataset: Dataset, campaign_ids: list[str]) -> int:
-    """What a run must cost: campaign and contact listings, plus every report of the given campaigns."""
-    total = pages(len(dataset.campaigns)) + pages(len(dataset.lists))
-    total += sum(pages(sum(1 for c in dataset.contacts if c.list_id == lst)) for lst in dataset.lists)
-    for campaign in dataset.campaigns:
-        if campaign.id in campaign_ids:
-            total += sum(pages(len(dataset.events(campaign, report))) for report in REPORTS)
-            total += sum(pages(len(dataset.not_engaged(campaign, a))) for a in SNAPSHOTS.values())
-            total += 1  # summary
-    return total
-
-
-def open_campaigns(dataset: Dataset) -> list[str]:
-    now = dataset.clock
-    return [c.id for c in dataset.sent_campaigns() if c.send_at + WINDOW > now]
-
-
-def cursors(harness) -> dict:
-    state_file = harness.pipelines_dir / f"campaign_sync_{PROVIDER}" / "state.json"
-    state = json.loads(state_file.read_text())
-    return state["sources"][PROVIDER]["resources"]["contact_activity"]["cursors"]
 
 
 def test_first_run_loads_exactly_the_ground_truth(harness):

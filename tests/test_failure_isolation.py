@@ -4,12 +4,12 @@ item's cursor, and the next healthy run ends exactly where a run without the fau
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
+from helpers import resources_state
 
 from sandbox import Sandbox
 from sandbox.constant_contact_v2 import campaign_id as v2_campaign_id
@@ -78,8 +78,7 @@ CASES: dict[str, FaultCase] = {
 
 
 def _listing_cursors(harness, provider: str) -> dict[str, object]:
-    state_file = harness.pipelines_dir / f"campaign_sync_{provider}" / "state.json"
-    resources = json.loads(state_file.read_text())["sources"][provider]["resources"]
+    resources = resources_state(harness, provider)
     return {name: state.get("listing", {}).get("cursor") for name, state in resources.items() if "listing" in state}
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 from conftest import POSTGRES_URL
-from test_emailoctopus import expected_activity, loaded_activity
+from helpers import expected_activity, loaded_activity
 
 from pipelines.cli import main
 from pipelines.providers import PROVIDERS

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from test_emailoctopus import cursors, expected_activity, expected_snapshot, loaded_activity, loaded_snapshot
+from helpers import cursors, expected_activity, expected_snapshot, loaded_activity, loaded_snapshot
 
 from sandbox.dataset import Event
 

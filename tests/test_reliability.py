@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from test_emailoctopus import cursors, expected_activity, expected_snapshot, loaded_activity, loaded_snapshot
+from helpers import cursors, expected_activity, expected_snapshot, loaded_activity, loaded_snapshot
 
 from pipelines.cli import main
 from sandbox import Faults

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_emailoctopus import open_campaigns
+from helpers import open_campaigns
 
 from sandbox.emailoctopus import API_KEY, REPORTS
 
