@@ -16,12 +16,14 @@ from datetime import datetime
 import pendulum
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
+from pipelines.erasure import erasure_key, forget_addresses
 from pipelines.providers import PROVIDERS, Provider
 from pipelines.runner import (
     DEFAULT_DUCKDB_PATH,
     LoadResult,
     Target,
     abort_pending,
+    dataset_client,
     missing_setting,
     report_results,
     run_locks,
@@ -112,6 +114,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     abort.add_argument("provider", metavar="PROVIDER")
     abort.set_defaults(command=cmd_abort_pending)
+
+    forget = commands.add_parser(
+        "forget", parents=[common], help="erase a person's personal data from every table now, and keep it out"
+    )
+    forget.add_argument("--email", action="append", required=True, metavar="ADDRESS", help="repeatable")
+    forget.set_defaults(command=cmd_forget)
     return parser
 
 
@@ -252,6 +260,20 @@ def cmd_abort_pending(args: argparse.Namespace) -> int:
         print(
             f"{provider.name}: {dropped} pending load package(s) dropped; the cursors are back where they were, "
             "so the next run reads that data again" if dropped else f"{provider.name}: no pending load package"
+        )
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    key = erasure_key()
+    target = _target(args)
+    with run_locks(list(PROVIDERS.values()), target), dataset_client(target) as client:
+        erased = forget_addresses(client, args.email, key)
+    if not args.quiet:
+        where = ", ".join(sorted({provider for provider, _ in erased})) or "no provider yet"
+        print(
+            f"forgot {len(args.email)} address(es): {len(erased)} contact(s) erased ({where}); later loads and "
+            "backfills leave their personal data out"
         )
     return 0
 

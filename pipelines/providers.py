@@ -29,6 +29,11 @@ class Provider:
         """The environment variable name of one of this provider's settings."""
         return f"SOURCES__{self.name.upper()}__{key.upper()}"
 
+    def forgets_deleted_contacts(self) -> bool:
+        """`FORGET_DELETED_CONTACTS` (default true): erase the personal data of contacts deleted at the provider."""
+        value = dlt.config.get(f"sources.{self.name}.forget_deleted_contacts", bool)
+        return True if value is None else bool(value)
+
     def missing_secrets(self) -> list[str]:
         """The settings of this provider's secrets that are set nowhere dlt looks."""
         return [self.setting(key) for key in self.secrets if not dlt.secrets.get(f"sources.{self.name}.{key}")]

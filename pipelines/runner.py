@@ -22,10 +22,11 @@ from dlt.common.configuration.exceptions import (
     LookupTraces,
 )
 from dlt.common.pipeline import get_dlt_pipelines_dir
-from dlt.destinations.exceptions import DestinationUndefinedEntity
+from dlt.destinations.exceptions import DestinationException, DestinationUndefinedEntity
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from pipelines.erasure import erase_deleted_contacts, forgotten
 from pipelines.providers import Provider
 from pipelines.reconcile import existing_tables, reconcile
 from pipelines.views import create_views
@@ -166,8 +167,8 @@ def run_provider(
     result = LoadResult(provider.name)
     plan = SyncPlan(backfill_since=backfill_since, backfill_until=backfill_until)
     try:
-        source = _build_source(provider, plan)
         load = pipeline(provider, target)
+        source = _build_source(provider, load, plan)
         try:
             _load(load, source, provider, target, plan, result)
         finally:
@@ -260,6 +261,20 @@ def extracted_rows(load: dlt.Pipeline) -> dict[str, int]:
 
 
 @contextmanager
+def dataset_client(target: Target) -> Iterator[Any]:
+    """An SQL client of the target's dataset, for what spans every provider (`forget`)."""
+    load = dlt.pipeline(
+        pipeline_name="campaign_sync", destination=destination(target), dataset_name=target.dataset,
+        pipelines_dir=target.pipelines_dir,
+    )
+    try:
+        with load.sql_client() as client:
+            yield client
+    except ConfigFieldMissingException as missing:
+        raise missing_setting(missing) from None
+
+
+@contextmanager
 def run_locks(providers: list[Provider], target: Target) -> Iterator[None]:
     """One run of a pipeline at a time: all the pipelines of a command are locked before anything
     runs, and if one is taken the command refuses at once, touching no state or data."""
@@ -293,7 +308,11 @@ def abort_pending(provider: Provider, target: Target) -> int:
 
 
 def after_load(load: dlt.Pipeline, provider: Provider) -> list[str]:
-    """What follows every load (command line or Airflow): the analysis views, then the reconciliation warnings."""
+    """What follows every load (command line or Airflow): the contacts deleted at the provider are
+    forgotten (unless FORGET_DELETED_CONTACTS is false), the analysis views, then the reconciliation warnings."""
+    with load.sql_client() as client:
+        if provider.forgets_deleted_contacts():
+            erase_deleted_contacts(client, provider.name)
     create_views(load)
     with load.sql_client() as client:
         return [found.message for found in reconcile(client, provider.name)]
@@ -329,7 +348,23 @@ def _remember(load: dlt.Pipeline, result: LoadResult) -> None:
         load.set_local_state_val(LAST_SUCCESS, record)
 
 
-def _build_source(provider: Provider, plan: SyncPlan) -> Any:
+def nightly_source(provider: Provider, load: dlt.Pipeline) -> Any:
+    """The provider's source for a nightly run into `load`'s dataset (what the Airflow DAG runs)."""
+    return _build_source(provider, load, SyncPlan())
+
+
+def _build_source(provider: Provider, load: dlt.Pipeline, plan: SyncPlan) -> Any:
+    """The provider's source for `plan`, which learns from the dataset whose personal data not to load."""
+    try:
+        with load.sql_client() as client:
+            plan.forgotten = forgotten(client, provider.name)
+    except ConfigFieldMissingException as missing:
+        raise missing_setting(missing) from None
+    except DestinationUndefinedEntity:  # a dataset not created yet: nobody forgotten
+        pass
+    except DestinationException as failure:
+        reason = redact(str(failure)).strip().splitlines()[0]
+        raise CampaignSyncError(f"{provider.pipeline_name}: cannot read the destination: {reason}") from None
     try:
         return provider.source(plan=plan)
     except ConfigFieldMissingException as missing:

@@ -16,6 +16,7 @@ from typing import Any
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
+from pipelines.erasure import erasure_count
 from pipelines.providers import Provider
 from pipelines.reconcile import existing_tables, reconcile
 from pipelines.runner import LAST_RUN, LAST_SUCCESS, Target, pipeline
@@ -96,6 +97,7 @@ def _from_tables(client: Any, provider: Provider, schema_name: str, window: int)
             {"campaign_id": cid, "name": name, "sent_at": _iso(sent), "window_closes": _iso(sent + close)}
             for cid, name, sent in rows(sql, provider.name, since)
         ]
+    found["erasures"] = erasure_count(client, provider.name)
     found["reconciliation"] = [difference.as_dict() for difference in reconcile(client, provider.name)]
     return found
 
@@ -139,6 +141,7 @@ def _text(status: dict[str, Any]) -> list[str]:
     if status["occurred_at"] is not None:
         occurred = status["occurred_at"]
         lines.append(f"  occurred_at: oldest {occurred['oldest']}, newest {occurred['newest']}")
+    lines.append(f"  erasures: {status['erasures']} contacts forgotten (their events kept, no personal data)")
     window = status["attribution_window_days"]
     lines.append(f"  campaigns in the attribution window ({window} days): {len(status['open_campaigns'])}")
     for campaign in status["open_campaigns"]:

@@ -14,7 +14,9 @@ the sandbox clock) answers 403 `mashery.not.authorized.over.ratelimit`.
 
 Variants (Sandbox(variants=...)) for what the real API leaves unsure:
 - `cc2_link_uri`: `yes` (default) or `no` `link_uri` field on click rows;
-- `cc2_throttle`: `403` (default) or `429` as the per-second over-limit status;
+- `cc2_throttle`: `403` (default) or `429` as the over-limit status, per second and daily alike;
+- `cc2_tracking_order`: `newest` (default: newest first, as the fixtures show) or `oldest` first,
+  the order of a campaign's tracking lists;
 - `cc2_page_rows`: at most this many rows per page whatever the `limit` (default: the limit).
 
 Fault: `cc2_throttle_every` = N answers every Nth call with the per-second over-limit answer
@@ -44,10 +46,10 @@ PREFIX = "/constant_contact_v2"
 API = "/v2"
 API_KEY = "cc2-sandbox-key-8d3e61f0a9c4"
 ACCESS_TOKEN = "cc2-sandbox-token-5b7c2e94d1f8"
-REQUESTS_PER_SECOND = 4.0
+REQUESTS_PER_SECOND = 4.0  # provider-apis.md §2, limits: 4 requests/second and 10,000/day per key
 DAILY_QUOTA = 10_000
-CAMPAIGN_LIMIT = 50
-TRACKING_LIMIT = 500
+CAMPAIGN_LIMIT = 50  # provider-apis.md §2, endpoints, "campaigns": `limit` max 50
+TRACKING_LIMIT = 500  # provider-apis.md §2, endpoints, "sends" (every tracking list): `limit` 1..500, default 500
 # provider-apis.md section 2, endpoints, "contacts": `limit` 1..500, default 50
 CONTACT_LIMIT, CONTACT_DEFAULT_LIMIT = 500, 50
 # data set status -> the v2 contact status (a deleted contact is REMOVED)
@@ -56,7 +58,7 @@ CONTACT_STATUSES = {"SUBSCRIBED": "ACTIVE", "UNSUBSCRIBED": "OPTOUT", "PENDING":
 STANDARD_FIELDS = {"FirstName": "first_name", "LastName": "last_name"}
 CAMPAIGN_ID_BASE = 1_100_394_165_000
 LINK_ID_BASE = 1_100_567_310_000
-# tracking list -> (dataset event type, v2 activity_type, date field)
+# tracking list -> (dataset event type, v2 activity_type, date field): provider-apis.md §2, endpoints
 TRACKING = {
     "sends": ("sent", "EMAIL_SEND", "send_date"),
     "opens": ("opened", "EMAIL_OPEN", "open_date"),
@@ -65,15 +67,19 @@ TRACKING = {
     "unsubscribes": ("unsubscribed", "EMAIL_UNSUBSCRIBE", "unsubscribe_date"),
     "bounces": ("bounced", "EMAIL_BOUNCE", "bounce_date"),
 }
+# provider-apis.md §2, endpoints, "bounces": `bounce_code (B, D, F, S, V, X, Z)`
 BOUNCE_DESCRIPTIONS = {
     "B": "Non-existent address", "D": "Undeliverable", "F": "Mailbox full", "S": "Suspended",
     "V": "Vacation or auto-reply", "X": "Other", "Z": "Blocked",
 }
+# provider-apis.md §2, endpoints, "unsubscribes": `unsubscribe_source`
 UNSUBSCRIBE_SOURCES = ("ACTION_BY_CONTACT", "ACTION_BY_CONTACT", "ACTION_BY_CUSTOMER", "ACTION_BY_OWNER")
-# the parameters a call with `next` must not repeat
+# the parameters a call with `next` must not repeat (provider-apis.md §2: `next` takes no other parameter)
 PAGING_PARAMS = ("limit", "status", "modified_since", "created_since", "include_contact_id")
-STATUSES = ("ALL", "DRAFT", "RUNNING", "SENT", "SCHEDULED", "DELETED")
-CONTACT_FILTERS = ("ALL", "ACTIVE", "UNCONFIRMED", "OPTOUT", "REMOVED")
+# provider-apis.md §2, limits: the over-limit error_keys, per second and daily
+OVER_QPS, OVER_DAILY = "mashery.not.authorized.over.qps", "mashery.not.authorized.over.ratelimit"
+STATUSES = ("ALL", "DRAFT", "RUNNING", "SENT", "SCHEDULED", "DELETED")  # provider-apis.md §2, "campaigns"
+CONTACT_FILTERS = ("ALL", "ACTIVE", "UNCONFIRMED", "OPTOUT", "REMOVED")  # provider-apis.md §2, "contacts"
 
 
 def settings(base_url: str) -> dict[str, str]:
@@ -86,18 +92,18 @@ def settings(base_url: str) -> dict[str, str]:
 
 
 def error(status: int, key: str, message: str) -> SandboxError:
-    """A v2 error answer: an array of `{error_key, error_message}`."""
+    """A v2 error answer: an array of `{error_key, error_message}` (provider-apis.md §2, errors)."""
     return SandboxError(status, [{"error_key": key, "error_message": message}])
 
 
 def v2_date(value: datetime) -> str:
-    """ISO 8601 UTC with milliseconds, as v2 writes dates."""
+    """ISO 8601 UTC with milliseconds, as v2 writes dates (provider-apis.md §2, dates)."""
     utc = value.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def campaign_id(campaign: Campaign) -> str:
-    """The stable numeric-string v2 id of a data set campaign."""
+    """The stable numeric-string v2 id of a data set campaign (provider-apis.md §2: ids are numeric strings)."""
     return str(CAMPAIGN_ID_BASE + campaign.number)
 
 
@@ -113,7 +119,7 @@ def event_time(event: Event) -> datetime:
 
 
 def encode_token(state: dict[str, Any]) -> str:
-    """An opaque `next` token; padded so that it always ends in `=`."""
+    """An opaque `next` token; padded so that it always ends in `=` (provider-apis.md §2: "it may contain `=`")."""
     raw = json.dumps(state, separators=(",", ":")).encode()
     raw += b" " * ((1 - len(raw)) % 3)
     return base64.urlsafe_b64encode(raw).decode()
@@ -184,7 +190,7 @@ class Simulator:
             "name": campaign.name,
             "status": self.status(campaign),
             "modified_date": v2_date(self.modified(campaign)),
-        }
+        }  # provider-apis.md §2, endpoints, "campaigns": `id, name, status, modified_date`
 
     def summary(self, campaign: Campaign) -> dict[str, int]:
         events = self.dataset.events(campaign)
@@ -193,6 +199,8 @@ class Simulator:
             matching = [e for e in events if e.type == kind]
             return len({e.contact_id for e in matching}) if unique else len(matching)
 
+        # provider-apis.md §2, endpoints, "summary": `sends, opens, clicks, forwards, unsubscribes, bounces`
+        # (+ `spam_count`)
         return {
             "sends": count("sent"), "opens": count("opened", True), "clicks": count("clicked", True),
             "forwards": count("forwarded"), "unsubscribes": count("unsubscribed"), "bounces": count("bounced"),
@@ -200,6 +208,8 @@ class Simulator:
         }
 
     def details(self, campaign: Campaign) -> dict[str, Any]:
+        # provider-apis.md §2, endpoints, "one campaign": `subject, from_name, from_email, created_date,
+        # last_run_date, tracking_summary, click_through_details[{url, url_uid, click_count}], sent_to_contact_lists`
         clicks = self.dataset.events(campaign, "clicked")
         body: dict[str, Any] = {
             **self.listing_row(campaign),
@@ -229,13 +239,15 @@ class Simulator:
         cid = campaign_id(campaign)
         row: dict[str, Any] = {
             "activity_type": word,
-            "campaign_id": int(cid) if contact.number % 3 == 0 else cid,  # a JSON number now and then
+            # provider-apis.md §2: "`campaign_id` sometimes arrives as a JSON number"
+            "campaign_id": int(cid) if contact.number % 3 == 0 else cid,
             "contact_id": str(contact.number),
             "email_address": contact.email,
             date_field: v2_date(event_time(event)),
         }
         if report == "clicks":
             row["link_id"] = link_id(event.url)
+            # provider-apis.md §2, endpoints, "clicks": `link_uri` per one SDK, UNSURE (variant `cc2_link_uri`)
             if self.variants.get("cc2_link_uri", "yes") == "yes":
                 row["link_uri"] = event.url
         if report == "unsubscribes":
@@ -250,17 +262,20 @@ class Simulator:
         return row
 
     def tracking(self, campaign: Campaign, report: str, since: datetime | None) -> list[dict[str, Any]]:
-        """A tracking list: events on or after `since`, newest first."""
+        """A tracking list: events on or after `since`, newest first (or oldest first: `cc2_tracking_order`)."""
         kind = TRACKING[report][0]
+        # provider-apis.md §2, incremental facts: `created_since` is "on or after"
         events = [e for e in self.dataset.events(campaign, kind) if since is None or event_time(e) >= since]
-        events.sort(key=lambda e: (event_time(e), self.dataset.contact(e.contact_id).number), reverse=True)
+        # provider-apis.md §2, incremental facts: the order is UNSURE (the fixtures show newest first)
+        newest_first = self.variants.get("cc2_tracking_order", "newest") == "newest"
+        events.sort(key=lambda e: (event_time(e), self.dataset.contact(e.contact_id).number), reverse=newest_first)
         return [self.tracking_row(campaign, e, report) for e in events]
 
     # ---- requests ----
     def query(self, request: Request, path: str, max_limit: int, default_limit: int | None = None) -> dict[str, Any]:
         """The effective parameters of a list call: its own, or those its `next` token carries."""
         token = request.args.get("next")
-        if token is not None:
+        if token is not None:  # provider-apis.md §2: "A call with `next` takes no other paging or filter parameter"
             mixed = [name for name in PAGING_PARAMS if name in request.args]
             if mixed:
                 raise error(400, "query.param.invalid", f"next cannot be combined with {', '.join(mixed)}.")
@@ -284,6 +299,8 @@ class Simulator:
         """One page of `rows` from the state's offset, with a `next_link` while more remain."""
         size = min(state["limit"], self.page_rows or state["limit"])
         start = state["offset"]
+        # provider-apis.md §2, envelope: `{"meta": {"pagination": {"next_link"}}, "results"}`; no `next_link` on the
+        # last page; the link is host-relative and carries no `api_key`
         body: dict[str, Any] = {"meta": {"pagination": {}}, "results": rows[start:start + size]}
         if start + size < len(rows):
             token = encode_token({**state, "offset": start + size})
@@ -298,8 +315,10 @@ class Simulator:
 
     def handle(self, request: Request, path: str) -> Response:
         """Answer one v2 call (the sandbox prefix stripped)."""
+        # provider-apis.md §2: "A request whose Accept header is not JSON gets 406"
         if request.headers.get("Accept") and not request.accept_mimetypes.accept_json:
             raise error(406, "http.status.not_acceptable", "The Accept header must allow application/json.")
+        # provider-apis.md §2: the `api_key` query parameter and `Authorization: Bearer <access_token>`
         if request.args.get("api_key") != API_KEY:
             raise error(401, "http.status.unauthorized", "Unauthorized: the api_key is not valid.")
         if request.headers.get("Authorization") != f"Bearer {ACCESS_TOKEN}":
@@ -311,7 +330,8 @@ class Simulator:
                 raise self.throttled()
             day = self.dataset.clock.date()
             if self.daily_quota is not None and self.used[day] >= self.daily_quota:
-                raise error(403, "mashery.not.authorized.over.ratelimit", "Account Over Rate Limit")
+                # provider-apis.md §2, limits: 403 `mashery.not.authorized.over.ratelimit` (daily); UNSURE: 429
+                raise error(self.over_limit_status(), OVER_DAILY, "Account Over Rate Limit")
             self.used[day] += 1
             self.calls.append((path, {k: v for k, v in request.args.items() if k != "api_key"}))
         return self.route(request, path.removeprefix(API))
@@ -325,6 +345,7 @@ class Simulator:
         if match := re.fullmatch(r"/emailmarketing/campaigns/(\d+)/tracking/reports/summary", path):
             campaign = self.sent(match[1])
             return json_response(self.summary(campaign))
+        # provider-apis.md §2, endpoints, "clicks": also `clicks/{linkId}`, linkId = url_uid
         if match := re.fullmatch(r"/emailmarketing/campaigns/(\d+)/tracking/(\w+)(?:/(\d+))?", path):
             campaign, report, link = self.sent(match[1]), match[2], match[3]
             if report not in TRACKING or (link is not None and report != "clicks"):
@@ -352,7 +373,7 @@ class Simulator:
 
     def sent(self, cid: str) -> Campaign:
         campaign = self.live(cid)
-        if not self.dataset.is_sent(campaign):
+        if not self.dataset.is_sent(campaign):  # provider-apis.md §2, incremental facts
             message = "Tracking information is only available for SENT email campaigns."
             raise error(404, "http.status.not_found", message)
         return campaign
@@ -362,6 +383,7 @@ class Simulator:
         if status not in STATUSES:
             raise error(400, "query.param.invalid", f"The status parameter must be one of {', '.join(STATUSES)}.")
         since = _since(state.get("modified_since"), "modified_since")
+        # provider-apis.md §2, "Deleted campaigns": listed only with `status=DELETED`
         campaigns = [
             c for c in self.dataset.campaigns
             if (status == "DELETED") == self.is_deleted(c)
@@ -427,7 +449,8 @@ class Simulator:
         ]
 
     def contact_tracking(self, request: Request, path: str, number: str, report: str | None) -> Response:
-        """Every tracking row of one contact, across sent campaigns, newest first."""
+        """Every tracking row of one contact, across sent campaigns, newest first (provider-apis.md §2, "per
+        contact")."""
         if report is not None and report not in TRACKING:
             raise error(404, "http.status.not_found", f"No tracking list {report}.")
         contact = next((c for c in self.dataset.contacts if str(c.number) == number), None)
@@ -445,10 +468,13 @@ class Simulator:
         found.sort(key=lambda pair: pair[0], reverse=True)
         return self.page([row for _at, row in found], state)
 
+    def over_limit_status(self) -> int:
+        """provider-apis.md §2, limits: HTTP 403 per vendor support; UNSURE, 429 (variant `cc2_throttle`)."""
+        return 429 if self.variants.get("cc2_throttle", "403") == "429" else 403
+
     def throttled(self) -> SandboxError:
-        """The per-second over-limit answer."""
-        status = 429 if self.variants.get("cc2_throttle", "403") == "429" else 403
-        return error(status, "mashery.not.authorized.over.qps", "Account Over Queries Per Second Limit")
+        """The per-second over-limit answer (provider-apis.md §2, limits: `mashery.not.authorized.over.qps`)."""
+        return error(self.over_limit_status(), OVER_QPS, "Account Over Queries Per Second Limit")
 
 
 def _since(value: str | None, name: str) -> datetime | None:

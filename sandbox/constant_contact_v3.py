@@ -9,6 +9,8 @@ It renders the shared data set the v3 way:
   `_links.next.href`; an activity that is not sent answers an empty list;
 - two campaigns are removed (`Removed`): one before the sandbox starts, one six hours after,
   so an incremental run meets a removal. A removal changes `updated_at`; a send does not.
+- contacts: deleted ones only with `status=all`, subresources (`custom_fields`, `list_memberships`,
+  `taggings`) only when `include` names them;
 - OAuth2 with rotating refresh tokens (a reused one answers `invalid_grant`), Basic client
   auth and the parameters in a form body or the query string, and 1 request a second.
 
@@ -19,6 +21,7 @@ the daily quota (`simulator.daily_quota`, per day of the sandbox clock) answers 
 Variants (Sandbox(variants=...)) for what the real API leaves unsure, and for tests:
 - `cc3_errors`: `array` (default) or `object`: the shape of 400/404 errors;
 - `cc3_counts`: `str` (default) or `int`: how the summary counts are written;
+- `cc3_last_page`: `absent` (default: `"_links": {}`) or `null` (`"_links": {"next": null}`) on the last page;
 - `cc3_page_rows`: at most this many rows per page whatever the `limit` (default: the limit);
 - `cc3_daily_quota`: requests a day (default 10,000);
 - `cc3_token_requests`: an access token dies after this many API requests (default: never,
@@ -54,19 +57,20 @@ from sandbox.server import ProviderApp, SandboxError, TokenBucket, json_response
 NAME = "constant_contact_v3"
 PREFIX = "/constant_contact_v3"
 API = "/v3"
-TOKEN_PATH = "/oauth2/default/v1/token"
+TOKEN_PATH = "/oauth2/default/v1/token"  # provider-apis.md §3, OAuth2: the token endpoint
 CLIENT_ID = "cc3-sandbox-client-2b9e4d71"
 CLIENT_SECRET = "cc3-sandbox-secret-f08a6c35e1d7"
-REQUESTS_PER_SECOND = 4.0
+REQUESTS_PER_SECOND = 4.0  # provider-apis.md §3, limits: 4 requests/second and 10,000/day per application key
 DAILY_QUOTA = 10_000
-TOKEN_REQUESTS_PER_SECOND = 1.0
-ACCESS_TOKEN_SECONDS = 86_400
-MAX_LIMIT = 500
+TOKEN_REQUESTS_PER_SECOND = 1.0  # provider-apis.md §3, OAuth2: "The token endpoint allows 1 request/second"
+ACCESS_TOKEN_SECONDS = 86_400  # provider-apis.md §3, OAuth2: access tokens live about 24 hours (`expires_in`)
+MAX_LIMIT = 500  # provider-apis.md §3, endpoints: `limit` 1..500 (tracking default 500, `emails`/`contacts` 50)
 RESEND_AFTER = timedelta(hours=36)
 # campaign index in the data set -> when it is removed, relative to the sandbox's first clock
 REMOVALS = {0: timedelta(days=-1), 1: timedelta(hours=6)}
+# provider-apis.md §3, "one campaign": only primary_email and resend have tracking
 TRACKED_ROLES = ("primary_email", "resend")
-# tracking report -> (data set event type, v3 tracking_activity_type)
+# tracking report -> (data set event type, v3 tracking_activity_type): provider-apis.md §3, endpoints
 TRACKING = {
     "sends": ("sent", "em_sends"),
     "opens": ("opened", "em_opens"),
@@ -75,6 +79,8 @@ TRACKING = {
     "optouts": ("unsubscribed", "em_optouts"),
     "bounces": ("bounced", "em_bounces"),
 }
+# provider-apis.md §3, contacts: the subresources `include` (csv) asks for
+SUBRESOURCES = ("custom_fields", "list_memberships", "taggings")
 PERMISSIONS = {"SUBSCRIBED": "explicit", "UNSUBSCRIBED": "unsubscribed", "PENDING": "pending_confirmation"}
 STANDARD_FIELDS = {"FirstName": "first_name", "LastName": "last_name"}
 NAMESPACE = uuid.UUID("7b3e2a56-0c1d-4f8e-9a65-3c2b1d0e4f5a")
@@ -86,7 +92,7 @@ def v3_time(value: datetime) -> str:
 
 
 def to_minute(value: datetime) -> datetime:
-    """A tracking `created_time`: v3 keeps minutes only."""
+    """A tracking `created_time`: v3 keeps minutes only (provider-apis.md §3, incremental facts)."""
     return value.replace(second=0, microsecond=0)
 
 
@@ -102,7 +108,10 @@ def stable_id(*parts: object) -> str:
 
 
 def error(status: int, key: str, message: str, single: bool = False) -> SandboxError:
-    """A v3 error answer: `[{error_key, error_message}]`, or one object (401, 429, variant)."""
+    """A v3 error answer: `[{error_key, error_message}]`, or one object (401, 429, variant).
+
+    provider-apis.md §3, errors: "documented as an array ..., but 401 and 429 come as a single object".
+    """
     body = {"error_key": key, "error_message": message}
     return SandboxError(status, body if single else [body])
 
@@ -193,7 +202,7 @@ class Account:
         return removed if removed is not None and removed <= self.dataset.clock else None
 
     def status(self, campaign: Campaign) -> str:
-        """The campaign's `current_status` now."""
+        """The campaign's `current_status` now (provider-apis.md §3, "campaigns": Draft ... Done, Removed)."""
         if self.removed_at(campaign) is not None:
             return "Removed"
         if campaign.send_at is None:
@@ -242,7 +251,7 @@ class Account:
         return [e for e in found if activity_type is None or e.type == activity_type]
 
     def did_not_open(self, activity: Activity) -> list[str]:
-        """The `didnotopens` snapshot of one activity: sent, not bounced, not opened."""
+        """The `didnotopens` snapshot of one activity: sent, not bounced, not opened (provider-apis.md §3)."""
         if activity.role not in TRACKED_ROLES or not self.is_sent(activity):
             return []
         events = self.events(activity)
@@ -304,26 +313,30 @@ class OAuthServer:
             self.access_tokens.clear()
 
     def token(self, request: Request) -> Response:
-        if request.method != "POST":
+        if request.method != "POST":  # provider-apis.md §3, OAuth2: `POST .../oauth2/default/v1/token`
             raise SandboxError(405, {"error": "invalid_request", "error_description": "Use POST."})
-        if not self.bucket.take():
+        if not self.bucket.take():  # provider-apis.md §3, OAuth2: 1 request/second
             with self.lock:
                 self.throttled += 1
             raise SandboxError(429, {"error": "too_many_requests", "error_description": "1 request per second."},
                                {"Retry-After": "1"})
+        # provider-apis.md §3, OAuth2: `Authorization: Basic base64(client_id:client_secret)`
         auth = request.authorization
         if auth is None or auth.type != "basic" or (auth.username, auth.password) != (CLIENT_ID, CLIENT_SECRET):
             raise SandboxError(401, {"error": "invalid_client", "error_description": "Client authentication failed."})
-        params = request.form if request.form else request.args  # the official examples use the query string
+        # provider-apis.md §3, OAuth2: a form body, or the query string as the official examples have it
+        params = request.form if request.form else request.args
         if params.get("grant_type") != "refresh_token":
             raise SandboxError(400, {"error": "unsupported_grant_type", "error_description": "Use refresh_token."})
         presented = params.get("refresh_token", "")
         with self.lock:
             self.presented.append(presented)
+            # provider-apis.md §3, OAuth2: a reused or expired refresh token answers `invalid_grant`
             if presented not in self.valid_refresh_tokens:
                 raise SandboxError(400, {"error": "invalid_grant",
                                          "error_description": "The refresh token is invalid or expired."})
-            self.valid_refresh_tokens.discard(presented)  # rotation: the old one dies
+            # provider-apis.md §3, OAuth2: refresh tokens rotate, each refresh returns a new one and the old one dies
+            self.valid_refresh_tokens.discard(presented)
             refresh_token, access_token = self._new("cc3-rt"), self._new("cc3-at")
             self.valid_refresh_tokens.add(refresh_token)
             self.access_tokens[access_token] = (time.monotonic() + ACCESS_TOKEN_SECONDS, self.token_requests)
@@ -334,7 +347,7 @@ class OAuthServer:
         })
 
     def check(self, request: Request) -> None:
-        """Accept a live Bearer token, or answer 401 (a single object)."""
+        """Accept a live Bearer token, or answer 401 (a single object: provider-apis.md §3, errors)."""
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else ""
         with self.lock:
@@ -388,12 +401,16 @@ class Simulator:
         return error(status, key, message, single=self.single_errors)
 
     def throttled(self) -> SandboxError:
-        """The per-second over-limit answer: a single object, not an array."""
+        """The per-second over-limit answer: a single object, not an array, no rate-limit headers.
+
+        provider-apis.md §3, limits: HTTP 429 `{"error_key": "throttled", ...}`.
+        """
         return error(429, "throttled", "Too many requests: 4 a second at most.", single=True)
 
     def _spend(self) -> None:
         with self.lock:
             day = self.dataset.clock.date()
+            # provider-apis.md §3, limits: 429 `{"error_key": "quota_exceeded"}`; the day resets at 00:00 UTC
             if self.used[day] >= self.daily_quota:
                 raise error(429, "quota_exceeded", "The daily request quota is used up; it resets at 00:00 UTC.",
                             single=True)
@@ -429,11 +446,11 @@ class Simulator:
             return self.summaries(path, args)
         if path == "/contacts":
             return self.contacts(path, args)
-        if path == "/contact_custom_fields":
+        if path == "/contact_custom_fields":  # provider-apis.md §3, "custom fields"
             rows = [{"custom_field_id": stable_id("field", name), "name": name.lower(), "label": name,
                      "type": "string"} for name in _custom_fields()]
             return self.page(path, args, "custom_fields", rows, default_limit=50, max_limit=100)
-        if path == "/contact_tags":
+        if path == "/contact_tags":  # provider-apis.md §3, "tags"
             rows = [{"tag_id": stable_id("tag", tag), "name": tag} for tag in sorted(_tags(self.dataset))]
             return self.page(path, args, "tags", rows, default_limit=50, max_limit=500)
         raise self.error(404, "not_found", "No such resource.")
@@ -455,9 +472,13 @@ class Simulator:
         size = min(limit, self.page_rows or limit)
         chunk = rows[start:start + size]
         body: dict[str, Any] = {key: [render(row) for row in chunk] if render else chunk, **(extra or {})}
+        # provider-apis.md §3, paging: `"_links": {"next": {"href": "/v3/...?cursor=..."}}`, host-relative
         if start + size < len(rows):
             cursor = _encode_cursor({**args, "_offset": [start + size]})
             body["_links"] = {"next": {"href": f"{PREFIX}{API}{path}?{urlencode({'cursor': cursor})}"}}
+        # provider-apis.md §3, paging: "an absent or null `next` means the last page" (variant `cc3_last_page`)
+        elif self.variants.get("cc3_last_page", "absent") == "null":
+            body["_links"] = {"next": None}
         else:
             body["_links"] = {}
         return json_response(body)
@@ -478,13 +499,14 @@ class Simulator:
             "created_at": v3_time(campaign.created_at),
             "updated_at": v3_time(self.account.updated_at(campaign)),
         }
-        if details:
+        if details:  # provider-apis.md §3, "one campaign": `campaign_activities[{campaign_activity_id, role}]`
             body["campaign_activities"] = [
                 {"campaign_activity_id": a.id, "role": a.role} for a in self.account.activities(campaign)
             ]
         return body
 
     def activity_status(self, activity: Activity) -> str:
+        """provider-apis.md §3, "activity": `current_status` in UPPERCASE (DRAFT ... DONE, REMOVED)."""
         if self.account.removed_at(activity.campaign) is not None:
             return "REMOVED"
         if activity.send_at is None:
@@ -510,11 +532,14 @@ class Simulator:
         }
 
     def send_history(self, activity: Activity) -> list[dict[str, Any]]:
+        """provider-apis.md §3, "send history": a JSON array of `{send_id, contact_list_ids, segment_ids, count,
+        run_date, send_status (COMPLETED, ERRORED), reason_code}`; `run_date` gives sent-at."""
         if not self.account.is_sent(activity):
             return []
         recipients = len(self.account.events(activity, "sent"))
-        return [{"send_id": 1, "contact_list_ids": [activity.campaign.list_id], "count": recipients,
-                 "run_date": v3_time(activity.send_at), "send_status": "COMPLETED", "reason_code": 0}]
+        return [{"send_id": 1, "contact_list_ids": [activity.campaign.list_id], "segment_ids": [],
+                 "count": recipients, "run_date": v3_time(activity.send_at), "send_status": "COMPLETED",
+                 "reason_code": 0}]
 
     def campaigns(self, path: str, args: dict[str, Any]) -> Response:
         after = _timestamp(args.get("after_date", [None])[0], "after_date")
@@ -526,11 +551,14 @@ class Simulator:
                 continue
             if (after is None or updated > after) and (before is None or updated < before):
                 found.append((updated, campaign.number, campaign))
+        # provider-apis.md §3, "campaigns": newest `updated_at` first; includes deleted (`Removed`)
         found.sort(key=lambda row: (row[0], row[1]), reverse=True)
         rows = [campaign for _, _, campaign in found]
         return self.page(path, args, "campaigns", rows, default_limit=50, render=self.campaign_object)
 
     def tracking_row(self, activity: Activity, tracking_type: str, event: Event) -> dict[str, Any]:
+        # provider-apis.md §3, "sends" and the other tracking reports: `contact_id, campaign_activity_id,
+        # tracking_activity_type, email_address, first_name, last_name, created_time, deleted_at (a date)`
         contact = self.dataset.contact(event.contact_id)
         row: dict[str, Any] = {
             "contact_id": contact.id,
@@ -543,25 +571,26 @@ class Simulator:
         }
         if contact.deleted:
             row["deleted_at"] = (self.account.start - timedelta(days=3)).date().isoformat()
-        if event.type in ("opened", "clicked"):
+        if event.type in ("opened", "clicked"):  # provider-apis.md §3, "opens", "clicks": `device_type`
             row["device_type"] = event.device
-        if event.type == "clicked":
+        if event.type == "clicked":  # provider-apis.md §3, "clicks": `url_id, link_url`
             row["url_id"] = str(LINKS.index(event.url) + 1)
             row["link_url"] = event.url
-        if event.type == "unsubscribed":
+        if event.type == "unsubscribed":  # provider-apis.md §3, "opt-outs": `opt_out_reason`
             row["opt_out_reason"] = event.reason or ""
-        if event.type == "bounced":
+        if event.type == "bounced":  # provider-apis.md §3, "bounces": `bounce_code, current_email_address`
             row["bounce_code"] = event.bounce_code
             row["current_email_address"] = contact.email
         return row
 
     def tracking(self, path: str, args: dict[str, Any], activity: Activity, report: str) -> Response:
+        # provider-apis.md §3, incremental facts: "A never-sent activity answers 200 with an empty list"
         sent = self.account.is_sent(activity) and activity.role in TRACKED_ROLES
-        if report == "didnotopens":
+        if report == "didnotopens":  # provider-apis.md §3, "did not open": `created_time` = time sent
             at = to_minute(activity.send_at) if sent else None
             return self.page(path, args, "tracking_activities", self.account.did_not_open(activity),
                              default_limit=MAX_LIMIT, render=partial(self._contact_row, activity, "em_didnotopens", at))
-        if report == "unique_opens":
+        if report == "unique_opens":  # provider-apis.md §3, "unique opens": last open per contact
             last: dict[str, Event] = {}
             for event in self.account.events(activity, "opened"):
                 if event.contact_id not in last or event.at >= last[event.contact_id].at:
@@ -600,6 +629,7 @@ class Simulator:
             if not sent:
                 continue
             counts: dict[str, Any] = self.account.summary(campaign)
+            # provider-apis.md §3, "summaries": "counts may arrive as strings" (variant `cc3_counts`)
             if self.variants.get("cc3_counts", "str") == "str":
                 counts = {key: str(value) for key, value in counts.items()}
             rows.append((max(sent), {"campaign_id": campaign.id, "campaign_type": "NEWSLETTER",
@@ -608,7 +638,9 @@ class Simulator:
         return self.page(path, args, "bulk_email_campaign_summaries", [row for _, row in rows], default_limit=50,
                          extra={"aggregate_percents": {"open": 0.0, "click": 0.0}})
 
-    def contact_object(self, contact: Contact) -> dict[str, Any]:
+    def contact_object(self, contact: Contact, include: frozenset[str] = frozenset(SUBRESOURCES)) -> dict[str, Any]:
+        """provider-apis.md §3, "contacts": `contact_id, email_address{...}, first_name, last_name, create_source,
+        created_at, updated_at, deleted_at`, and the subresources that `include` names."""
         updated = contact.updated_at or contact.created_at
         body: dict[str, Any] = {
             "contact_id": contact.id,
@@ -627,19 +659,29 @@ class Simulator:
             "list_memberships": [contact.list_id],
             "taggings": [stable_id("tag", tag) for tag in contact.tags],
         }
+        for subresource in SUBRESOURCES:
+            if subresource not in include:
+                del body[subresource]
         for name, standard in STANDARD_FIELDS.items():
             if name in contact.fields:
                 body[standard] = contact.fields[name]
-        if contact.deleted:
+        if contact.deleted:  # provider-apis.md §3, "contacts": `deleted_at` (deleted only, a date)
             body["deleted_at"] = (self.account.start - timedelta(days=3)).date().isoformat()
         return body
 
     def contacts(self, path: str, args: dict[str, Any]) -> Response:
         after = _timestamp(args.get("updated_after", [None])[0], "updated_after")
-        status = args.get("status", ["all"])[0]
+        # provider-apis.md §3, "contacts": `status` (`all` includes deleted; without it, deleted ones are left out)
+        status = args.get("status", ["active"])[0]
+        # provider-apis.md §3, "contacts": `include` (csv) asks for the subresources
+        include = frozenset(name.strip() for value in args.get("include", []) for name in value.split(","))
         rows = [c for c in self.dataset.contacts
                 if (status == "all" or not c.deleted) and (after is None or (c.updated_at or c.created_at) > after)]
-        return self.page(path, args, "contacts", rows, default_limit=50, render=self.contact_object)
+        return self.page(path, args, "contacts", rows, default_limit=50,
+                         render=partial(self._contact, include))
+
+    def _contact(self, include: frozenset[str], contact: Contact) -> dict[str, Any]:
+        return self.contact_object(contact, include)
 
 
 def _newest_first(events: list[Event]) -> list[Event]:

@@ -6,7 +6,10 @@ Variants (Sandbox(variants=...)) for what the real API leaves unsure:
 - `eo_summary`: `nested` (default) or `flat` counts;
 - `eo_click_url`: `yes` (default) or `no` URL field on clicked rows;
 - `eo_bounce_type`: `yes` (default) or `no` type field on bounced rows;
-- `eo_retry_after`: `yes` (default) or `no` Retry-After header on 429.
+- `eo_retry_after`: `yes` (default) or `no` Retry-After header on 429;
+- `eo_error_status`: `mapped` (default: 400 INVALID_PARAMETERS, 401 API_KEY_INVALID, 403
+  CAMPAIGN_NOT_SENT, 404 CAMPAIGN_NOT_FOUND and NOT_FOUND) or `shuffled` (403 API_KEY_INVALID,
+  400 CAMPAIGN_NOT_SENT and CAMPAIGN_NOT_FOUND, 404 NOT_FOUND, 400 INVALID_PARAMETERS).
 
 Schema drift switches, flipped by tests between two runs:
 - `eo_new_contact_field=yes`: every third contact gains the custom field `Loyalty`;
@@ -35,9 +38,16 @@ from sandbox.server import ProviderApp, SandboxError, json_response
 NAME = "emailoctopus"
 PREFIX = "/emailoctopus"
 API = "/api/1.6"
-API_KEY = "eo-sandbox-4f1c9a7e2b"
-REQUESTS_PER_SECOND = 10.0
-MAX_LIMIT = 100
+API_KEY = "eo-sandbox-4f1c9a7e2b"  # provider-apis.md §1: the `api_key` query parameter on every call
+REQUESTS_PER_SECOND = 10.0  # provider-apis.md §1, rate limit: not documented for 1.6 (v2 API: about 10/s)
+MAX_LIMIT = 100  # provider-apis.md §1: `limit` 1..100, default 100
+# provider-apis.md §1, errors: "UNSURE: the exact HTTP status of each code" (variant `eo_error_status`)
+ERROR_STATUSES = {
+    "mapped": {"INVALID_PARAMETERS": 400, "API_KEY_INVALID": 401, "CAMPAIGN_NOT_SENT": 403,
+               "CAMPAIGN_NOT_FOUND": 404, "NOT_FOUND": 404},
+    "shuffled": {"INVALID_PARAMETERS": 400, "API_KEY_INVALID": 403, "CAMPAIGN_NOT_SENT": 400,
+                 "CAMPAIGN_NOT_FOUND": 400, "NOT_FOUND": 404},
+}
 REPORTS = ("sent", "opened", "clicked", "bounced", "complained", "unsubscribed")
 SNAPSHOTS = {"not-opened": "opened", "not-clicked": "clicked"}
 
@@ -61,15 +71,17 @@ def settings(base_url: str) -> dict[str, str]:
 
 
 def error(status: int, code: str, message: str) -> SandboxError:
+    # provider-apis.md §1, errors: non-200 with body {"error": {"code": "...", "message": "..."}}
     return SandboxError(status, {"error": {"code": code, "message": message}})
 
 
 def iso(value: Any) -> str | None:
+    # provider-apis.md §1, incremental facts: ISO 8601 with offset, second resolution (the data set has no microseconds)
     return value.isoformat() if value is not None else None
 
 
 def contact_object(contact: Contact, variants: dict[str, str]) -> dict[str, Any]:
-    if contact.deleted:
+    if contact.deleted:  # provider-apis.md §1, "Contact object": deleted true, every other field but `id` null
         return {
             "id": contact.id, "email_address": None, "fields": None, "tags": None,
             "status": None, "created_at": None, "last_updated_at": None, "deleted": True,
@@ -88,7 +100,7 @@ def contact_object(contact: Contact, variants: dict[str, str]) -> dict[str, Any]
         "created_at": iso(contact.created_at),
         "deleted": False,
     }
-    if contact.updated_at is not None:
+    if contact.updated_at is not None:  # provider-apis.md §1, "Contact object": `last_updated_at` may be missing
         body["last_updated_at"] = iso(contact.updated_at)
     return body
 
@@ -96,7 +108,14 @@ def contact_object(contact: Contact, variants: dict[str, str]) -> dict[str, Any]
 def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) -> ProviderApp:
     """The EmailOctopus API over `dataset`."""
 
+    statuses = ERROR_STATUSES[variants.get("eo_error_status", "mapped")]
+
+    def fail(code: str, message: str) -> SandboxError:
+        """An error answer whose status the variant `eo_error_status` picks for the code."""
+        return error(statuses[code], code, message)
+
     def campaign_object(campaign: Campaign) -> dict[str, Any]:
+        # provider-apis.md §1, "campaigns": `id, status, name, subject, to, from, content, created_at, sent_at`
         sent = dataset.is_sent(campaign)
         return {
             "id": campaign.id,
@@ -107,13 +126,14 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
             "from": {"name": campaign.from_name, "email_address": campaign.from_email},
             "content": {"html": f"<p>{campaign.subject}</p>", "plain_text": campaign.subject},
             "created_at": iso(campaign.created_at),
-            "sent_at": iso(campaign.send_at) if sent else None,
+            "sent_at": iso(campaign.send_at) if sent else None,  # provider-apis.md §1, "campaigns": null until sent
         }
 
     def event_row(event: Event) -> dict[str, Any]:
         contact = dataset.contact(event.contact_id)
         row: dict[str, Any] = {
             "contact": contact_object(contact, variants),
+            # provider-apis.md §1, incremental facts: old events may lack `occurred_at`
             "occurred_at": None if event.timestamp_missing else iso(event.at),
         }
         if variants.get("eo_bad_data") == "yes":
@@ -128,22 +148,32 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
                 row["mystery"] = {"level": 2, "tags": ["x"]}
             elif flaw == "bad_byte":
                 row["contact"]["email_address"] = BAD_BYTE_MARK + "@example.org"
+        # provider-apis.md §1, "clicked": UNSURE whether a URL field is present (variant `eo_click_url`)
         if event.type == "clicked" and variants.get("eo_click_url", "yes") == "yes":
             row["url"] = event.url
         if event.type == "opened" and variants.get("eo_new_report_field") in ("yes", "number"):
             row["ip_country"] = "DE" if variants["eo_new_report_field"] == "yes" else 49
+        # provider-apis.md §1, "bounced": UNSURE whether a bounce type (HARD/SOFT) is present (`eo_bounce_type`)
         if event.type == "bounced" and variants.get("eo_bounce_type", "yes") == "yes":
             row["type"] = "HARD" if event.bounce_code in ("B", "D", "F") else "SOFT"
         return row
 
     def snapshot_row(contact_id: str) -> dict[str, Any]:
+        # provider-apis.md §1, "not opened" / "not clicked": rows `{contact}`, no timestamp, a snapshot
         return {"contact": contact_object(dataset.contact(contact_id), variants)}
 
     def list_object(numbered: tuple[int, str]) -> dict[str, Any]:
         number, list_id = numbered
-        return {"id": list_id, "name": f"List {number + 1}", "double_opt_in": False, "fields": [], "counts": {}}
+        # provider-apis.md §1, "lists": `id, name, double_opt_in, fields[], counts{}, created_at`
+        return {"id": list_id, "name": f"List {number + 1}", "double_opt_in": False, "fields": [], "counts": {},
+                "created_at": lists_created_at}
+
+    # when the lists were made: a day before their first contact (stable whatever the clock)
+    lists_created_at = iso(min((c.created_at for c in dataset.contacts), default=dataset.clock) - timedelta(days=1))
 
     def summary(campaign: Campaign) -> dict[str, Any]:
+        # provider-apis.md §1, "summary": `sent, bounced {soft, hard}, opened {total, unique}, clicked {total,
+        # unique}, complained, unsubscribed`; UNSURE nested vs flat (variant `eo_summary`)
         events = dataset.events(campaign)
 
         def count(kind: str, unique: bool = False) -> int:
@@ -174,9 +204,10 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
         try:
             limit = int(request.args.get("limit", MAX_LIMIT))
         except ValueError:
-            raise error(400, "INVALID_PARAMETERS", "limit must be a number") from None
+            raise fail("INVALID_PARAMETERS", "limit must be a number") from None
         if not 1 <= limit <= MAX_LIMIT:
-            raise error(400, "INVALID_PARAMETERS", f"limit must be between 1 and {MAX_LIMIT}")
+            raise fail("INVALID_PARAMETERS", f"limit must be between 1 and {MAX_LIMIT}")
+        # provider-apis.md §1: UNSURE whether `next` pages by `page=N` or a `starting_after` cursor (`eo_paging`)
         if variants.get("eo_paging", "page") == "cursor":
             after = request.args.get("starting_after")
             start = int(base64.urlsafe_b64decode(after)) if after else 0
@@ -191,15 +222,17 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
                 params["starting_after"] = base64.urlsafe_b64encode(str(start + limit).encode()).decode()
             else:
                 params["page"] = start // limit + 2
+            # provider-apis.md §1: `paging.next` is host-relative and carries the `api_key`
             paging: Any = {"next": f"{PREFIX}{API}{path}?{urlencode(params)}", "previous": None}
         elif is_report and variants.get("eo_paging_loop") == "yes":
             first = {"api_key": request.args.get("api_key"), "limit": limit, "page": 1}
             paging = {"next": f"{PREFIX}{API}{path}?{urlencode(first)}", "previous": None}
+        # provider-apis.md §1: on the last page `paging` is `[]` or has a null `next` (variant `eo_last_page`)
         elif last_page == "empty" or (last_page == "mixed" and is_report):
             paging = []
         else:
             paging = {"next": None, "previous": None}
-        response = json_response({"data": chunk, "paging": paging})
+        response = json_response({"data": chunk, "paging": paging})  # provider-apis.md §1: the list envelope
         if variants.get("eo_bad_data") == "yes":
             response.set_data(response.get_data().replace(BAD_BYTE_MARK.encode(), b"caf\xe9"))
         return response
@@ -208,11 +241,11 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
         for campaign in dataset.campaigns:
             if campaign.id == campaign_id:
                 return campaign
-        raise error(404, "CAMPAIGN_NOT_FOUND", "The campaign could not be found.")
+        raise fail("CAMPAIGN_NOT_FOUND", "The campaign could not be found.")  # provider-apis.md §1, report codes
 
     def handle(request: Request, path: str) -> Response:
-        if request.args.get("api_key") != API_KEY:
-            raise error(401, "API_KEY_INVALID", "Your API key is invalid.")
+        if request.args.get("api_key") != API_KEY:  # provider-apis.md §1, API-wide codes: API_KEY_INVALID
+            raise fail("API_KEY_INVALID", "Your API key is invalid.")
         path = path.removeprefix(API)
         if path == "/campaigns":
             return page(request, path, dataset.campaigns, campaign_object, False)
@@ -220,8 +253,8 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
             return json_response(campaign_object(campaign_by_id(match[1])))
         if match := re.fullmatch(r"/campaigns/([^/]+)/reports/([a-z-]+)", path):
             campaign, report = campaign_by_id(match[1]), match[2]
-            if not dataset.is_sent(campaign):
-                raise error(403, "CAMPAIGN_NOT_SENT", "The campaign has not been sent yet.")
+            if not dataset.is_sent(campaign):  # provider-apis.md §1: the report exists only for SENT campaigns
+                raise fail("CAMPAIGN_NOT_SENT", "The campaign has not been sent yet.")
             if report == "summary":
                 return json_response(summary(campaign))
             if report in REPORTS:
@@ -234,9 +267,10 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
         if match := re.fullmatch(r"/lists/([^/]+)/contacts", path):
             members = [c for c in dataset.contacts if c.list_id == match[1]]
             return page(request, path, members, lambda contact: contact_object(contact, variants), False)
-        raise error(404, "NOT_FOUND", "The requested resource could not be found.")
+        raise fail("NOT_FOUND", "The requested resource could not be found.")
 
     def throttled() -> SandboxError:
+        # provider-apis.md §1, rate limit: HTTP 429, with or without `Retry-After` (variant `eo_retry_after`)
         headers = {"Retry-After": "1"} if variants.get("eo_retry_after", "yes") == "yes" else {}
         return SandboxError(429, {"error": {"code": "TOO_MANY_REQUESTS", "message": "Slow down."}}, headers)
 

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.extract.resource import DltResource
 
+from sources.erasure import Forgotten
 from sources.errors import CampaignSyncError, ConfigurationError, CredentialsRefused, NotFound, QuotaExhausted
 from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently
 
@@ -89,9 +90,10 @@ CONTACTS = {
     "name": "contacts",
     "write_disposition": "merge",
     "primary_key": ("provider", "contact_id"),
-    "columns": _columns(
-        text=("provider", "contact_id", "email_address", "status"), timestamp=("created_at", "updated_at")
-    ),
+    "columns": {
+        **_columns(text=("provider", "contact_id", "email_address", "status"), timestamp=("created_at", "updated_at")),
+        "deleted": {"data_type": "bool"},  # deleted at the provider (EmailOctopus, v3) or REMOVED (v2)
+    },
 }
 SUMMARY_COUNTS = (
     "sent", "delivered", "opened_unique", "opened_total", "clicked_unique", "clicked_total",
@@ -253,6 +255,7 @@ class SyncSettings:
     start_date: datetime | None = None
     backfill_since: datetime | None = None
     backfill_until: datetime | None = None
+    forgotten: Forgotten = field(default_factory=Forgotten)
     now: datetime = field(default_factory=lambda: pendulum.now("UTC"))
 
     @classmethod
@@ -274,6 +277,7 @@ class SyncSettings:
             start_date=parse_utc(start_date),
             backfill_since=plan.backfill_since,
             backfill_until=plan.backfill_until,
+            forgotten=plan.forgotten,
         )
 
     @property
@@ -327,6 +331,7 @@ class SyncPlan:
 
     backfill_since: datetime | None = None
     backfill_until: datetime | None = None
+    forgotten: Forgotten = field(default_factory=Forgotten)  # whose personal data is not loaded
     outcome: SyncOutcome = field(default_factory=SyncOutcome)
 
 
@@ -484,6 +489,7 @@ def read_due_reports(
         read_rows = read.to_rows(page)
         rows = tally.new_rows(read_rows, read.whole)
         outcome.rows_skipped += len(read_rows) - len(rows)
+        settings.forgotten.scrub(rows)
         for row in rows:
             row["provider"] = api.name
             row["campaign_id"] = read.campaign_id
@@ -720,6 +726,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
     @dlt.resource(parallelized=True, **CONTACTS)
     def contacts() -> Iterator[list[Row]]:
         for page in isolated(api.contacts(), outcome, f"{api.name} contacts"):
+            settings.forgotten.scrub(page)
             for row in page:
                 row["provider"] = api.name
             yield page

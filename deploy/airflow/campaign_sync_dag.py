@@ -7,13 +7,15 @@ README "What a team sets" as environment variables. The load goes to PostgreSQL:
 local files do not outlive its task, so the cursors live in the destination, where dlt keeps
 the pipeline state.
 
-After each provider's load a second task creates the analysis views and logs the load
-reconciliation (data-quality warnings; it does not fail the run).
+After each provider's load a second task erases the contacts deleted at the provider (see README
+"Erasure"), creates the analysis views and logs the load reconciliation (data-quality warnings;
+it does not fail the run).
 """
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import pendulum
 
@@ -24,7 +26,7 @@ except ImportError:  # Airflow 2
 from dlt.helpers.airflow_helper import PipelineTasksGroup
 
 from pipelines.providers import PROVIDERS
-from pipelines.runner import LOADER_FILE_FORMATS, Target, after_load, pipeline
+from pipelines.runner import LOADER_FILE_FORMATS, Target, after_load, nightly_source, pipeline
 
 TARGET = Target(destination="postgres", dataset="campaign_activity")
 log = logging.getLogger("campaign_sync")
@@ -55,9 +57,13 @@ def campaign_sync() -> None:
         # the group must exist before the pipeline: it gives dlt a fresh working folder per run
         group = PipelineTasksGroup(provider.pipeline_name, use_data_folder=False, wipe_local_data=True)
         load = pipeline(provider, TARGET)
-        # the source is built when the task runs (a callable), so secrets are read on the worker
+        # the source is built when the task runs (a callable), so secrets (and whose personal data
+        # not to load) are read on the worker
         runs = group.add_run(
-            load, provider.source, decompose="none", loader_file_format=LOADER_FILE_FORMATS[TARGET.destination]
+            load,
+            partial(nightly_source, provider, load),
+            decompose="none",
+            loader_file_format=LOADER_FILE_FORMATS[TARGET.destination],
         )
         runs[-1] >> check_load.override(task_id=f"check_{provider.name}")(provider.name)
 

@@ -132,6 +132,7 @@ def contact_row(raw: dict[str, Any]) -> Row:
         "created_at": parse_utc(extra.pop("created_date", None)),
         "updated_at": parse_utc(extra.pop("modified_date", None)),
     }
+    row["deleted"] = row["status"] == "REMOVED"
     email.pop("id", None)
     if email:
         row["email"] = email

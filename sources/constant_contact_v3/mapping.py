@@ -150,6 +150,7 @@ def contact_row(raw: dict[str, Any], field_names: dict[str, str], tag_names: dic
         "status": email.pop("permission_to_send", None),
         "created_at": parse_utc(extra.pop("created_at", None)),
         "updated_at": parse_utc(extra.pop("updated_at", None)),
+        "deleted": extra.get("deleted_at") is not None,
     }
     if email:
         row["email"] = email  # opt-in and opt-out details: `email__<field>` columns

@@ -103,6 +103,7 @@ def contact_row(raw: dict[str, Any], list_id: str) -> Row:
         "list_id": list_id,
         "created_at": parse_utc(extra.pop("created_at", None)),
         "updated_at": parse_utc(extra.pop("last_updated_at", None)),
+        "deleted": bool(extra.pop("deleted", False)),
     }
     if extra.get("tags") is None:  # a deleted contact: no tags, rather than an untyped null
         extra.pop("tags", None)

@@ -1,0 +1,126 @@
+"""Erasure (issue 19): a contact deleted at the provider, or a person who asks us, is forgotten in
+every table and view (staging included), for good; their events stay, so counts do not change."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+PROVIDERS = ("emailoctopus", "constant_contact_v2", "constant_contact_v3")
+ERASURE_KEY = "test-erasure-key-5c1d9e"
+
+
+def found_anywhere(harness, text: str) -> list[str]:
+    """The tables and views of the dataset and its staging dataset whose rows contain `text` (any case)."""
+    schemas = (harness.dataset, f"{harness.dataset}_staging")
+    names = harness.query(
+        "SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema IN "
+        f"('{schemas[0]}', '{schemas[1]}')"
+    )
+    assert len(names) > 10  # the scan sees the dataset
+    hits = []
+    for schema, table in names:
+        dump = json.dumps(harness.query(f'SELECT * FROM "{schema}"."{table}"'), default=str).lower()
+        if text.lower() in dump:
+            hits.append(f"{schema}.{table}")
+    return hits
+
+
+def recipient_of_closed_campaign(harness, provider: str):
+    """A contact who received the oldest sent campaign (closed: its reports are never read again)."""
+    dataset = harness.sandbox.datasets[provider]
+    campaign = dataset.sent_campaigns()[0]
+    contact_id = next(e.contact_id for e in dataset.events(campaign) if e.type == "opened")
+    return dataset, dataset.contact(contact_id)
+
+
+def counts(harness, provider: str) -> tuple:
+    """Rows per table, and the events themselves (ids, campaigns, contacts, types): what erasure must not change."""
+    loaded = harness.loaded(provider)
+    return {table: sum(rows.values()) for table, rows in loaded.items()}, loaded["contact_activity"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_contact_deleted_at_the_provider_is_forgotten_everywhere_and_stays_forgotten(make_harness, provider):
+    harness = make_harness(scale="small")
+    dataset, contact = recipient_of_closed_campaign(harness, provider)
+    assert harness.cli("run", provider) == 0
+    assert found_anywhere(harness, contact.email)
+    before = counts(harness, provider)
+
+    contact.deleted, contact.updated_at = True, dataset.clock  # deleted at the provider
+    assert harness.cli("run", provider) == 0
+
+    assert found_anywhere(harness, contact.email) == []
+    assert counts(harness, provider) == before
+    erasures = harness.query("SELECT provider, account, contact_id, reason FROM erasures")
+
+    def loaded_id(deleted) -> str:
+        return str(deleted.number) if provider == "constant_contact_v2" else deleted.id
+
+    contact_id = loaded_id(contact)
+    # every contact deleted at the provider, once each: this one, and those deleted before the first run
+    assert sorted(erasures) == sorted(
+        (provider, "default", loaded_id(c), "deleted at provider") for c in dataset.contacts if c.deleted
+    )
+    assert harness.count("contact_activity", f"contact_id = '{contact_id}'") > 0  # the events stay
+
+    # a backfill over the whole history reads the closed campaign again: the address does not come back
+    since = (dataset.clock - timedelta(days=120)).date().isoformat()
+    assert harness.cli("backfill", provider, "--since", since) == 0
+    assert found_anywhere(harness, contact.email) == []
+    assert counts(harness, provider) == before
+
+
+def test_forget_deleted_contacts_false_keeps_them(make_harness):
+    harness = make_harness(scale="tiny")
+    _, contact = recipient_of_closed_campaign(harness, "emailoctopus")
+    harness.setenv(SOURCES__EMAILOCTOPUS__FORGET_DELETED_CONTACTS="false")
+    assert harness.cli("run", "emailoctopus") == 0
+    contact.deleted = True
+    assert harness.cli("run", "emailoctopus") == 0
+    assert harness.count("contact_activity", f"email_address = '{contact.email}'") > 0
+    assert harness.query("SELECT table_name FROM information_schema.tables WHERE table_name = 'erasures'") == []
+
+
+def test_forget_a_person_in_every_provider_now_and_in_later_loads(make_harness, capsys):
+    harness = make_harness(scale="tiny")
+    for provider in PROVIDERS:
+        assert harness.cli("run", provider) == 0
+    # the same person in every provider (the sandbox's providers share the data set's addresses)
+    _, contact = recipient_of_closed_campaign(harness, "emailoctopus")
+    address = contact.email
+    assert {row[0] for row in harness.query(
+        f"SELECT DISTINCT provider FROM contact_activity WHERE email_address = '{address}'"
+    )} >= {"emailoctopus"}
+    before = {provider: counts(harness, provider) for provider in PROVIDERS}
+
+    assert harness.cli("forget", "--email", f"  {address.upper()} ") == 2  # the key is a required secret
+    assert "CAMPAIGN_SYNC__ERASURE_KEY" in capsys.readouterr().err
+    harness.setenv(CAMPAIGN_SYNC__ERASURE_KEY=ERASURE_KEY)
+    assert harness.cli("forget", "--email", f"  {address.upper()} ") == 0
+
+    assert found_anywhere(harness, address) == []
+    requests = harness.query("SELECT address_hash FROM erasure_requests")
+    assert len(requests) == 1 and address not in requests[0][0]
+    by_request = harness.query("SELECT provider, contact_id FROM erasures WHERE reason = 'request' ORDER BY 1")
+    same_person = {p: next(c for c in harness.sandbox.datasets[p].contacts if c.email == address) for p in PROVIDERS}
+    assert by_request == sorted(
+        (p, str(c.number) if p == "constant_contact_v2" else c.id) for p, c in same_person.items()
+    )
+    for provider in PROVIDERS:
+        assert counts(harness, provider) == before[provider]
+
+    # later loads and backfills drop the person's fields, even where the provider still has them
+    since = (harness.sandbox.datasets["emailoctopus"].clock - timedelta(days=120)).date().isoformat()
+    for provider in PROVIDERS:
+        assert harness.cli("backfill", provider, "--since", since) == 0
+        assert harness.cli("run", provider) == 0
+    assert found_anywhere(harness, address) == []
+    for provider in PROVIDERS:
+        assert counts(harness, provider) == before[provider]
+    # a run without the key cannot honour the requests on record: it refuses, naming the setting
+    harness.monkeypatch.delenv("CAMPAIGN_SYNC__ERASURE_KEY")
+    assert harness.cli("run", "emailoctopus") == 2
