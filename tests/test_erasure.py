@@ -42,19 +42,28 @@ def counts(harness, provider: str) -> tuple:
     return {table: sum(rows.values()) for table, rows in loaded.items()}, loaded["contact_activity"]
 
 
+def reconciliation(harness, provider: str, capsys) -> list:
+    capsys.readouterr()
+    assert harness.cli("status", "--json") == 0
+    statuses = json.loads(capsys.readouterr().out)["providers"]
+    return next(status for status in statuses if status["provider"] == provider)["reconciliation"]
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_a_contact_deleted_at_the_provider_is_forgotten_everywhere_and_stays_forgotten(make_harness, provider):
+def test_a_contact_deleted_at_the_provider_is_forgotten_everywhere_and_stays_forgotten(make_harness, provider, capsys):
     harness = make_harness(scale="small")
     dataset, contact = recipient_of_closed_campaign(harness, provider)
     assert harness.cli("run", provider) == 0
     assert found_anywhere(harness, contact.email)
     before = counts(harness, provider)
+    reconciled = reconciliation(harness, provider, capsys)
 
     contact.deleted, contact.updated_at = True, dataset.clock  # deleted at the provider
     assert harness.cli("run", provider) == 0
 
     assert found_anywhere(harness, contact.email) == []
     assert counts(harness, provider) == before
+    assert reconciliation(harness, provider, capsys) == reconciled
     erasures = harness.query("SELECT provider, account, contact_id, reason FROM erasures")
 
     def loaded_id(deleted) -> str:

@@ -82,6 +82,7 @@ def test_status_after_a_load(harness, capsys):
     cursor = next(c for c in status["cursors"] if c["key"] == f"{campaign.id}:opened")
     assert cursor["cursor"] == max(e.at for e in dataset.events(campaign, "opened")).isoformat()
     assert status["reconciliation"] == []
+    assert status["erasures"] == sum(c.deleted for c in dataset.contacts)  # deleted before the first run
 
     assert harness.cli("status") == 0
     out = capsys.readouterr().out
