@@ -115,6 +115,10 @@ def pipeline(provider: Provider, target: Target) -> dlt.Pipeline:
     target changes, it is dropped, and dlt restores the target's own state from its tables (or
     starts afresh, so a new destination gets the whole history).
     """
+    # a loaded package's files are a copy of personal data (see README "Erasure"): dlt deletes
+    # them once loaded, unless `load.delete_completed_jobs` is configured otherwise
+    if dlt.config.get("load.delete_completed_jobs") is None:
+        dlt.config["load.delete_completed_jobs"] = True
     load = dlt.pipeline(
         pipeline_name=provider.pipeline_name,
         destination=destination(target),
