@@ -64,6 +64,7 @@ def test_a_contact_deleted_at_the_provider_is_forgotten_everywhere_and_stays_for
     assert found_anywhere(harness, contact.email) == []
     assert counts(harness, provider) == before
     assert reconciliation(harness, provider, capsys) == reconciled
+    assert list(harness.pipelines_dir.rglob("completed_jobs/*")) == []  # no loaded copy left on disk
     erasures = harness.query("SELECT provider, account, contact_id, reason FROM erasures")
 
     def loaded_id(deleted) -> str:
