@@ -491,4 +491,5 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
     """The Constant Contact v2 API over `dataset`."""
     simulator = Simulator(dataset, variants)
     handle: Callable[[Request, str], Response] = simulator.handle
-    return ProviderApp(PREFIX, dataset, handle, simulator.throttled, requests_per_second, settings, simulator)
+    return ProviderApp(PREFIX, dataset, handle, simulator.throttled, requests_per_second, settings, simulator,
+                       not_found=lambda: error(404, "http.status.not_found", "The requested resource was not found."))

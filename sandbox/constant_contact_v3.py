@@ -703,5 +703,5 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
     simulator = Simulator(dataset, variants)
     handle: Callable[[Request, str], Response] = simulator.handle
     return ProviderApp(PREFIX, dataset, handle, simulator.throttled, requests_per_second, simulator.settings,
-                       simulator)
+                       simulator, not_found=lambda: simulator.error(404, "not_found", "No such resource."))
 

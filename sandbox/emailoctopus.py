@@ -267,12 +267,15 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
         if match := re.fullmatch(r"/lists/([^/]+)/contacts", path):
             members = [c for c in dataset.contacts if c.list_id == match[1]]
             return page(request, path, members, lambda contact: contact_object(contact, variants), False)
-        raise fail("NOT_FOUND", "The requested resource could not be found.")
+        raise not_found()
 
     def throttled() -> SandboxError:
         # provider-apis.md §1, rate limit: HTTP 429, with or without `Retry-After` (variant `eo_retry_after`)
         headers = {"Retry-After": "1"} if variants.get("eo_retry_after", "yes") == "yes" else {}
         return SandboxError(429, {"error": {"code": "TOO_MANY_REQUESTS", "message": "Slow down."}}, headers)
 
-    return ProviderApp(PREFIX, dataset, handle, throttled, requests_per_second, settings)
+    def not_found() -> SandboxError:
+        return fail("NOT_FOUND", "The requested resource could not be found.")
+
+    return ProviderApp(PREFIX, dataset, handle, throttled, requests_per_second, settings, not_found=not_found)
 

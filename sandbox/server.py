@@ -72,6 +72,7 @@ class ProviderApp:
     requests_per_second: float
     settings: Callable[[str], dict[str, str]]
     simulator: Any = None  # a provider's own state that tests reach (quota, OAuth, ground truth)
+    not_found: Callable[[], SandboxError] | None = None  # the provider's own 404 (for `Faults.gone_paths`)
     bucket: TokenBucket = field(init=False)
 
     def __post_init__(self) -> None:
@@ -83,6 +84,8 @@ class Faults:
     """Faults to inject into API answers (not the control endpoints), each a share of requests.
 
     `fail_paths` is a regular expression: matching API paths always answer 500 (a persistent fault).
+    `gone_paths` too: matching API paths answer the provider's own 404, as for something deleted
+    since it was listed (provider-apis.md §2: "any per-campaign call may 404").
     """
 
     error_rate: float = 0.0  # answered 503
@@ -95,6 +98,7 @@ class Faults:
     html_rate: float = 0.0  # 200 with a proxy's HTML error page instead of JSON
     empty_rate: float = 0.0  # 200 with an empty body
     fail_paths: str = ""
+    gone_paths: str = ""
 
     def pick(self, rng: random.Random) -> str | None:
         """Which transient fault (if any) this request gets."""
@@ -250,6 +254,8 @@ class Sandbox:
                 raise app.throttled()
             if self.faults.fail_paths and re.search(self.faults.fail_paths, path):
                 raise SandboxError(500, {"error": "persistent injected fault"})
+            if self.faults.gone_paths and re.search(self.faults.gone_paths, path) and app.not_found is not None:
+                raise app.not_found()
             if fault == "error":
                 raise SandboxError(503, {"error": "injected fault"})
             if fault == "html":

@@ -114,3 +114,50 @@ def test_a_failed_read_costs_only_its_item_and_the_next_run_heals_it(make_harnes
     harness.sandbox.faults.fail_paths = ""
     assert harness.cli("run", provider) == 0
     assert harness.loaded(provider) == expected
+
+
+# (provider, what vanishes since it was listed (a path pattern), tables that may lose the item's rows)
+VanishCase = tuple[str, Callable[[Sandbox], str], tuple[str, ...]]
+VANISHED: dict[str, VanishCase] = {
+    "EmailOctopus list": ("emailoctopus", lambda sb: f"/lists/{sb.datasets['emailoctopus'].lists[1]}/contacts", (
+        "contacts",
+    )),
+    "v2 campaign": (
+        "constant_contact_v2",
+        lambda sb: f"/emailmarketing/campaigns/{v2_campaign_id(_sent(sb, 'constant_contact_v2'))}",
+        ("campaigns", "contact_activity", "campaign_summaries"),
+    ),
+    "v3 campaign": (
+        "constant_contact_v3",
+        lambda sb: f"/emails/{_sent(sb, 'constant_contact_v3').id}$",
+        ("campaigns", "campaign_activities", "contact_activity", "campaign_non_engagement", "campaign_summaries"),
+    ),
+    "v3 campaign activity": (
+        "constant_contact_v3",
+        lambda sb: f"/emails/activities/{stable_id(_sent(sb, 'constant_contact_v3').id, 'primary_email')}",
+        ("campaigns", "campaign_activities", "contact_activity", "campaign_non_engagement", "campaign_summaries"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(VANISHED))
+def test_something_deleted_since_it_was_listed_is_gone_never_a_failure(make_harness, capsys, case):
+    provider, vanished, short_tables = VANISHED[case]
+    reference = make_harness(scale="tiny", clock=CLOCK)
+    assert reference.cli("run", provider) == 0
+    expected = reference.loaded(provider)
+
+    harness = make_harness(scale="tiny", clock=CLOCK)
+    harness.sandbox.faults.gone_paths = vanished(harness.sandbox)
+    capsys.readouterr()
+    assert harness.cli("run", provider) == 0, capsys.readouterr().err
+    loaded = harness.loaded(provider)
+    assert loaded["campaigns"].keys() != set() and loaded.keys() == expected.keys()
+    for table, rows in expected.items():
+        if table in short_tables:
+            assert loaded[table] <= rows or table == "campaigns", table
+        else:
+            assert loaded[table] == rows, table
+    assert any(loaded[table] < expected[table] for table in short_tables if table != "campaigns")  # it did vanish
+    # a campaign that vanished is still a campaigns row (its listing row, marked as the provider marks it)
+    assert sum(loaded["campaigns"].values()) == sum(expected["campaigns"].values())
