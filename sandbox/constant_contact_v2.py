@@ -39,7 +39,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from sandbox.dataset import LINKS, Campaign, Contact, Dataset, Event
-from sandbox.server import ProviderApp, SandboxError, json_response
+from sandbox.server import ProviderApp, SandboxError, json_response, simulates
 
 NAME = "constant_contact_v2"
 PREFIX = "/constant_contact_v2"
@@ -487,6 +487,7 @@ def _since(value: str | None, name: str) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
+@simulates(NAME, REQUESTS_PER_SECOND, seed_offset=1)
 def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) -> ProviderApp:
     """The Constant Contact v2 API over `dataset`."""
     simulator = Simulator(dataset, variants)

@@ -52,7 +52,7 @@ from urllib.parse import urlencode
 from werkzeug.wrappers import Request, Response
 
 from sandbox.dataset import CUSTOM_FIELDS, LINKS, Campaign, Contact, Dataset, Event
-from sandbox.server import ProviderApp, SandboxError, TokenBucket, json_response
+from sandbox.server import ProviderApp, SandboxError, TokenBucket, json_response, simulates
 
 NAME = "constant_contact_v3"
 PREFIX = "/constant_contact_v3"
@@ -698,6 +698,7 @@ def _tags(dataset: Dataset) -> set[str]:
     return {tag for contact in dataset.contacts for tag in contact.tags}
 
 
+@simulates(NAME, REQUESTS_PER_SECOND, seed_offset=2)
 def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) -> ProviderApp:
     """The Constant Contact v3 API over `dataset`."""
     simulator = Simulator(dataset, variants)

@@ -33,7 +33,7 @@ from urllib.parse import urlencode
 from werkzeug.wrappers import Request, Response
 
 from sandbox.dataset import Campaign, Contact, Dataset, Event
-from sandbox.server import ProviderApp, SandboxError, json_response
+from sandbox.server import ProviderApp, SandboxError, json_response, simulates
 
 NAME = "emailoctopus"
 PREFIX = "/emailoctopus"
@@ -105,6 +105,7 @@ def contact_object(contact: Contact, variants: dict[str, str]) -> dict[str, Any]
     return body
 
 
+@simulates(NAME, REQUESTS_PER_SECOND, seed_offset=0)
 def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) -> ProviderApp:
     """The EmailOctopus API over `dataset`."""
 

@@ -110,6 +110,34 @@ class Faults:
         return None
 
 
+AppFactory = Callable[[Dataset, dict[str, str], float], ProviderApp]
+
+
+@dataclass(frozen=True)
+class SimulatedProvider:
+    """A provider the sandbox serves: its name, how to build its app over a data set, its real rate limit,
+    and which data set it gets (`seed * 100 + seed_offset`, so that its data never depends on import order)."""
+
+    name: str
+    make_app: AppFactory
+    requests_per_second: float
+    seed_offset: int
+
+
+# every provider module registers itself here (`simulates`); `sandbox/__init__.py` imports them all
+SIMULATED_PROVIDERS: dict[str, SimulatedProvider] = {}
+
+
+def simulates(name: str, requests_per_second: float, seed_offset: int) -> Callable[[AppFactory], AppFactory]:
+    """Register a provider module's `app(dataset, variants, requests_per_second)`: the sandbox serves it."""
+
+    def register(make_app: AppFactory) -> AppFactory:
+        SIMULATED_PROVIDERS[name] = SimulatedProvider(name, make_app, requests_per_second, seed_offset)
+        return make_app
+
+    return register
+
+
 class Sandbox:
     """The simulated provider APIs on 127.0.0.1, in a background thread.
 
@@ -130,19 +158,17 @@ class Sandbox:
         faults: Faults | None = None,
         clock: datetime | None = None,
     ) -> None:
-        from sandbox import constant_contact_v2, constant_contact_v3, emailoctopus
-
         self.seed, self.port, self.latency = seed, port, latency
         self.variants = dict(variants or {})
         self.faults = faults or Faults()
         rates = requests_per_second or {}
         self.apps: dict[str, ProviderApp] = {}
         self.datasets: dict[str, Dataset] = {}
-        for offset, module in enumerate((emailoctopus, constant_contact_v2, constant_contact_v3)):
-            dataset = generate(seed * 100 + offset, scale, clock)
-            app = module.app(dataset, self.variants, rates.get(module.NAME, module.REQUESTS_PER_SECOND))
-            self.apps[module.NAME] = app
-            self.datasets[module.NAME] = dataset
+        for simulated in sorted(SIMULATED_PROVIDERS.values(), key=lambda provider: provider.seed_offset):
+            dataset = generate(seed * 100 + simulated.seed_offset, scale, clock)
+            rate = rates.get(simulated.name, simulated.requests_per_second)
+            self.apps[simulated.name] = simulated.make_app(dataset, self.variants, rate)
+            self.datasets[simulated.name] = dataset
         self.requests: Counter[str] = Counter()
         self.throttled: Counter[str] = Counter()
         self.paths: Counter[str] = Counter()
