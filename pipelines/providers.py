@@ -13,6 +13,10 @@ from sources.constant_contact_v3 import constant_contact_v3_source
 from sources.emailoctopus import emailoctopus_source
 
 
+# the settings every provider has that the pipeline reads after the load (not its source), with their defaults
+PIPELINE_SETTINGS = {"forget_deleted_contacts": True}
+
+
 @dataclass(frozen=True)
 class Provider:
     """A provider's name, its dlt source function and its required secrets."""
@@ -30,9 +34,9 @@ class Provider:
         return f"SOURCES__{self.name.upper()}__{key.upper()}"
 
     def forgets_deleted_contacts(self) -> bool:
-        """`FORGET_DELETED_CONTACTS` (default true): erase the personal data of contacts deleted at the provider."""
+        """`FORGET_DELETED_CONTACTS`: erase the personal data of contacts deleted at the provider."""
         value = dlt.config.get(f"sources.{self.name}.forget_deleted_contacts", bool)
-        return True if value is None else bool(value)
+        return PIPELINE_SETTINGS["forget_deleted_contacts"] if value is None else bool(value)
 
     def missing_secrets(self) -> list[str]:
         """The settings of this provider's secrets that are set nowhere dlt looks."""

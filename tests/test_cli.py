@@ -113,7 +113,7 @@ def test_config_toml_states_every_source_default_as_the_code_has_it():
     import tomllib
     from pathlib import Path
 
-    from pipelines.providers import PROVIDERS
+    from pipelines.providers import PIPELINE_SETTINGS, PROVIDERS
 
     config = tomllib.loads((Path(__file__).resolve().parent.parent / ".dlt" / "config.toml").read_text())
     for name, provider in PROVIDERS.items():
@@ -124,4 +124,4 @@ def test_config_toml_states_every_source_default_as_the_code_has_it():
             if parameter.default is not inspect.Parameter.empty and parameter.default is not None
             and isinstance(parameter.default, str | int | float) and key not in provider.secrets
         }
-        assert config["sources"][name] == defaults, name
+        assert config["sources"][name] == {**defaults, **PIPELINE_SETTINGS}, name
