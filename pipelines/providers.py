@@ -12,7 +12,6 @@ from sources.constant_contact_v2 import constant_contact_v2_source
 from sources.constant_contact_v3 import constant_contact_v3_source
 from sources.emailoctopus import emailoctopus_source
 
-
 # the settings every provider has that the pipeline reads after the load (not its source), with their defaults
 PIPELINE_SETTINGS = {"forget_deleted_contacts": True}
 
