@@ -1,0 +1,63 @@
+"""The canonical activity model that every provider loads into, and the resources that load it.
+
+A provider implements `ProviderApi`: it lists campaigns and contacts as canonical rows and
+describes, for each campaign, the reports to read (`ReportRead`). Everything else lives
+here once: which reports are due (attribution window, start date, backfill range), reading
+them concurrently, the cursors per (campaign or campaign activity, report) in dlt resource
+state, deterministic `activity_id`s, and the whole-snapshot replacement of non-engagement.
+"""
+
+from sources.canonical.arrow import to_arrow, with_activity_ids
+from sources.canonical.listing import ListingCursor
+from sources.canonical.reads import (
+    ReportRead,
+    SyncOutcome,
+    SyncPlan,
+    SyncSettings,
+    read_due_reports,
+    summary_read,
+)
+from sources.canonical.resources import ProviderApi, canonical_resources, isolated, snapshot_digest
+from sources.canonical.tables import (
+    ACTIVITY_TYPES,
+    BOUNCE_TYPES,
+    CAMPAIGN_ACTIVITIES,
+    CAMPAIGN_NON_ENGAGEMENT,
+    CAMPAIGN_SUMMARIES,
+    CAMPAIGNS,
+    CANONICAL_TABLES,
+    CONTACT_ACTIVITY,
+    CONTACTS,
+    NON_ENGAGEMENT_KINDS,
+    Row,
+)
+from sources.canonical.times import parse_utc, utc_millis
+
+__all__ = [
+    "ACTIVITY_TYPES",
+    "BOUNCE_TYPES",
+    "CAMPAIGNS",
+    "CAMPAIGN_ACTIVITIES",
+    "CAMPAIGN_NON_ENGAGEMENT",
+    "CAMPAIGN_SUMMARIES",
+    "CANONICAL_TABLES",
+    "CONTACTS",
+    "CONTACT_ACTIVITY",
+    "NON_ENGAGEMENT_KINDS",
+    "ListingCursor",
+    "ProviderApi",
+    "ReportRead",
+    "Row",
+    "SyncOutcome",
+    "SyncPlan",
+    "SyncSettings",
+    "canonical_resources",
+    "isolated",
+    "parse_utc",
+    "read_due_reports",
+    "snapshot_digest",
+    "summary_read",
+    "to_arrow",
+    "utc_millis",
+    "with_activity_ids",
+]

@@ -1,0 +1,107 @@
+"""Canonical rows as Arrow tables, and the deterministic `activity_id` of each event."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Callable
+from itertools import chain
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sources.canonical.reads import ReportRead
+from sources.canonical.tables import Row
+from sources.canonical.times import parse_utc
+
+
+def to_arrow(rows: list[Row], table: dict[str, Any]) -> pa.Table:
+    """A page of canonical rows as an Arrow table, so dlt loads it without its per-row path.
+
+    Canonical columns get their declared types. Any other field a provider sends is kept as a
+    text column (JSON text when nested), so a field that changes type between runs never fails
+    a load; a field with no value in this page is left out.
+    """
+    declared = table["columns"]
+    keys = {*_names(table.get("primary_key")), *_names(table.get("merge_key"))}
+    arrays, fields = [], []
+    for name in dict.fromkeys(chain.from_iterable(rows)):
+        values = [row.get(name) for row in rows]
+        data_type = declared.get(name, {}).get("data_type")
+        if data_type is None and values.count(None) == len(values):
+            continue
+        array = _ARRAY_BUILDERS.get(data_type, _text_array)(values)
+        arrays.append(array)
+        fields.append(pa.field(name, array.type, nullable=name not in keys))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def _text_array(values: list[Any]) -> pa.Array:
+    """Text; an id that arrives as a number, or a nested value (as JSON), is still text."""
+    try:
+        return pa.array(values, type=pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.array([_as_text(value) for value in values], type=pa.string())
+
+
+def _timestamp_array(values: list[Any]) -> pa.Array:
+    """UTC timestamps from datetimes, or from ISO 8601 text with an offset (Arrow parses a whole
+    column at once); anything else value by value through `parse_utc`."""
+    try:
+        return pa.array(values, type=_TIMESTAMP)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        pass
+    try:
+        return pa.array(values, type=pa.string()).cast(_TIMESTAMP)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.array([parse_utc(value) for value in values], type=_TIMESTAMP)
+
+
+_TIMESTAMP = pa.timestamp("us", tz="UTC")
+_ARRAY_BUILDERS: dict[str | None, Callable[[list[Any]], pa.Array]] = {
+    "text": _text_array,
+    "timestamp": _timestamp_array,
+    "bigint": lambda values: pa.array(values, type=pa.int64()),
+    "bool": lambda values: pa.array(values, type=pa.bool_()),
+}
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, default=str)
+
+
+def _names(key: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    return (key,) if isinstance(key, str) else tuple(key or ())
+
+
+def with_activity_ids(page: pa.Table, read: ReportRead, provider: str, occurrences: Counter[str]) -> pa.Table:
+    """Give each event of a page its deterministic `activity_id`: a hash of its identity fields
+    and its occurrence number, so that identical events are told apart and a reread finds the
+    same ids. The identity is built column-wise; only the hashing goes row by row."""
+    rows = page.num_rows
+    page = page.drop_columns([name for name in ("activity_id", "campaign_activity_id") if name in page.column_names])
+
+    def column(name: str) -> pa.ChunkedArray | pa.Array:
+        return page[name] if name in page.column_names else pa.nulls(rows, pa.string())
+
+    identities = pc.binary_join_element_wise(
+        column("activity_type"),
+        column("contact_id"),
+        pc.cast(pc.cast(column("occurred_at"), pa.int64()), pa.string()),  # microseconds since the epoch
+        # the provider's link id where it has one: a URL looked up for it may change
+        pc.coalesce(column("url_id"), column("link_id"), column("url")),
+        "\x1f",
+        null_handling="replace",
+    )
+    prefix = f"{provider}\x1f{read.campaign_id}\x1f{read.campaign_activity_id or ''}\x1f"
+    ids = []
+    for identity in identities.to_pylist():
+        occurrences[identity] += 1
+        key = f"{prefix}{identity}\x1f{occurrences[identity]}".encode()
+        ids.append(hashlib.blake2b(key, digest_size=16).hexdigest())
+    page = page.append_column(pa.field("activity_id", pa.string(), nullable=False), pa.array(ids, pa.string()))
+    return page.append_column("campaign_activity_id", pa.array([read.campaign_activity_id] * rows, pa.string()))

@@ -1,0 +1,279 @@
+"""The report reads of a run: which are due, reading them concurrently, and their cursors.
+
+A cursor per (campaign or campaign activity, report) lives in dlt resource state and moves only
+after its read's last page, in the state dlt commits with the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import dlt
+import pendulum
+
+from sources.canonical.tables import Row
+from sources.canonical.times import parse_utc
+from sources.erasure import Forgotten
+from sources.errors import CampaignSyncError, ConfigurationError, CredentialsRefused, NotFound, QuotaExhausted
+from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently
+
+
+@dataclass(frozen=True)
+class ReportRead:
+    """One report of one campaign (or campaign activity) to read.
+
+    `pages(since)` yields raw pages; `since` is the earliest time still needed, or None for
+    everything (a provider without a date filter ignores it, and says so with `whole`). `to_rows(page)` maps a
+    raw page onto canonical rows without `provider` and `campaign_id`, which are added here.
+    """
+
+    campaign_id: str
+    report: str
+    sent_at: datetime | None
+    pages: Callable[[datetime | None], Iterable[list[Any]]]
+    to_rows: Callable[[list[Any]], list[Row]]
+    campaign_activity_id: str | None = None
+    whole: bool = False  # `pages` ignores `since`: every read returns the whole report
+
+    @property
+    def state_key(self) -> str:
+        """The key of this read's cursor in resource state."""
+        return f"{self.campaign_activity_id or self.campaign_id}:{self.report}"
+
+
+@dataclass
+class SyncSettings:
+    """What one run reads: the attribution window and lookback, or a backfill range."""
+
+    attribution_window: timedelta
+    lookback: timedelta
+    max_concurrency: int
+    start_date: datetime | None = None
+    backfill_since: datetime | None = None
+    backfill_until: datetime | None = None
+    forgotten: Forgotten = field(default_factory=Forgotten)
+    now: datetime = field(default_factory=lambda: pendulum.now("UTC"))
+
+    @classmethod
+    def from_config(
+        cls,
+        plan: SyncPlan,
+        attribution_window_days: int,
+        lookback_minutes: int,
+        max_concurrency: int,
+        start_date: str | None,
+    ) -> SyncSettings:
+        """Combine a provider's configured settings with the run's plan."""
+        if start_date and parse_utc(start_date) is None:
+            raise ConfigurationError(f"START_DATE {start_date!r} is not a date: use YYYY-MM-DD or ISO 8601")
+        return cls(
+            attribution_window=timedelta(days=attribution_window_days),
+            lookback=timedelta(minutes=lookback_minutes),
+            max_concurrency=max_concurrency,
+            start_date=parse_utc(start_date),
+            backfill_since=plan.backfill_since,
+            backfill_until=plan.backfill_until,
+            forgotten=plan.forgotten,
+        )
+
+    @property
+    def is_backfill(self) -> bool:
+        return self.backfill_since is not None
+
+
+@dataclass
+class SyncOutcome:
+    """What went wrong in a run without stopping it; the command line turns it into an exit code."""
+
+    failures: list[str] = field(default_factory=list)
+    http: ProviderHttp | None = None
+    reports_due: int = 0  # (campaign, report) reads this run has to make, and has made: for progress
+    reports_done: int = 0
+    rows_skipped: int = 0  # events read again but left out of the load, as an earlier run loaded them
+
+    @property
+    def quota(self) -> QuotaExhausted | None:
+        """The used-up daily quota that stopped the run's requests, if it ran out (kept by `ProviderHttp`)."""
+        return self.http.quota_exhausted if self.http is not None else None
+
+    @property
+    def requests(self) -> int:
+        """The HTTP requests the run has sent so far."""
+        return self.http.requests_made if self.http is not None else 0
+
+    def record(self, what: str, error: BaseException) -> None:
+        """Record a failed read (`what`: the provider and the item) so that the run goes on without it.
+
+        Only the item is lost: its cursor stays, and the next run reads it again. A used-up quota,
+        refused credentials and anything that is not a provider error are raised instead.
+        """
+        if isinstance(error, (QuotaExhausted, CredentialsRefused)) or not isinstance(error, CampaignSyncError):
+            raise error
+        self.failures.append(f"{what}: {error}")
+
+    def error(self) -> CampaignSyncError | None:
+        """The error to end the run with, after what was read has been loaded."""
+        if self.quota is not None:
+            return self.quota
+        if self.failures:
+            more = f" (and {len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
+            return CampaignSyncError(f"{self.failures[0]}{more}; the next run retries them")
+        return None
+
+
+@dataclass
+class SyncPlan:
+    """What the command line asks of one provider's run: nightly, or a backfill range."""
+
+    backfill_since: datetime | None = None
+    backfill_until: datetime | None = None
+    forgotten: Forgotten = field(default_factory=Forgotten)  # whose personal data is not loaded
+    outcome: SyncOutcome = field(default_factory=SyncOutcome)
+
+
+# what `read_due_reports` yields after a read's last page
+COMPLETE = object()
+
+
+def is_due(read: ReportRead, cursor: dict[str, Any], settings: SyncSettings) -> bool:
+    """Whether `read` is to be made this run, given its cursor (or is still to be made by a nightly run)."""
+    sent_at = read.sent_at
+    if sent_at is None:
+        return False
+    if settings.is_backfill:
+        until = settings.backfill_until or settings.now
+        return settings.backfill_since <= sent_at <= until
+    if settings.start_date is not None and sent_at < settings.start_date:
+        return False
+    read_at = cursor.get("read_at")
+    # open until one complete read has happened after the attribution window closed
+    return read_at is None or parse_utc(read_at) < sent_at + settings.attribution_window or bool(cursor.get("recheck"))
+
+
+def _since(cursor: dict[str, Any], settings: SyncSettings) -> datetime | None:
+    if settings.is_backfill:
+        return settings.backfill_since
+    newest = cursor.get("cursor")
+    return parse_utc(newest) - settings.lookback if newest else None
+
+
+def read_due_reports(
+    provider: str, reads: Iterable[ReportRead], settings: SyncSettings, outcome: SyncOutcome
+) -> Iterator[tuple[ReportRead, Any]]:
+    """Read the due reports concurrently; yield `(read, rows)` pages and `(read, COMPLETE)`.
+
+    The cursor of a read (its newest `occurred_at`, and when it was last read whole) is
+    advanced only after its last page, in the state that dlt commits with the data. A
+    failed read is recorded in `outcome` and keeps its cursor; a used-up quota stops every
+    read; refused credentials end the run.
+    """
+    if outcome.quota is not None:
+        return
+    cursors = dlt.current.resource_state().setdefault("cursors", {})
+    due = [read for read in reads if is_due(read, cursors.get(read.state_key, {}), settings)]
+    jobs = [Job(read, _job_pages(read, _since(cursors.get(read.state_key, {}), settings))) for read in due]
+    outcome.reports_due += len(jobs)
+    tallies = {read.state_key: _ReadTally(cursors.get(read.state_key, {}), settings) for read in due}
+    for read, page in fetch_concurrently(jobs, settings.max_concurrency):
+        tally = tallies[read.state_key]
+        if isinstance(page, JobDone):
+            outcome.reports_done += 1
+            if page.error is None:
+                _advance(cursors, read, tally, settings.now)
+                yield read, COMPLETE
+            elif isinstance(page.error, QuotaExhausted):  # `outcome.quota` says so; no read can go on
+                return
+            else:
+                outcome.record(f"{provider} {read.report} of campaign {read.campaign_id}", page.error)
+            continue
+        read_rows = read.to_rows(page)
+        rows = tally.new_rows(read_rows, read.whole)
+        outcome.rows_skipped += len(read_rows) - len(rows)
+        settings.forgotten.scrub(rows)
+        for row in rows:
+            row["provider"] = provider
+            row["campaign_id"] = read.campaign_id
+        yield read, rows
+
+
+class _ReadTally:
+    """What one read has seen: its newest event, its size, and which events it leaves out of the load.
+
+    A whole read (a report without a date filter, EmailOctopus) passes on only the events newer than
+    its cursor, so a night's merge follows what is new, not the history. It is exact: every event up
+    to the cursor was loaded by the read that set it, whose size the cursor keeps (`rows`). If the
+    events up to the cursor now number differently (one arrived late with an old timestamp, or the
+    provider dropped one), the cursor asks for one read that leaves nothing out (`recheck`), which
+    the next run makes. Events without a timestamp always pass (the merge on `activity_id` drops
+    their repeats); identical events share a timestamp, so occurrence numbers are as before.
+    """
+
+    def __init__(self, cursor: dict[str, Any], settings: SyncSettings) -> None:
+        newest = cursor.get("cursor")
+        self.loaded_until = parse_utc(newest) if newest else None
+        self.loaded_rows: int | None = cursor.get("rows")
+        verified = not settings.is_backfill and not cursor.get("recheck") and self.loaded_rows is not None
+        self.cut = self.loaded_until if verified else None
+        self.newest: datetime | None = None
+        self.rows = 0
+        self.rows_up_to_cursor = 0
+
+    def new_rows(self, rows: list[Row], whole: bool) -> list[Row]:
+        """Count a page, and return its rows that go on to the load."""
+        self.rows += len(rows)
+        for row in rows:
+            occurred = row.get("occurred_at")
+            if occurred is not None and (self.newest is None or occurred > self.newest):
+                self.newest = occurred
+            if self.loaded_until is not None and (occurred is None or occurred <= self.loaded_until):
+                self.rows_up_to_cursor += 1
+        if whole and self.cut is not None:
+            return [row for row in rows if row.get("occurred_at") is None or row["occurred_at"] > self.cut]
+        return rows
+
+    def needs_recheck(self) -> bool:
+        """Whether this read left events out while the history up to the cursor changed."""
+        return self.cut is not None and self.loaded_rows is not None and self.rows_up_to_cursor != self.loaded_rows
+
+
+def _job_pages(read: ReportRead, since: datetime | None) -> Callable[[], Iterable[list[Any]]]:
+    def pages() -> Iterator[list[Any]]:
+        try:
+            yield from read.pages(since)
+        except NotFound:  # a report that is not there (any more) reads as empty
+            return
+
+    return pages
+
+
+def summary_read(campaign: Row, fetch: Callable[[], Any], to_row: Callable[[Any], Row]) -> ReportRead:
+    """A campaign's summary counts as a read: one answer (`fetch()`, None if there is none), one row."""
+
+    def pages(_since: datetime | None) -> list[list[Any]]:
+        summary = fetch()
+        return [[summary]] if summary is not None else []
+
+    return ReportRead(
+        campaign_id=campaign["campaign_id"],
+        report="summary",
+        sent_at=campaign.get("sent_at"),
+        pages=pages,
+        to_rows=lambda page: [to_row(raw) for raw in page],
+    )
+
+
+def _advance(cursors: dict[str, Any], read: ReportRead, tally: _ReadTally, now: datetime) -> None:
+    new = {"campaign_id": read.campaign_id, "report": read.report, "cursor": None}
+    cursor = cursors.setdefault(read.state_key, new)
+    old = cursor["cursor"]
+    if tally.newest is not None and (old is None or tally.newest > parse_utc(old)):
+        cursor["cursor"] = tally.newest.isoformat()
+    old_read_at = cursor.get("read_at")
+    if old_read_at is None or now > parse_utc(old_read_at):
+        cursor["read_at"] = now.isoformat()
+    if read.whole:
+        cursor["rows"] = tally.rows
+        cursor["recheck"] = tally.needs_recheck()

@@ -1,0 +1,215 @@
+"""The canonical dlt resources of a provider: campaigns, their reports, and contacts."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import dlt
+import pyarrow as pa
+from dlt.extract.resource import DltResource
+
+from sources.canonical.arrow import to_arrow, with_activity_ids
+from sources.canonical.reads import COMPLETE, ReportRead, SyncOutcome, SyncSettings, is_due, read_due_reports
+from sources.canonical.tables import (
+    CAMPAIGN_NON_ENGAGEMENT,
+    CAMPAIGN_SUMMARIES,
+    CAMPAIGNS,
+    CONTACT_ACTIVITY,
+    CONTACTS,
+    SNAPSHOT_RESET,
+    Row,
+)
+from sources.canonical.times import parse_utc
+from sources.errors import CampaignSyncError, QuotaExhausted
+from sources.http import ProviderHttp
+
+
+class ProviderApi(Protocol):
+    """What a provider package offers the canonical resources."""
+
+    name: str
+    http: ProviderHttp
+
+    def campaigns(self) -> Iterator[list[Row]]:
+        """Canonical `campaigns` rows, a page at a time."""
+
+    def contacts(self) -> Iterator[list[Row]]:
+        """Canonical `contacts` rows, a page at a time."""
+
+    def activity_reads(self, campaign: Row) -> list[ReportRead]:
+        """The event reports of a sent campaign."""
+
+    def non_engagement_reads(self, campaign: Row) -> list[ReportRead]:
+        """The not-opened / not-clicked snapshots of a sent campaign (report = kind)."""
+
+    def summary_reads(self, campaign: Row) -> list[ReportRead]:
+        """The summary counts of a sent campaign."""
+
+
+# rows per Arrow table handed to dlt: dlt's cost per item is fixed, so fewer, larger items
+ARROW_BATCH_ROWS = 5_000
+# how long past its attribution window a sent campaign is still offered to the report reads,
+# so that the read after the window closes happens even when a run is missed or fails
+REMEMBER_AFTER_WINDOW = timedelta(days=7)
+
+
+def _to_state(row: Row) -> Row:
+    return {key: value.isoformat() if isinstance(value, datetime) else value for key, value in row.items()}
+
+
+def _from_state(row: Row) -> Row:
+    timestamps = CAMPAIGNS["columns"]
+    return {
+        key: parse_utc(value) if timestamps.get(key, {}).get("data_type") == "timestamp" else value
+        for key, value in row.items()
+    }
+
+
+def _reads_pending(api: ProviderApi, campaign: Row, settings: SyncSettings) -> bool:
+    """Whether a nightly run still has a report of `campaign` to read (per the report resources' cursors)."""
+    resources = dlt.current.source_state().get("resources", {})
+    nightly = replace(settings, backfill_since=None, backfill_until=None)
+    groups = (
+        (CONTACT_ACTIVITY, api.activity_reads),
+        (CAMPAIGN_NON_ENGAGEMENT, api.non_engagement_reads),
+        (CAMPAIGN_SUMMARIES, api.summary_reads),
+    )
+    for table, reads_of in groups:
+        cursors = resources.get(table["name"], {}).get("cursors", {})
+        if any(is_due(read, cursors.get(read.state_key, {}), nightly) for read in reads_of(campaign)):
+            return True
+    return False
+
+
+def snapshot_digest(rows: Iterable[Row]) -> str:
+    """A digest of a not-opened / not-clicked snapshot's contacts and addresses, in any order."""
+    entries = sorted(f"{row['contact_id']}\x1f{row.get('email_address') or ''}" for row in rows)
+    return hashlib.blake2b("\x1e".join(entries).encode(), digest_size=16).hexdigest()
+
+
+def isolated(pages: Iterator[list[Row]], outcome: SyncOutcome, what: str) -> Iterator[list[Row]]:
+    """Pass a listing's pages on until it ends, fails or the daily quota runs out.
+
+    A failure is recorded in `outcome` (as `what`) and costs only the rest of this listing:
+    the other resources go on, what was read loads, and the listing's cursor stays.
+    """
+    if outcome.quota is not None:
+        return
+    try:
+        yield from pages
+    except QuotaExhausted:  # `outcome.quota` says so
+        return
+    except CampaignSyncError as error:
+        outcome.record(what, error)
+
+
+def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncOutcome) -> list[DltResource]:
+    """The canonical dlt resources of a provider: campaigns, their reports, and contacts.
+
+    The report transformers and contacts are parallelized: dlt advances them in worker threads,
+    so their requests overlap, all under the provider's one limiter and in-flight cap.
+    """
+    outcome.http = api.http
+
+    @dlt.resource(**CAMPAIGNS)
+    def campaigns() -> Iterator[list[Row]]:
+        # A provider may list only the campaigns changed since the last run; the sent ones whose
+        # reports may still be due are remembered here and passed on to the reports again.
+        recent: dict[str, Row] = dlt.current.resource_state().setdefault("recent", {})
+        listed: set[str] = set()
+        for page in isolated(api.campaigns(), outcome, f"{api.name} campaign listing"):
+            for row in page:
+                row["provider"] = api.name
+                listed.add(row["campaign_id"])
+                # a campaign deleted at the provider may come as its bare listing row: it keeps
+                # what was known of it (sent_at, subject, ...) and takes the new status
+                known = recent.get(row["campaign_id"])
+                for key, value in (_from_state(known) if known else {}).items():
+                    if row.get(key) is None:
+                        row[key] = value
+                if row.get("sent_at") is not None:
+                    recent[row["campaign_id"]] = _to_state(row)
+            yield page
+        horizon = settings.now - settings.attribution_window - REMEMBER_AFTER_WINDOW
+        # forgotten only once none of its reads is due (a stopped run may have left some unread)
+        for campaign_id in [
+            cid for cid, row in recent.items()
+            if parse_utc(row["sent_at"]) < horizon and not _reads_pending(api, _from_state(row), settings)
+        ]:
+            del recent[campaign_id]
+        unlisted = [_from_state(row) for campaign_id, row in recent.items() if campaign_id not in listed]
+        if unlisted:
+            yield unlisted
+
+    @dlt.transformer(data_from=campaigns, parallelized=True, **CONTACT_ACTIVITY)
+    def contact_activity(campaign_page: list[Row]) -> Iterator[list[Row]]:
+        reads = [read for campaign in campaign_page for read in api.activity_reads(campaign)]
+        occurrences: dict[str, Counter[str]] = {}
+        batch: list[pa.Table] = []
+        for read, rows in read_due_reports(api.name, reads, settings, outcome):
+            if rows is COMPLETE:
+                occurrences.pop(read.state_key, None)  # held for one report only
+                continue
+            if not rows:
+                continue
+            counts = occurrences.setdefault(read.state_key, Counter())
+            batch.append(with_activity_ids(to_arrow(rows, CONTACT_ACTIVITY), read, api.name, counts))
+            if sum(page.num_rows for page in batch) >= ARROW_BATCH_ROWS:
+                yield pa.concat_tables(batch, promote_options="default")
+                batch = []
+        if batch:
+            yield pa.concat_tables(batch, promote_options="default")
+
+    @dlt.transformer(data_from=campaigns, parallelized=True, **CAMPAIGN_NON_ENGAGEMENT)
+    def campaign_non_engagement(campaign_page: list[Row]) -> Iterator[list[Row]]:
+        reads = [read for campaign in campaign_page for read in api.non_engagement_reads(campaign)]
+        cursors = dlt.current.resource_state().setdefault("cursors", {})
+        snapshots: dict[str, list[Row]] = {}
+        batch: list[Row] = []
+        for read, rows in read_due_reports(api.name, reads, settings, outcome):
+            if rows is not COMPLETE:
+                snapshots.setdefault(read.state_key, []).extend(rows)
+                continue
+            # one row per contact, even where a page repeats one
+            by_contact = {row["contact_id"]: row for row in snapshots.pop(read.state_key, []) if row.get("contact_id")}
+            # a snapshot the same as the one loaded is not replaced (its rows keep their `as_of`)
+            digest = snapshot_digest(by_contact.values())
+            if cursors[read.state_key].get("digest") == digest:
+                continue
+            cursors[read.state_key]["digest"] = digest
+            # the whole snapshot, after a marker that deletes the previous one
+            reset = {"provider": api.name, "campaign_id": read.campaign_id, "kind": read.report, "contact_id": ""}
+            snapshot = list(by_contact.values())
+            for row in snapshot:
+                row["kind"] = read.report
+                row["as_of"] = settings.now
+            batch += [{**reset, SNAPSHOT_RESET: True}, *snapshot]
+            if len(batch) >= ARROW_BATCH_ROWS:
+                yield to_arrow(batch, CAMPAIGN_NON_ENGAGEMENT)
+                batch = []
+        if batch:
+            yield to_arrow(batch, CAMPAIGN_NON_ENGAGEMENT)
+
+    @dlt.transformer(data_from=campaigns, parallelized=True, **CAMPAIGN_SUMMARIES)
+    def campaign_summaries(campaign_page: list[Row]) -> Iterator[list[Row]]:
+        reads = [read for campaign in campaign_page for read in api.summary_reads(campaign)]
+        for _read, rows in read_due_reports(api.name, reads, settings, outcome):
+            if rows is not COMPLETE:
+                for row in rows:
+                    row["as_of"] = settings.now
+                yield rows
+
+    @dlt.resource(parallelized=True, **CONTACTS)
+    def contacts() -> Iterator[list[Row]]:
+        for page in isolated(api.contacts(), outcome, f"{api.name} contacts"):
+            settings.forgotten.scrub(page)
+            for row in page:
+                row["provider"] = api.name
+            yield page
+
+    return [campaigns, contact_activity, campaign_non_engagement, campaign_summaries, contacts]

@@ -1,0 +1,88 @@
+"""The canonical tables every provider loads into: their names, keys, write dispositions and column types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ACTIVITY_TYPES = ("sent", "opened", "clicked", "bounced", "unsubscribed", "complained", "forwarded")
+NON_ENGAGEMENT_KINDS = ("not_opened", "not_clicked")
+# Constant Contact's bounce codes (v2 and v3 alike) -> canonical bounce_type
+BOUNCE_TYPES = {"B": "hard", "D": "hard", "Z": "hard", "F": "soft", "S": "soft", "V": "soft", "X": "other"}
+SNAPSHOT_RESET = "_snapshot_reset"
+
+Row = dict[str, Any]
+
+
+def _columns(text: tuple[str, ...] = (), timestamp: tuple[str, ...] = (), bigint: tuple[str, ...] = ()) -> dict:
+    typed = [(text, "text"), (timestamp, "timestamp"), (bigint, "bigint")]
+    return {name: {"data_type": data_type} for names, data_type in typed for name in names}
+
+
+CAMPAIGNS = {
+    "name": "campaigns",
+    "write_disposition": "merge",
+    "primary_key": ("provider", "campaign_id"),
+    "columns": {
+        **_columns(
+            text=("provider", "campaign_id", "name", "subject", "status", "from_name", "from_email"),
+            timestamp=("created_at", "sent_at", "updated_at"),
+        ),
+        "list_ids": {"data_type": "json"},
+    },
+}
+CAMPAIGN_ACTIVITIES = {
+    "name": "campaign_activities",
+    "write_disposition": "merge",
+    "primary_key": ("provider", "campaign_activity_id"),
+    "columns": _columns(text=("provider", "campaign_activity_id", "campaign_id", "role", "status", "subject")),
+}
+CONTACT_ACTIVITY = {
+    "name": "contact_activity",
+    "write_disposition": "merge",
+    "primary_key": "activity_id",
+    "columns": _columns(
+        text=(
+            "activity_id", "provider", "campaign_id", "campaign_activity_id", "contact_id", "email_address",
+            "activity_type", "url", "device_type", "bounce_type", "reason",
+        ),
+        timestamp=("occurred_at",),
+    ),
+}
+CAMPAIGN_NON_ENGAGEMENT = {
+    "name": "campaign_non_engagement",
+    # Unique on (provider, campaign_id, kind, contact_id), which the snapshot read guarantees; only
+    # the merge key is declared: with a primary key too, dlt deletes on `pk OR merge key`, a join
+    # DuckDB cannot hash (dlt issue 2752) whose cost is the product of the two tables.
+    "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
+    "merge_key": ("provider", "campaign_id", "kind"),
+    "columns": {
+        **_columns(text=("provider", "campaign_id", "kind", "contact_id", "email_address"), timestamp=("as_of",)),
+        # a marker row that deletes a campaign's previous snapshot; never stored itself
+        SNAPSHOT_RESET: {"data_type": "bool", "hard_delete": True},
+    },
+}
+CONTACTS = {
+    "name": "contacts",
+    "write_disposition": "merge",
+    "primary_key": ("provider", "contact_id"),
+    "columns": {
+        **_columns(text=("provider", "contact_id", "email_address", "status"), timestamp=("created_at", "updated_at")),
+        "deleted": {"data_type": "bool"},  # deleted at the provider (EmailOctopus, v3) or REMOVED (v2)
+    },
+}
+SUMMARY_COUNTS = (
+    "sent", "delivered", "opened_unique", "opened_total", "clicked_unique", "clicked_total",
+    "bounced", "unsubscribed", "complained", "forwarded", "not_opened",
+)
+CAMPAIGN_SUMMARIES = {
+    "name": "campaign_summaries",
+    "write_disposition": "merge",
+    "primary_key": ("provider", "campaign_id"),
+    "columns": _columns(text=("provider", "campaign_id"), timestamp=("as_of",), bigint=SUMMARY_COUNTS),
+}
+CANONICAL_TABLES = tuple(
+    table["name"]
+    for table in (
+        CAMPAIGNS, CAMPAIGN_ACTIVITIES, CONTACT_ACTIVITY, CAMPAIGN_NON_ENGAGEMENT, CONTACTS, CAMPAIGN_SUMMARIES
+    )
+)
