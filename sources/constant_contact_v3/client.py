@@ -192,6 +192,7 @@ class ConstantContactV3Api:
             tokens=self.tokens,
         )
         self._campaigns: dict[str, CampaignInfo] = {}  # this run's
+        self._campaigns_lock = threading.Lock()
         self._summaries: dict[str, dict[str, Any]] | None = None
         self._summaries_error: Exception | None = None
         self._summaries_lock = threading.Lock()
@@ -266,7 +267,8 @@ class ConstantContactV3Api:
             if activity.tracked:
                 self._read_activity(activity)
             info.activities.append(activity)
-        self._campaigns[campaign_id] = info
+        with self._campaigns_lock:
+            self._campaigns[campaign_id] = info
         primary = info.primary
         if primary is None:
             return [mapping.campaign_row({**raw, **detail}, None, None)]
@@ -289,23 +291,25 @@ class ConstantContactV3Api:
         A campaign offered again from memory (not changed, so not listed) carries the
         `campaign_activities` of its last listing, and its send time is the primary email's.
         Only its resends are looked up (once a run), as they may have been sent since. A
-        used-up quota or a failure is recorded, never raised here: what was read still loads.
+        used-up quota or a failure is recorded, never raised here: what was read still loads. The
+        report transformers ask from several threads: one of them looks a campaign up, once.
         """
         campaign_id = campaign["campaign_id"]
-        if campaign_id in self._campaigns:
-            return self._campaigns[campaign_id]
-        if campaign.get("sent_at") is None:
-            return None
-        info = CampaignInfo(campaign_id)
-        for reference in campaign.get("campaign_activities") or []:
-            activity = ActivityInfo(str(reference.get("campaign_activity_id")), str(reference.get("role")))
-            if activity.role == "primary_email":
-                activity.sent_at = campaign["sent_at"]
-            elif activity.tracked:
-                self._look_up(activity, campaign_id)
-            info.activities.append(activity)
-        self._campaigns[campaign_id] = info
-        return info
+        with self._campaigns_lock:
+            if campaign_id in self._campaigns:
+                return self._campaigns[campaign_id]
+            if campaign.get("sent_at") is None:
+                return None
+            info = CampaignInfo(campaign_id)
+            for reference in campaign.get("campaign_activities") or []:
+                activity = ActivityInfo(str(reference.get("campaign_activity_id")), str(reference.get("role")))
+                if activity.role == "primary_email":
+                    activity.sent_at = campaign["sent_at"]
+                elif activity.tracked:
+                    self._look_up(activity, campaign_id)
+                info.activities.append(activity)
+            self._campaigns[campaign_id] = info
+            return info
 
     def _look_up(self, activity: ActivityInfo, campaign_id: str) -> None:
         """`_read_activity`, with a used-up quota or a failure recorded rather than raised."""
