@@ -9,6 +9,7 @@ from sources.canonical import ListingCursor
 LOOKBACK = timedelta(minutes=60)
 T0 = "2026-11-20T06:00:00.000Z"
 T1 = "2026-11-20T07:30:00.000Z"
+T2 = "2026-11-20T09:00:00.000Z"
 
 
 def test_first_listing_passes_everything_then_the_overlap_passes_only_what_changed():
@@ -29,17 +30,43 @@ def test_first_listing_passes_everything_then_the_overlap_passes_only_what_chang
     assert state["listing"]["cursor"] == "2026-11-20T08:00:00+00:00"
 
 
-def test_a_failed_item_holds_the_cursor_and_is_passed_on_again():
+def test_a_status_change_without_a_new_time_is_passed_on():
+    state: dict = {"listing": {"cursor": "2026-11-20T07:30:00+00:00", "seen": {"a": f"{T1}|Scheduled"}}}
+    listing = ListingCursor(state, LOOKBACK)
+    assert not listing.changed("a", T1, "Scheduled")
+    assert listing.changed("a", T1, "Done")
+
+
+def test_items_count_as_seen_only_once_their_page_went_through():
     state: dict = {"listing": {"cursor": "2026-11-20T07:30:00+00:00", "seen": {}}}
     listing = ListingCursor(state, LOOKBACK)
-    assert listing.changed("a", "2026-11-20T09:00:00.000Z") and listing.changed("b", "2026-11-20T09:00:00.000Z")
-    listing.failed("b")
+    assert listing.changed("a", T2) and listing.changed("b", T2)
+    assert state["listing"]["seen"] == {}  # a run that stops here (quota, a crash) lists them again
+    listing.handled()
+    assert state["listing"]["seen"] == {"a": T2, "b": T2}
+
+
+def test_a_failed_item_is_listed_again_from_its_own_time():
+    state: dict = {"listing": {"cursor": "2026-11-20T07:30:00+00:00", "seen": {}}}
+    listing = ListingCursor(state, LOOKBACK)
+    assert listing.changed("a", T2) and listing.changed("b", "2026-11-20T08:00:00.000Z")
+    listing.failed("b", "2026-11-20T08:00:00.000Z")
     listing.commit()
-    assert state["listing"]["cursor"] == "2026-11-20T07:30:00+00:00"
+    assert state["listing"]["cursor"] == "2026-11-20T08:00:00+00:00"  # not 09:00: the next listing returns "b"
     again = ListingCursor(state, LOOKBACK)
-    assert [again.changed("a", "2026-11-20T09:00:00.000Z"), again.changed("b", "2026-11-20T09:00:00.000Z")] == [
-        False, True
-    ]
+    assert [again.changed("a", T2), again.changed("b", "2026-11-20T08:00:00.000Z")] == [False, True]
+
+
+def test_a_first_run_failure_does_not_make_every_later_run_read_everything():
+    state: dict = {}
+    first = ListingCursor(state, LOOKBACK)
+    assert first.changed("a", T2) and first.changed("b", None)
+    first.failed("b", None)  # no time to start from: the cursor stays unset
+    first.commit()
+    assert state["listing"]["cursor"] is None
+    second = ListingCursor(state, LOOKBACK)
+    assert second.since() is None
+    assert [second.changed("a", T2), second.changed("b", None)] == [False, True]  # "a" is not read again
 
 
 def test_a_backfill_lists_everything_and_never_moves_the_cursor_back():

@@ -13,9 +13,11 @@ class ListingCursor:
     and `updated_after`), kept in resource state under `listing`.
 
     A listing starts a lookback before the newest time listed so far, so a strict filter or a
-    same-second change misses nothing. The items already listed at their current time (`seen`)
-    are not passed on again, so the overlap costs no reads beyond the listing itself. An item
-    whose read fails (`failed`) is not seen and holds the cursor, so the next run lists it again.
+    same-second change misses nothing. The items already listed at their current version (`seen`:
+    their modified time, and what else the caller says changes them) are not passed on again, so
+    the overlap costs no reads beyond the listing itself. A passed-on item counts as seen only once
+    its page went through (`handled`); one whose read fails (`failed`) does not, and the cursor
+    stops at it, so the next run lists it again.
     """
 
     def __init__(
@@ -33,35 +35,51 @@ class ListingCursor:
         self.lookback = lookback
         self.list_all = list_all
         self.newest = parse_utc(state["cursor"])
-        self.complete = True
+        self._passed: dict[str, str | None] = {}  # passed on, page not through yet: id -> version
+        self._failed_at: list[datetime | None] = []
 
     def since(self) -> datetime | None:
         """The filter of this run's listing: None (everything) on a first run or when listing all."""
         cursor = parse_utc(self.state["cursor"])
         return None if cursor is None or self.list_all else cursor - self.lookback
 
-    def changed(self, item_id: str, modified: str | None) -> bool:
-        """Whether a listed item is to be passed on (not seen at this time before); it counts as seen."""
+    def changed(self, item_id: str, modified: str | None, also: Any = None) -> bool:
+        """Whether a listed item is to be passed on: not seen before at this modified time (and `also`,
+        e.g. a status that changes without the time). An item without a time is always passed on."""
         modified_at = parse_utc(modified)
         if modified_at is not None and (self.newest is None or modified_at > self.newest):
             self.newest = modified_at
-        seen = self.state["seen"]
-        new = self.list_all or self.since() is None or seen.get(item_id) != modified
-        seen[item_id] = modified
-        return new
+        # the version kept in `seen`: the time first, so that `commit` can tell its age
+        version = None if modified_at is None else modified if also is None else f"{modified}|{also}"
+        if not self.list_all and version is not None and self.state["seen"].get(item_id) == version:
+            return False
+        self._passed[item_id] = version
+        return True
 
-    def failed(self, item_id: str) -> None:
-        """The read of a passed-on item failed: the next run passes it on again."""
-        self.state["seen"].pop(item_id, None)
-        self.complete = False
+    def failed(self, item_id: str, modified: str | None) -> None:
+        """The read of a passed-on item failed: it is not seen, and the cursor stops at it."""
+        self._passed.pop(item_id, None)
+        self._failed_at.append(parse_utc(modified))
+
+    def handled(self) -> None:
+        """The items passed on so far went through (their page was handed on): they count as seen."""
+        self.state["seen"].update({item_id: v for item_id, v in self._passed.items() if v is not None})
+        self._passed.clear()
 
     def commit(self) -> None:
-        """After a complete listing: move the cursor to the newest time listed, and forget the items
-        that the next listing cannot return again."""
-        if self.complete and self.newest is not None:
+        """After the whole listing: move the cursor to the newest time listed, or to the earliest
+        failed item (where the next listing must start), and forget the items that the next listing
+        cannot return again. A failed item without a time keeps the cursor where it was."""
+        self.handled()
+        if not self._failed_at and self.newest is not None:
             self.state["cursor"] = self.newest.isoformat()
+        elif self._failed_at and None not in self._failed_at:
+            earliest = min(at for at in self._failed_at if at is not None)
+            self.state["cursor"] = earliest.isoformat()
         cursor = parse_utc(self.state["cursor"])
         if cursor is not None:
             horizon = cursor - self.lookback
-            seen = self.state["seen"]
-            self.state["seen"] = {key: m for key, m in seen.items() if (parse_utc(m) or horizon) >= horizon}
+            self.state["seen"] = {
+                item_id: version for item_id, version in self.state["seen"].items()
+                if (at := parse_utc(str(version).split("|", 1)[0])) is not None and at >= horizon
+            }

@@ -126,13 +126,18 @@ class ConstantContactV2Api:
             if since is not None:
                 params["modified_since"] = utc_millis(since)
             for page in self.http.pages(CAMPAIGNS, params, items_of=items, next_of=next_link):
+                # a deletion shows in the status, whether or not it changes `modified_date`
                 changed = [
-                    raw for raw in page if listing.changed(mapping.campaign_id(raw["id"]), raw.get("modified_date"))
+                    raw for raw in page
+                    if listing.changed(mapping.campaign_id(raw["id"]), raw.get("modified_date"), raw.get("status"))
                 ]
                 if changed and status == DELETED:  # its details cannot be read (404): the listing row
                     yield [mapping.campaign_row(raw) for raw in changed]
                 elif changed:
-                    yield [mapping.campaign_row(raw) for raw in self._details(changed, listing)]
+                    rows = [mapping.campaign_row(raw) for raw in self._details(changed, listing)]
+                    if rows:
+                        yield rows
+                listing.handled()
         listing.commit()
 
     def _details(self, listed: list[dict[str, Any]], listing: ListingCursor) -> list[dict[str, Any]]:
@@ -140,13 +145,14 @@ class ConstantContactV2Api:
         since it was listed (its details answer 404) is its listing row, marked DELETED; one whose
         details fail is left out, and recorded."""
         ids = [mapping.campaign_id(raw["id"]) for raw in listed]
+        modified = {cid: raw.get("modified_date") for cid, raw in zip(ids, listed, strict=True)}
         jobs = [Job(cid, partial(self._one_campaign, cid)) for cid in ids]
         details: dict[str, dict[str, Any]] = {}
         for cid, page in fetch_concurrently(jobs, self.settings.max_concurrency):
             if isinstance(page, JobDone):
                 if page.error is not None:
                     self.outcome.record(f"{NAME} details of campaign {cid}", page.error)
-                    listing.failed(cid)
+                    listing.failed(cid, modified[cid])
                 continue
             details[cid] = page
         return [{**raw, **details[cid]} for cid, raw in zip(ids, listed, strict=True) if cid in details]
@@ -202,8 +208,10 @@ class ConstantContactV2Api:
         if since is not None:
             params["modified_since"] = utc_millis(since)
         for page in self.http.pages("contacts", params, items_of=items, next_of=next_link):
-            changed = [raw for raw in page if listing.changed(str(raw["id"]), raw.get("modified_date"))]
-            rows = [mapping.contact_row(raw) for raw in changed]
-            if rows:
-                yield rows
+            changed = [
+                raw for raw in page if listing.changed(str(raw["id"]), raw.get("modified_date"), raw.get("status"))
+            ]
+            if changed:
+                yield [mapping.contact_row(raw) for raw in changed]
+            listing.handled()
         listing.commit()

@@ -214,15 +214,21 @@ class ConstantContactV3Api:
         listing = ListingCursor(state, self.settings.lookback, self.settings.is_backfill, legacy_key="after_date")
         since = listing.since()
         pending: dict[str, str] = dict(state.get("pending", {}))
-        listed: set[str] = set()
+        enriched: set[str] = set()
         for page in self._pages("emails", "campaigns", {"after_date": utc_millis(since)} if since else None):
-            listed.update(raw["campaign_id"] for raw in page)
-            changed = [raw for raw in page if listing.changed(raw["campaign_id"], raw.get("updated_at"))]
+            # a send shows in the status, not in `updated_at`
+            changed = [
+                raw for raw in page
+                if listing.changed(raw["campaign_id"], raw.get("updated_at"), raw.get("current_status"))
+            ]
+            enriched.update(raw["campaign_id"] for raw in changed)
             rows = self._enrich(changed, listing)
             pending.update({row["campaign_id"]: row["status"] for row in rows})
             if rows:
                 yield rows
-        again = [{"campaign_id": cid, "current_status": status} for cid, status in pending.items() if cid not in listed]
+            listing.handled()
+        # the scheduled campaigns not looked up above are checked again, listed or not
+        again = [{"campaign_id": cid, "current_status": s} for cid, s in pending.items() if cid not in enriched]
         if again:  # a campaign that fails here stays pending, with its old status
             rows = self._enrich(again, None, only_if_changed=True)
             pending.update({row["campaign_id"]: row["status"] for row in rows})
@@ -238,13 +244,14 @@ class ConstantContactV3Api:
     ) -> list[Row]:
         """Canonical rows of listed campaigns, each with its activities looked up (concurrently)."""
         jobs = [Job(raw["campaign_id"], partial(self._campaign_pages, raw, only_if_changed)) for raw in listed]
+        updated = {raw["campaign_id"]: raw.get("updated_at") for raw in listed}
         rows = []
         for campaign_id, result in fetch_concurrently(jobs, self.max_concurrency):
             if isinstance(result, JobDone):
                 if result.error is not None:
                     self.outcome.record(f"{NAME} campaign {campaign_id}", result.error)
                     if listing is not None:
-                        listing.failed(campaign_id)
+                        listing.failed(campaign_id, updated[campaign_id])
                 continue
             rows.append(result)
         return rows
@@ -429,10 +436,15 @@ class ConstantContactV3Api:
         if since is not None:
             params["updated_after"] = utc_millis(since)
         for page in self._pages("contacts", "contacts", params):
-            changed = [raw for raw in page if listing.changed(str(raw["contact_id"]), raw.get("updated_at"))]
+            # a deletion shows in `deleted_at`, whether or not it changes `updated_at`
+            changed = [
+                raw for raw in page
+                if listing.changed(str(raw["contact_id"]), raw.get("updated_at"), raw.get("deleted_at"))
+            ]
             if changed:
                 field_names, tag_names = self._names()
                 yield [mapping.contact_row(raw, field_names, tag_names) for raw in changed]
+            listing.handled()
         listing.commit()
 
     def _names(self) -> tuple[dict[str, str], dict[str, str]]:
