@@ -1,11 +1,16 @@
 """Erasure: a person deleted at the provider, or who asks us, is forgotten in every table.
 
 Their rows stay (events keyed by `contact_id`, so counts and rates do not change), but every
-personal field is emptied: all columns but `sources.erasure.KEPT_AFTER_ERASURE`, in every table
-of the dataset and of dlt's staging dataset that has `provider` and `contact_id`, and the child
-rows of their contacts (tags, list memberships) are deleted. The `erasures` table records who
-(provider, account, contact_id), why and when, never an address; `erasure_requests` holds the
-keyed hash of each address asked to be forgotten, so later loads drop those fields too.
+personal field is emptied: all columns but `sources.erasure.KEPT_AFTER_ERASURE` (a clicked URL
+keeps only its path), in every table of the dataset and of dlt's staging dataset that has
+`provider` and `contact_id`, and the child rows of their contacts (tags, list memberships) are
+deleted. The `erasures` table records who (provider, account, contact_id), why and when, never an
+address; `erasure_requests` holds the keyed hash of each address asked to be forgotten.
+
+Who is forgotten: every contact erased on request, and every contact erased as deleted at the
+provider while the provider still has it deleted (one it restores loads again). After each load
+the erasure runs again over them (`forget_after_load`): a load package extracted before an
+erasure, or a person whose address reappears under a new contact id, is caught there.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import pendulum
 
 from sources.erasure import KEPT_AFTER_ERASURE, Forgotten, address_hash, normalized_address
 from sources.errors import ConfigurationError
+from sources.redaction import register_secret
 
 ERASURES = "erasures"
 ERASURE_REQUESTS = "erasure_requests"
@@ -26,7 +32,7 @@ DELETED_AT_PROVIDER = "deleted at provider"
 REQUEST = "request"
 DEFAULT_ACCOUNT = "default"
 KEY_SETTING = "CAMPAIGN_SYNC__ERASURE_KEY"
-_CHUNK = 500  # contact ids per statement
+_CHUNK = 500  # values per statement
 
 
 def erasure_key() -> str:
@@ -37,6 +43,7 @@ def erasure_key() -> str:
             f"missing setting {KEY_SETTING}: the secret key that hashes the addresses of erasure requests "
             "(any long random text; keep it, every later run needs the same one)"
         )
+    register_secret(str(key))
     return str(key)
 
 
@@ -44,31 +51,47 @@ def forgotten(client: Any, provider: str) -> Forgotten:
     """Whose personal data a run of `provider` must not load, as the dataset records it."""
     if ERASURES not in _tables(client, client.dataset_name):
         return Forgotten()
-    ids = client.execute_sql(f"SELECT contact_id FROM {_name(client, ERASURES)} WHERE provider = %s", provider)
+    rows = client.execute_sql(_forgotten_ids(client, with_reason=True), provider)
     hashes = client.execute_sql(f"SELECT address_hash FROM {_name(client, ERASURE_REQUESTS)}")
     return Forgotten(
-        contact_ids=frozenset(row[0] for row in ids),
+        contact_ids=frozenset(contact_id for contact_id, reason in rows if reason == REQUEST),
+        deleted_ids=frozenset(contact_id for contact_id, reason in rows if reason == DELETED_AT_PROVIDER),
         address_hashes=frozenset(row[0] for row in hashes),
         key=erasure_key() if hashes else "",
     )
 
 
-def erase_deleted_contacts(client: Any, provider: str) -> int:
-    """Forget the contacts of `provider` that it reports deleted and that are not erased yet; return how many."""
-    if "contacts" not in _tables(client, client.dataset_name):
-        return 0
+def forget_after_load(client: Any, provider: str, forget_deleted: bool) -> None:
+    """After a load of `provider`: record the contacts it reports deleted (if `forget_deleted`) and
+    those whose address was asked to be forgotten, then empty the personal data of everyone forgotten."""
+    tables = _tables(client, client.dataset_name)
+    if not forget_deleted and ERASURES not in tables:
+        return
     _create_tables(client)
-    if "deleted" not in _tables(client, client.dataset_name)["contacts"]:
-        return 0
-    found = client.execute_sql(
-        f"SELECT contact_id FROM {_name(client, 'contacts')} WHERE provider = %s AND deleted "
-        f"AND contact_id NOT IN (SELECT contact_id FROM {_name(client, ERASURES)} WHERE provider = %s)",
-        provider,
-        provider,
-    )
-    contact_ids = sorted({row[0] for row in found})
-    _erase(client, provider, contact_ids, DELETED_AT_PROVIDER)
-    return len(contact_ids)
+    now = pendulum.now("UTC")
+    if forget_deleted and "deleted" in tables.get("contacts", []):
+        client.execute_sql(
+            f"INSERT INTO {_name(client, ERASURES)} (provider, account, contact_id, reason, erased_at) "
+            f"SELECT DISTINCT provider, %s, contact_id, %s, %s FROM {_name(client, 'contacts')} "
+            f"WHERE provider = %s AND deleted AND contact_id NOT IN "
+            f"(SELECT contact_id FROM {_name(client, ERASURES)} WHERE provider = %s)",
+            DEFAULT_ACCOUNT, DELETED_AT_PROVIDER, now, provider, provider,
+        )
+    hashes = {row[0] for row in client.execute_sql(f"SELECT address_hash FROM {_name(client, ERASURE_REQUESTS)}")}
+    if hashes:
+        key = erasure_key()
+        addresses = set()
+        for table, columns in tables.items():
+            if {"provider", "email_address"} <= set(columns):
+                addresses |= {row[0] for row in client.execute_sql(
+                    f"SELECT DISTINCT email_address FROM {_name(client, table)} "
+                    "WHERE provider = %s AND email_address IS NOT NULL",
+                    provider,
+                )}
+        asked = sorted({normalized_address(a) for a in addresses if address_hash(a, key) in hashes})
+        if asked:
+            _forget_addresses_of(client, tables, asked, now, provider)
+    _erase_forgotten(client, provider)
 
 
 def forget_addresses(client: Any, addresses: Iterable[str], key: str) -> list[tuple[str, str]]:
@@ -79,31 +102,19 @@ def forget_addresses(client: Any, addresses: Iterable[str], key: str) -> list[tu
     if not client.has_dataset():
         client.create_dataset()
     _create_tables(client)
-    tables = _tables(client, client.dataset_name)
-    erased: list[tuple[str, str]] = []
     now = pendulum.now("UTC")
-    for address in addresses:
-        normalized = normalized_address(address)
-        found: set[tuple[str, str]] = set()
-        for table, columns in tables.items():
-            if {"provider", "contact_id", "email_address"} <= set(columns):
-                found |= set(client.execute_sql(
-                    f"SELECT DISTINCT provider, contact_id FROM {_name(client, table)} "
-                    "WHERE lower(trim(email_address)) = %s AND contact_id IS NOT NULL",
-                    normalized,
-                ))
-        for provider in sorted({provider for provider, _ in found}):
-            _erase(client, provider, sorted(cid for p, cid in found if p == provider), REQUEST, now)
-        erased += sorted(found)
-        hashed = address_hash(normalized, key)
+    asked = sorted({normalized_address(address) for address in addresses})
+    for address in asked:
+        hashed = address_hash(address, key)
         client.execute_sql(
             f"INSERT INTO {_name(client, ERASURE_REQUESTS)} (address_hash, requested_at) "
             f"SELECT %s, %s WHERE NOT EXISTS (SELECT 1 FROM {_name(client, ERASURE_REQUESTS)} WHERE address_hash = %s)",
-            hashed,
-            now,
-            hashed,
+            hashed, now, hashed,
         )
-    return erased
+    found = _forget_addresses_of(client, _tables(client, client.dataset_name), asked, now)
+    for provider in sorted({provider for provider, _ in found}):
+        _erase_forgotten(client, provider)
+    return found
 
 
 def erasure_count(client: Any, provider: str) -> int:
@@ -114,51 +125,106 @@ def erasure_count(client: Any, provider: str) -> int:
     return int(client.execute_sql(sql, provider)[0][0])
 
 
-def _erase(
-    client: Any, provider: str, contact_ids: list[str], reason: str, now: datetime | None = None
-) -> None:
-    """Empty the personal fields of these contacts in every table (staging included), and record it."""
-    if not contact_ids:
-        return
-    now = now or pendulum.now("UTC")
+def _forget_addresses_of(
+    client: Any, tables: dict[str, list[str]], addresses: list[str], now: datetime, provider: str | None = None
+) -> list[tuple[str, str]]:
+    """Record as erased on request the contacts with these (normalized) addresses, and empty the personal
+    fields of the rows that carry one of them without a contact id. Returns the contacts found."""
+    found: set[tuple[str, str]] = set()
+    for start in range(0, len(addresses), _CHUNK):
+        chunk = addresses[start:start + _CHUNK]
+        marks = ", ".join(["%s"] * len(chunk))
+        for schema in (client.dataset_name, f"{client.dataset_name}_staging"):
+            for table, columns in _tables(client, schema).items():
+                if table == ERASURES or not {"provider", "email_address"} <= set(columns):
+                    continue
+                where = f"lower(trim(email_address)) IN ({marks})"
+                params: list[Any] = list(chunk)
+                if provider is not None:
+                    where, params = f"provider = %s AND {where}", [provider, *chunk]
+                if schema == client.dataset_name and "contact_id" in columns:
+                    found |= set(client.execute_sql(
+                        f"SELECT DISTINCT provider, contact_id FROM {_qualified(schema, table)} "
+                        f"WHERE {where} AND contact_id IS NOT NULL",
+                        *params,
+                    ))
+                assignments = _assignments(columns)
+                if assignments:
+                    client.execute_sql(f"UPDATE {_qualified(schema, table)} SET {assignments} WHERE {where}", *params)
+    recorded = {tuple(row) for row in client.execute_sql(
+        f"SELECT provider, contact_id FROM {_name(client, ERASURES)} WHERE reason = %s", REQUEST
+    )}
+    new = sorted(found - recorded)
+    for start in range(0, len(new), _CHUNK):
+        chunk = new[start:start + _CHUNK]
+        values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk))
+        params = [value for provider_name, contact_id in chunk
+                  for value in (provider_name, DEFAULT_ACCOUNT, contact_id, REQUEST, now)]
+        client.execute_sql(
+            f"INSERT INTO {_name(client, ERASURES)} (provider, account, contact_id, reason, erased_at) VALUES {values}",
+            *params,
+        )
+    return sorted(found)
+
+
+def _erase_forgotten(client: Any, provider: str) -> None:
+    """Empty the personal fields of everyone forgotten of `provider`, in every table (staging included):
+    only rows that still hold some are written."""
+    forgotten_ids = f"SELECT contact_id FROM ({_forgotten_ids(client, with_reason=False)}) AS forgotten"
     for schema in (client.dataset_name, f"{client.dataset_name}_staging"):
         tables = _tables(client, schema)
-        for start in range(0, len(contact_ids), _CHUNK):
-            chunk = contact_ids[start:start + _CHUNK]
-            marks = ", ".join(["%s"] * len(chunk))
-            if "contacts" in tables:  # their tags and list memberships go with them
-                erased_contacts = (
-                    f"SELECT _dlt_id FROM {_qualified(schema, 'contacts')} "
-                    f"WHERE provider = %s AND contact_id IN ({marks})"
-                )
-                children = [t for t, cols in tables.items() if t.startswith("contacts__") and "_dlt_root_id" in cols]
-                for child in children:
+        if "contacts" in tables:  # their tags and list memberships go with them
+            erased_contacts = (
+                f"SELECT _dlt_id FROM {_qualified(schema, 'contacts')} "
+                f"WHERE provider = %s AND contact_id IN ({forgotten_ids})"
+            )
+            for child, columns in tables.items():
+                if child.startswith("contacts__") and "_dlt_root_id" in columns:
                     client.execute_sql(
                         f"DELETE FROM {_qualified(schema, child)} WHERE _dlt_root_id IN ({erased_contacts})",
-                        provider,
-                        *chunk,
+                        provider, provider,
                     )
-            for table, columns in tables.items():
-                personal = [c for c in columns if c not in KEPT_AFTER_ERASURE and not c.startswith("_dlt_")]
-                if table == ERASURES or not {"provider", "contact_id"} <= set(columns) or not personal:
-                    continue
-                assignments = ", ".join(f'"{column}" = NULL' for column in personal)
-                client.execute_sql(
-                    f"UPDATE {_qualified(schema, table)} SET {assignments} "
-                    f"WHERE provider = %s AND contact_id IN ({marks})",
-                    provider,
-                    *chunk,
-                )
-    for contact_id in contact_ids:
-        client.execute_sql(
-            f"INSERT INTO {_name(client, ERASURES)} (provider, account, contact_id, reason, erased_at) "
-            "VALUES (%s, %s, %s, %s, %s)",
-            provider,
-            DEFAULT_ACCOUNT,
-            contact_id,
-            reason,
-            now,
+        for table, columns in tables.items():
+            assignments = _assignments(columns)
+            if table == ERASURES or not {"provider", "contact_id"} <= set(columns) or not assignments:
+                continue
+            personal = [c for c in columns if c not in KEPT_AFTER_ERASURE and not c.startswith("_dlt_")]
+            holding = " OR ".join([f'"{column}" IS NOT NULL' for column in personal] + _url_with_query(columns))
+            client.execute_sql(
+                f"UPDATE {_qualified(schema, table)} SET {assignments} "
+                f"WHERE provider = %s AND contact_id IN ({forgotten_ids}) AND ({holding})",
+                provider, provider,
+            )
+
+
+def _forgotten_ids(client: Any, with_reason: bool) -> str:
+    """The contacts of a provider (the one parameter) that are forgotten: erased on request, or erased
+    as deleted at the provider while their contacts row still says deleted."""
+    erasures, contacts = _name(client, ERASURES), _name(client, "contacts")
+    still_deleted = "TRUE"
+    if "deleted" in _tables(client, client.dataset_name).get("contacts", []):
+        still_deleted = (
+            f"NOT EXISTS (SELECT 1 FROM {contacts} c WHERE c.provider = e.provider "
+            "AND c.contact_id = e.contact_id AND NOT c.deleted)"
         )
+    reason = ", e.reason" if with_reason else ""
+    return (
+        f"SELECT DISTINCT e.contact_id{reason} FROM {erasures} e WHERE e.provider = %s "
+        f"AND (e.reason = '{REQUEST}' OR {still_deleted})"
+    )
+
+
+def _assignments(columns: list[str]) -> str:
+    """`SET` of the personal columns: NULL, and a clicked URL cut to its path (a query may carry the address)."""
+    personal = [c for c in columns if c not in KEPT_AFTER_ERASURE and not c.startswith("_dlt_")]
+    sets = [f'"{column}" = NULL' for column in personal]
+    if "url" in columns:
+        sets.append("\"url\" = split_part(\"url\", '?', 1)")
+    return ", ".join(sets) if personal else ""
+
+
+def _url_with_query(columns: list[str]) -> list[str]:
+    return ["\"url\" LIKE '%%?%%'"] if "url" in columns else []
 
 
 def _create_tables(client: Any) -> None:

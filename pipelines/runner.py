@@ -22,11 +22,11 @@ from dlt.common.configuration.exceptions import (
     LookupTraces,
 )
 from dlt.common.pipeline import get_dlt_pipelines_dir
-from dlt.destinations.exceptions import DestinationException, DestinationUndefinedEntity
+from dlt.destinations.exceptions import DestinationUndefinedEntity
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from pipelines.erasure import erase_deleted_contacts, forgotten
+from pipelines.erasure import forget_after_load, forgotten
 from pipelines.providers import Provider
 from pipelines.reconcile import existing_tables, reconcile
 from pipelines.views import create_views
@@ -315,8 +315,7 @@ def after_load(load: dlt.Pipeline, provider: Provider) -> list[str]:
     """What follows every load (command line or Airflow): the contacts deleted at the provider are
     forgotten (unless FORGET_DELETED_CONTACTS is false), the analysis views, then the reconciliation warnings."""
     with load.sql_client() as client:
-        if provider.forgets_deleted_contacts():
-            erase_deleted_contacts(client, provider.name)
+        forget_after_load(client, provider.name, provider.forgets_deleted_contacts())
     create_views(load)
     with load.sql_client() as client:
         return [found.message for found in reconcile(client, provider.name)]
@@ -366,8 +365,10 @@ def _build_source(provider: Provider, load: dlt.Pipeline, plan: SyncPlan) -> Any
         raise missing_setting(missing) from None
     except DestinationUndefinedEntity:  # a dataset not created yet: nobody forgotten
         pass
-    except DestinationException as failure:
-        reason = redact(str(failure)).strip().splitlines()[0]
+    except CampaignSyncError:
+        raise
+    except Exception as failure:  # the destination is down or refuses us (dlt's errors, or the driver's own)
+        reason = (redact(str(failure)).strip().splitlines() or [type(failure).__name__])[0]
         raise CampaignSyncError(f"{provider.pipeline_name}: cannot read the destination: {reason}") from None
     try:
         return provider.source(plan=plan)

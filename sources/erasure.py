@@ -35,26 +35,33 @@ def address_hash(address: str, key: str) -> str:
 
 @dataclass
 class Forgotten:
-    """Whose personal data a run must not load: the contacts erased so far (by id) and the people who
-    asked to be forgotten (by the keyed hash of their address)."""
+    """Whose personal data a run must not load: the contacts erased on request (`contact_ids`) and
+    those erased as deleted at the provider (`deleted_ids`: a contacts row that says it is no longer
+    deleted, a restored contact, loads as it is), and the people who asked to be forgotten, by the
+    keyed hash of their address."""
 
     contact_ids: frozenset[str] = frozenset()
+    deleted_ids: frozenset[str] = frozenset()
     address_hashes: frozenset[str] = frozenset()
-    key: str = ""
+    key: str = field(default="", repr=False)
     _hashes: dict[str, str] = field(default_factory=dict, repr=False)
 
     def scrub(self, rows: list[dict[str, Any]]) -> None:
-        """Empty the personal fields of the rows that belong to a forgotten person, in place."""
-        if not self.contact_ids and not self.address_hashes:
+        """Empty the personal fields of the rows that belong to a forgotten person, in place (a clicked
+        URL keeps only its path: a query may carry the address)."""
+        if not self.contact_ids and not self.deleted_ids and not self.address_hashes:
             return
         for row in rows:
             if self._is_forgotten(row):
                 for name in row:
                     if name not in KEPT_AFTER_ERASURE:
                         row[name] = None
+                if isinstance(row.get("url"), str):
+                    row["url"] = row["url"].split("?", 1)[0]
 
     def _is_forgotten(self, row: dict[str, Any]) -> bool:
-        if row.get("contact_id") in self.contact_ids:
+        contact_id = row.get("contact_id")
+        if contact_id in self.contact_ids or (contact_id in self.deleted_ids and row.get("deleted") is not False):
             return True
         address = row.get("email_address")
         if not self.address_hashes or not isinstance(address, str):

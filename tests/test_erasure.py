@@ -134,3 +134,34 @@ def test_forget_a_person_in_every_provider_now_and_in_later_loads(make_harness, 
     # a run without the key cannot honour the requests on record: it refuses, naming the setting
     harness.monkeypatch.delenv("CAMPAIGN_SYNC__ERASURE_KEY")
     assert harness.cli("run", "emailoctopus") == 2
+
+
+def test_personal_data_that_comes_back_is_erased_again_and_a_restored_contact_loads_again(make_harness):
+    harness = make_harness(scale="tiny")
+    provider = "constant_contact_v3"
+    dataset, contact = recipient_of_closed_campaign(harness, provider)
+    contact.deleted, contact.updated_at = True, dataset.clock
+    assert harness.cli("run", provider) == 0
+    assert found_anywhere(harness, contact.email) == []
+    # the address comes back after the erasure (a load package extracted before it, say): the next run's
+    # erasure pass empties it again
+    harness.execute(f"UPDATE contact_activity SET email_address = '{contact.email}' WHERE contact_id = '{contact.id}'")
+    assert harness.cli("run", provider) == 0
+    assert found_anywhere(harness, contact.email) == []
+
+    # a deletion the contacts listing does not show (its time unchanged) is found by a backfill
+    other = next(c for c in dataset.contacts if not c.deleted and c.id != contact.id)
+    other.deleted = True
+    assert harness.cli("run", provider) == 0
+    assert found_anywhere(harness, other.email)
+    since = (dataset.clock - timedelta(days=120)).date().isoformat()
+    assert harness.cli("backfill", provider, "--since", since) == 0
+    assert found_anywhere(harness, other.email) == []
+
+    # restored at the provider: the contact loads with its data again, and is no longer forgotten
+    contact.deleted, contact.updated_at = False, dataset.clock + timedelta(minutes=1)
+    harness.sandbox.advance(hours=1)
+    assert harness.cli("run", provider) == 0
+    assert harness.query(f"SELECT email_address, deleted FROM contacts WHERE contact_id = '{contact.id}'") == [
+        (contact.email, False)
+    ]

@@ -202,7 +202,8 @@ class ConstantContactV2Api:
     def contacts(self) -> Iterator[list[Row]]:
         """The contacts changed since the last run (every status, removed and opted-out ones
         included), each with its v3 id, from the listing cursor (`modified_since`)."""
-        listing = ListingCursor(dlt.current.resource_state(), self.settings.lookback)
+        # a backfill lists them all: what changed without a new `modified_date` is read then
+        listing = ListingCursor(dlt.current.resource_state(), self.settings.lookback, self.settings.is_backfill)
         params: dict[str, Any] = {"status": "ALL", "limit": CONTACT_PAGE_SIZE, "include_contact_id": "true"}
         since = listing.since()
         if since is not None:

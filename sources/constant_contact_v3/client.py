@@ -430,7 +430,9 @@ class ConstantContactV3Api:
     # ---- contacts ----
     def contacts(self) -> Iterator[list[Row]]:
         """Contacts updated since the last run (deleted ones included), custom fields and tags by name."""
-        listing = ListingCursor(dlt.current.resource_state(), self.settings.lookback, legacy_key="updated_after")
+        # a backfill lists them all: a deletion that did not change `updated_at` is read then
+        state, backfill = dlt.current.resource_state(), self.settings.is_backfill
+        listing = ListingCursor(state, self.settings.lookback, backfill, legacy_key="updated_after")
         params = {"status": "all", "include": "custom_fields,list_memberships,taggings"}
         since = listing.since()
         if since is not None:
