@@ -11,6 +11,7 @@ import dlt
 from sources.constant_contact_v2 import constant_contact_v2_source
 from sources.constant_contact_v3 import constant_contact_v3_source
 from sources.emailoctopus import emailoctopus_source
+from sources.errors import setting_name
 
 # the settings every provider has that the pipeline reads after the load (not its source), with their defaults
 PIPELINE_SETTINGS = {"forget_deleted_contacts": True}
@@ -30,7 +31,7 @@ class Provider:
 
     def setting(self, key: str) -> str:
         """The environment variable name of one of this provider's settings."""
-        return f"SOURCES__{self.name.upper()}__{key.upper()}"
+        return setting_name(self.name, key)
 
     def forgets_deleted_contacts(self) -> bool:
         """`FORGET_DELETED_CONTACTS`: erase the personal data of contacts deleted at the provider."""

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def setting_name(provider: str, key: str) -> str:
+    """The environment variable of a provider's setting, as dlt reads it (`SOURCES__<PROVIDER>__<KEY>`)."""
+    return f"SOURCES__{provider.upper()}__{key.upper()}"
+
+
 class CampaignSyncError(Exception):
     """Base of every error campaign-sync reports on one line."""
 

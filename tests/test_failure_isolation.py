@@ -78,6 +78,13 @@ CASES: dict[str, FaultCase] = {
 }
 
 
+def _reference(make_harness, provider: str):
+    """A run of `provider` without faults, and a second harness over the same data for the run under test."""
+    reference = make_harness(scale="tiny", clock=CLOCK)
+    assert reference.cli("run", provider) == 0
+    return reference, make_harness(scale="tiny", clock=CLOCK)
+
+
 def _listing_cursors(harness, provider: str) -> dict[str, object]:
     resources = resources_state(harness, provider)
     return {name: state.get("listing", {}).get("cursor") for name, state in resources.items() if "listing" in state}
@@ -86,12 +93,9 @@ def _listing_cursors(harness, provider: str) -> dict[str, object]:
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_failed_read_costs_only_its_item_and_the_next_run_heals_it(make_harness, capsys, case):
     provider, fault, short_tables = CASES[case]
-    reference = make_harness(scale="tiny", clock=CLOCK)
-    assert reference.cli("run", provider) == 0
+    reference, harness = _reference(make_harness, provider)
     expected = reference.loaded(provider)
     healthy_cursors = _listing_cursors(reference, provider)
-
-    harness = make_harness(scale="tiny", clock=CLOCK)
     harness.setenv(RUNTIME__REQUEST_MAX_ATTEMPTS=2)
     pattern, named = fault(harness.sandbox)
     harness.sandbox.faults.fail_paths = pattern
@@ -149,11 +153,8 @@ VANISHED: dict[str, VanishCase] = {
 @pytest.mark.parametrize("case", list(VANISHED))
 def test_something_deleted_since_it_was_listed_is_gone_never_a_failure(make_harness, capsys, case):
     provider, vanished, short_tables = VANISHED[case]
-    reference = make_harness(scale="tiny", clock=CLOCK)
-    assert reference.cli("run", provider) == 0
+    reference, harness = _reference(make_harness, provider)
     expected = reference.loaded(provider)
-
-    harness = make_harness(scale="tiny", clock=CLOCK)
     harness.sandbox.faults.gone_paths = vanished(harness.sandbox)
     capsys.readouterr()
     assert harness.cli("run", provider) == 0, capsys.readouterr().err

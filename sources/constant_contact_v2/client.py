@@ -12,13 +12,13 @@ import requests
 
 from sources.canonical import ListingCursor, ReportRead, Row, SyncOutcome, SyncSettings, summary_read, utc_millis
 from sources.constant_contact_v2 import mapping
-from sources.errors import CredentialsRefused, NotFound, ProviderError, QuotaExhausted
+from sources.errors import CredentialsRefused, NotFound, ProviderError, QuotaExhausted, setting_name
 from sources.http import Job, JobDone, ProviderHttp, error_entries, fetch_concurrently
 from sources.redaction import redact, register_secret
 
 NAME = "constant_contact_v2"
-KEY_SETTING = "SOURCES__CONSTANT_CONTACT_V2__API_KEY"
-TOKEN_SETTING = "SOURCES__CONSTANT_CONTACT_V2__ACCESS_TOKEN"
+KEY_SETTING = setting_name(NAME, "api_key")
+TOKEN_SETTING = setting_name(NAME, "access_token")
 CAMPAIGNS = "emailmarketing/campaigns"
 CAMPAIGN_PAGE_SIZE = 50
 TRACKING_PAGE_SIZE = 500

@@ -33,13 +33,12 @@ from sources.canonical import (
 )
 from sources.constant_contact_v3 import mapping
 from sources.constant_contact_v3.oauth import RefreshingAccessToken, RefreshTokenFile
-from sources.errors import CampaignSyncError, CredentialsRefused, NotFound, ProviderError, QuotaExhausted
+from sources.errors import CampaignSyncError, CredentialsRefused, NotFound, ProviderError, QuotaExhausted, setting_name
 from sources.http import Job, JobDone, ProviderHttp, error_entries, fetch_concurrently
 from sources.redaction import redact, register_secret
 
 NAME = "constant_contact_v3"
-SETTING_PREFIX = f"SOURCES__{NAME.upper()}__"
-SECRET_SETTINGS = {key: f"{SETTING_PREFIX}{key.upper()}" for key in ("client_id", "client_secret", "refresh_token")}
+SECRET_SETTINGS = {key: setting_name(NAME, key) for key in ("client_id", "client_secret", "refresh_token")}
 PAGE_SIZE = 500
 TRACKED_ROLES = ("primary_email", "resend")
 # statuses of a campaign that is about to be sent: checked again every run until it is

@@ -11,12 +11,12 @@ import requests
 
 from sources.canonical import ReportRead, Row, SyncOutcome, summary_read
 from sources.emailoctopus import mapping
-from sources.errors import CredentialsRefused, NotFound, ProviderError
+from sources.errors import CredentialsRefused, NotFound, ProviderError, setting_name
 from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently
 from sources.redaction import redact, register_secret
 
 NAME = "emailoctopus"
-KEY_SETTING = "SOURCES__EMAILOCTOPUS__API_KEY"
+KEY_SETTING = setting_name(NAME, "api_key")
 PAGE_SIZE = 100
 _CREDENTIAL_CODES = {"API_KEY_INVALID", "UNAUTHORISED"}
 # what is not there: a report whose campaign was deleted or is not sent, or a list deleted since it was listed
