@@ -181,13 +181,16 @@ class ProviderHttp:
     check: Callable[[requests.Response], None]
     params: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    # a limiter shared beyond this client (a token endpoint's, for the whole process); by default
+    # one of `requests_per_second` for this client alone
+    limiter: RateLimiter | None = None
     quota_exhausted: QuotaExhausted | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
             raise ConfigurationError(f"{self.provider}: base URL {redact(self.base_url)!r} is not an http(s) URL")
         self.base_url = self.base_url.rstrip("/") + "/"
-        self.limiter = RateLimiter(self.requests_per_second)
+        self.limiter = self.limiter or RateLimiter(self.requests_per_second)
         self.client = _RateLimitedClient(
             self.limiter,
             max_in_flight=max(self.max_concurrency, 1),

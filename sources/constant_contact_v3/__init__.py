@@ -34,16 +34,16 @@ def constant_contact_v3_source(
     plan = plan or SyncPlan()
     settings = SyncSettings.from_config(plan, attribution_window_days, lookback_minutes, max_concurrency, start_date)
     api = ConstantContactV3Api(
-        client_id,
-        client_secret,
-        refresh_token,
-        base_url,
-        token_url,
-        refresh_token_file,
-        requests_per_second,
-        max_concurrency,
-        settings,
-        plan.outcome,
+        client_id=client_id,
+        client_secret=client_secret,
+        refresh_token=refresh_token,
+        base_url=base_url,
+        token_url=token_url,
+        refresh_token_file=refresh_token_file,
+        requests_per_second=requests_per_second,
+        max_concurrency=max_concurrency,
+        settings=settings,
+        outcome=plan.outcome,
     )
     resources = canonical_resources(api, settings, plan.outcome)
     campaigns = next(resource for resource in resources if resource.name == "campaigns")

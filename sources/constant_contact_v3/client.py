@@ -35,7 +35,7 @@ from sources.constant_contact_v3 import mapping
 from sources.constant_contact_v3.oauth import RefreshingAccessToken, RefreshTokenFile
 from sources.errors import CampaignSyncError, CredentialsRefused, NotFound, ProviderError, QuotaExhausted, setting_name
 from sources.http import Job, JobDone, ProviderHttp, error_entries, fetch_concurrently
-from sources.redaction import redact, register_secret
+from sources.redaction import redact
 
 NAME = "constant_contact_v3"
 SECRET_SETTINGS = {key: setting_name(NAME, key) for key in ("client_id", "client_secret", "refresh_token")}
@@ -172,8 +172,6 @@ class ConstantContactV3Api:
         settings: SyncSettings,
         outcome: SyncOutcome,
     ) -> None:
-        for secret in (client_id, client_secret, refresh_token):
-            register_secret(secret)
         self.settings = settings
         self.outcome = outcome
         self.max_concurrency = max_concurrency

@@ -163,6 +163,7 @@ class RefreshingAccessToken:
             base_url=token_url,
             requests_per_second=TOKEN_REQUESTS_PER_SECOND,
             max_concurrency=1,
+            limiter=token_limiter(token_url),  # every attempt, retries included, under the endpoint's one limit
             is_throttled=lambda response: response.status_code == 429,
             check=self._check,
         )
@@ -181,7 +182,6 @@ class RefreshingAccessToken:
         with self.file.locked():
             # another run may have rotated the token since this one started: read it again
             current = self.file.load() or self.file.configured
-            token_limiter(self.token_url).acquire()
             body = self.http.request(
                 "POST",
                 self.token_url,
