@@ -72,7 +72,6 @@ def _from_state(row: Row) -> Row:
 
 def _reads_pending(api: ProviderApi, campaign: Row, settings: SyncSettings) -> bool:
     """Whether a nightly run still has a report of `campaign` to read (per the report resources' cursors)."""
-    resources = dlt.current.source_state().get("resources", {})
     nightly = replace(settings, backfill_since=None, backfill_until=None)
     groups = (
         (CONTACT_ACTIVITY, api.activity_reads),
@@ -80,7 +79,7 @@ def _reads_pending(api: ProviderApi, campaign: Row, settings: SyncSettings) -> b
         (CAMPAIGN_SUMMARIES, api.summary_reads),
     )
     for table, reads_of in groups:
-        cursors = resources.get(table["name"], {}).get("cursors", {})
+        cursors = dlt.current.resource_state(table["name"]).get("cursors", {})  # that report resource's
         if any(is_due(read, cursors.get(read.state_key, {}), nightly) for read in reads_of(campaign)):
             return True
     return False
