@@ -134,11 +134,67 @@ class SyncPlan:
     outcome: SyncOutcome = field(default_factory=SyncOutcome)
 
 
-# what `read_due_reports` yields after a read's last page
-COMPLETE = object()
+@dataclass
+class ReportCursor:
+    """Where one report read stands, as dlt resource state keeps it (JSON values under the read's
+    `state_key` in `cursors`): the newest `occurred_at` loaded, when it was last read whole, and for a
+    whole read its size then (`rows`) and whether it must be read uncut once (`recheck`); for a
+    not-opened / not-clicked snapshot the digest of the one loaded."""
+
+    campaign_id: str
+    report: str
+    cursor: datetime | None = None
+    read_at: datetime | None = None
+    rows: int | None = None
+    recheck: bool = False
+    digest: str | None = None
+
+    @classmethod
+    def of(cls, cursors: dict[str, Any], read: ReportRead) -> ReportCursor:
+        """The read's cursor in `cursors` (a new one if it has none)."""
+        kept = cursors.get(read.state_key, {})
+        return cls(
+            campaign_id=read.campaign_id,
+            report=read.report,
+            cursor=parse_utc(kept.get("cursor")),
+            read_at=parse_utc(kept.get("read_at")),
+            rows=kept.get("rows"),
+            recheck=bool(kept.get("recheck")),
+            digest=kept.get("digest"),
+        )
+
+    def save(self, cursors: dict[str, Any], read: ReportRead) -> None:
+        """Write the cursor back under the read's key (only the fields it uses)."""
+        kept: dict[str, Any] = {
+            "campaign_id": self.campaign_id,
+            "report": self.report,
+            "cursor": self.cursor.isoformat() if self.cursor else None,
+            "read_at": self.read_at.isoformat() if self.read_at else None,
+        }
+        if self.rows is not None:
+            kept.update(rows=self.rows, recheck=self.recheck)
+        if self.digest is not None:
+            kept["digest"] = self.digest
+        cursors[read.state_key] = kept
 
 
-def is_due(read: ReportRead, cursor: dict[str, Any], settings: SyncSettings) -> bool:
+@dataclass
+class ReadPage:
+    """A page of canonical rows of one report read."""
+
+    read: ReportRead
+    rows: list[Row]
+
+
+@dataclass
+class ReadDone:
+    """A report read that ended well: its cursor moved (`cursor`, saved already)."""
+
+    read: ReportRead
+    cursor: ReportCursor
+
+
+def is_due(read: ReportRead, cursor: ReportCursor, settings: SyncSettings) -> bool:
     """Whether `read` is to be made this run, given its cursor (or is still to be made by a nightly run)."""
     sent_at = read.sent_at
     if sent_at is None:
@@ -148,22 +204,20 @@ def is_due(read: ReportRead, cursor: dict[str, Any], settings: SyncSettings) -> 
         return settings.backfill_since <= sent_at <= until
     if settings.start_date is not None and sent_at < settings.start_date:
         return False
-    read_at = cursor.get("read_at")
     # open until one complete read has happened after the attribution window closed
-    return read_at is None or parse_utc(read_at) < sent_at + settings.attribution_window or bool(cursor.get("recheck"))
+    return cursor.read_at is None or cursor.read_at < sent_at + settings.attribution_window or cursor.recheck
 
 
-def _since(cursor: dict[str, Any], settings: SyncSettings) -> datetime | None:
+def _since(cursor: ReportCursor, settings: SyncSettings) -> datetime | None:
     if settings.is_backfill:
         return settings.backfill_since
-    newest = cursor.get("cursor")
-    return parse_utc(newest) - settings.lookback if newest else None
+    return cursor.cursor - settings.lookback if cursor.cursor else None
 
 
 def read_due_reports(
     provider: str, reads: Iterable[ReportRead], settings: SyncSettings, outcome: SyncOutcome
-) -> Iterator[tuple[ReportRead, Any]]:
-    """Read the due reports concurrently; yield `(read, rows)` pages and `(read, COMPLETE)`.
+) -> Iterator[ReadPage | ReadDone]:
+    """Read the due reports concurrently; yield each page (`ReadPage`) and each read that ended (`ReadDone`).
 
     The cursor of a read (its newest `occurred_at`, and when it was last read whole) is
     advanced only after its last page, in the state that dlt commits with the data. A
@@ -173,17 +227,16 @@ def read_due_reports(
     if outcome.quota is not None:
         return
     cursors = dlt.current.resource_state().setdefault("cursors", {})
-    due = [read for read in reads if is_due(read, cursors.get(read.state_key, {}), settings)]
-    jobs = [Job(read, _job_pages(read, _since(cursors.get(read.state_key, {}), settings))) for read in due]
+    due = [(read, cursor) for read in reads if is_due(read, cursor := ReportCursor.of(cursors, read), settings)]
+    jobs = [Job(read, _job_pages(read, _since(cursor, settings))) for read, cursor in due]
     outcome.reports_due += len(jobs)
-    tallies = {read.state_key: _ReadTally(cursors.get(read.state_key, {}), settings) for read in due}
+    tallies = {read.state_key: _ReadTally(cursor, settings) for read, cursor in due}
     for read, page in fetch_concurrently(jobs, settings.max_concurrency):
         tally = tallies[read.state_key]
         if isinstance(page, JobDone):
             outcome.reports_done += 1
             if page.error is None:
-                _advance(cursors, read, tally, settings.now)
-                yield read, COMPLETE
+                yield ReadDone(read, _advance(cursors, read, tally, settings.now))
             elif isinstance(page.error, QuotaExhausted):  # `outcome.quota` says so; no read can go on
                 return
             else:
@@ -196,7 +249,7 @@ def read_due_reports(
         for row in rows:
             row["provider"] = provider
             row["campaign_id"] = read.campaign_id
-        yield read, rows
+        yield ReadPage(read, rows)
 
 
 class _ReadTally:
@@ -211,11 +264,10 @@ class _ReadTally:
     their repeats); identical events share a timestamp, so occurrence numbers are as before.
     """
 
-    def __init__(self, cursor: dict[str, Any], settings: SyncSettings) -> None:
-        newest = cursor.get("cursor")
-        self.loaded_until = parse_utc(newest) if newest else None
-        self.loaded_rows: int | None = cursor.get("rows")
-        verified = not settings.is_backfill and not cursor.get("recheck") and self.loaded_rows is not None
+    def __init__(self, cursor: ReportCursor, settings: SyncSettings) -> None:
+        self.loaded_until = cursor.cursor
+        self.loaded_rows = cursor.rows
+        verified = not settings.is_backfill and not cursor.recheck and self.loaded_rows is not None
         self.cut = self.loaded_until if verified else None
         self.newest: datetime | None = None
         self.rows = 0
@@ -265,15 +317,14 @@ def summary_read(campaign: Row, fetch: Callable[[], Any], to_row: Callable[[Any]
     )
 
 
-def _advance(cursors: dict[str, Any], read: ReportRead, tally: _ReadTally, now: datetime) -> None:
-    new = {"campaign_id": read.campaign_id, "report": read.report, "cursor": None}
-    cursor = cursors.setdefault(read.state_key, new)
-    old = cursor["cursor"]
-    if tally.newest is not None and (old is None or tally.newest > parse_utc(old)):
-        cursor["cursor"] = tally.newest.isoformat()
-    old_read_at = cursor.get("read_at")
-    if old_read_at is None or now > parse_utc(old_read_at):
-        cursor["read_at"] = now.isoformat()
+def _advance(cursors: dict[str, Any], read: ReportRead, tally: _ReadTally, now: datetime) -> ReportCursor:
+    """Move a read's cursor after its last page: never back, and for a whole read its size and recheck."""
+    cursor = ReportCursor.of(cursors, read)
+    if tally.newest is not None and (cursor.cursor is None or tally.newest > cursor.cursor):
+        cursor.cursor = tally.newest
+    if cursor.read_at is None or now > cursor.read_at:
+        cursor.read_at = now
     if read.whole:
-        cursor["rows"] = tally.rows
-        cursor["recheck"] = tally.needs_recheck()
+        cursor.rows, cursor.recheck = tally.rows, tally.needs_recheck()
+    cursor.save(cursors, read)
+    return cursor

@@ -14,7 +14,16 @@ import pyarrow as pa
 from dlt.extract.resource import DltResource
 
 from sources.canonical.arrow import to_arrow, with_activity_ids
-from sources.canonical.reads import COMPLETE, ReportRead, SyncOutcome, SyncSettings, is_due, read_due_reports
+from sources.canonical.reads import (
+    ReadDone,
+    ReadPage,
+    ReportCursor,
+    ReportRead,
+    SyncOutcome,
+    SyncSettings,
+    is_due,
+    read_due_reports,
+)
 from sources.canonical.tables import (
     CAMPAIGN_NON_ENGAGEMENT,
     CAMPAIGN_SUMMARIES,
@@ -80,7 +89,7 @@ def _reads_pending(api: ProviderApi, campaign: Row, settings: SyncSettings) -> b
     )
     for table, reads_of in groups:
         cursors = dlt.current.resource_state(table["name"]).get("cursors", {})  # that report resource's
-        if any(is_due(read, cursors.get(read.state_key, {}), nightly) for read in reads_of(campaign)):
+        if any(is_due(read, ReportCursor.of(cursors, read), nightly) for read in reads_of(campaign)):
             return True
     return False
 
@@ -150,14 +159,15 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         reads = [read for campaign in campaign_page for read in api.activity_reads(campaign)]
         occurrences: dict[str, Counter[str]] = {}
         batch: list[pa.Table] = []
-        for read, rows in read_due_reports(api.name, reads, settings, outcome):
-            if rows is COMPLETE:
+        for event in read_due_reports(api.name, reads, settings, outcome):
+            read = event.read
+            if isinstance(event, ReadDone):
                 occurrences.pop(read.state_key, None)  # held for one report only
                 continue
-            if not rows:
+            if not event.rows:
                 continue
             counts = occurrences.setdefault(read.state_key, Counter())
-            batch.append(with_activity_ids(to_arrow(rows, CONTACT_ACTIVITY), read, api.name, counts))
+            batch.append(with_activity_ids(to_arrow(event.rows, CONTACT_ACTIVITY), read, api.name, counts))
             if sum(page.num_rows for page in batch) >= ARROW_BATCH_ROWS:
                 yield pa.concat_tables(batch, promote_options="default")
                 batch = []
@@ -170,17 +180,19 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         cursors = dlt.current.resource_state().setdefault("cursors", {})
         snapshots: dict[str, list[Row]] = {}
         batch: list[Row] = []
-        for read, rows in read_due_reports(api.name, reads, settings, outcome):
-            if rows is not COMPLETE:
-                snapshots.setdefault(read.state_key, []).extend(rows)
+        for event in read_due_reports(api.name, reads, settings, outcome):
+            read = event.read
+            if isinstance(event, ReadPage):
+                snapshots.setdefault(read.state_key, []).extend(event.rows)
                 continue
             # one row per contact, even where a page repeats one
             by_contact = {row["contact_id"]: row for row in snapshots.pop(read.state_key, []) if row.get("contact_id")}
             # a snapshot the same as the one loaded is not replaced (its rows keep their `as_of`)
             digest = snapshot_digest(by_contact.values())
-            if cursors[read.state_key].get("digest") == digest:
+            if event.cursor.digest == digest:
                 continue
-            cursors[read.state_key]["digest"] = digest
+            event.cursor.digest = digest
+            event.cursor.save(cursors, read)
             # the whole snapshot, after a marker that deletes the previous one
             reset = {"provider": api.name, "campaign_id": read.campaign_id, "kind": read.report, "contact_id": ""}
             snapshot = list(by_contact.values())
@@ -197,11 +209,11 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
     @dlt.transformer(data_from=campaigns, parallelized=True, **CAMPAIGN_SUMMARIES)
     def campaign_summaries(campaign_page: list[Row]) -> Iterator[list[Row]]:
         reads = [read for campaign in campaign_page for read in api.summary_reads(campaign)]
-        for _read, rows in read_due_reports(api.name, reads, settings, outcome):
-            if rows is not COMPLETE:
-                for row in rows:
+        for event in read_due_reports(api.name, reads, settings, outcome):
+            if isinstance(event, ReadPage):
+                for row in event.rows:
                     row["as_of"] = settings.now
-                yield rows
+                yield event.rows
 
     @dlt.resource(parallelized=True, **CONTACTS)
     def contacts() -> Iterator[list[Row]]:
