@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -33,10 +34,19 @@ class Provider:
         """The environment variable name of one of this provider's settings."""
         return setting_name(self.name, key)
 
+    def configured(self, key: str) -> Any:
+        """A setting's value: as configured (environment, `.dlt/config.toml`), else its one declared
+        default (the source function's parameter, or `PIPELINE_SETTINGS`)."""
+        if key in PIPELINE_SETTINGS:
+            default = PIPELINE_SETTINGS[key]
+        else:
+            default = inspect.signature(getattr(self.source, "__wrapped__", self.source)).parameters[key].default
+        value = dlt.config.get(f"sources.{self.name}.{key}", type(default))
+        return default if value is None else value
+
     def forgets_deleted_contacts(self) -> bool:
         """`FORGET_DELETED_CONTACTS`: erase the personal data of contacts deleted at the provider."""
-        value = dlt.config.get(f"sources.{self.name}.forget_deleted_contacts", bool)
-        return PIPELINE_SETTINGS["forget_deleted_contacts"] if value is None else bool(value)
+        return bool(self.configured("forget_deleted_contacts"))
 
     def missing_secrets(self) -> list[str]:
         """The settings of this provider's secrets that are set nowhere dlt looks."""

@@ -13,7 +13,6 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
 from pipelines.erasure import erasure_count
@@ -22,14 +21,12 @@ from pipelines.reconcile import existing_tables, reconcile
 from pipelines.runner import LAST_RUN, LAST_SUCCESS, Target, pipeline
 from sources.canonical import CANONICAL_TABLES
 
-DEFAULT_ATTRIBUTION_WINDOW_DAYS = 30
 log = logging.getLogger("campaign_sync")
 
 
 def attribution_window_days(provider: Provider) -> int:
-    """The provider's ATTRIBUTION_WINDOW_DAYS setting (environment or .dlt/config.toml), default 30."""
-    value = dlt.config.get(f"sources.{provider.name}.attribution_window_days", int)
-    return DEFAULT_ATTRIBUTION_WINDOW_DAYS if value is None else int(value)
+    """The provider's ATTRIBUTION_WINDOW_DAYS setting (environment or .dlt/config.toml, else its source's default)."""
+    return int(provider.configured("attribution_window_days"))
 
 
 def provider_status(provider: Provider, target: Target) -> dict[str, Any]:
