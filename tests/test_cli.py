@@ -125,3 +125,19 @@ def test_config_toml_states_every_source_default_as_the_code_has_it():
             and isinstance(parameter.default, str | int | float) and key not in provider.secrets
         }
         assert config["sources"][name] == {**defaults, **PIPELINE_SETTINGS}, name
+
+
+def test_the_readme_names_every_setting_and_its_default():
+    import inspect
+    from pathlib import Path
+
+    from pipelines.providers import PIPELINE_SETTINGS, PROVIDERS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for provider in PROVIDERS.values():
+        parameters = inspect.signature(getattr(provider.source, "__wrapped__", provider.source)).parameters
+        settings = {key: p.default for key, p in parameters.items() if key != "plan"} | PIPELINE_SETTINGS
+        for key, default in settings.items():
+            assert key.upper() in readme, (provider.name, key)
+            if isinstance(default, str) and default:
+                assert default in readme, (provider.name, key, default)
