@@ -8,18 +8,26 @@ are in flight. `fetch_concurrently` runs several paged reads at once under that 
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import orjson
 import requests
 from dlt.sources.helpers.requests import Client
+from dlt.sources.helpers.rest_client import RESTClient
+from dlt.sources.helpers.rest_client.paginators import BaseNextUrlPaginator
+from requests import Request
 from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
+from requests.utils import get_environ_proxies
 
 from sources.errors import ConfigurationError, ProviderError, QuotaExhausted
 from sources.redaction import redact
@@ -95,7 +103,7 @@ def retry_after_seconds(response: requests.Response) -> float | None:
         return None
 
 
-class _RateLimitedAdapter(HTTPAdapter):
+class RateLimitedAdapter(HTTPAdapter):
     """Holds every request to the budget: at most `max_in_flight` at once, starts spaced by the limiter.
 
     A throttling answer (`is_throttled`) is not a failure: the limiter slows down and the request
@@ -112,6 +120,7 @@ class _RateLimitedAdapter(HTTPAdapter):
         self.is_throttled = is_throttled
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        """Send `request` within the budget, again after each throttling answer."""
         for _ in range(MAX_THROTTLED_ATTEMPTS):
             with self.in_flight:
                 started = self.limiter.acquire()
@@ -124,43 +133,63 @@ class _RateLimitedAdapter(HTTPAdapter):
         return response
 
 
-class _RateLimitedClient(Client):
-    """dlt's retrying client whose every attempt, retries included, passes the limiter."""
+class BothAuth(AuthBase):
+    """Several authentications on one request (an API key in the query and a bearer token, say)."""
 
-    def __init__(
-        self,
-        limiter: RateLimiter,
-        max_in_flight: int,
-        is_throttled: Callable[[requests.Response], bool],
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(raise_for_status=False, **kwargs)
-        self._rate_limited_adapter = _RateLimitedAdapter(limiter, max_in_flight, is_throttled)
+    def __init__(self, *auths: AuthBase) -> None:
+        self.auths = auths
 
-    def _make_session(self) -> Any:
-        session = super()._make_session()
-        session.mount("http://", self._rate_limited_adapter)
-        session.mount("https://", self._rate_limited_adapter)
-        session.merge_environment_settings = _environment_once(session.merge_environment_settings)
-        return session
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        for auth in self.auths:
+            request = auth(request)
+        return request
 
 
-def _environment_once(merge: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
-    """`Session.merge_environment_settings`, asked once per host and set of arguments.
+class LinkPaginator(BaseNextUrlPaginator):
+    """Follows the next link each answer carries (`next_of(body)`, None on the last page) verbatim.
 
-    requests reads the proxy and CA settings by walking all of `os.environ` on every request,
-    which costs more CPU than decoding the answer; they do not change during a run.
+    Only links to the base URL's host are followed (the credentials go along), and a link that
+    was already followed ends the read with an error instead of looping forever.
     """
-    known: dict[tuple[Any, ...], dict[str, Any]] = {}
 
-    def merged(url: str, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
-        parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc, tuple(sorted((proxies or {}).items())), stream, verify, cert)
-        if key not in known:
-            known[key] = merge(url, proxies, stream, verify, cert)
-        return dict(known[key])
+    def __init__(self, provider: str, base_url: str, next_of: Callable[[Any], str | None]) -> None:
+        super().__init__()
+        self.provider = provider
+        self.host = urlsplit(base_url).netloc
+        self.next_of = next_of
+        self.followed: set[str] = set()
 
-    return merged
+    def update_state(self, response: requests.Response, data: list[Any] | None = None) -> None:
+        """Take the next link from the page's decoded body (`ProviderRestClient` hands it over whole)."""
+        self._next_reference = self.next_of(data[0]) if data else None
+
+    def update_request(self, request: Request) -> None:
+        """Point the request at the next link (the link's own parameters only), or refuse it."""
+        super().update_request(request)
+        if not self.has_next_page:
+            return
+        link = str(request.url)
+        if urlsplit(link).netloc != self.host:
+            raise ProviderError(f"{self.provider}: paging link to another host refused: {redact(link)}")
+        if link in self.followed:
+            raise ProviderError(f"{self.provider}: paging loops back to {redact(link)}")
+        self.followed.add(link)
+
+
+class ProviderRestClient(RESTClient):
+    """dlt's `RESTClient` whose every answer passes the provider's `check` and is decoded once.
+
+    A page's data is its whole decoded body, as one item: the provider's `items_of` takes the
+    rows from it and `LinkPaginator` the next link.
+    """
+
+    def __init__(self, http: ProviderHttp, session: requests.Session, auth: AuthBase | None) -> None:
+        super().__init__(http.base_url, headers={"Accept": "application/json"}, auth=auth, session=session)
+        self.http = http
+
+    def extract_response(self, response: requests.Response, data_selector: Any) -> list[Any]:
+        """The answer's decoded body, after the provider's `check`."""
+        return [self.http.body_of(response)]
 
 
 @dataclass
@@ -168,9 +197,11 @@ class ProviderHttp:
     """A provider's HTTP access: base URL, auth, budget, retries and error mapping.
 
     `is_throttled(response)` says which answers are the provider's per-second limit: they slow
-    the run down and are sent again (see `_RateLimitedAdapter`);
+    the run down and are sent again (see `RateLimitedAdapter`);
     `check(response)` raises the provider's own error for an answer that is not a success.
-    Once an answer says the daily quota is used up, no further request is sent in this run.
+    `params` go with every request the client starts (not with the links it follows); `auth`
+    with every request. Once an answer says the daily quota is used up, no further request is
+    sent in this run.
     """
 
     provider: str
@@ -180,10 +211,10 @@ class ProviderHttp:
     is_throttled: Callable[[requests.Response], bool]
     check: Callable[[requests.Response], None]
     params: dict[str, str] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)
+    auth: AuthBase | None = None
     # a limiter shared beyond this client (a token endpoint's, for the whole process); by default
     # one of `requests_per_second` for this client alone
-    limiter: RateLimiter | None = None
+    limiter: RateLimiter = field(default=None)  # type: ignore[assignment]
     quota_exhausted: QuotaExhausted | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -191,14 +222,26 @@ class ProviderHttp:
             raise ConfigurationError(f"{self.provider}: base URL {redact(self.base_url)!r} is not an http(s) URL")
         self.base_url = self.base_url.rstrip("/") + "/"
         self.limiter = self.limiter or RateLimiter(self.requests_per_second)
-        self.client = _RateLimitedClient(
-            self.limiter,
-            max_in_flight=max(self.max_concurrency, 1),
-            is_throttled=self.is_throttled,
+        self.rest = ProviderRestClient(self, self._session(), self.auth)
+
+    def _session(self) -> requests.Session:
+        """dlt's retrying session (5xx, connection errors and passing faults), its every attempt under the budget."""
+        retrying = Client(
+            raise_for_status=False,
             status_codes=tuple(range(500, 600)),
             retry_condition=lambda response, _exc: response is not None and self._is_passing(response),
         )
-        self.client.configure()
+        retrying.configure()
+        session = retrying.session
+        adapter = RateLimitedAdapter(self.limiter, max(self.max_concurrency, 1), self.is_throttled)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        # the proxy and CA settings of the environment, read once: requests would walk all of
+        # `os.environ` on every request, which costs more CPU than decoding the answer
+        session.proxies = get_environ_proxies(self.base_url)
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        session.trust_env = False
+        return session
 
     def _is_passing(self, response: requests.Response) -> bool:
         # a 200 that is not JSON (cut off, empty, a proxy's page) is a passing fault too
@@ -209,29 +252,8 @@ class ProviderHttp:
         """How many HTTP requests (retries included) this run has sent."""
         return self.limiter.requests
 
-    def url(self, path_or_link: str) -> str:
-        """Resolve an API path or a host-relative link against the base URL, verbatim."""
-        return urljoin(self.base_url, path_or_link)
-
-    def request(self, method: str, path_or_link: str, params: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-        """Send one request (retried on transient failures) and return its decoded JSON body."""
-        if self.quota_exhausted is not None:
-            raise QuotaExhausted(str(self.quota_exhausted))
-        url = self.url(path_or_link)
-        all_params = {**self.params, **(params or {})}
-        headers = {"Accept": "application/json", **self.headers, **kwargs.pop("headers", {})}
-        failure = None
-        try:
-            response = self.client.session.request(method, url, params=all_params, headers=headers, **kwargs)
-        except requests.ConnectionError as exc:
-            refused = "refused" in str(exc).lower()
-            reason = "connection refused" if refused else f"{type(exc).__name__}: {redact(str(exc))}"
-            failure = f"cannot reach {redact(self.base_url.rstrip('/'))}: {reason}"
-        except requests.RequestException as exc:
-            failure = f"request to {redact(url)} failed: {type(exc).__name__}: {redact(str(exc))}"
-        if failure is not None:
-            # raised outside the except block, so the original (unredacted) error is not chained
-            raise ProviderError(f"{self.provider}: {failure}")
+    def body_of(self, response: requests.Response) -> Any:
+        """The decoded JSON body of an answer that passes the provider's `check`."""
         try:
             self.check(response)
         except QuotaExhausted as exhausted:
@@ -239,37 +261,55 @@ class ProviderHttp:
             raise
         return _decode_json(self.provider, response)
 
-    def get(self, path_or_link: str, params: dict[str, Any] | None = None) -> Any:
-        """GET an API path or link and return its decoded JSON body."""
-        return self.request("GET", path_or_link, params)
+    @contextmanager
+    def _errors_mapped(self) -> Iterator[None]:
+        """Stop once the quota is used up; connection failures become a redacted `ProviderError`."""
+        if self.quota_exhausted is not None:
+            raise QuotaExhausted(str(self.quota_exhausted))
+        failure = None
+        try:
+            yield
+        except requests.ConnectionError as exc:
+            refused = "refused" in str(exc).lower()
+            reason = "connection refused" if refused else f"{type(exc).__name__}: {redact(str(exc))}"
+            failure = f"cannot reach {redact(self.base_url.rstrip('/'))}: {reason}"
+        except requests.RequestException as exc:
+            failure = f"request failed: {type(exc).__name__}: {redact(str(exc))}"
+        if failure is not None:
+            # raised outside the except block, so the original (unredacted) error is not chained
+            raise ProviderError(f"{self.provider}: {failure}")
+
+    def request(self, method: str, path_or_url: str, params: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        """Send one request (retried on transient failures) and return its decoded JSON body."""
+        with self._errors_mapped():
+            response = self.rest.request(path_or_url, method=method, params={**self.params, **(params or {})},
+                                         **kwargs)
+        return self.body_of(response)
+
+    def get(self, path_or_url: str, params: dict[str, Any] | None = None) -> Any:
+        """GET an API path or URL and return its decoded JSON body."""
+        return self.request("GET", path_or_url, params)
 
     def pages(
         self,
         path: str,
         params: dict[str, Any] | None,
         items_of: Callable[[Any], list[dict[str, Any]]],
-        next_of: Callable[[Any], tuple[str, dict[str, Any] | None] | None],
+        next_of: Callable[[Any], str | None],
     ) -> Iterator[list[dict[str, Any]]]:
-        """Yield the items of every page, following the provider's next links.
-
-        `next_of(body)` returns the next link with the parameters to send along with it,
-        or None on the last page. A link that was already followed ends with an error
-        instead of looping forever.
-        """
-        link: str | None = path
-        seen: set[str] = set()
-        while link is not None:
-            body = self.get(link, params)
-            yield items_of(body)
-            following = next_of(body)
-            if following is None:
+        """Yield the items of every page, following the provider's next links (`next_of(body)`)."""
+        paging = self.rest.paginate(
+            path,
+            params={**self.params, **(params or {})},
+            paginator=LinkPaginator(self.provider, self.base_url, next_of),
+            hooks={"response": []},  # answers are checked by the provider's `check`, not raise_for_status
+        )
+        while True:
+            with self._errors_mapped():
+                page = next(paging, None)
+            if page is None:
                 return
-            link, params = following
-            if urlsplit(self.url(link)).netloc != urlsplit(self.base_url).netloc:  # credentials go along
-                raise ProviderError(f"{self.provider}: paging link to another host refused: {redact(self.url(link))}")
-            if link in seen:
-                raise ProviderError(f"{self.provider}: paging loops back to {redact(self.url(link))}")
-            seen.add(link)
+            yield items_of(page[0])
 
 
 _NOT_JSON = object()
@@ -289,17 +329,22 @@ def error_entries(response: requests.Response) -> list[tuple[str, str]]:
     ]
 
 
+# each answer's decoded body, kept while the answer lives: the retry condition and the reader both need it
+_DECODED: weakref.WeakKeyDictionary[requests.Response, Any] = weakref.WeakKeyDictionary()
+
+
 def _json_body(response: requests.Response) -> Any:
     """The decoded body, once per response (bytes that are not UTF-8 become U+FFFD), or _NOT_JSON."""
-    if not hasattr(response, "decoded_json"):
+    if response not in _DECODED:
         try:
-            response.decoded_json = orjson.loads(response.content)
+            body = orjson.loads(response.content)
         except orjson.JSONDecodeError:  # bytes that are not UTF-8, or JSON orjson refuses (NaN, huge integers)
             try:
-                response.decoded_json = json.loads(response.content.decode("utf-8", errors="replace"))
+                body = json.loads(response.content.decode("utf-8", errors="replace"))
             except ValueError:
-                response.decoded_json = _NOT_JSON
-    return response.decoded_json
+                body = _NOT_JSON
+        _DECODED[response] = body
+    return _DECODED[response]
 
 
 def _decode_json(provider: str, response: requests.Response) -> Any:

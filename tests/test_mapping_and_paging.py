@@ -37,7 +37,7 @@ def test_emailoctopus_last_page_is_either_shape(paging):
 
 def test_emailoctopus_next_link_is_followed_verbatim():
     link = "/api/1.6/campaigns?limit=100&page=2&api_key=k"
-    assert eo.next_link({"data": [], "paging": {"next": link}}) == (link, None)
+    assert eo.next_link({"data": [], "paging": {"next": link}}) == link
     with pytest.raises(ProviderError):
         eo.items({"paging": []})
 
@@ -90,7 +90,7 @@ def test_emailoctopus_rows():
 
 def test_v2_paging_and_throttling():
     link = "/v2/emailmarketing/campaigns?next=abc=="
-    assert cc2.next_link({"meta": {"pagination": {"next_link": link}}, "results": []}) == (link, None)
+    assert cc2.next_link({"meta": {"pagination": {"next_link": link}}, "results": []}) == link
     assert cc2.next_link({"meta": {"pagination": {}}, "results": []}) is None
     with pytest.raises(ProviderError):
         cc2.items({"meta": {}})
@@ -152,7 +152,7 @@ def test_v2_rows():
 
 def test_v3_paging_and_errors():
     href = "/v3/contacts?cursor=abc"
-    assert cc3.next_link({"contacts": [], "_links": {"next": {"href": href}}}) == (href, None)
+    assert cc3.next_link({"contacts": [], "_links": {"next": {"href": href}}}) == href
     assert cc3.next_link({"contacts": [], "_links": {"next": None}}) is None
     assert cc3.next_link({"contacts": []}) is None
     assert cc3.items("contacts", {"contacts": None}) == []

@@ -9,11 +9,12 @@ from typing import Any
 
 import dlt
 import requests
+from dlt.sources.helpers.rest_client.auth import APIKeyAuth, BearerTokenAuth
 
 from sources.canonical import ListingCursor, ReportRead, Row, SyncOutcome, SyncSettings, summary_read, utc_millis
 from sources.constant_contact_v2 import mapping
 from sources.errors import CredentialsRefused, NotFound, ProviderError, QuotaExhausted, setting_name
-from sources.http import Job, JobDone, ProviderHttp, error_entries, fetch_concurrently
+from sources.http import BothAuth, Job, JobDone, ProviderHttp, error_entries, fetch_concurrently
 from sources.redaction import redact, register_secret
 
 NAME = "constant_contact_v2"
@@ -66,12 +67,12 @@ def check(response: requests.Response) -> None:
     raise ProviderError(f"{NAME}: HTTP {response.status_code} {detail} from {redact(response.url)}")
 
 
-def next_link(body: Any) -> tuple[str, None] | None:
+def next_link(body: Any) -> str | None:
     """`meta.pagination.next_link`, followed verbatim with only `api_key` added; None at the end."""
     meta = body.get("meta") if isinstance(body, dict) else None
     pagination = meta.get("pagination") if isinstance(meta, dict) else None
     link = pagination.get("next_link") if isinstance(pagination, dict) else None
-    return (link, None) if link else None
+    return str(link) if link else None
 
 
 def items(body: Any) -> list[dict[str, Any]]:
@@ -107,8 +108,8 @@ class ConstantContactV2Api:
             max_concurrency=settings.max_concurrency,
             is_throttled=is_throttled,
             check=check,
-            params={"api_key": api_key},
-            headers={"Authorization": f"Bearer {access_token}"},
+            # on every request, the followed links too
+            auth=BothAuth(APIKeyAuth(name="api_key", api_key=api_key, location="query"), BearerTokenAuth(access_token)),
         )
 
     # ---- campaigns ----

@@ -32,7 +32,7 @@ from sources.canonical import (
     utc_millis,
 )
 from sources.constant_contact_v3 import mapping
-from sources.constant_contact_v3.oauth import RefreshingAccessToken, RefreshTokenFile
+from sources.constant_contact_v3.oauth import RefreshingAccessToken, RefreshingBearerAuth, RefreshTokenFile
 from sources.errors import CampaignSyncError, CredentialsRefused, NotFound, ProviderError, QuotaExhausted, setting_name
 from sources.http import Job, JobDone, ProviderHttp, error_entries, fetch_concurrently
 from sources.redaction import redact
@@ -46,10 +46,6 @@ PENDING_STATUSES = ("Scheduled", "Executing")
 # activity statuses that have no send history yet
 UNSENT_ACTIVITY_STATUSES = ("DRAFT", "SCHEDULED")
 QUOTA_EXCEEDED = "quota_exceeded"
-
-
-class _Unauthorized(CredentialsRefused):
-    """The API refused the access token: refreshed once and retried before it ends the run."""
 
 
 def is_throttled(response: requests.Response) -> bool:
@@ -67,7 +63,7 @@ def check(response: requests.Response) -> None:
         return
     if response.status_code == 401:
         setting = f"{SECRET_SETTINGS['client_id']} (the app's scopes)"
-        raise _Unauthorized(NAME, setting, "the API refused the access token")
+        raise CredentialsRefused(NAME, setting, "the API refused the access token")
     if _is_quota(response):
         raise QuotaExhausted(
             f"{NAME}: the daily request quota is used up (quota_exceeded); what was read is loaded, "
@@ -80,12 +76,12 @@ def check(response: requests.Response) -> None:
     raise ProviderError(f"{NAME}: HTTP {response.status_code} {detail} from {redact(response.url)}")
 
 
-def next_link(body: Any) -> tuple[str, None] | None:
+def next_link(body: Any) -> str | None:
     """The `_links.next.href` link, followed verbatim (it carries every parameter); None at the end."""
     links = body.get("_links") if isinstance(body, dict) else None
     following = links.get("next") if isinstance(links, dict) else None
     href = following.get("href") if isinstance(following, dict) else None
-    return (href, None) if href else None
+    return str(href) if href else None
 
 
 def items(key: str, body: Any) -> list[dict[str, Any]]:
@@ -94,28 +90,6 @@ def items(key: str, body: Any) -> list[dict[str, Any]]:
     if not isinstance(body, dict) or not isinstance(rows, list | None):
         raise ProviderError(f"{NAME}: a list answer without a `{key}` array")
     return rows or []
-
-
-@dataclass
-class BearerHttp(ProviderHttp):
-    """ProviderHttp that sends the current access token; on a 401 it refreshes once and retries."""
-
-    tokens: RefreshingAccessToken | None = None
-
-    def request(self, method: str, path_or_link: str, params: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-        """Send one request with the access token (see `ProviderHttp.request`)."""
-        assert self.tokens is not None
-        headers = kwargs.pop("headers", {})
-        token = self.tokens.get()
-        try:
-            return super().request(method, path_or_link, params, headers={**headers, **_bearer(token)}, **kwargs)
-        except _Unauthorized:
-            token = self.tokens.get(stale=token)
-        return super().request(method, path_or_link, params, headers={**headers, **_bearer(token)}, **kwargs)
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @dataclass
@@ -179,14 +153,14 @@ class ConstantContactV3Api:
         self.tokens = RefreshingAccessToken(
             NAME, client_id, client_secret, refresh_token, token_url, token_file, SECRET_SETTINGS
         )
-        self.http = BearerHttp(
+        self.http = ProviderHttp(
             provider=NAME,
             base_url=base_url,
             requests_per_second=requests_per_second,
             max_concurrency=max_concurrency,
             is_throttled=is_throttled,
             check=check,
-            tokens=self.tokens,
+            auth=RefreshingBearerAuth(self.tokens),
         )
         self._campaigns: dict[str, CampaignInfo] = {}  # this run's
         self._campaigns_lock = threading.Lock()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from requests.auth import AuthBase
 
 from sources.errors import ConfigurationError, CredentialsRefused, ProviderError
 from sources.http import ProviderHttp, RateLimiter
@@ -228,3 +229,28 @@ def _seconds(value: Any) -> float:
         return max(float(value), 0.0)
     except (TypeError, ValueError):
         return 3600.0  # no `expires_in`: assume an hour, and refresh on a 401 anyway
+
+
+class RefreshingBearerAuth(AuthBase):
+    """Sends the current access token; an answer of 401 refreshes it once and sends the request again."""
+
+    def __init__(self, tokens: RefreshingAccessToken) -> None:
+        self.tokens = tokens
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.tokens.get()}"
+        request.register_hook("response", self._refresh_on_401)
+        return request
+
+    def _refresh_on_401(self, response: requests.Response, **send_kwargs: Any) -> requests.Response:
+        if response.status_code != 401 or response.connection is None:
+            return response
+        refused = str(response.request.headers.get("Authorization", "")).removeprefix("Bearer ")
+        again = response.request.copy()
+        again.headers["Authorization"] = f"Bearer {self.tokens.get(stale=refused)}"
+        again.deregister_hook("response", self._refresh_on_401)  # a second 401 is the answer
+        response.close()
+        answer: requests.Response = response.connection.send(again, **send_kwargs)
+        answer.history.append(response)
+        answer.request = again
+        return answer

@@ -44,11 +44,11 @@ def check(response: requests.Response) -> None:
     raise ProviderError(f"{NAME}: HTTP {response.status_code} {detail} from {redact(response.url)}")
 
 
-def next_link(body: Any) -> tuple[str, None] | None:
+def next_link(body: Any) -> str | None:
     """The `paging.next` link, followed verbatim (it carries every parameter); None at the end."""
     paging = body.get("paging") if isinstance(body, dict) else None
     if isinstance(paging, dict) and paging.get("next"):
-        return paging["next"], None
+        return str(paging["next"])
     return None  # last page: `paging` is [] or has a null `next`
 
 
@@ -69,7 +69,6 @@ class EmailOctopusApi:
         self, api_key: str, base_url: str, requests_per_second: float, max_concurrency: int, outcome: SyncOutcome
     ) -> None:
         register_secret(api_key)
-        self.api_key = api_key
         self.max_concurrency = max_concurrency
         self.outcome = outcome
         self.http = ProviderHttp(
@@ -79,11 +78,11 @@ class EmailOctopusApi:
             max_concurrency=max_concurrency,
             is_throttled=lambda response: response.status_code == 429,
             check=check,
+            params={"api_key": api_key},  # the links carry it already
         )
 
     def _pages(self, path: str) -> Iterator[list[dict[str, Any]]]:
-        params = {"api_key": self.api_key, "limit": PAGE_SIZE}
-        return self.http.pages(path, params, items_of=items, next_of=next_link)
+        return self.http.pages(path, {"limit": PAGE_SIZE}, items_of=items, next_of=next_link)
 
     def _report_pages(self, path: str, _since: datetime | None) -> Iterator[list[dict[str, Any]]]:
         # EmailOctopus has no date filter: a due report is read whole (`ReportRead.whole`)
@@ -126,7 +125,7 @@ class EmailOctopusApi:
     def summary_reads(self, campaign: Row) -> list[ReportRead]:
         """The summary counts of the campaign."""
         path = f"campaigns/{campaign['campaign_id']}/reports/summary"
-        return [summary_read(campaign, partial(self.http.get, path, {"api_key": self.api_key}), mapping.summary_row)]
+        return [summary_read(campaign, partial(self.http.get, path), mapping.summary_row)]
 
     def contacts(self) -> Iterator[list[Row]]:
         """The contacts of every list, read concurrently across lists. A list deleted since it was
