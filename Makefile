@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 install:  ## create .venv and install campaign-sync with its dev tools
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 
 demo:  ## start the sandbox, load every provider into campaign_sync_demo.duckdb, print a summary
 	$(BIN)/campaign-sync demo
@@ -15,8 +15,9 @@ demo:  ## start the sandbox, load every provider into campaign_sync_demo.duckdb,
 test:  ## the whole test suite (needs PostgreSQL on 127.0.0.1:5432 for the postgres half)
 	$(BIN)/pytest -q
 
-lint:
+lint:  ## ruff, and mypy (strict on sources/ and pipelines/, see pyproject.toml)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf .campaign_sync_demo campaign_sync_demo.duckdb .pytest_cache

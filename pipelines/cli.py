@@ -186,7 +186,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     provider = _provider(args.provider)
-    since, until = _date(args.since, "--since"), _date(args.until, "--until", end_of_day=True)
+    since = _date(args.since, "--since")
+    until = _date(args.until, "--until", end_of_day=True)
+    if since is None:
+        raise ConfigurationError("backfill needs --since")
     now = pendulum.now("UTC")
     if since > now:
         raise ConfigurationError(f"--since {args.since} is in the future")

@@ -36,14 +36,15 @@ def run_demo(args: argparse.Namespace) -> int:
         progress=args.progress,
     )
     Path(target.duckdb_path).unlink(missing_ok=True)
-    shutil.rmtree(target.pipelines_dir, ignore_errors=True)
+    shutil.rmtree(DEMO_PIPELINES if target.pipelines_dir is None else target.pipelines_dir, ignore_errors=True)
     with Sandbox() as sandbox:
         os.environ.update(sandbox.environment())
         print(f"sandbox on {sandbox.url}; loading into {target.duckdb_path}")
         results = [run_provider(provider, target) for provider in PROVIDERS.values()]
     exit_code = report_results(results, quiet=False)
     with pipeline(next(iter(PROVIDERS.values())), target).sql_client() as client:
-        rows = client.execute_sql(ENGAGEMENT_SQL.format(table=client.make_qualified_table_name("contact_activity")))
+        table = client.make_qualified_table_name("contact_activity")
+        rows = client.execute_sql(ENGAGEMENT_SQL.format(table=table)) or []
     print("\nengagement by provider:")
     header = ("campaigns", 10), ("sent", 8), ("open rate", 11), ("click rate", 12), ("bounces", 9), ("unsubs", 8)
     print(f"  {'provider':<22}" + "".join(f"{title:>{width}}" for title, width in header))

@@ -37,7 +37,7 @@ _CHUNK = 500  # values per statement
 
 def erasure_key() -> str:
     """The secret key of the address hashes (`CAMPAIGN_SYNC__ERASURE_KEY`)."""
-    key = dlt.secrets.get("campaign_sync.erasure_key")
+    key: str | None = dlt.secrets.get("campaign_sync.erasure_key")
     if not key:
         raise ConfigurationError(
             f"missing setting {KEY_SETTING}: the secret key that hashes the addresses of erasure requests "
@@ -156,9 +156,9 @@ def _forget_addresses_of(
     )}
     new = sorted(found - recorded)
     for start in range(0, len(new), _CHUNK):
-        chunk = new[start:start + _CHUNK]
-        values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(chunk))
-        params = [value for provider_name, contact_id in chunk
+        batch = new[start:start + _CHUNK]
+        values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(batch))
+        params = [value for provider_name, contact_id in batch
                   for value in (provider_name, DEFAULT_ACCOUNT, contact_id, REQUEST, now)]
         client.execute_sql(
             f"INSERT INTO {_name(client, ERASURES)} (provider, account, contact_id, reason, erased_at) VALUES {values}",

@@ -53,7 +53,7 @@ def write_report(target: Target, out: str | Path) -> Path:
 
         def query(sql: str, *params: Any) -> list[tuple[Any, ...]]:
             names = {name: client.make_qualified_table_name(name) for name in tables}
-            return list(client.execute_sql(sql.format(**names), *params) or ())
+            return [tuple(row) for row in client.execute_sql(sql.format(**names), *params) or ()]
 
         funnel = query(FUNNEL_SQL)
         sections = [
@@ -208,7 +208,8 @@ def summary_rows(funnel: list[tuple[Any, ...]]) -> list[tuple[str, int, int, int
     for provider, _cid, _name, _sent_at, _sent, delivered, opens, clicks in funnel:
         for index, value in enumerate((1, delivered, opens, clicks)):
             totals[provider][index] += value
-    return [(provider, *values) for provider, values in sorted(totals.items())]
+    return [(provider, campaigns, delivered, opens, clicks)
+            for provider, (campaigns, delivered, opens, clicks) in sorted(totals.items())]
 
 
 def render(sections: list[Section], summary: list[tuple[str, int, int, int, int]], dataset: str) -> str:

@@ -19,10 +19,13 @@ import pendulum
 from dlt.common.configuration.exceptions import (
     ConfigFieldMissingException,
     ConfigValueCannotBeCoercedException,
+    LookupTrace,
     LookupTraces,
 )
+from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.common.pipeline import get_dlt_pipelines_dir
-from dlt.destinations.exceptions import DestinationUndefinedEntity
+from dlt.common.runtime.collector import LogCollector, TqdmCollector
+from dlt.common.typing import TLoaderFileFormat
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
 
@@ -49,7 +52,7 @@ DUCKDB_MEMORY_LIMIT = "512MB"
 # the local state key that says which destination and dataset a pipeline's local state belongs to
 LOADS_INTO = "campaign_sync_loads_into"
 # PostgreSQL loads through COPY from CSV files rather than INSERT statements
-LOADER_FILE_FORMATS = {"duckdb": "parquet", "postgres": "csv"}
+LOADER_FILE_FORMATS: dict[str, TLoaderFileFormat] = {"duckdb": "parquet", "postgres": "csv"}
 
 
 DEFAULT_DUCKDB_PATH = "campaign_sync.duckdb"
@@ -104,7 +107,7 @@ def destination(target: Target) -> Any:
 
 def duckdb_memory_limit() -> str:
     """The `destination.duckdb.memory_limit` setting (e.g. `1GB`), default DUCKDB_MEMORY_LIMIT."""
-    value = dlt.config.get("destination.duckdb.memory_limit")
+    value: Any = dlt.config.get("destination.duckdb.memory_limit")
     return str(value) if value else DUCKDB_MEMORY_LIMIT
 
 
@@ -123,7 +126,7 @@ def pipeline(provider: Provider, target: Target) -> dlt.Pipeline:
         pipeline_name=provider.pipeline_name,
         destination=destination(target),
         dataset_name=target.dataset,
-        pipelines_dir=target.pipelines_dir,
+        pipelines_dir=target.pipelines_dir or get_dlt_pipelines_dir(),
         progress=progress_collector(target.progress),
     )
     loads_into = _loads_into(target)
@@ -139,7 +142,7 @@ def _loads_into(target: Target) -> str:
     """Names the destination and dataset: a DuckDB file, or a PostgreSQL server and database (no password)."""
     if target.destination == "duckdb":
         return f"duckdb:{Path(target.duckdb_path).resolve()}/{target.dataset}"
-    credentials = dlt.secrets.get("destination.postgres.credentials")
+    credentials: Any = dlt.secrets.get("destination.postgres.credentials")
     if isinstance(credentials, dict):
         where = "{username}@{host}:{port}/{database}".format_map({"port": 5432, **credentials})
     else:
@@ -153,8 +156,8 @@ def progress_collector(enabled: bool) -> Any:
     if not enabled:
         return None
     if sys.stderr.isatty():
-        return dlt.progress.tqdm()
-    return dlt.progress.log(log_period=PROGRESS_LOG_SECONDS, logger=log, dump_system_stats=False)
+        return TqdmCollector()
+    return LogCollector(log_period=PROGRESS_LOG_SECONDS, logger=log, dump_system_stats=False)
 
 
 def run_provider(
@@ -236,10 +239,10 @@ def table_rows(load: dlt.Pipeline, provider: Provider) -> dict[str, int]:
         with load.sql_client() as client:
             tables = existing_tables(client)
             return {
-                table: client.execute_sql(
+                table: int((client.execute_sql(
                     f"SELECT count(*) FROM {client.make_qualified_table_name(table)} WHERE provider = %s",
                     provider.name,
-                )[0][0]
+                ) or [[0]])[0][0])
                 for table in CANONICAL_TABLES
                 if table in tables
             }
@@ -269,7 +272,7 @@ def dataset_client(target: Target) -> Iterator[Any]:
     """An SQL client of the target's dataset, for what spans every provider (`forget`)."""
     load = dlt.pipeline(
         pipeline_name="campaign_sync", destination=destination(target), dataset_name=target.dataset,
-        pipelines_dir=target.pipelines_dir,
+        pipelines_dir=target.pipelines_dir or get_dlt_pipelines_dir(),
     )
     try:
         with load.sql_client() as client:
@@ -329,7 +332,7 @@ def _count_requests(source: Any, load: dlt.Pipeline, outcome: SyncOutcome) -> No
         for name, now in (("requests", outcome.requests), ("reports", outcome.reports_done)):
             if now > counted[name]:
                 total = outcome.reports_due if name == "reports" else None
-                load.collector.update(name, inc=now - counted[name], total=total)
+                load.collector.update(name, inc=now - counted[name], total=total)  # type: ignore[arg-type]
                 counted[name] = now
         return item
 
@@ -384,15 +387,19 @@ def missing_setting(missing: ConfigFieldMissingException, provider: Provider | N
     names = []
     for field_name, traces in missing.traces.items():
         nested = [trace for trace in traces if isinstance(trace, LookupTraces)]
+        plain = [trace for trace in traces if isinstance(trace, LookupTrace)]
         if not nested and provider is not None:
             names.append(provider.setting(field_name))
             continue
         if not nested:  # a setting outside the sources (the destination's): named by where dlt looked
-            sections = next((trace.sections for trace in traces if getattr(trace, "sections", None)), [])
+            sections = next((trace.sections for trace in plain if trace.sections), [])
             names.append("__".join([*sections, field_name]).upper())
             continue
         lacking = sorted({name for trace in nested for name in trace.traces})
-        tried = [t for trace in nested for found in trace.traces.values() for t in found if t.sections]
+        tried = [
+            t for trace in nested for found in trace.traces.values() for t in found
+            if isinstance(t, LookupTrace) and t.sections
+        ]
         setting = "__".join(tried[0].sections).upper() if tried else field_name
         names.append(f"{setting} (it lacks {', '.join(lacking)})")
     hint = ""

@@ -38,7 +38,7 @@ def provider_status(provider: Provider, target: Target) -> dict[str, Any]:
         if isinstance(failure.__cause__, ConfigFieldMissingException):
             raise failure.__cause__ from None
         log.debug("%s: no state in the destination", provider.pipeline_name, exc_info=True)
-    local = load.state.get("_local", {})
+    local: dict[str, Any] = dict(load.state.get("_local", {}))
     last_run = local.get(LAST_RUN)
     failed = last_run if last_run and last_run.get("error") else None
     pending = [*load.list_extracted_load_packages(), *load.list_normalized_load_packages()]

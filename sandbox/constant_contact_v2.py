@@ -173,7 +173,7 @@ class Simulator:
     def modified(self, campaign: Campaign) -> datetime:
         """When the campaign last changed: created, sent, deleted."""
         moments = [campaign.created_at]
-        if self.dataset.is_sent(campaign):
+        if self.dataset.is_sent(campaign) and campaign.send_at is not None:
             moments.append(campaign.send_at)
         if self.is_deleted(campaign):
             moments.append(self.deleted_at[campaign.id])
@@ -228,7 +228,7 @@ class Simulator:
                 for url in LINKS
             ],
         }
-        if self.dataset.is_sent(campaign):
+        if self.dataset.is_sent(campaign) and campaign.send_at is not None:
             body["last_run_date"] = v2_date(campaign.send_at)
             body["tracking_summary"] = self.summary(campaign)
         return body
@@ -246,7 +246,7 @@ class Simulator:
             date_field: v2_date(event_time(event)),
         }
         if report == "clicks":
-            row["link_id"] = link_id(event.url)
+            row["link_id"] = link_id(event.url or "")
             # provider-apis.md §2, endpoints, "clicks": `link_uri` per one SDK, UNSURE (variant `cc2_link_uri`)
             if self.variants.get("cc2_link_uri", "yes") == "yes":
                 row["link_uri"] = event.url
@@ -289,7 +289,7 @@ class Simulator:
             raise error(400, "query.param.invalid", "The limit parameter must be a number.") from None
         if not 1 <= limit <= max_limit:
             raise error(400, "query.param.invalid", f"The limit parameter must be between 1 and {max_limit}.")
-        state: dict[str, Any] = {"path": path, "offset": 0, "limit": limit}
+        state = {"path": path, "offset": 0, "limit": limit}
         for name in ("status", "modified_since", "created_since", "include_contact_id"):
             if name in request.args:
                 state[name] = request.args[name]

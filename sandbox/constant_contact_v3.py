@@ -151,6 +151,13 @@ class Activity:
     subject: str
 
 
+def send_time(activity: Activity) -> datetime:
+    """When an activity that is sent (or scheduled) is sent."""
+    if activity.send_at is None:
+        raise ValueError(f"activity {activity.id} is never sent")
+    return activity.send_at
+
+
 class Account:
     """The v3 view of a data set: activities, resends, removals; the ground truth of tests."""
 
@@ -226,7 +233,7 @@ class Account:
             recipients: list[str] = []
             if resend is not None:
                 done = {e.contact_id for e in campaign.events
-                        if e.type in ("opened", "bounced", "unsubscribed", "complained") and e.at < resend.send_at}
+                        if e.type in ("opened", "bounced", "unsubscribed", "complained") and e.at < send_time(resend)}
                 recipients = [c for c in campaign.recipients if c not in done]
             self._resend_recipients[campaign.id] = recipients
         return self._resend_recipients[campaign.id]
@@ -239,7 +246,7 @@ class Account:
         resend = set(self.resend_recipients(campaign))
         found: list[Event] = []
         if activity.role == "resend":
-            found = [Event(campaign.id, contact_id, "sent", activity.send_at + timedelta(seconds=n // 50))
+            found = [Event(campaign.id, contact_id, "sent", send_time(activity) + timedelta(seconds=n // 50))
                      for n, contact_id in enumerate(self.resend_recipients(campaign))]
             found = [e for e in found if e.at <= self.dataset.clock]
         for event in self.dataset.events(campaign):
@@ -538,7 +545,7 @@ class Simulator:
             return []
         recipients = len(self.account.events(activity, "sent"))
         return [{"send_id": 1, "contact_list_ids": [activity.campaign.list_id], "segment_ids": [],
-                 "count": recipients, "run_date": v3_time(activity.send_at), "send_status": "COMPLETED",
+                 "count": recipients, "run_date": v3_time(send_time(activity)), "send_status": "COMPLETED",
                  "reason_code": 0}]
 
     def campaigns(self, path: str, args: dict[str, Any]) -> Response:
@@ -587,7 +594,7 @@ class Simulator:
         # provider-apis.md §3, incremental facts: "A never-sent activity answers 200 with an empty list"
         sent = self.account.is_sent(activity) and activity.role in TRACKED_ROLES
         if report == "didnotopens":  # provider-apis.md §3, "did not open": `created_time` = time sent
-            at = to_minute(activity.send_at) if sent else None
+            at = to_minute(send_time(activity)) if sent else None
             return self.page(path, args, "tracking_activities", self.account.did_not_open(activity),
                              default_limit=MAX_LIMIT, render=partial(self._contact_row, activity, "em_didnotopens", at))
         if report == "unique_opens":  # provider-apis.md §3, "unique opens": last open per contact
@@ -625,7 +632,7 @@ class Simulator:
     def summaries(self, path: str, args: dict[str, Any]) -> Response:
         rows = []
         for campaign in self.dataset.campaigns:
-            sent = [a.send_at for a in self.account.tracked(campaign) if self.account.is_sent(a)]
+            sent = [send_time(a) for a in self.account.tracked(campaign) if self.account.is_sent(a)]
             if not sent:
                 continue
             counts: dict[str, Any] = self.account.summary(campaign)

@@ -12,6 +12,7 @@ import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 SCALES = {
     # campaigns, contacts
@@ -118,7 +119,7 @@ class Dataset:
 
     def __post_init__(self) -> None:
         self._by_id = {c.id: c for c in self.contacts}
-        self._visible: dict[tuple[str, str | None], list] = {}
+        self._visible: dict[tuple[str, str | None], list[Any]] = {}
 
 
 def generate(seed: int, scale: str | tuple[int, int] = "small", clock: datetime | None = None) -> Dataset:

@@ -22,8 +22,9 @@ from urllib.parse import urlsplit
 import orjson
 import requests
 from dlt.sources.helpers.requests import Client
-from dlt.sources.helpers.rest_client import RESTClient
+from dlt.sources.helpers.rest_client.client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import BaseNextUrlPaginator
+from dlt.sources.helpers.rest_client.typing import HTTPMethod
 from requests import Request
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
@@ -279,7 +280,7 @@ class ProviderHttp:
             # raised outside the except block, so the original (unredacted) error is not chained
             raise ProviderError(f"{self.provider}: {failure}")
 
-    def request(self, method: str, path_or_url: str, params: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    def request(self, method: HTTPMethod, path_or_url: str, params: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         """Send one request (retried on transient failures) and return its decoded JSON body."""
         with self._errors_mapped():
             response = self.rest.request(path_or_url, method=method, params={**self.params, **(params or {})},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from itertools import chain
 from typing import Any
 
@@ -13,11 +13,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sources.canonical.reads import ReportRead
-from sources.canonical.tables import Row
+from sources.canonical.tables import Row, TableHints
 from sources.canonical.times import parse_utc
 
 
-def to_arrow(rows: list[Row], table: dict[str, Any]) -> pa.Table:
+def to_arrow(rows: list[Row], table: TableHints) -> pa.Table:
     """A page of canonical rows as an Arrow table, so dlt loads it without its per-row path.
 
     Canonical columns get their declared types. Any other field a provider sends is kept as a
@@ -74,7 +74,7 @@ def _as_text(value: Any) -> str | None:
     return json.dumps(value, default=str)
 
 
-def _names(key: str | tuple[str, ...] | None) -> tuple[str, ...]:
+def _names(key: str | Sequence[str] | None) -> tuple[str, ...]:
     return (key,) if isinstance(key, str) else tuple(key or ())
 
 

@@ -27,8 +27,9 @@ class ListingCursor:
         # the cursor as releases before 2026-12 kept it: v2's `modified_since`, v3's `legacy_key`
         if "modified_since" in state:
             state["cursor"] = state.pop("modified_since")
-        if legacy_key in resource_state:
-            state["cursor"] = parse_utc(resource_state.pop(legacy_key)).isoformat()
+        legacy = parse_utc(resource_state.pop(legacy_key, None))
+        if legacy is not None:
+            state["cursor"] = legacy.isoformat()
         state.setdefault("cursor", None)
         state.setdefault("seen", {})
         self.state = state

@@ -201,7 +201,7 @@ def is_due(read: ReportRead, cursor: ReportCursor, settings: SyncSettings) -> bo
         return False
     if settings.is_backfill:
         until = settings.backfill_until or settings.now
-        return settings.backfill_since <= sent_at <= until
+        return settings.backfill_since is not None and settings.backfill_since <= sent_at <= until
     if settings.start_date is not None and sent_at < settings.start_date:
         return False
     # open until one complete read has happened after the attribution window closed

@@ -59,6 +59,13 @@ class ProviderApi(Protocol):
     def summary_reads(self, campaign: Row) -> list[ReportRead]:
         """The summary counts of a sent campaign."""
 
+    def recall(self, campaigns: list[Row]) -> None:
+        """Make what planning the reads of remembered (sent, not listed this run) campaigns needs.
+
+        Planning (`*_reads`) makes no request: a provider that must look something up for a
+        remembered campaign does it here, in the campaigns resource, before the reads are planned.
+        """
+
 
 # rows per Arrow table handed to dlt: dlt's cost per item is fixed, so fewer, larger items
 ARROW_BATCH_ROWS = 5_000
@@ -119,8 +126,9 @@ def isolated(pages: Iterator[list[Row]], outcome: SyncOutcome, what: str) -> Ite
 def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncOutcome) -> list[DltResource]:
     """The canonical dlt resources of a provider: campaigns, their reports, and contacts.
 
-    The report transformers and contacts are parallelized: dlt advances them in worker threads,
-    so their requests overlap, all under the provider's one limiter and in-flight cap.
+    dlt advances the resources in turn, in its one extract thread. Concurrency is
+    `fetch_concurrently`'s alone (sources/http.py): each transformer reads a page of campaigns'
+    reports in its worker threads, all under the provider's one limiter and in-flight cap.
     """
     outcome.http = api.http
 
@@ -143,18 +151,19 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
                 if row.get("sent_at") is not None:
                     recent[row["campaign_id"]] = _to_state(row)
             yield page
+        api.recall([_from_state(row) for campaign_id, row in recent.items() if campaign_id not in listed])
         horizon = settings.now - settings.attribution_window - REMEMBER_AFTER_WINDOW
         # forgotten only once none of its reads is due (a stopped run may have left some unread)
         for campaign_id in [
             cid for cid, row in recent.items()
-            if parse_utc(row["sent_at"]) < horizon and not _reads_pending(api, _from_state(row), settings)
+            if (parse_utc(row["sent_at"]) or horizon) < horizon and not _reads_pending(api, _from_state(row), settings)
         ]:
             del recent[campaign_id]
         unlisted = [_from_state(row) for campaign_id, row in recent.items() if campaign_id not in listed]
         if unlisted:
             yield unlisted
 
-    @dlt.transformer(data_from=campaigns, parallelized=True, **CONTACT_ACTIVITY)
+    @dlt.transformer(data_from=campaigns, **CONTACT_ACTIVITY)
     def contact_activity(campaign_page: list[Row]) -> Iterator[list[Row]]:
         reads = [read for campaign in campaign_page for read in api.activity_reads(campaign)]
         occurrences: dict[str, Counter[str]] = {}
@@ -174,7 +183,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         if batch:
             yield pa.concat_tables(batch, promote_options="default")
 
-    @dlt.transformer(data_from=campaigns, parallelized=True, **CAMPAIGN_NON_ENGAGEMENT)
+    @dlt.transformer(data_from=campaigns, **CAMPAIGN_NON_ENGAGEMENT)
     def campaign_non_engagement(campaign_page: list[Row]) -> Iterator[list[Row]]:
         reads = [read for campaign in campaign_page for read in api.non_engagement_reads(campaign)]
         cursors = dlt.current.resource_state().setdefault("cursors", {})
@@ -206,7 +215,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         if batch:
             yield to_arrow(batch, CAMPAIGN_NON_ENGAGEMENT)
 
-    @dlt.transformer(data_from=campaigns, parallelized=True, **CAMPAIGN_SUMMARIES)
+    @dlt.transformer(data_from=campaigns, **CAMPAIGN_SUMMARIES)
     def campaign_summaries(campaign_page: list[Row]) -> Iterator[list[Row]]:
         reads = [read for campaign in campaign_page for read in api.summary_reads(campaign)]
         for event in read_due_reports(api.name, reads, settings, outcome):
@@ -215,7 +224,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
                     row["as_of"] = settings.now
                 yield event.rows
 
-    @dlt.resource(parallelized=True, **CONTACTS)
+    @dlt.resource(**CONTACTS)
     def contacts() -> Iterator[list[Row]]:
         for page in isolated(api.contacts(), outcome, f"{api.name} contacts"):
             settings.forgotten.scrub(page)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Required, TypedDict
+
+from dlt.common.schema.typing import TColumnSchema, TTableSchemaColumns, TWriteDisposition
+from dlt.common.typing import TColumnNames
 
 ACTIVITY_TYPES = ("sent", "opened", "clicked", "bounced", "unsubscribed", "complained", "forwarded")
 NON_ENGAGEMENT_KINDS = ("not_opened", "not_clicked")
@@ -13,15 +16,30 @@ SNAPSHOT_RESET = "_snapshot_reset"
 Row = dict[str, Any]
 
 
-def _columns(text: tuple[str, ...] = (), timestamp: tuple[str, ...] = (), bigint: tuple[str, ...] = ()) -> dict:
-    typed = [(text, "text"), (timestamp, "timestamp"), (bigint, "bigint")]
-    return {name: {"data_type": data_type} for names, data_type in typed for name in names}
+class TableHints(TypedDict, total=False):
+    """A canonical table's dlt resource hints: the keyword arguments of `dlt.resource`."""
+
+    name: Required[str]
+    write_disposition: TWriteDisposition
+    primary_key: TColumnNames
+    merge_key: TColumnNames
+    columns: TTableSchemaColumns
 
 
-CAMPAIGNS = {
+def _columns(
+    text: tuple[str, ...] = (), timestamp: tuple[str, ...] = (), bigint: tuple[str, ...] = ()
+) -> TTableSchemaColumns:
+    typed: list[tuple[tuple[str, ...], Any]] = [(text, "text"), (timestamp, "timestamp"), (bigint, "bigint")]
+    columns: TTableSchemaColumns = {}
+    for names, data_type in typed:
+        columns.update({name: TColumnSchema(data_type=data_type) for name in names})
+    return columns
+
+
+CAMPAIGNS: TableHints = {
     "name": "campaigns",
     "write_disposition": "merge",
-    "primary_key": ("provider", "campaign_id"),
+    "primary_key": ["provider", "campaign_id"],
     "columns": {
         **_columns(
             text=("provider", "campaign_id", "name", "subject", "status", "from_name", "from_email"),
@@ -30,13 +48,13 @@ CAMPAIGNS = {
         "list_ids": {"data_type": "json"},
     },
 }
-CAMPAIGN_ACTIVITIES = {
+CAMPAIGN_ACTIVITIES: TableHints = {
     "name": "campaign_activities",
     "write_disposition": "merge",
-    "primary_key": ("provider", "campaign_activity_id"),
+    "primary_key": ["provider", "campaign_activity_id"],
     "columns": _columns(text=("provider", "campaign_activity_id", "campaign_id", "role", "status", "subject")),
 }
-CONTACT_ACTIVITY = {
+CONTACT_ACTIVITY: TableHints = {
     "name": "contact_activity",
     "write_disposition": "merge",
     "primary_key": "activity_id",
@@ -48,23 +66,23 @@ CONTACT_ACTIVITY = {
         timestamp=("occurred_at",),
     ),
 }
-CAMPAIGN_NON_ENGAGEMENT = {
+CAMPAIGN_NON_ENGAGEMENT: TableHints = {
     "name": "campaign_non_engagement",
     # Unique on (provider, campaign_id, kind, contact_id), which the snapshot read guarantees; only
     # the merge key is declared: with a primary key too, dlt deletes on `pk OR merge key`, a join
     # DuckDB cannot hash (dlt issue 2752) whose cost is the product of the two tables.
-    "write_disposition": {"disposition": "merge", "strategy": "delete-insert"},
-    "merge_key": ("provider", "campaign_id", "kind"),
+    "write_disposition": "merge",  # dlt's default merge strategy, delete-insert
+    "merge_key": ["provider", "campaign_id", "kind"],
     "columns": {
         **_columns(text=("provider", "campaign_id", "kind", "contact_id", "email_address"), timestamp=("as_of",)),
         # a marker row that deletes a campaign's previous snapshot; never stored itself
         SNAPSHOT_RESET: {"data_type": "bool", "hard_delete": True},
     },
 }
-CONTACTS = {
+CONTACTS: TableHints = {
     "name": "contacts",
     "write_disposition": "merge",
-    "primary_key": ("provider", "contact_id"),
+    "primary_key": ["provider", "contact_id"],
     "columns": {
         **_columns(text=("provider", "contact_id", "email_address", "status"), timestamp=("created_at", "updated_at")),
         "deleted": {"data_type": "bool"},  # deleted at the provider (EmailOctopus, v3) or REMOVED (v2)
@@ -74,10 +92,10 @@ SUMMARY_COUNTS = (
     "sent", "delivered", "opened_unique", "opened_total", "clicked_unique", "clicked_total",
     "bounced", "unsubscribed", "complained", "forwarded", "not_opened",
 )
-CAMPAIGN_SUMMARIES = {
+CAMPAIGN_SUMMARIES: TableHints = {
     "name": "campaign_summaries",
     "write_disposition": "merge",
-    "primary_key": ("provider", "campaign_id"),
+    "primary_key": ["provider", "campaign_id"],
     "columns": _columns(text=("provider", "campaign_id"), timestamp=("as_of",), bigint=SUMMARY_COUNTS),
 }
 CANONICAL_TABLES = tuple(

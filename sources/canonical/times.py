@@ -25,13 +25,14 @@ def parse_utc(value: Any) -> datetime | None:
             parsed = datetime.fromisoformat(value)
         except (TypeError, ValueError):  # not the common ISO shape: let pendulum try harder
             try:
-                parsed = pendulum.parse(str(value), strict=False)
+                moment = pendulum.parse(str(value), strict=False)
             except (ValueError, TypeError, OverflowError):
                 log.warning("unreadable timestamp %r: loaded as NULL", value)
                 return None
-            if not isinstance(parsed, datetime):  # a bare date or time is not a moment
+            if not isinstance(moment, datetime):  # a bare date or time is not a moment
                 log.warning("unreadable timestamp %r: loaded as NULL", value)
                 return None
+            parsed = moment
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)

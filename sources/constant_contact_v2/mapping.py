@@ -39,7 +39,7 @@ def campaign_row(raw: dict[str, Any]) -> Row:
     """A canonical `campaigns` row from a v2 campaign (its details, or a bare listing row)."""
     extra = {k: v for k, v in raw.items() if k not in _CAMPAIGN_DROPPED}
     lists = extra.pop("sent_to_contact_lists", None)
-    row = {
+    row: Row = {
         "campaign_id": campaign_id(extra.pop("id")),
         "created_at": parse_utc(extra.pop("created_date", None)),
         "sent_at": parse_utc(extra.pop("last_run_date", None)),

@@ -263,42 +263,52 @@ class ConstantContactV3Api:
             return
         activity.sent_at = mapping.first_send(history)
 
-    def _campaign(self, campaign: Row) -> CampaignInfo | None:
-        """The activities of a sent campaign: from this run's listing, or from the campaign row.
+    def recall(self, campaigns: list[Row]) -> None:
+        """Look up the resends of remembered (sent, not listed) campaigns: they may have been sent since.
 
-        A campaign offered again from memory (not changed, so not listed) carries the
-        `campaign_activities` of its last listing, and its send time is the primary email's.
-        Only its resends are looked up (once a run), as they may have been sent since. A
-        used-up quota or a failure is recorded, never raised here: what was read still loads. The
-        report transformers ask from several threads: one of them looks a campaign up, once.
+        A remembered campaign carries the `campaign_activities` of its last listing, and its send
+        time is the primary email's. The lookups run concurrently, once a run; a used-up quota or a
+        failure is recorded, never raised here: the resend's reads wait for a run that knows its
+        send time, and what was read still loads.
         """
-        campaign_id = campaign["campaign_id"]
+        infos = [self._remembered(campaign) for campaign in campaigns if campaign.get("sent_at") is not None]
+        resends = [
+            (info.campaign_id, activity)
+            for info in infos
+            for activity in info.activities
+            if activity.tracked and activity.sent_at is None
+        ]
+        jobs = [Job((cid, activity), partial(self._look_up, activity)) for cid, activity in resends]
+        for (campaign_id, activity), result in fetch_concurrently(jobs, self.max_concurrency):
+            if not isinstance(result, JobDone) or result.error is None or isinstance(result.error, QuotaExhausted):
+                continue  # a used-up quota: `outcome.quota` says so
+            if not isinstance(result.error, CampaignSyncError):
+                raise result.error
+            self.outcome.record(f"{NAME} activity {activity.id} of campaign {campaign_id}", result.error)
         with self._campaigns_lock:
-            if campaign_id in self._campaigns:
-                return self._campaigns[campaign_id]
-            if campaign.get("sent_at") is None:
-                return None
-            info = CampaignInfo(campaign_id)
-            for reference in campaign.get("campaign_activities") or []:
-                activity = ActivityInfo(str(reference.get("campaign_activity_id")), str(reference.get("role")))
-                if activity.role == "primary_email":
-                    activity.sent_at = campaign["sent_at"]
-                elif activity.tracked:
-                    self._look_up(activity, campaign_id)
-                info.activities.append(activity)
-            self._campaigns[campaign_id] = info
-            return info
+            for info in infos:
+                self._campaigns.setdefault(info.campaign_id, info)
 
-    def _look_up(self, activity: ActivityInfo, campaign_id: str) -> None:
-        """`_read_activity`, with a used-up quota or a failure recorded rather than raised."""
-        if self.outcome.quota is not None:
-            return
-        try:
+    def _remembered(self, campaign: Row) -> CampaignInfo:
+        info = CampaignInfo(campaign["campaign_id"])
+        for reference in campaign.get("campaign_activities") or []:
+            activity = ActivityInfo(str(reference.get("campaign_activity_id")), str(reference.get("role")))
+            if activity.role == "primary_email":
+                activity.sent_at = campaign["sent_at"]
+            info.activities.append(activity)
+        return info
+
+    def _look_up(self, activity: ActivityInfo) -> list[None]:
+        if self.outcome.quota is None:
             self._read_activity(activity)
-        except QuotaExhausted:  # `outcome.quota` says so
-            return
-        except CampaignSyncError as error:
-            self.outcome.record(f"{NAME} activity {activity.id} of campaign {campaign_id}", error)
+        return []
+
+    def _campaign(self, campaign: Row) -> CampaignInfo | None:
+        """The activities of a sent campaign, as this run listed or recalled it (no request is made here)."""
+        if campaign.get("sent_at") is None:
+            return None
+        with self._campaigns_lock:
+            return self._campaigns.get(campaign["campaign_id"]) or self._remembered(campaign)
 
     def campaign_activity_rows(self, campaign: Row) -> list[Row]:
         """`campaign_activities` rows of the activities whose details were read this run."""

@@ -87,8 +87,8 @@ def first_send(history: Any) -> datetime | None:
         for run in runs
         if isinstance(run, dict) and str(run.get("send_status", "COMPLETED")).upper() not in ("ERRORED", "FAILED")
     ]
-    dates = [date for date in dates if date is not None]
-    return min(dates) if dates else None
+    known = [date for date in dates if date is not None]
+    return min(known) if known else None
 
 
 def activity_rows(activity_type: str, page: list[dict[str, Any]]) -> list[Row]:

@@ -87,7 +87,7 @@ class RefreshTokenFile:
         register_secret(stored["refresh_token"])
         if stored.get("configured_sha256") != _fingerprint(self.configured):
             return None
-        return stored["refresh_token"]
+        return str(stored["refresh_token"])
 
     def save(self, token: str) -> None:
         """Replace the file with `token`, mode 0600, in one rename."""

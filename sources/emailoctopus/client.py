@@ -93,6 +93,9 @@ class EmailOctopusApi:
         for page in self._pages("campaigns"):
             yield [mapping.campaign_row(raw) for raw in page]
 
+    def recall(self, campaigns: list[Row]) -> None:
+        """Nothing to look up: a remembered campaign's reads are planned from its row."""
+
     def activity_reads(self, campaign: Row) -> list[ReportRead]:
         """One read per event report of the campaign."""
         cid = campaign["campaign_id"]
