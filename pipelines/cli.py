@@ -29,6 +29,7 @@ from pipelines.runner import (
     run_locks,
     run_provider,
 )
+from sources.canonical import DEFAULT_ACCOUNT
 from sources.errors import CampaignSyncError, ConfigurationError
 from sources.redaction import redact
 
@@ -77,10 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "providers", nargs="*", metavar="PROVIDER", help=f"default: every configured one of {', '.join(PROVIDERS)}"
     )
+    run.add_argument("--account", action="append", default=None, metavar="ACCOUNT",
+                     help="only these accounts (repeatable; default: every configured one)")
     run.set_defaults(command=cmd_run)
 
     backfill = commands.add_parser("backfill", parents=[common], help="load history for a date range")
     backfill.add_argument("provider", metavar="PROVIDER")
+    backfill.add_argument("--account", default=DEFAULT_ACCOUNT, help=f"which account (default {DEFAULT_ACCOUNT})")
     backfill.add_argument("--since", required=True, help="first campaign send date (YYYY-MM-DD or ISO 8601)")
     backfill.add_argument("--until", default=None, help="last campaign send date (default: now)")
     backfill.set_defaults(command=cmd_backfill)
@@ -113,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
         "abort-pending", parents=[common], help="drop a provider's load packages that cannot load (read again later)"
     )
     abort.add_argument("provider", metavar="PROVIDER")
+    abort.add_argument("--account", default=DEFAULT_ACCOUNT, help=f"which account (default {DEFAULT_ACCOUNT})")
     abort.set_defaults(command=cmd_abort_pending)
 
     forget = commands.add_parser(
@@ -164,28 +169,33 @@ def _date(value: str | None, option: str, end_of_day: bool = False) -> datetime 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    incomplete: list[LoadResult] = []
-    if args.providers:
-        providers = [_provider(name) for name in args.providers]
+    if args.providers:  # a named provider with no account configured runs its default one, which names what is missing
+        chosen = [_provider(name) for name in args.providers]
+        accounts = [account for provider in chosen for account in provider.accounts() or [provider]]
     else:
-        providers = [p for p in PROVIDERS.values() if p.missing_secrets() == []]
-        # a provider with some of its secrets set is a configuration mistake, not "not configured"
-        incomplete = [
-            LoadResult(p.name, error=ConfigurationError(f"{p.name}: missing setting {', '.join(missing)}"))
-            for p in PROVIDERS.values()
-            if (missing := p.missing_secrets()) and len(missing) < len(p.secrets)
-        ]
-        if not providers and not incomplete:
+        accounts = [account for provider in PROVIDERS.values() for account in provider.accounts()]
+        if not accounts:
             needed = "; ".join(f"{p.name}: " + ", ".join(p.setting(s) for s in p.secrets) for p in PROVIDERS.values())
             raise ConfigurationError(f"no provider is configured; set the secrets of at least one ({needed})")
+    if args.account:
+        accounts = [account for account in accounts if account.account in args.account]
+        if not accounts:
+            raise ConfigurationError(f"no configured account named {', '.join(args.account)}")
+    # without a named provider, an account with some of its secrets set is a configuration mistake
+    incomplete = [] if args.providers else [
+        LoadResult(account.label, error=ConfigurationError(f"{account.label}: missing setting {', '.join(missing)}"))
+        for account in accounts
+        if (missing := account.missing_secrets())
+    ]
+    ready = [account for account in accounts if args.providers or not account.missing_secrets()]
     target = _target(args)
-    with run_locks(providers, target):
-        results = [run_provider(provider, target) for provider in providers]
+    with run_locks(ready, target):
+        results = [run_provider(account, target) for account in ready]
     return report_results([*incomplete, *results], args.quiet)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    provider = _provider(args.provider)
+    provider = _provider(args.provider).for_account(args.account)
     since = _date(args.since, "--since")
     until = _date(args.until, "--until", end_of_day=True)
     if since is None:
@@ -236,7 +246,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from pipelines.status import print_status
 
-    return print_status(_target(args), list(PROVIDERS.values()), as_json=args.json)
+    accounts = [account for provider in PROVIDERS.values() for account in provider.accounts() or [provider]]
+    return print_status(_target(args), accounts, as_json=args.json)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -255,14 +266,14 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_abort_pending(args: argparse.Namespace) -> int:
-    provider = _provider(args.provider)
+    provider = _provider(args.provider).for_account(args.account)
     target = _target(args)
     with run_locks([provider], target):
         dropped = abort_pending(provider, target)
     if not args.quiet:
         print(
-            f"{provider.name}: {dropped} pending load package(s) dropped; the cursors are back where they were, "
-            "so the next run reads that data again" if dropped else f"{provider.name}: no pending load package"
+            f"{provider.label}: {dropped} pending load package(s) dropped; the cursors are back where they were, "
+            "so the next run reads that data again" if dropped else f"{provider.label}: no pending load package"
         )
     return 0
 
@@ -273,7 +284,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     with run_locks(list(PROVIDERS.values()), target), dataset_client(target) as client:
         erased = forget_addresses(client, args.email, key)
     if not args.quiet:
-        where = ", ".join(sorted({provider for provider, _ in erased})) or "no provider yet"
+        where = ", ".join(sorted({provider for provider, _account, _contact in erased})) or "no provider yet"
         print(
             f"forgot {len(args.email)} address(es): {len(erased)} contact(s) erased ({where}); later loads and "
             "backfills leave their personal data out"

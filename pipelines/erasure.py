@@ -22,6 +22,8 @@ from typing import Any
 import dlt
 import pendulum
 
+from pipelines.reconcile import table_columns
+from sources.canonical import OWNER, OWNER_FILTER
 from sources.erasure import KEPT_AFTER_ERASURE, Forgotten, address_hash, normalized_address
 from sources.errors import ConfigurationError
 from sources.redaction import register_secret
@@ -30,7 +32,6 @@ ERASURES = "erasures"
 ERASURE_REQUESTS = "erasure_requests"
 DELETED_AT_PROVIDER = "deleted at provider"
 REQUEST = "request"
-DEFAULT_ACCOUNT = "default"
 KEY_SETTING = "CAMPAIGN_SYNC__ERASURE_KEY"
 _CHUNK = 500  # values per statement
 
@@ -47,11 +48,11 @@ def erasure_key() -> str:
     return str(key)
 
 
-def forgotten(client: Any, provider: str) -> Forgotten:
-    """Whose personal data a run of `provider` must not load, as the dataset records it."""
-    if ERASURES not in _tables(client, client.dataset_name):
+def forgotten(client: Any, provider: str, account: str) -> Forgotten:
+    """Whose personal data a run of `provider`'s `account` must not load, as the dataset records it."""
+    if ERASURES not in table_columns(client, client.dataset_name):
         return Forgotten()
-    rows = client.execute_sql(_forgotten_ids(client, with_reason=True), provider)
+    rows = client.execute_sql(_forgotten_ids(client, with_reason=True), provider, account)
     hashes = client.execute_sql(f"SELECT address_hash FROM {_name(client, ERASURE_REQUESTS)}")
     return Forgotten(
         contact_ids=frozenset(contact_id for contact_id, reason in rows if reason == REQUEST),
@@ -61,10 +62,10 @@ def forgotten(client: Any, provider: str) -> Forgotten:
     )
 
 
-def forget_after_load(client: Any, provider: str, forget_deleted: bool) -> None:
-    """After a load of `provider`: record the contacts it reports deleted (if `forget_deleted`) and
+def forget_after_load(client: Any, provider: str, account: str, forget_deleted: bool) -> None:
+    """After a load of `provider`'s `account`: record the contacts it reports deleted (if `forget_deleted`) and
     those whose address was asked to be forgotten, then empty the personal data of everyone forgotten."""
-    tables = _tables(client, client.dataset_name)
+    tables = table_columns(client, client.dataset_name)
     if not forget_deleted and ERASURES not in tables:
         return
     _create_tables(client)
@@ -72,32 +73,31 @@ def forget_after_load(client: Any, provider: str, forget_deleted: bool) -> None:
     if forget_deleted and "deleted" in tables.get("contacts", []):
         client.execute_sql(
             f"INSERT INTO {_name(client, ERASURES)} (provider, account, contact_id, reason, erased_at) "
-            f"SELECT DISTINCT provider, %s, contact_id, %s, %s FROM {_name(client, 'contacts')} "
-            f"WHERE provider = %s AND deleted AND contact_id NOT IN "
-            f"(SELECT contact_id FROM {_name(client, ERASURES)} WHERE provider = %s)",
-            DEFAULT_ACCOUNT, DELETED_AT_PROVIDER, now, provider, provider,
+            f"SELECT DISTINCT provider, account, contact_id, %s, %s FROM {_name(client, 'contacts')} "
+            f"WHERE {OWNER_FILTER} AND deleted AND contact_id NOT IN "
+            f"(SELECT contact_id FROM {_name(client, ERASURES)} WHERE {OWNER_FILTER})",
+            DELETED_AT_PROVIDER, now, provider, account, provider, account,
         )
     hashes = {row[0] for row in client.execute_sql(f"SELECT address_hash FROM {_name(client, ERASURE_REQUESTS)}")}
     if hashes:
         key = erasure_key()
         addresses = set()
         for table, columns in tables.items():
-            if {"provider", "email_address"} <= set(columns):
+            if {*OWNER, "email_address"} <= set(columns):
                 addresses |= {row[0] for row in client.execute_sql(
                     f"SELECT DISTINCT email_address FROM {_name(client, table)} "
-                    "WHERE provider = %s AND email_address IS NOT NULL",
-                    provider,
+                    f"WHERE {OWNER_FILTER} AND email_address IS NOT NULL",
+                    provider, account,
                 )}
         asked = sorted({normalized_address(a) for a in addresses if address_hash(a, key) in hashes})
         if asked:
-            _forget_addresses_of(client, tables, asked, now, provider)
-    _erase_forgotten(client, provider)
+            _forget_addresses_of(client, asked, now, (provider, account))
+    _erase_forgotten(client, provider, account)
 
 
-def forget_addresses(client: Any, addresses: Iterable[str], key: str) -> list[tuple[str, str]]:
-    """Forget everyone with one of `addresses` in every provider now, and keep them out of later loads.
-
-    Returns the (provider, contact_id) pairs erased.
+def forget_addresses(client: Any, addresses: Iterable[str], key: str) -> list[tuple[str, str, str]]:
+    """Forget everyone with one of `addresses` in every provider and account now, and keep them out of
+    later loads. Returns the (provider, account, contact_id) erased.
     """
     if not client.has_dataset():
         client.create_dataset()
@@ -111,40 +111,41 @@ def forget_addresses(client: Any, addresses: Iterable[str], key: str) -> list[tu
             f"SELECT %s, %s WHERE NOT EXISTS (SELECT 1 FROM {_name(client, ERASURE_REQUESTS)} WHERE address_hash = %s)",
             hashed, now, hashed,
         )
-    found = _forget_addresses_of(client, _tables(client, client.dataset_name), asked, now)
-    for provider in sorted({provider for provider, _ in found}):
-        _erase_forgotten(client, provider)
+    found = _forget_addresses_of(client, asked, now)
+    for provider, account in sorted({(provider, account) for provider, account, _ in found}):
+        _erase_forgotten(client, provider, account)
     return found
 
 
-def erasure_count(client: Any, provider: str) -> int:
-    """How many contacts of `provider` the dataset records as erased."""
-    if ERASURES not in _tables(client, client.dataset_name):
+def erasure_count(client: Any, provider: str, account: str) -> int:
+    """How many contacts of `provider`'s `account` the dataset records as erased."""
+    if ERASURES not in table_columns(client, client.dataset_name):
         return 0
-    sql = f"SELECT count(*) FROM {_name(client, ERASURES)} WHERE provider = %s"
-    return int(client.execute_sql(sql, provider)[0][0])
+    sql = f"SELECT count(*) FROM {_name(client, ERASURES)} WHERE {OWNER_FILTER}"
+    return int(client.execute_sql(sql, provider, account)[0][0])
 
 
 def _forget_addresses_of(
-    client: Any, tables: dict[str, list[str]], addresses: list[str], now: datetime, provider: str | None = None
-) -> list[tuple[str, str]]:
-    """Record as erased on request the contacts with these (normalized) addresses, and empty the personal
-    fields of the rows that carry one of them without a contact id. Returns the contacts found."""
-    found: set[tuple[str, str]] = set()
+    client: Any, addresses: list[str], now: datetime, owner: tuple[str, str] | None = None
+) -> list[tuple[str, str, str]]:
+    """Record as erased on request the contacts with these (normalized) addresses (of one provider's
+    account, or of all), and empty the personal fields of the rows that carry one of them without a
+    contact id. Returns the contacts found."""
+    found: set[tuple[str, str, str]] = set()
     for start in range(0, len(addresses), _CHUNK):
         chunk = addresses[start:start + _CHUNK]
         marks = ", ".join(["%s"] * len(chunk))
         for schema in (client.dataset_name, f"{client.dataset_name}_staging"):
-            for table, columns in _tables(client, schema).items():
-                if table == ERASURES or not {"provider", "email_address"} <= set(columns):
+            for table, columns in table_columns(client, schema).items():
+                if table == ERASURES or not {*OWNER, "email_address"} <= set(columns):
                     continue
                 where = f"lower(trim(email_address)) IN ({marks})"
                 params: list[Any] = list(chunk)
-                if provider is not None:
-                    where, params = f"provider = %s AND {where}", [provider, *chunk]
+                if owner is not None:
+                    where, params = f"{OWNER_FILTER} AND {where}", [*owner, *chunk]
                 if schema == client.dataset_name and "contact_id" in columns:
                     found |= set(client.execute_sql(
-                        f"SELECT DISTINCT provider, contact_id FROM {_qualified(schema, table)} "
+                        f"SELECT DISTINCT provider, account, contact_id FROM {_qualified(schema, table)} "
                         f"WHERE {where} AND contact_id IS NOT NULL",
                         *params,
                     ))
@@ -152,14 +153,13 @@ def _forget_addresses_of(
                 if assignments:
                     client.execute_sql(f"UPDATE {_qualified(schema, table)} SET {assignments} WHERE {where}", *params)
     recorded = {tuple(row) for row in client.execute_sql(
-        f"SELECT provider, contact_id FROM {_name(client, ERASURES)} WHERE reason = %s", REQUEST
+        f"SELECT provider, account, contact_id FROM {_name(client, ERASURES)} WHERE reason = %s", REQUEST
     )}
     new = sorted(found - recorded)
     for start in range(0, len(new), _CHUNK):
         batch = new[start:start + _CHUNK]
         values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(batch))
-        params = [value for provider_name, contact_id in batch
-                  for value in (provider_name, DEFAULT_ACCOUNT, contact_id, REQUEST, now)]
+        params = [value for erased in batch for value in (*erased, REQUEST, now)]
         client.execute_sql(
             f"INSERT INTO {_name(client, ERASURES)} (provider, account, contact_id, reason, erased_at) VALUES {values}",
             *params,
@@ -167,49 +167,49 @@ def _forget_addresses_of(
     return sorted(found)
 
 
-def _erase_forgotten(client: Any, provider: str) -> None:
-    """Empty the personal fields of everyone forgotten of `provider`, in every table (staging included):
-    only rows that still hold some are written."""
+def _erase_forgotten(client: Any, provider: str, account: str) -> None:
+    """Empty the personal fields of everyone forgotten of `provider`'s `account`, in every table (staging
+    included): only rows that still hold some are written."""
     forgotten_ids = f"SELECT contact_id FROM ({_forgotten_ids(client, with_reason=False)}) AS forgotten"
     for schema in (client.dataset_name, f"{client.dataset_name}_staging"):
-        tables = _tables(client, schema)
+        tables = table_columns(client, schema)
         if "contacts" in tables:  # their tags and list memberships go with them
             erased_contacts = (
                 f"SELECT _dlt_id FROM {_qualified(schema, 'contacts')} "
-                f"WHERE provider = %s AND contact_id IN ({forgotten_ids})"
+                f"WHERE {OWNER_FILTER} AND contact_id IN ({forgotten_ids})"
             )
             for child, columns in tables.items():
                 if child.startswith("contacts__") and "_dlt_root_id" in columns:
                     client.execute_sql(
                         f"DELETE FROM {_qualified(schema, child)} WHERE _dlt_root_id IN ({erased_contacts})",
-                        provider, provider,
+                        provider, account, provider, account,
                     )
         for table, columns in tables.items():
             assignments = _assignments(columns)
-            if table == ERASURES or not {"provider", "contact_id"} <= set(columns) or not assignments:
+            if table == ERASURES or not {*OWNER, "contact_id"} <= set(columns) or not assignments:
                 continue
             personal = [c for c in columns if c not in KEPT_AFTER_ERASURE and not c.startswith("_dlt_")]
             holding = " OR ".join([f'"{column}" IS NOT NULL' for column in personal] + _url_with_query(columns))
             client.execute_sql(
                 f"UPDATE {_qualified(schema, table)} SET {assignments} "
-                f"WHERE provider = %s AND contact_id IN ({forgotten_ids}) AND ({holding})",
-                provider, provider,
+                f"WHERE {OWNER_FILTER} AND contact_id IN ({forgotten_ids}) AND ({holding})",
+                provider, account, provider, account,
             )
 
 
 def _forgotten_ids(client: Any, with_reason: bool) -> str:
-    """The contacts of a provider (the one parameter) that are forgotten: erased on request, or erased
-    as deleted at the provider while their contacts row still says deleted."""
+    """The contacts of a provider's account (the two parameters) that are forgotten: erased on request,
+    or erased as deleted at the provider while their contacts row still says deleted."""
     erasures, contacts = _name(client, ERASURES), _name(client, "contacts")
     still_deleted = "TRUE"
-    if "deleted" in _tables(client, client.dataset_name).get("contacts", []):
+    if "deleted" in table_columns(client, client.dataset_name).get("contacts", []):
         still_deleted = (
-            f"NOT EXISTS (SELECT 1 FROM {contacts} c WHERE c.provider = e.provider "
+            f"NOT EXISTS (SELECT 1 FROM {contacts} c WHERE c.provider = e.provider AND c.account = e.account "
             "AND c.contact_id = e.contact_id AND NOT c.deleted)"
         )
     reason = ", e.reason" if with_reason else ""
     return (
-        f"SELECT DISTINCT e.contact_id{reason} FROM {erasures} e WHERE e.provider = %s "
+        f"SELECT DISTINCT e.contact_id{reason} FROM {erasures} e WHERE e.provider = %s AND e.account = %s "
         f"AND (e.reason = '{REQUEST}' OR {still_deleted})"
     )
 
@@ -236,20 +236,6 @@ def _create_tables(client: Any) -> None:
         f"CREATE TABLE IF NOT EXISTS {_name(client, ERASURE_REQUESTS)} "
         "(address_hash VARCHAR NOT NULL, requested_at TIMESTAMP WITH TIME ZONE NOT NULL)"
     )
-
-
-def _tables(client: Any, schema: str) -> dict[str, list[str]]:
-    """The base tables (not views) of a schema, with their columns."""
-    rows = client.execute_sql(
-        "SELECT c.table_name, c.column_name FROM information_schema.columns c "
-        "JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name "
-        "WHERE c.table_schema = %s AND t.table_type = 'BASE TABLE' ORDER BY c.table_name, c.ordinal_position",
-        schema,
-    )
-    tables: dict[str, list[str]] = {}
-    for table, column in rows or []:
-        tables.setdefault(table, []).append(column)
-    return tables
 
 
 def _qualified(schema: str, table: str) -> str:

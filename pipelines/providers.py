@@ -3,54 +3,136 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from dataclasses import dataclass
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import dlt
 
+from sources.canonical import DEFAULT_ACCOUNT
 from sources.constant_contact_v2 import constant_contact_v2_source
 from sources.constant_contact_v3 import constant_contact_v3_source
 from sources.emailoctopus import emailoctopus_source
-from sources.errors import setting_name
+from sources.errors import ConfigurationError, setting_name
 
 # the settings every provider has that the pipeline reads after the load (not its source), with their defaults
 PIPELINE_SETTINGS = {"forget_deleted_contacts": True}
 
 
+# an account name: what a TOML table name and an environment variable both can hold
+ACCOUNT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
 @dataclass(frozen=True)
 class Provider:
-    """A provider's name, its dlt source function and its required secrets."""
+    """A provider's name, its dlt source function and its required secrets, for one of its accounts.
+
+    The `default` account is configured by the provider's own settings (`sources.<provider>`);
+    a named account by the table `sources.<provider>.accounts.<account>`, whose settings win over
+    the provider's, and whose secrets are never taken from anywhere else.
+    """
 
     name: str
     source: Callable[..., Any]
     secrets: tuple[str, ...]
+    account: str = DEFAULT_ACCOUNT
+
+    @property
+    def is_default(self) -> bool:
+        return self.account == DEFAULT_ACCOUNT
 
     @property
     def pipeline_name(self) -> str:
-        return f"campaign_sync_{self.name}"
+        """`campaign_sync_<provider>` for the default account, `campaign_sync_<provider>__<account>` for others."""
+        suffix = "" if self.is_default else f"__{self.account}"
+        return f"campaign_sync_{self.name}{suffix}"
+
+    @property
+    def label(self) -> str:
+        """How messages name it: the provider, and a named account after a slash."""
+        return self.name if self.is_default else f"{self.name}/{self.account}"
+
+    @property
+    def arguments(self) -> str:
+        """How the command line names it: the provider, and `--account` for a named account."""
+        return self.name if self.is_default else f"{self.name} --account {self.account}"
+
+    @property
+    def section(self) -> str:
+        """Where the account's settings live."""
+        return f"sources.{self.name}" if self.is_default else f"sources.{self.name}.accounts.{self.account}"
+
+    def for_account(self, account: str) -> Provider:
+        """The same provider, for `account`."""
+        if account != DEFAULT_ACCOUNT and not ACCOUNT_NAME.match(account):
+            raise ConfigurationError(
+                f"{self.name}: account name {account!r}: use lower-case letters, digits and _, starting with a letter"
+            )
+        return replace(self, account=account)
+
+    def accounts(self) -> list[Provider]:
+        """Every account configured for this provider: the default one when its secrets are set
+        (or some are: a mistake to report), then the named ones, in name order."""
+        named = set()
+        for settings in (dlt.config, dlt.secrets):
+            table: Any = settings.get(f"sources.{self.name}.accounts")
+            if isinstance(table, Mapping):
+                named |= {str(name) for name in table}
+        prefix = f"SOURCES__{self.name.upper()}__ACCOUNTS__"
+        named |= {key[len(prefix):].split("__")[0].lower() for key in os.environ if key.startswith(prefix)}
+        named.discard(DEFAULT_ACCOUNT)
+        default = [self] if len(self.missing_secrets()) < len(self.secrets) else []
+        return default + [self.for_account(name) for name in sorted(named)]
 
     def setting(self, key: str) -> str:
-        """The environment variable name of one of this provider's settings."""
-        return setting_name(self.name, key)
+        """The environment variable name of one of this account's settings."""
+        if self.is_default:
+            return setting_name(self.name, key)
+        return f"SOURCES__{self.name}__ACCOUNTS__{self.account}__{key}".upper()
+
+    def _declared_default(self, key: str) -> Any:
+        if key in PIPELINE_SETTINGS:
+            return PIPELINE_SETTINGS[key]
+        return inspect.signature(getattr(self.source, "__wrapped__", self.source)).parameters[key].default
 
     def configured(self, key: str) -> Any:
-        """A setting's value: as configured (environment, `.dlt/config.toml`), else its one declared
-        default (the source function's parameter, or `PIPELINE_SETTINGS`)."""
-        if key in PIPELINE_SETTINGS:
-            default = PIPELINE_SETTINGS[key]
-        else:
-            default = inspect.signature(getattr(self.source, "__wrapped__", self.source)).parameters[key].default
-        value = dlt.config.get(f"sources.{self.name}.{key}", type(default))
-        return default if value is None else value
+        """A setting's value: as configured for the account (environment, `.dlt/config.toml`), else for
+        the provider, else its one declared default (the source function's parameter, or `PIPELINE_SETTINGS`)."""
+        default = self._declared_default(key)
+        for section in dict.fromkeys((self.section, f"sources.{self.name}")):
+            name = f"{section}.{key}"
+            value: Any = dlt.config.get(name) if default is None else dlt.config.get(name, type(default))
+            if value is not None:
+                return value
+        return default
 
     def forgets_deleted_contacts(self) -> bool:
         """`FORGET_DELETED_CONTACTS`: erase the personal data of contacts deleted at the provider."""
         return bool(self.configured("forget_deleted_contacts"))
 
     def missing_secrets(self) -> list[str]:
-        """The settings of this provider's secrets that are set nowhere dlt looks."""
-        return [self.setting(key) for key in self.secrets if not dlt.secrets.get(f"sources.{self.name}.{key}")]
+        """The settings of this account's secrets that are set nowhere dlt looks."""
+        return [self.setting(key) for key in self.secrets if not dlt.secrets.get(f"{self.section}.{key}")]
+
+    def source_arguments(self) -> dict[str, Any]:
+        """What a named account's source is called with: its secrets, and each setting it has of its
+        own (the others dlt injects from the provider's section). Nothing for the default account."""
+        if self.is_default:
+            return {}
+        missing = self.missing_secrets()
+        if missing:
+            raise ConfigurationError(f"{self.label}: missing setting {', '.join(missing)}")
+        parameters = inspect.signature(getattr(self.source, "__wrapped__", self.source)).parameters
+        arguments: dict[str, Any] = {key: dlt.secrets.get(f"{self.section}.{key}") for key in self.secrets}
+        for key in parameters:
+            if key in arguments or key == "plan":
+                continue
+            value: Any = dlt.config.get(f"{self.section}.{key}")
+            if value is not None:
+                arguments[key] = value
+        return arguments
 
 
 PROVIDERS = {

@@ -64,13 +64,27 @@ def existing_tables(client: SqlClientBase[Any]) -> set[str]:
     return {row[0] for row in rows or ()}
 
 
+def table_columns(client: Any, schema: str) -> dict[str, list[str]]:
+    """The base tables (not views) of a schema, with their columns."""
+    rows = client.execute_sql(
+        "SELECT c.table_name, c.column_name FROM information_schema.columns c "
+        "JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name "
+        "WHERE c.table_schema = %s AND t.table_type = 'BASE TABLE' ORDER BY c.table_name, c.ordinal_position",
+        schema,
+    )
+    tables: dict[str, list[str]] = {}
+    for table, column in rows or []:
+        tables.setdefault(table, []).append(column)
+    return tables
+
+
 def is_significant(loaded: int, reported: int) -> bool:
     """Whether a difference is above the threshold: more than MIN_DIFFERENCE and more than MIN_SHARE."""
     difference = abs(loaded - reported)
     return difference > MIN_DIFFERENCE and difference > MIN_SHARE * max(reported, 1)
 
 
-def reconcile(client: SqlClientBase[Any], provider: str) -> list[Discrepancy]:
+def reconcile(client: SqlClientBase[Any], provider: str, account: str) -> list[Discrepancy]:
     """Compare, per campaign with a summary, the loaded counts (the `campaign_engagement` view) with the provider's."""
     if not {"campaign_summaries", "campaign_engagement"} <= existing_tables(client):
         return []
@@ -79,12 +93,13 @@ def reconcile(client: SqlClientBase[Any], provider: str) -> list[Discrepancy]:
     sql = f"""
         SELECT s.campaign_id, e.name, {columns}
         FROM {table("campaign_summaries")} s
-        LEFT JOIN {table("campaign_engagement")} e ON e.provider = s.provider AND e.campaign_id = s.campaign_id
-        WHERE s.provider = %s
+        LEFT JOIN {table("campaign_engagement")} e
+            ON e.provider = s.provider AND e.account = s.account AND e.campaign_id = s.campaign_id
+        WHERE s.provider = %s AND s.account = %s
         ORDER BY s.campaign_id
     """
     found = []
-    for campaign_id, name, *counts in client.execute_sql(sql, provider) or ():
+    for campaign_id, name, *counts in client.execute_sql(sql, provider, account) or ():
         for index, (label, _reported, _loaded) in enumerate(MEASURES):
             reported, loaded = counts[2 * index], counts[2 * index + 1]
             if reported is not None and is_significant(int(loaded), int(reported)):

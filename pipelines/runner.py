@@ -31,9 +31,9 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.erasure import forget_after_load, forgotten
 from pipelines.providers import Provider
-from pipelines.reconcile import existing_tables, reconcile
+from pipelines.reconcile import existing_tables, reconcile, table_columns
 from pipelines.views import create_views
-from sources.canonical import CANONICAL_TABLES, SyncOutcome, SyncPlan
+from sources.canonical import CANONICAL_TABLES, DEFAULT_ACCOUNT, OWNER_FILTER, SyncOutcome, SyncPlan
 from sources.errors import CampaignSyncError, ConfigurationError
 from sources.redaction import redact
 
@@ -171,8 +171,8 @@ def run_provider(
     The caller holds the pipeline's lock (`run_locks`).
     """
     started = time.monotonic()
-    result = LoadResult(provider.name)
-    plan = SyncPlan(backfill_since=backfill_since, backfill_until=backfill_until)
+    result = LoadResult(provider.label)
+    plan = SyncPlan(backfill_since=backfill_since, backfill_until=backfill_until, account=provider.account)
     try:
         load = pipeline(provider, target)
         source = _build_source(provider, load, plan)
@@ -227,8 +227,8 @@ def _load_failed(failure: PipelineStepFailed, provider: Provider, what: str) -> 
     """A load that failed: the pipeline, the reason, and what happens to the package."""
     reason = _unwrap(failure, provider)
     return CampaignSyncError(
-        f"{provider.name}: {what} (pipeline {provider.pipeline_name}): {reason}; the package stays pending and "
-        f"the next run retries it; if it can never load, `campaign-sync abort-pending {provider.name}` drops it "
+        f"{provider.label}: {what} (pipeline {provider.pipeline_name}): {reason}; the package stays pending and "
+        f"the next run retries it; if it can never load, `campaign-sync abort-pending {provider.arguments}` drops it "
         "and the next run reads its data again"
     )
 
@@ -240,8 +240,8 @@ def table_rows(load: dlt.Pipeline, provider: Provider) -> dict[str, int]:
             tables = existing_tables(client)
             return {
                 table: int((client.execute_sql(
-                    f"SELECT count(*) FROM {client.make_qualified_table_name(table)} WHERE provider = %s",
-                    provider.name,
+                    f"SELECT count(*) FROM {client.make_qualified_table_name(table)} WHERE {OWNER_FILTER}",
+                    provider.name, provider.account,
                 ) or [[0]])[0][0])
                 for table in CANONICAL_TABLES
                 if table in tables
@@ -318,10 +318,10 @@ def after_load(load: dlt.Pipeline, provider: Provider) -> list[str]:
     """What follows every load (command line or Airflow): the contacts deleted at the provider are
     forgotten (unless FORGET_DELETED_CONTACTS is false), the analysis views, then the reconciliation warnings."""
     with load.sql_client() as client:
-        forget_after_load(client, provider.name, provider.forgets_deleted_contacts())
+        forget_after_load(client, provider.name, provider.account, provider.forgets_deleted_contacts())
     create_views(load)
     with load.sql_client() as client:
-        return [found.message for found in reconcile(client, provider.name)]
+        return [found.message for found in reconcile(client, provider.name, provider.account)]
 
 
 def _count_requests(source: Any, load: dlt.Pipeline, outcome: SyncOutcome) -> None:
@@ -356,14 +356,15 @@ def _remember(load: dlt.Pipeline, result: LoadResult) -> None:
 
 def nightly_source(provider: Provider, load: dlt.Pipeline) -> Any:
     """The provider's source for a nightly run into `load`'s dataset (what the Airflow DAG runs)."""
-    return _build_source(provider, load, SyncPlan())
+    return _build_source(provider, load, SyncPlan(account=provider.account))
 
 
 def _build_source(provider: Provider, load: dlt.Pipeline, plan: SyncPlan) -> Any:
     """The provider's source for `plan`, which learns from the dataset whose personal data not to load."""
     try:
         with load.sql_client() as client:
-            plan.forgotten = forgotten(client, provider.name)
+            migrate_to_accounts(client)
+            plan.forgotten = forgotten(client, provider.name, provider.account)
     except ConfigFieldMissingException as missing:
         raise missing_setting(missing) from None
     except DestinationUndefinedEntity:  # a dataset not created yet: nobody forgotten
@@ -374,12 +375,28 @@ def _build_source(provider: Provider, load: dlt.Pipeline, plan: SyncPlan) -> Any
         reason = (redact(str(failure)).strip().splitlines() or [type(failure).__name__])[0]
         raise CampaignSyncError(f"{provider.pipeline_name}: cannot read the destination: {reason}") from None
     try:
-        return provider.source(plan=plan)
+        return provider.source(plan=plan, **provider.source_arguments())
     except ConfigFieldMissingException as missing:
         raise missing_setting(missing, provider) from None
     except ConfigValueCannotBeCoercedException as wrong:
         setting = provider.setting(wrong.field_name)
-        raise ConfigurationError(f"{provider.name}: {setting} must be a {wrong.hint.__name__}") from None
+        raise ConfigurationError(f"{provider.label}: {setting} must be a {wrong.hint.__name__}") from None
+
+
+def migrate_to_accounts(client: Any) -> None:
+    """Give a dataset loaded before accounts existed its `account` column (`default`), before dlt loads.
+
+    Every canonical table, and its staging copy, gets the column filled with `default`: the
+    default account's keys and `activity_id`s are those it always had, so the next merge meets
+    its rows again; nothing is reloaded or doubled.
+    """
+    for schema in (client.dataset_name, f"{client.dataset_name}_staging"):
+        for table, columns in table_columns(client, schema).items():
+            if table in CANONICAL_TABLES and "account" not in columns:
+                name = f'"{schema}"."{table}"'
+                client.execute_sql(f"ALTER TABLE {name} ADD COLUMN account VARCHAR")
+                client.execute_sql(f"UPDATE {name} SET account = %s", DEFAULT_ACCOUNT)
+                log.info("%s.%s: account column added (%s)", schema, table, DEFAULT_ACCOUNT)
 
 
 def missing_setting(missing: ConfigFieldMissingException, provider: Provider | None = None) -> ConfigurationError:

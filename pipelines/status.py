@@ -19,7 +19,7 @@ from pipelines.erasure import erasure_count
 from pipelines.providers import Provider
 from pipelines.reconcile import existing_tables, reconcile
 from pipelines.runner import LAST_RUN, LAST_SUCCESS, Target, pipeline
-from sources.canonical import CANONICAL_TABLES
+from sources.canonical import CANONICAL_TABLES, DEFAULT_ACCOUNT, OWNER_FILTER
 
 log = logging.getLogger("campaign_sync")
 
@@ -44,11 +44,15 @@ def provider_status(provider: Provider, target: Target) -> dict[str, Any]:
     pending = [*load.list_extracted_load_packages(), *load.list_normalized_load_packages()]
     source_state = load.state.get("sources", {}).get(provider.name)
     if not source_state:
-        return {"provider": provider.name, "loaded": False, "last_run_error": failed, "pending_packages": pending}
+        return {
+            "provider": provider.name, "account": provider.account, "loaded": False, "last_run_error": failed,
+            "pending_packages": pending,
+        }
     cursors = source_state.get("resources", {}).get("contact_activity", {}).get("cursors", {})
     window = attribution_window_days(provider)
     status: dict[str, Any] = {
         "provider": provider.name,
+        "account": provider.account,
         "loaded": True,
         "pipeline": provider.pipeline_name,
         "last_successful_load": local.get(LAST_SUCCESS),
@@ -69,6 +73,8 @@ def _from_tables(client: Any, provider: Provider, schema_name: str, window: int)
     tables = existing_tables(client)
     table = client.make_qualified_table_name
 
+    owner = (provider.name, provider.account)
+
     def rows(sql: str, *params: Any) -> list[tuple[Any, ...]]:
         return list(client.execute_sql(sql, *params) or ())
 
@@ -78,24 +84,24 @@ def _from_tables(client: Any, provider: Provider, schema_name: str, window: int)
         found["last_loaded_at"] = _iso(rows(sql, schema_name)[0][0])
     for name in CANONICAL_TABLES:
         if name in tables:
-            found["rows"][name] = rows(f"SELECT count(*) FROM {table(name)} WHERE provider = %s", provider.name)[0][0]
+            found["rows"][name] = rows(f"SELECT count(*) FROM {table(name)} WHERE {OWNER_FILTER}", *owner)[0][0]
     if "contact_activity" in tables:
-        sql = f"SELECT min(occurred_at), max(occurred_at) FROM {table('contact_activity')} WHERE provider = %s"
-        oldest, newest = rows(sql, provider.name)[0]
+        sql = f"SELECT min(occurred_at), max(occurred_at) FROM {table('contact_activity')} WHERE {OWNER_FILTER}"
+        oldest, newest = rows(sql, *owner)[0]
         found["occurred_at"] = {"oldest": _iso(oldest), "newest": _iso(newest)}
     if "campaigns" in tables:
         close = timedelta(days=window)
         since = datetime.now(UTC) - close
         sql = (
             f"SELECT campaign_id, name, sent_at FROM {table('campaigns')} "
-            "WHERE provider = %s AND sent_at > %s ORDER BY sent_at, campaign_id"
+            f"WHERE {OWNER_FILTER} AND sent_at > %s ORDER BY sent_at, campaign_id"
         )
         found["open_campaigns"] = [
             {"campaign_id": cid, "name": name, "sent_at": _iso(sent), "window_closes": _iso(sent + close)}
-            for cid, name, sent in rows(sql, provider.name, since)
+            for cid, name, sent in rows(sql, *owner, since)
         ]
-    found["erasures"] = erasure_count(client, provider.name)
-    found["reconciliation"] = [difference.as_dict() for difference in reconcile(client, provider.name)]
+    found["erasures"] = erasure_count(client, *owner)
+    found["reconciliation"] = [difference.as_dict() for difference in reconcile(client, *owner)]
     return found
 
 
@@ -115,7 +121,7 @@ def print_status(target: Target, providers: list[Provider], as_json: bool = Fals
 
 
 def _text(status: dict[str, Any]) -> list[str]:
-    name = status["provider"]
+    name = status["provider"] if status["account"] == DEFAULT_ACCOUNT else f"{status['provider']}/{status['account']}"
     failed = status["last_run_error"]
     failure = [f"  last run failed {failed['finished_at']}: {failed['error']}"] if failed else []
     if status["pending_packages"]:

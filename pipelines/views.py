@@ -7,9 +7,9 @@ from typing import Any
 import dlt
 
 CAMPAIGN_ENGAGEMENT = """
-CREATE OR REPLACE VIEW {campaign_engagement} AS
+CREATE VIEW {campaign_engagement} AS
 WITH activity AS (
-    SELECT provider, campaign_id,
+    SELECT provider, account, campaign_id,
            count(*) FILTER (WHERE activity_type = 'sent') AS sent,
            count(DISTINCT contact_id) FILTER (WHERE activity_type = 'bounced') AS bounced,
            count(DISTINCT contact_id) FILTER (WHERE activity_type = 'opened') AS unique_opens,
@@ -20,9 +20,9 @@ WITH activity AS (
            count(DISTINCT contact_id) FILTER (WHERE activity_type = 'complained') AS complaints,
            count(*) FILTER (WHERE activity_type = 'forwarded') AS forwards
     FROM {contact_activity}
-    GROUP BY provider, campaign_id
+    GROUP BY provider, account, campaign_id
 )
-SELECT c.provider, c.campaign_id, c.name, c.subject, c.sent_at,
+SELECT c.provider, c.account, c.campaign_id, c.name, c.subject, c.sent_at,
        coalesce(a.sent, 0) AS sent,
        coalesce(a.sent, 0) - coalesce(a.bounced, 0) AS delivered,
        coalesce(a.unique_opens, 0) AS unique_opens,
@@ -38,14 +38,14 @@ SELECT c.provider, c.campaign_id, c.name, c.subject, c.sent_at,
        round(1.0 * a.unique_clicks / nullif(a.unique_opens, 0), 4) AS click_to_open_rate,
        round(1.0 * a.bounced / nullif(a.sent, 0), 4) AS bounce_rate
 FROM {campaigns} c
-LEFT JOIN activity a ON a.provider = c.provider AND a.campaign_id = c.campaign_id
+LEFT JOIN activity a ON a.provider = c.provider AND a.account = c.account AND a.campaign_id = c.campaign_id
 WHERE c.sent_at IS NOT NULL
 """
 
 CONTACT_ENGAGEMENT = """
-CREATE OR REPLACE VIEW {contact_engagement} AS
+CREATE VIEW {contact_engagement} AS
 WITH activity AS (
-    SELECT provider, contact_id,
+    SELECT provider, account, contact_id,
            max(email_address) AS email_address,
            count(DISTINCT campaign_id) FILTER (WHERE activity_type = 'sent') AS campaigns_sent,
            count(*) FILTER (WHERE activity_type = 'opened') AS opens,
@@ -56,12 +56,12 @@ WITH activity AS (
            max(occurred_at) FILTER (WHERE activity_type = 'unsubscribed') AS unsubscribed_at
     FROM {contact_activity}
     WHERE contact_id IS NOT NULL
-    GROUP BY provider, contact_id
+    GROUP BY provider, account, contact_id
 )
-SELECT a.provider, a.contact_id, coalesce(c.email_address, a.email_address) AS email_address,
+SELECT a.provider, a.account, a.contact_id, coalesce(c.email_address, a.email_address) AS email_address,
        c.status, a.campaigns_sent, a.opens, a.clicks, a.bounces, a.last_open, a.last_click, a.unsubscribed_at
 FROM activity a
-LEFT JOIN {contacts} c ON c.provider = a.provider AND c.contact_id = a.contact_id
+LEFT JOIN {contacts} c ON c.provider = a.provider AND c.account = a.account AND c.contact_id = a.contact_id
 """
 
 VIEWS = {
@@ -79,6 +79,8 @@ def create_views(pipeline: dlt.Pipeline) -> list[str]:
             if not all(table in existing for table in tables):
                 continue
             names = {name: client.make_qualified_table_name(name) for name in (view, *tables)}
+            # dropped first: PostgreSQL's CREATE OR REPLACE cannot change a view's columns
+            client.execute_sql(f"DROP VIEW IF EXISTS {names[view]}")
             client.execute_sql(sql.format(**names))
             created.append(view)
     return created

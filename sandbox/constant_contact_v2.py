@@ -39,7 +39,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from sandbox.dataset import LINKS, Campaign, Contact, Dataset, Event
-from sandbox.server import ProviderApp, SandboxError, json_response, simulates
+from sandbox.server import DEFAULT_ACCOUNT, ProviderApp, SandboxError, json_response, simulates
 
 NAME = "constant_contact_v2"
 PREFIX = "/constant_contact_v2"
@@ -82,13 +82,25 @@ STATUSES = ("ALL", "DRAFT", "RUNNING", "SENT", "SCHEDULED", "DELETED")  # provid
 CONTACT_FILTERS = ("ALL", "ACTIVE", "UNCONFIRMED", "OPTOUT", "REMOVED")  # provider-apis.md §2, "contacts"
 
 
-def settings(base_url: str) -> dict[str, str]:
-    """The environment that points campaign-sync at this simulator."""
-    return {
-        "SOURCES__CONSTANT_CONTACT_V2__API_KEY": API_KEY,
-        "SOURCES__CONSTANT_CONTACT_V2__ACCESS_TOKEN": ACCESS_TOKEN,
-        "SOURCES__CONSTANT_CONTACT_V2__BASE_URL": base_url + API,
-    }
+def access_token(account: str) -> str:
+    """The access token of one of the sandbox's accounts; the API key is the application's, shared by all."""
+    return ACCESS_TOKEN if account == DEFAULT_ACCOUNT else f"{ACCESS_TOKEN}-{account}"
+
+
+def settings_of(account: str) -> Callable[[str], dict[str, str]]:
+    """The environment that points campaign-sync at one account of this simulator."""
+
+    def settings(base_url: str) -> dict[str, str]:
+        if account != DEFAULT_ACCOUNT:
+            section = f"SOURCES__CONSTANT_CONTACT_V2__ACCOUNTS__{account.upper()}"
+            return {f"{section}__API_KEY": API_KEY, f"{section}__ACCESS_TOKEN": access_token(account)}
+        return {
+            "SOURCES__CONSTANT_CONTACT_V2__API_KEY": API_KEY,
+            "SOURCES__CONSTANT_CONTACT_V2__ACCESS_TOKEN": ACCESS_TOKEN,
+            "SOURCES__CONSTANT_CONTACT_V2__BASE_URL": base_url + API,
+        }
+
+    return settings
 
 
 def error(status: int, key: str, message: str) -> SandboxError:
@@ -138,8 +150,9 @@ def decode_token(token: str) -> dict[str, Any]:
 class Simulator:
     """The v2 API over one data set; tests read and set its counters and quota."""
 
-    def __init__(self, dataset: Dataset, variants: dict[str, str]) -> None:
+    def __init__(self, dataset: Dataset, variants: dict[str, str], account: str = DEFAULT_ACCOUNT) -> None:
         self.dataset, self.variants = dataset, variants
+        self.access_token = access_token(account)
         self.daily_quota: int | None = DAILY_QUOTA
         self.used: Counter[date] = Counter()
         # (path, parameters) of the latest calls, api_key left out
@@ -321,7 +334,7 @@ class Simulator:
         # provider-apis.md §2: the `api_key` query parameter and `Authorization: Bearer <access_token>`
         if request.args.get("api_key") != API_KEY:
             raise error(401, "http.status.unauthorized", "Unauthorized: the api_key is not valid.")
-        if request.headers.get("Authorization") != f"Bearer {ACCESS_TOKEN}":
+        if request.headers.get("Authorization") != f"Bearer {self.access_token}":
             raise error(401, "http.status.unauthorized", "Unauthorized: the access token is not valid.")
         with self._lock:
             self._served += 1
@@ -487,10 +500,13 @@ def _since(value: str | None, name: str) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-@simulates(NAME, REQUESTS_PER_SECOND, seed_offset=1)
-def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) -> ProviderApp:
-    """The Constant Contact v2 API over `dataset`."""
-    simulator = Simulator(dataset, variants)
+# provider-apis.md §2: the limits belong to the API key (the application), shared by its accounts
+@simulates(NAME, REQUESTS_PER_SECOND, seed_offset=1, shared_limit=True)
+def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float, account: str) -> ProviderApp:
+    """The Constant Contact v2 API of one account (its access token), over `dataset`."""
+    simulator = Simulator(dataset, variants, account)
     handle: Callable[[Request, str], Response] = simulator.handle
-    return ProviderApp(PREFIX, dataset, handle, simulator.throttled, requests_per_second, settings, simulator,
-                       not_found=lambda: error(404, "http.status.not_found", "The requested resource was not found."))
+    return ProviderApp(PREFIX, dataset, handle, simulator.throttled, requests_per_second, settings_of(account),
+                       simulator,
+                       not_found=lambda: error(404, "http.status.not_found", "The requested resource was not found."),
+                       owns=lambda request: request.headers.get("Authorization") == f"Bearer {simulator.access_token}")

@@ -52,7 +52,7 @@ from urllib.parse import urlencode
 from werkzeug.wrappers import Request, Response
 
 from sandbox.dataset import CUSTOM_FIELDS, LINKS, Campaign, Contact, Dataset, Event
-from sandbox.server import ProviderApp, SandboxError, TokenBucket, json_response, simulates
+from sandbox.server import DEFAULT_ACCOUNT, ProviderApp, SandboxError, TokenBucket, json_response, simulates
 
 NAME = "constant_contact_v3"
 PREFIX = "/constant_contact_v3"
@@ -705,9 +705,12 @@ def _tags(dataset: Dataset) -> set[str]:
     return {tag for contact in dataset.contacts for tag in contact.tags}
 
 
-@simulates(NAME, REQUESTS_PER_SECOND, seed_offset=2)
-def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) -> ProviderApp:
-    """The Constant Contact v3 API over `dataset`."""
+# provider-apis.md §3: the limits belong to the application (client id), shared by its accounts
+@simulates(NAME, REQUESTS_PER_SECOND, seed_offset=2, shared_limit=True)
+def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float, account: str) -> ProviderApp:
+    """The Constant Contact v3 API over `dataset` (one account: named ones are not simulated yet)."""
+    if account != DEFAULT_ACCOUNT:
+        raise ValueError(f"the sandbox serves one {NAME} account, not {account!r}")
     simulator = Simulator(dataset, variants)
     handle: Callable[[Request, str], Response] = simulator.handle
     return ProviderApp(PREFIX, dataset, handle, simulator.throttled, requests_per_second, simulator.settings,

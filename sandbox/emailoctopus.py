@@ -33,7 +33,7 @@ from urllib.parse import urlencode
 from werkzeug.wrappers import Request, Response
 
 from sandbox.dataset import Campaign, Contact, Dataset, Event
-from sandbox.server import ProviderApp, SandboxError, json_response, simulates
+from sandbox.server import DEFAULT_ACCOUNT, ProviderApp, SandboxError, json_response, simulates
 
 NAME = "emailoctopus"
 PREFIX = "/emailoctopus"
@@ -66,8 +66,9 @@ def bad_data(contact_number: int, activity_type: str) -> str | None:
     return None
 
 
-def settings(base_url: str) -> dict[str, str]:
-    return {"SOURCES__EMAILOCTOPUS__API_KEY": API_KEY, "SOURCES__EMAILOCTOPUS__BASE_URL": base_url + API}
+def account_key(account: str) -> str:
+    """The API key of one of the sandbox's accounts (each EmailOctopus account has its own)."""
+    return API_KEY if account == DEFAULT_ACCOUNT else f"{API_KEY}-{account}"
 
 
 def error(status: int, code: str, message: str) -> SandboxError:
@@ -106,8 +107,14 @@ def contact_object(contact: Contact, variants: dict[str, str]) -> dict[str, Any]
 
 
 @simulates(NAME, REQUESTS_PER_SECOND, seed_offset=0)
-def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) -> ProviderApp:
-    """The EmailOctopus API over `dataset`."""
+def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float, account: str) -> ProviderApp:
+    """The EmailOctopus API of one account, over `dataset`."""
+    key = account_key(account)
+
+    def settings(base_url: str) -> dict[str, str]:
+        if account != DEFAULT_ACCOUNT:
+            return {f"SOURCES__EMAILOCTOPUS__ACCOUNTS__{account.upper()}__API_KEY": key}
+        return {"SOURCES__EMAILOCTOPUS__API_KEY": key, "SOURCES__EMAILOCTOPUS__BASE_URL": base_url + API}
 
     statuses = ERROR_STATUSES[variants.get("eo_error_status", "mapped")]
 
@@ -245,7 +252,7 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
         raise fail("CAMPAIGN_NOT_FOUND", "The campaign could not be found.")  # provider-apis.md §1, report codes
 
     def handle(request: Request, path: str) -> Response:
-        if request.args.get("api_key") != API_KEY:  # provider-apis.md §1, API-wide codes: API_KEY_INVALID
+        if request.args.get("api_key") != key:  # provider-apis.md §1, API-wide codes: API_KEY_INVALID
             raise fail("API_KEY_INVALID", "Your API key is invalid.")
         path = path.removeprefix(API)
         if path == "/campaigns":
@@ -278,5 +285,6 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float) 
     def not_found() -> SandboxError:
         return fail("NOT_FOUND", "The requested resource could not be found.")
 
-    return ProviderApp(PREFIX, dataset, handle, throttled, requests_per_second, settings, not_found=not_found)
+    return ProviderApp(PREFIX, dataset, handle, throttled, requests_per_second, settings, not_found=not_found,
+                       owns=lambda request: request.args.get("api_key") == key)
 

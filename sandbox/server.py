@@ -73,6 +73,8 @@ class ProviderApp:
     settings: Callable[[str], dict[str, str]]
     simulator: Any = None  # a provider's own state that tests reach (quota, OAuth, ground truth)
     not_found: Callable[[], SandboxError] | None = None  # the provider's own 404 (for `Faults.gone_paths`)
+    # whether a request carries this app's account's credentials (several accounts share a prefix)
+    owns: Callable[[Request], bool] = lambda _request: True
     bucket: TokenBucket = field(init=False)
 
     def __post_init__(self) -> None:
@@ -110,29 +112,35 @@ class Faults:
         return None
 
 
-AppFactory = Callable[[Dataset, dict[str, str], float], ProviderApp]
+# `app(dataset, variants, requests_per_second, account)`: one account's API
+AppFactory = Callable[[Dataset, dict[str, str], float, str], ProviderApp]
+DEFAULT_ACCOUNT = "default"
 
 
 @dataclass(frozen=True)
 class SimulatedProvider:
     """A provider the sandbox serves: its name, how to build its app over a data set, its real rate limit,
-    and which data set it gets (`seed * 100 + seed_offset`, so that its data never depends on import order)."""
+    which data set it gets (`seed * 100 + seed_offset`, so that its data never depends on import order),
+    and whether its accounts share the application's limit (Constant Contact) or each key has its own."""
 
     name: str
     make_app: AppFactory
     requests_per_second: float
     seed_offset: int
+    shared_limit: bool
 
 
 # every provider module registers itself here (`simulates`); `sandbox/__init__.py` imports them all
 SIMULATED_PROVIDERS: dict[str, SimulatedProvider] = {}
 
 
-def simulates(name: str, requests_per_second: float, seed_offset: int) -> Callable[[AppFactory], AppFactory]:
-    """Register a provider module's `app(dataset, variants, requests_per_second)`: the sandbox serves it."""
+def simulates(
+    name: str, requests_per_second: float, seed_offset: int, shared_limit: bool = False
+) -> Callable[[AppFactory], AppFactory]:
+    """Register a provider module's `app(dataset, variants, requests_per_second, account)`: the sandbox serves it."""
 
     def register(make_app: AppFactory) -> AppFactory:
-        SIMULATED_PROVIDERS[name] = SimulatedProvider(name, make_app, requests_per_second, seed_offset)
+        SIMULATED_PROVIDERS[name] = SimulatedProvider(name, make_app, requests_per_second, seed_offset, shared_limit)
         return make_app
 
     return register
@@ -145,6 +153,8 @@ class Sandbox:
     provider's BASE_URL setting should be; `datasets[provider]` is the ground truth;
     `requests[provider]` counts the requests served (429s included). The data is generated
     around `clock` (default: now); the same seed, scale and clock give the same data.
+    `accounts` names more accounts of a provider: each has its own credentials and data set
+    (`datasets["<provider>/<account>"]`), and shares the application's limit where the provider does.
     """
 
     def __init__(
@@ -157,6 +167,7 @@ class Sandbox:
         variants: dict[str, str] | None = None,
         faults: Faults | None = None,
         clock: datetime | None = None,
+        accounts: dict[str, list[str]] | None = None,
     ) -> None:
         self.seed, self.port, self.latency = seed, port, latency
         self.variants = dict(variants or {})
@@ -165,10 +176,15 @@ class Sandbox:
         self.apps: dict[str, ProviderApp] = {}
         self.datasets: dict[str, Dataset] = {}
         for simulated in sorted(SIMULATED_PROVIDERS.values(), key=lambda provider: provider.seed_offset):
-            dataset = generate(seed * 100 + simulated.seed_offset, scale, clock)
             rate = rates.get(simulated.name, simulated.requests_per_second)
-            self.apps[simulated.name] = simulated.make_app(dataset, self.variants, rate)
-            self.datasets[simulated.name] = dataset
+            named = (accounts or {}).get(simulated.name, [])
+            for index, account in enumerate([DEFAULT_ACCOUNT, *named]):
+                key = simulated.name if account == DEFAULT_ACCOUNT else f"{simulated.name}/{account}"
+                dataset = generate(seed * 100 + simulated.seed_offset + 10 * index, scale, clock)
+                self.apps[key] = simulated.make_app(dataset, self.variants, rate, account)
+                self.datasets[key] = dataset
+                if simulated.shared_limit and index:  # one budget for the application's accounts
+                    self.apps[key].bucket = self.apps[simulated.name].bucket
         self.requests: Counter[str] = Counter()
         self.throttled: Counter[str] = Counter()
         self.paths: Counter[str] = Counter()
@@ -253,10 +269,12 @@ class Sandbox:
         path = request.path
         if path.startswith("/_sandbox/"):
             return self._control(request, path.removeprefix("/_sandbox/"))
-        for name, app in self.apps.items():
-            if path.startswith(app.prefix + "/"):
-                return self._serve(name, app, request, path.removeprefix(app.prefix))
-        return json_response({"error": "no such sandbox path"}, 404)
+        served = [(name, app) for name, app in self.apps.items() if path.startswith(app.prefix + "/")]
+        if not served:
+            return json_response({"error": "no such sandbox path"}, 404)
+        # the account whose credentials the request carries; else the default one, which refuses them
+        name, app = next(((name, app) for name, app in served if "/" in name and app.owns(request)), served[0])
+        return self._serve(name, app, request, path.removeprefix(app.prefix))
 
     def _serve(self, name: str, app: ProviderApp, request: Request, path: str) -> Response:
         with self._lock:

@@ -22,6 +22,7 @@ import pytest
 
 from pipelines.cli import main
 from sandbox import Sandbox
+from sandbox.server import SIMULATED_PROVIDERS
 
 FAST_RETRIES = {
     "RUNTIME__REQUEST_BACKOFF_FACTOR": "0.05",
@@ -155,7 +156,7 @@ def make_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, destination: s
             monkeypatch.delenv(key)
         for key, value in {**sandbox.environment(), **FAST_RETRIES}.items():
             monkeypatch.setenv(key, value)
-        for name in sandbox.apps:
+        for name in SIMULATED_PROVIDERS:  # named accounts take the provider's setting
             monkeypatch.setenv(f"SOURCES__{name.upper()}__REQUESTS_PER_SECOND", "0")
         monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", POSTGRES_URL)
         dataset = f"cs_{uuid.uuid4().hex[:12]}" if destination == "postgres" else "campaign_activity"

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sources.canonical.reads import ReportRead
-from sources.canonical.tables import Row, TableHints
+from sources.canonical.tables import DEFAULT_ACCOUNT, Row, TableHints
 from sources.canonical.times import parse_utc
 
 
@@ -78,10 +78,13 @@ def _names(key: str | Sequence[str] | None) -> tuple[str, ...]:
     return (key,) if isinstance(key, str) else tuple(key or ())
 
 
-def with_activity_ids(page: pa.Table, read: ReportRead, provider: str, occurrences: Counter[str]) -> pa.Table:
+def with_activity_ids(
+    page: pa.Table, read: ReportRead, provider: str, account: str, occurrences: Counter[str]
+) -> pa.Table:
     """Give each event of a page its deterministic `activity_id`: a hash of its identity fields
     and its occurrence number, so that identical events are told apart and a reread finds the
-    same ids. The identity is built column-wise; only the hashing goes row by row."""
+    same ids. The identity is built column-wise; only the hashing goes row by row. A named
+    account's events have it in their identity; the default account's ids are those it always had."""
     rows = page.num_rows
     page = page.drop_columns([name for name in ("activity_id", "campaign_activity_id") if name in page.column_names])
 
@@ -97,7 +100,8 @@ def with_activity_ids(page: pa.Table, read: ReportRead, provider: str, occurrenc
         "\x1f",
         null_handling="replace",
     )
-    prefix = f"{provider}\x1f{read.campaign_id}\x1f{read.campaign_activity_id or ''}\x1f"
+    owner = provider if account == DEFAULT_ACCOUNT else f"{provider}\x1e{account}"
+    prefix = f"{owner}\x1f{read.campaign_id}\x1f{read.campaign_activity_id or ''}\x1f"
     ids = []
     for identity in identities.to_pylist():
         occurrences[identity] += 1

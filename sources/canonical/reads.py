@@ -14,7 +14,7 @@ from typing import Any
 import dlt
 import pendulum
 
-from sources.canonical.tables import Row
+from sources.canonical.tables import DEFAULT_ACCOUNT, Row, stamp
 from sources.canonical.times import parse_utc
 from sources.erasure import Forgotten
 from sources.errors import CampaignSyncError, ConfigurationError, CredentialsRefused, NotFound, QuotaExhausted
@@ -56,6 +56,7 @@ class SyncSettings:
     backfill_until: datetime | None = None
     forgotten: Forgotten = field(default_factory=Forgotten)
     now: datetime = field(default_factory=lambda: pendulum.now("UTC"))
+    account: str = DEFAULT_ACCOUNT
 
     @classmethod
     def from_config(
@@ -77,6 +78,7 @@ class SyncSettings:
             backfill_since=plan.backfill_since,
             backfill_until=plan.backfill_until,
             forgotten=plan.forgotten,
+            account=plan.account,
         )
 
     @property
@@ -130,6 +132,7 @@ class SyncPlan:
 
     backfill_since: datetime | None = None
     backfill_until: datetime | None = None
+    account: str = DEFAULT_ACCOUNT  # which of the provider's accounts
     forgotten: Forgotten = field(default_factory=Forgotten)  # whose personal data is not loaded
     outcome: SyncOutcome = field(default_factory=SyncOutcome)
 
@@ -246,8 +249,8 @@ def read_due_reports(
         rows = tally.new_rows(read_rows, read.whole)
         outcome.rows_skipped += len(read_rows) - len(rows)
         settings.forgotten.scrub(rows)
+        stamp(rows, provider, settings.account)
         for row in rows:
-            row["provider"] = provider
             row["campaign_id"] = read.campaign_id
         yield ReadPage(read, rows)
 

@@ -32,6 +32,7 @@ from sources.canonical.tables import (
     CONTACTS,
     SNAPSHOT_RESET,
     Row,
+    stamp,
 )
 from sources.canonical.times import parse_utc
 from sources.errors import CampaignSyncError, QuotaExhausted
@@ -139,8 +140,8 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         recent: dict[str, Row] = dlt.current.resource_state().setdefault("recent", {})
         listed: set[str] = set()
         for page in isolated(api.campaigns(), outcome, f"{api.name} campaign listing"):
+            stamp(page, api.name, settings.account)
             for row in page:
-                row["provider"] = api.name
                 listed.add(row["campaign_id"])
                 # a campaign deleted at the provider may come as its bare listing row: it keeps
                 # what was known of it (sent_at, subject, ...) and takes the new status
@@ -176,7 +177,8 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
             if not event.rows:
                 continue
             counts = occurrences.setdefault(read.state_key, Counter())
-            batch.append(with_activity_ids(to_arrow(event.rows, CONTACT_ACTIVITY), read, api.name, counts))
+            page = to_arrow(event.rows, CONTACT_ACTIVITY)
+            batch.append(with_activity_ids(page, read, api.name, settings.account, counts))
             if sum(page.num_rows for page in batch) >= ARROW_BATCH_ROWS:
                 yield pa.concat_tables(batch, promote_options="default")
                 batch = []
@@ -203,7 +205,10 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
             event.cursor.digest = digest
             event.cursor.save(cursors, read)
             # the whole snapshot, after a marker that deletes the previous one
-            reset = {"provider": api.name, "campaign_id": read.campaign_id, "kind": read.report, "contact_id": ""}
+            reset = {
+                "provider": api.name, "account": settings.account, "campaign_id": read.campaign_id,
+                "kind": read.report, "contact_id": "",
+            }
             snapshot = list(by_contact.values())
             for row in snapshot:
                 row["kind"] = read.report
@@ -228,8 +233,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
     def contacts() -> Iterator[list[Row]]:
         for page in isolated(api.contacts(), outcome, f"{api.name} contacts"):
             settings.forgotten.scrub(page)
-            for row in page:
-                row["provider"] = api.name
+            stamp(page, api.name, settings.account)
             yield page
 
     return [campaigns, contact_activity, campaign_non_engagement, campaign_summaries, contacts]

@@ -12,8 +12,21 @@ NON_ENGAGEMENT_KINDS = ("not_opened", "not_clicked")
 # Constant Contact's bounce codes (v2 and v3 alike) -> canonical bounce_type
 BOUNCE_TYPES = {"B": "hard", "D": "hard", "Z": "hard", "F": "soft", "S": "soft", "V": "soft", "X": "other"}
 SNAPSHOT_RESET = "_snapshot_reset"
+# the account of a provider's top-level settings; named accounts are tables under `accounts`
+DEFAULT_ACCOUNT = "default"
+# the columns every canonical table has, first in its key: whose data a row is
+OWNER = ("provider", "account")
+# SQL: the rows of one provider's account (two parameters)
+OWNER_FILTER = "provider = %s AND account = %s"
 
 Row = dict[str, Any]
+
+
+def stamp(rows: list[Row], provider: str, account: str) -> None:
+    """Mark rows with the provider and account they come from: every canonical table has both."""
+    for row in rows:
+        row["provider"] = provider
+        row["account"] = account
 
 
 class TableHints(TypedDict, total=False):
@@ -39,10 +52,10 @@ def _columns(
 CAMPAIGNS: TableHints = {
     "name": "campaigns",
     "write_disposition": "merge",
-    "primary_key": ["provider", "campaign_id"],
+    "primary_key": [*OWNER, "campaign_id"],
     "columns": {
         **_columns(
-            text=("provider", "campaign_id", "name", "subject", "status", "from_name", "from_email"),
+            text=(*OWNER, "campaign_id", "name", "subject", "status", "from_name", "from_email"),
             timestamp=("created_at", "sent_at", "updated_at"),
         ),
         "list_ids": {"data_type": "json"},
@@ -51,8 +64,8 @@ CAMPAIGNS: TableHints = {
 CAMPAIGN_ACTIVITIES: TableHints = {
     "name": "campaign_activities",
     "write_disposition": "merge",
-    "primary_key": ["provider", "campaign_activity_id"],
-    "columns": _columns(text=("provider", "campaign_activity_id", "campaign_id", "role", "status", "subject")),
+    "primary_key": [*OWNER, "campaign_activity_id"],
+    "columns": _columns(text=(*OWNER, "campaign_activity_id", "campaign_id", "role", "status", "subject")),
 }
 CONTACT_ACTIVITY: TableHints = {
     "name": "contact_activity",
@@ -60,7 +73,7 @@ CONTACT_ACTIVITY: TableHints = {
     "primary_key": "activity_id",
     "columns": _columns(
         text=(
-            "activity_id", "provider", "campaign_id", "campaign_activity_id", "contact_id", "email_address",
+            "activity_id", *OWNER, "campaign_id", "campaign_activity_id", "contact_id", "email_address",
             "activity_type", "url", "device_type", "bounce_type", "reason",
         ),
         timestamp=("occurred_at",),
@@ -68,13 +81,13 @@ CONTACT_ACTIVITY: TableHints = {
 }
 CAMPAIGN_NON_ENGAGEMENT: TableHints = {
     "name": "campaign_non_engagement",
-    # Unique on (provider, campaign_id, kind, contact_id), which the snapshot read guarantees; only
+    # Unique on (provider, account, campaign_id, kind, contact_id), which the snapshot read guarantees; only
     # the merge key is declared: with a primary key too, dlt deletes on `pk OR merge key`, a join
     # DuckDB cannot hash (dlt issue 2752) whose cost is the product of the two tables.
     "write_disposition": "merge",  # dlt's default merge strategy, delete-insert
-    "merge_key": ["provider", "campaign_id", "kind"],
+    "merge_key": [*OWNER, "campaign_id", "kind"],
     "columns": {
-        **_columns(text=("provider", "campaign_id", "kind", "contact_id", "email_address"), timestamp=("as_of",)),
+        **_columns(text=(*OWNER, "campaign_id", "kind", "contact_id", "email_address"), timestamp=("as_of",)),
         # a marker row that deletes a campaign's previous snapshot; never stored itself
         SNAPSHOT_RESET: {"data_type": "bool", "hard_delete": True},
     },
@@ -82,9 +95,9 @@ CAMPAIGN_NON_ENGAGEMENT: TableHints = {
 CONTACTS: TableHints = {
     "name": "contacts",
     "write_disposition": "merge",
-    "primary_key": ["provider", "contact_id"],
+    "primary_key": [*OWNER, "contact_id"],
     "columns": {
-        **_columns(text=("provider", "contact_id", "email_address", "status"), timestamp=("created_at", "updated_at")),
+        **_columns(text=(*OWNER, "contact_id", "email_address", "status"), timestamp=("created_at", "updated_at")),
         "deleted": {"data_type": "bool"},  # deleted at the provider (EmailOctopus, v3) or REMOVED (v2)
     },
 }
@@ -95,8 +108,8 @@ SUMMARY_COUNTS = (
 CAMPAIGN_SUMMARIES: TableHints = {
     "name": "campaign_summaries",
     "write_disposition": "merge",
-    "primary_key": ["provider", "campaign_id"],
-    "columns": _columns(text=("provider", "campaign_id"), timestamp=("as_of",), bigint=SUMMARY_COUNTS),
+    "primary_key": [*OWNER, "campaign_id"],
+    "columns": _columns(text=(*OWNER, "campaign_id"), timestamp=("as_of",), bigint=SUMMARY_COUNTS),
 }
 CANONICAL_TABLES = tuple(
     table["name"]

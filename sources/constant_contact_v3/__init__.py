@@ -7,7 +7,15 @@ from collections.abc import Iterator, Sequence
 import dlt
 from dlt.extract.resource import DltResource
 
-from sources.canonical import CAMPAIGN_ACTIVITIES, Row, SyncPlan, SyncSettings, canonical_resources
+from sources.canonical import (
+    CAMPAIGN_ACTIVITIES,
+    DEFAULT_ACCOUNT,
+    Row,
+    SyncPlan,
+    SyncSettings,
+    canonical_resources,
+    stamp,
+)
 from sources.constant_contact_v3.client import ConstantContactV3Api
 
 BASE_URL = "https://api.cc.email/v3"
@@ -39,7 +47,9 @@ def constant_contact_v3_source(
         refresh_token=refresh_token,
         base_url=base_url,
         token_url=token_url,
-        refresh_token_file=refresh_token_file,
+        # each account rotates its own refresh token: a named account's is kept beside the default one's
+        refresh_token_file=refresh_token_file if settings.account == DEFAULT_ACCOUNT
+        else f"{refresh_token_file}.{settings.account}",
         requests_per_second=requests_per_second,
         max_concurrency=max_concurrency,
         settings=settings,
@@ -52,8 +62,7 @@ def constant_contact_v3_source(
     @dlt.transformer(data_from=campaigns, **CAMPAIGN_ACTIVITIES)
     def campaign_activities(campaign_page: list[Row]) -> Iterator[list[Row]]:
         rows = [row for campaign in campaign_page for row in api.campaign_activity_rows(campaign)]
-        for row in rows:
-            row["provider"] = api.name
+        stamp(rows, api.name, settings.account)
         if rows:
             yield rows
 

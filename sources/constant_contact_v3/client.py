@@ -305,10 +305,11 @@ class ConstantContactV3Api:
 
     def _campaign(self, campaign: Row) -> CampaignInfo | None:
         """The activities of a sent campaign, as this run listed or recalled it (no request is made here)."""
-        if campaign.get("sent_at") is None:
-            return None
         with self._campaigns_lock:
-            return self._campaigns.get(campaign["campaign_id"]) or self._remembered(campaign)
+            known = self._campaigns.get(campaign["campaign_id"])
+        if known is not None:
+            return known
+        return None if campaign.get("sent_at") is None else self._remembered(campaign)
 
     def campaign_activity_rows(self, campaign: Row) -> list[Row]:
         """`campaign_activities` rows of the activities whose details were read this run."""
