@@ -80,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--account", action="append", default=None, metavar="ACCOUNT",
                      help="only these accounts (repeatable; default: every configured one)")
+    _max_requests_option(run)
     run.set_defaults(command=cmd_run)
 
     backfill = commands.add_parser("backfill", parents=[common], help="load history for a date range")
@@ -87,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument("--account", default=DEFAULT_ACCOUNT, help=f"which account (default {DEFAULT_ACCOUNT})")
     backfill.add_argument("--since", required=True, help="first campaign send date (YYYY-MM-DD or ISO 8601)")
     backfill.add_argument("--until", default=None, help="last campaign send date (default: now)")
+    _max_requests_option(backfill)
     backfill.set_defaults(command=cmd_backfill)
 
     sandbox = commands.add_parser("sandbox", parents=[common], help="serve the simulated provider APIs")
@@ -146,6 +148,20 @@ def _target(args: argparse.Namespace) -> Target:
     )
 
 
+def _max_requests_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--max-requests", type=_positive, default=None, metavar="N",
+        help="stop cleanly after N requests per account: what was read loads, and the next run resumes",
+    )
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
 def _provider(name: str) -> Provider:
     if name not in PROVIDERS:
         raise ConfigurationError(f"unknown provider {name!r}: choose from {', '.join(PROVIDERS)}")
@@ -190,7 +206,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     ready = [account for account in accounts if args.providers or not account.missing_secrets()]
     target = _target(args)
     with run_locks(ready, target):
-        results = [run_provider(account, target) for account in ready]
+        results = [run_provider(account, target, max_requests=args.max_requests) for account in ready]
     return report_results([*incomplete, *results], args.quiet)
 
 
@@ -207,7 +223,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--until {args.until} is before --since {args.since}")
     target = _target(args)
     with run_locks([provider], target):
-        result = run_provider(provider, target, backfill_since=since, backfill_until=until)
+        result = run_provider(provider, target, backfill_since=since, backfill_until=until,
+                              max_requests=args.max_requests)
     return report_results([result], args.quiet)
 
 

@@ -165,14 +165,18 @@ def run_provider(
     target: Target,
     backfill_since: datetime | None = None,
     backfill_until: datetime | None = None,
+    max_requests: int | None = None,
 ) -> LoadResult:
-    """Extract and load one provider; errors are returned in the result, not raised.
+    """Extract and load one provider's account; errors are returned in the result, not raised.
 
     The caller holds the pipeline's lock (`run_locks`).
     """
     started = time.monotonic()
     result = LoadResult(provider.label)
-    plan = SyncPlan(backfill_since=backfill_since, backfill_until=backfill_until, account=provider.account)
+    plan = SyncPlan(
+        backfill_since=backfill_since, backfill_until=backfill_until, account=provider.account,
+        max_requests=max_requests,
+    )
     try:
         load = pipeline(provider, target)
         source = _build_source(provider, load, plan)

@@ -38,6 +38,10 @@ class QuotaExhausted(CampaignSyncError):
     exit_code = 4
 
 
+class RequestCapReached(QuotaExhausted):
+    """The run's own request budget (`--max-requests`) is used up; the next run resumes."""
+
+
 class ProviderError(CampaignSyncError):
     """The provider kept failing, or answered something that is not its API."""
 

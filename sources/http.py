@@ -30,7 +30,7 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from requests.utils import get_environ_proxies
 
-from sources.errors import ConfigurationError, ProviderError, QuotaExhausted
+from sources.errors import ConfigurationError, ProviderError, QuotaExhausted, RequestCapReached
 from sources.redaction import redact
 
 K = TypeVar("K")
@@ -217,6 +217,9 @@ class ProviderHttp:
     # one of `requests_per_second` for this client alone
     limiter: RateLimiter = field(default=None)  # type: ignore[assignment]
     quota_exhausted: QuotaExhausted | None = field(default=None, init=False)
+    # `--max-requests`: how many requests this run may start (None: no cap), and how many it has
+    max_requests: int | None = field(default=None, init=False)
+    started: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -224,6 +227,11 @@ class ProviderHttp:
         self.base_url = self.base_url.rstrip("/") + "/"
         self.limiter = self.limiter or RateLimiter(self.requests_per_second)
         self.rest = ProviderRestClient(self, self._session(), self.auth)
+        self._started_lock = threading.Lock()
+
+    def cap_requests(self, max_requests: int | None) -> None:
+        """Stop this run's requests cleanly after `max_requests` (`--max-requests`), as a used-up quota does."""
+        self.max_requests = max_requests
 
     def _session(self) -> requests.Session:
         """dlt's retrying session (5xx, connection errors and passing faults), its every attempt under the budget."""
@@ -267,6 +275,14 @@ class ProviderHttp:
         """Stop once the quota is used up; connection failures become a redacted `ProviderError`."""
         if self.quota_exhausted is not None:
             raise QuotaExhausted(str(self.quota_exhausted))
+        with self._started_lock:
+            if self.max_requests is not None and self.started >= self.max_requests:
+                self.quota_exhausted = RequestCapReached(
+                    f"{self.provider}: stopped after --max-requests {self.max_requests} requests; what was read "
+                    "is loaded, and the next run resumes from there"
+                )
+                raise self.quota_exhausted
+            self.started += 1
         failure = None
         try:
             yield
@@ -299,18 +315,19 @@ class ProviderHttp:
         next_of: Callable[[Any], str | None],
     ) -> Iterator[list[dict[str, Any]]]:
         """Yield the items of every page, following the provider's next links (`next_of(body)`)."""
+        paginator = LinkPaginator(self.provider, self.base_url, next_of)
         paging = self.rest.paginate(
             path,
             params={**self.params, **(params or {})},
-            paginator=LinkPaginator(self.provider, self.base_url, next_of),
+            paginator=paginator,
             hooks={"response": []},  # answers are checked by the provider's `check`, not raise_for_status
         )
         while True:
             with self._errors_mapped():
-                page = next(paging, None)
-            if page is None:
-                return
+                page = next(paging)  # one request
             yield items_of(page[0])
+            if not paginator.has_next_page:
+                return
 
 
 _NOT_JSON = object()

@@ -92,7 +92,10 @@ def test_forget_deleted_contacts_false_keeps_them(make_harness):
     contact.deleted = True
     assert harness.cli("run", "emailoctopus") == 0
     assert harness.count("contact_activity", f"email_address = '{contact.email}'") > 0
-    assert harness.query("SELECT table_name FROM information_schema.tables WHERE table_name = 'erasures'") == []
+    assert harness.query(
+        "SELECT table_name FROM information_schema.tables "
+        f"WHERE table_name = 'erasures' AND table_schema = '{harness.dataset}'"
+    ) == []
 
 
 def test_forget_a_person_in_every_provider_now_and_in_later_loads(make_harness, capsys):

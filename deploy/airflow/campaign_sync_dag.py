@@ -33,12 +33,12 @@ log = logging.getLogger("campaign_sync")
 
 
 @task(trigger_rule="all_done")
-def check_load(provider_name: str) -> list[str]:
-    """Create the analysis views and log the provider's reconciliation warnings; return them."""
-    provider = PROVIDERS[provider_name]
+def check_load(provider_name: str, account: str) -> list[str]:
+    """Create the analysis views and log the account's reconciliation warnings; return them."""
+    provider = PROVIDERS[provider_name].for_account(account)
     warnings = after_load(pipeline(provider, TARGET), provider)
     for warning in warnings:
-        log.warning("%s: %s", provider_name, warning)
+        log.warning("%s: %s", provider.label, warning)
     return warnings
 
 
@@ -52,8 +52,9 @@ def check_load(provider_name: str) -> list[str]:
     tags=["campaign-sync", "dlt"],
 )
 def campaign_sync() -> None:
-    """One task group per provider: the dlt load, then its check."""
-    for provider in PROVIDERS.values():
+    """One task group per configured account of each provider: the dlt load, then its check."""
+    accounts = [account for known in PROVIDERS.values() for account in known.accounts() or [known]]
+    for provider in accounts:
         # the group must exist before the pipeline: it gives dlt a fresh working folder per run
         group = PipelineTasksGroup(provider.pipeline_name, use_data_folder=False, wipe_local_data=True)
         load = pipeline(provider, TARGET)
@@ -65,7 +66,8 @@ def campaign_sync() -> None:
             decompose="none",
             loader_file_format=LOADER_FILE_FORMATS[TARGET.destination],
         )
-        runs[-1] >> check_load.override(task_id=f"check_{provider.name}")(provider.name)
+        check = check_load.override(task_id=f"check_{provider.pipeline_name.removeprefix('campaign_sync_')}")
+        runs[-1] >> check(provider.name, provider.account)
 
 
 nightly = campaign_sync()

@@ -57,6 +57,7 @@ class SyncSettings:
     forgotten: Forgotten = field(default_factory=Forgotten)
     now: datetime = field(default_factory=lambda: pendulum.now("UTC"))
     account: str = DEFAULT_ACCOUNT
+    max_requests: int | None = None
 
     @classmethod
     def from_config(
@@ -79,11 +80,20 @@ class SyncSettings:
             backfill_until=plan.backfill_until,
             forgotten=plan.forgotten,
             account=plan.account,
+            max_requests=plan.max_requests,
         )
 
     @property
     def is_backfill(self) -> bool:
         return self.backfill_since is not None
+
+    @property
+    def pass_kind(self) -> str:
+        """Which runs continue one another's pass over the due reads: nightlies, or backfills of one range."""
+        if self.backfill_since is None:
+            return "nightly"
+        until = self.backfill_until.isoformat() if self.backfill_until else "now"
+        return f"backfill {self.backfill_since.isoformat()} {until}"
 
 
 @dataclass
@@ -133,6 +143,7 @@ class SyncPlan:
     backfill_since: datetime | None = None
     backfill_until: datetime | None = None
     account: str = DEFAULT_ACCOUNT  # which of the provider's accounts
+    max_requests: int | None = None  # `--max-requests`: the run stops cleanly after so many
     forgotten: Forgotten = field(default_factory=Forgotten)  # whose personal data is not loaded
     outcome: SyncOutcome = field(default_factory=SyncOutcome)
 
@@ -225,12 +236,19 @@ def read_due_reports(
     The cursor of a read (its newest `occurred_at`, and when it was last read whole) is
     advanced only after its last page, in the state that dlt commits with the data. A
     failed read is recorded in `outcome` and keeps its cursor; a used-up quota stops every
-    read; refused credentials end the run.
+    read; refused credentials end the run, which the next run resumes (`_resumed_pass`).
     """
+    read_pass = _resumed_pass(dlt.current.source_state(), settings)
+    resume_after = parse_utc(read_pass["began"]) if read_pass["began"] != settings.now.isoformat() else None
     if outcome.quota is not None:
+        read_pass["finished"] = False
         return
     cursors = dlt.current.resource_state().setdefault("cursors", {})
-    due = [(read, cursor) for read in reads if is_due(read, cursor := ReportCursor.of(cursors, read), settings)]
+    due = [
+        (read, cursor) for read in reads
+        if is_due(read, cursor := ReportCursor.of(cursors, read), settings)
+        and not (resume_after is not None and cursor.read_at is not None and cursor.read_at >= resume_after)
+    ]
     jobs = [Job(read, _job_pages(read, _since(cursor, settings))) for read, cursor in due]
     outcome.reports_due += len(jobs)
     tallies = {read.state_key: _ReadTally(cursor, settings) for read, cursor in due}
@@ -240,8 +258,8 @@ def read_due_reports(
             outcome.reports_done += 1
             if page.error is None:
                 yield ReadDone(read, _advance(cursors, read, tally, settings.now))
-            elif isinstance(page.error, QuotaExhausted):  # `outcome.quota` says so; no read can go on
-                return
+            elif isinstance(page.error, QuotaExhausted):  # `outcome.quota` says so: the reads still
+                read_pass["finished"] = False  # running end without a request; those done are kept
             else:
                 outcome.record(f"{provider} {read.report} of campaign {read.campaign_id}", page.error)
             continue
@@ -318,6 +336,24 @@ def summary_read(campaign: Row, fetch: Callable[[], Any], to_row: Callable[[Any]
         pages=pages,
         to_rows=lambda page: [to_row(raw) for raw in page],
     )
+
+
+def _resumed_pass(source_state: dict[str, Any], settings: SyncSettings) -> dict[str, Any]:
+    """The pass over the due reports that this run makes: `began` (when), `finished` (so far).
+
+    A pass (`read_pass` in the source state, one for every report resource) is one run's reading of
+    the due reports. A run stopped by the daily quota or `--max-requests` leaves it unfinished; the
+    next run of the same kind (the nightly, or a backfill of the same range) resumes it: a read
+    made since the pass began is not made again, so capped runs add up to one whole pass. Any
+    other run begins a new pass.
+    """
+    now = settings.now.isoformat()
+    current: dict[str, Any] | None = source_state.get("read_pass")
+    if current is None or current["kind"] != settings.pass_kind or (current["finished"] and current["run"] != now):
+        current = source_state["read_pass"] = {"kind": settings.pass_kind, "began": now, "run": now, "finished": True}
+    elif current["run"] != now:  # resuming: finished unless this run is stopped too
+        current.update(run=now, finished=True)
+    return current
 
 
 def _advance(cursors: dict[str, Any], read: ReportRead, tally: _ReadTally, now: datetime) -> ReportCursor:

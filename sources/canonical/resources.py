@@ -132,6 +132,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
     reports in its worker threads, all under the provider's one limiter and in-flight cap.
     """
     outcome.http = api.http
+    api.http.cap_requests(settings.max_requests)
 
     @dlt.resource(**CAMPAIGNS)
     def campaigns() -> Iterator[list[Row]]:

@@ -1,0 +1,127 @@
+"""Several accounts of one provider: each its own credentials, data, pipeline and cursors, all in one
+dataset with an `account` column; and a dataset loaded before accounts existed, upgraded in place."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from collections import Counter
+from io import BytesIO
+from pathlib import Path
+
+from helpers import expected_activity, nightly_requests, resources_state
+
+PROVIDER = "emailoctopus"
+NAMED = ["acme", "globex"]
+ACCOUNTS = ["default", *NAMED]
+# the last release before accounts: its layout (no `account` column) is what an upgrade meets
+BEFORE_ACCOUNTS = "868eb5d"
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def _key(account: str) -> str:
+    return PROVIDER if account == "default" else f"{PROVIDER}/{account}"
+
+
+def _loaded_activity(harness, account: str) -> Counter:
+    return Counter(harness.query(
+        "SELECT campaign_id, contact_id, activity_type, occurred_at AT TIME ZONE 'UTC' FROM contact_activity "
+        f"WHERE provider = '{PROVIDER}' AND account = '{account}'"
+    ))
+
+
+def _assert_each_account_holds_its_truth(harness) -> None:
+    for account in ACCOUNTS:
+        dataset = harness.sandbox.datasets[_key(account)]
+        assert _loaded_activity(harness, account) == expected_activity(dataset), account
+        campaigns = {row[0] for row in harness.query(f"SELECT campaign_id FROM campaigns WHERE account = '{account}'")}
+        assert campaigns == {campaign.id for campaign in dataset.campaigns}, account
+        assert harness.count("contacts", f"account = '{account}'") == len(dataset.contacts), account
+
+
+def test_three_accounts_load_their_own_data_into_one_dataset(make_harness):
+    harness = make_harness(accounts={PROVIDER: NAMED})
+    datasets = {account: harness.sandbox.datasets[_key(account)] for account in ACCOUNTS}
+    assert len({campaign.id for dataset in datasets.values() for campaign in dataset.campaigns}) == sum(
+        len(dataset.campaigns) for dataset in datasets.values()
+    )  # three different accounts
+
+    assert harness.cli("run", PROVIDER) == 0
+    _assert_each_account_holds_its_truth(harness)
+    assert {row[0] for row in harness.query("SELECT DISTINCT account FROM contact_activity")} == set(ACCOUNTS)
+    # each account is its own pipeline, with its own cursors, and made its own requests only
+    pipelines = sorted(path.name for path in harness.pipelines_dir.iterdir() if path.is_dir())
+    assert pipelines == ["campaign_sync_emailoctopus", "campaign_sync_emailoctopus__acme",
+                         "campaign_sync_emailoctopus__globex"]
+    for account in ACCOUNTS:
+        dataset = datasets[account]
+        sent = [campaign.id for campaign in dataset.sent_campaigns()]
+        assert harness.sandbox.requests[_key(account)] == nightly_requests(dataset, sent), account
+    acme_state = json.loads((harness.pipelines_dir / "campaign_sync_emailoctopus__acme" / "state.json").read_text())
+    acme_cursors = acme_state["sources"][PROVIDER]["resources"]["contact_activity"]["cursors"]
+    assert {cursor["campaign_id"] for cursor in acme_cursors.values()} == {
+        campaign.id for campaign in datasets["acme"].sent_campaigns()
+    }
+    default_cursors = resources_state(harness, PROVIDER)["contact_activity"]["cursors"]
+    assert not set(acme_cursors) & set(default_cursors)
+
+    # the next night brings each account exactly its news
+    harness.sandbox.advance(24)
+    assert harness.cli("run", PROVIDER) == 0
+    _assert_each_account_holds_its_truth(harness)
+    engagement = harness.query("SELECT account, count(*) FROM campaign_engagement GROUP BY account ORDER BY account")
+    assert engagement == sorted((account, len(datasets[account].sent_campaigns())) for account in ACCOUNTS)
+
+    # one account at a time, by name
+    harness.sandbox.reset_counts()
+    assert harness.cli("run", PROVIDER, "--account", "globex") == 0
+    assert set(harness.sandbox.requests) == {_key("globex")}
+
+
+def test_a_named_account_never_borrows_the_default_accounts_credentials(make_harness, capsys):
+    harness = make_harness()
+    harness.setenv(SOURCES__EMAILOCTOPUS__ACCOUNTS__ACME__START_DATE="2020-01-01")  # a table, but no key
+    assert harness.cli("run") == 2
+    missing = "emailoctopus/acme: missing setting SOURCES__EMAILOCTOPUS__ACCOUNTS__ACME__API_KEY"
+    assert missing in capsys.readouterr().err
+    # the default account loaded; nothing was loaded as acme's
+    assert harness.count("contact_activity", "account = 'default'") > 0
+    assert harness.count("contact_activity", "account <> 'default'") == 0
+    assert not (harness.pipelines_dir / "campaign_sync_emailoctopus__acme").exists()
+
+
+def test_a_dataset_loaded_before_accounts_upgrades_in_place(harness, tmp_path):
+    """Loaded by the release before accounts, then run by this one: same rows, same ids, no duplicate."""
+    old = tmp_path / "before_accounts"
+    old.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPOSITORY), "archive", BEFORE_ACCOUNTS, "sources", "pipelines"],
+        check=True, capture_output=True,
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(archive)) as tar:
+        tar.extractall(old, filter="data")
+    environment = {**os.environ, "PYTHONPATH": str(old)}
+    previous = subprocess.run([sys.executable, "-m", "pipelines", *harness.argv("run", PROVIDER)],
+                              cwd=old, env=environment, capture_output=True, text=True)
+    assert previous.returncode == 0, previous.stderr
+    columns = {row[0] for row in harness.query(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'contact_activity' "
+        f"AND table_schema = '{harness.dataset}'"
+    )}
+    assert "activity_id" in columns and "account" not in columns
+    ids_before = Counter(row[0] for row in harness.query("SELECT activity_id FROM contact_activity"))
+    counts_before = {table: harness.count(table) for table in ("campaigns", "contacts", "campaign_summaries",
+                                                                "campaign_non_engagement")}
+
+    assert harness.cli("run", PROVIDER) == 0
+    assert Counter(row[0] for row in harness.query("SELECT activity_id FROM contact_activity")) == ids_before
+    assert {table: harness.count(table) for table in counts_before} == counts_before
+    for table in (*counts_before, "contact_activity"):
+        assert harness.count(table, "account IS DISTINCT FROM 'default'") == 0, table
+
+    harness.sandbox.advance(24)
+    assert harness.cli("run", PROVIDER) == 0
+    assert _loaded_activity(harness, "default") == expected_activity(harness.sandbox.datasets[PROVIDER])
