@@ -32,7 +32,7 @@ def test_status_through_failed_and_successful_runs(harness, capsys):
     assert harness.cli("status") == 0
     assert f"{PROVIDER}: never loaded" in capsys.readouterr().out
     assert status_json(harness, capsys) == {
-        "provider": PROVIDER, "loaded": False, "last_run_error": None, "pending_packages": [],
+        "provider": PROVIDER, "account": "default", "loaded": False, "last_run_error": None, "pending_packages": [],
     }
 
     harness.setenv(SOURCES__EMAILOCTOPUS__API_KEY="not-the-key-123")

@@ -235,8 +235,9 @@ def read_due_reports(
 
     The cursor of a read (its newest `occurred_at`, and when it was last read whole) is
     advanced only after its last page, in the state that dlt commits with the data. A
-    failed read is recorded in `outcome` and keeps its cursor; a used-up quota stops every
-    read; refused credentials end the run, which the next run resumes (`_resumed_pass`).
+    failed read is recorded in `outcome` and keeps its cursor; a used-up quota (or
+    `--max-requests`) stops every read, and the next run resumes the pass (`_resumed_pass`);
+    refused credentials end the run.
     """
     read_pass = _resumed_pass(dlt.current.source_state(), settings)
     resume_after = parse_utc(read_pass["began"]) if read_pass["began"] != settings.now.isoformat() else None

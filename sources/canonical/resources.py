@@ -127,9 +127,10 @@ def isolated(pages: Iterator[list[Row]], outcome: SyncOutcome, what: str) -> Ite
 def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncOutcome) -> list[DltResource]:
     """The canonical dlt resources of a provider: campaigns, their reports, and contacts.
 
-    dlt advances the resources in turn, in its one extract thread. Concurrency is
-    `fetch_concurrently`'s alone (sources/http.py): each transformer reads a page of campaigns'
-    reports in its worker threads, all under the provider's one limiter and in-flight cap.
+    The report transformers and contacts are parallelized: dlt advances them in its worker
+    threads, so their requests overlap; inside a transformer, `fetch_concurrently` reads a page of
+    campaigns' reports in its own threads. All of them pass the provider's one limiter and
+    in-flight cap (sources/http.py).
     """
     outcome.http = api.http
     api.http.cap_requests(settings.max_requests)
@@ -165,7 +166,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         if unlisted:
             yield unlisted
 
-    @dlt.transformer(data_from=campaigns, **CONTACT_ACTIVITY)
+    @dlt.transformer(data_from=campaigns, parallelized=True, **CONTACT_ACTIVITY)
     def contact_activity(campaign_page: list[Row]) -> Iterator[list[Row]]:
         reads = [read for campaign in campaign_page for read in api.activity_reads(campaign)]
         occurrences: dict[str, Counter[str]] = {}
@@ -186,7 +187,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         if batch:
             yield pa.concat_tables(batch, promote_options="default")
 
-    @dlt.transformer(data_from=campaigns, **CAMPAIGN_NON_ENGAGEMENT)
+    @dlt.transformer(data_from=campaigns, parallelized=True, **CAMPAIGN_NON_ENGAGEMENT)
     def campaign_non_engagement(campaign_page: list[Row]) -> Iterator[list[Row]]:
         reads = [read for campaign in campaign_page for read in api.non_engagement_reads(campaign)]
         cursors = dlt.current.resource_state().setdefault("cursors", {})
@@ -221,7 +222,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         if batch:
             yield to_arrow(batch, CAMPAIGN_NON_ENGAGEMENT)
 
-    @dlt.transformer(data_from=campaigns, **CAMPAIGN_SUMMARIES)
+    @dlt.transformer(data_from=campaigns, parallelized=True, **CAMPAIGN_SUMMARIES)
     def campaign_summaries(campaign_page: list[Row]) -> Iterator[list[Row]]:
         reads = [read for campaign in campaign_page for read in api.summary_reads(campaign)]
         for event in read_due_reports(api.name, reads, settings, outcome):
@@ -230,7 +231,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
                     row["as_of"] = settings.now
                 yield event.rows
 
-    @dlt.resource(**CONTACTS)
+    @dlt.resource(parallelized=True, **CONTACTS)
     def contacts() -> Iterator[list[Row]]:
         for page in isolated(api.contacts(), outcome, f"{api.name} contacts"):
             settings.forgotten.scrub(page)
