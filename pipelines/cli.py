@@ -298,7 +298,8 @@ def cmd_abort_pending(args: argparse.Namespace) -> int:
 def cmd_forget(args: argparse.Namespace) -> int:
     key = erasure_key()
     target = _target(args)
-    with run_locks(list(PROVIDERS.values()), target), dataset_client(target) as client:
+    every_account = [account for provider in PROVIDERS.values() for account in provider.accounts() or [provider]]
+    with run_locks(every_account, target), dataset_client(target) as client:
         erased = forget_addresses(client, args.email, key)
     if not args.quiet:
         where = ", ".join(sorted({provider for provider, _account, _contact in erased})) or "no provider yet"
