@@ -88,14 +88,17 @@ class Provider:
 
     def setting(self, key: str) -> str:
         """The environment variable name of one of this account's settings."""
-        if self.is_default:
-            return setting_name(self.name, key)
-        return f"SOURCES__{self.name}__ACCOUNTS__{self.account}__{key}".upper()
+        return setting_name(self.name, key, None if self.is_default else self.account)
+
+    @property
+    def _parameters(self) -> Mapping[str, inspect.Parameter]:
+        """The source function's parameters: its settings (and `plan`)."""
+        return inspect.signature(getattr(self.source, "__wrapped__", self.source)).parameters
 
     def _declared_default(self, key: str) -> Any:
         if key in PIPELINE_SETTINGS:
             return PIPELINE_SETTINGS[key]
-        return inspect.signature(getattr(self.source, "__wrapped__", self.source)).parameters[key].default
+        return self._parameters[key].default
 
     def configured(self, key: str) -> Any:
         """A setting's value: as configured for the account (environment, `.dlt/config.toml`), else for
@@ -124,9 +127,8 @@ class Provider:
         missing = self.missing_secrets()
         if missing:
             raise ConfigurationError(f"{self.label}: missing setting {', '.join(missing)}")
-        parameters = inspect.signature(getattr(self.source, "__wrapped__", self.source)).parameters
         arguments: dict[str, Any] = {key: dlt.secrets.get(f"{self.section}.{key}") for key in self.secrets}
-        for key in parameters:
+        for key in self._parameters:
             if key in arguments or key == "plan":
                 continue
             value: Any = dlt.config.get(f"{self.section}.{key}")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 
-def setting_name(provider: str, key: str) -> str:
-    """The environment variable of a provider's setting, as dlt reads it (`SOURCES__<PROVIDER>__<KEY>`)."""
-    return f"SOURCES__{provider.upper()}__{key.upper()}"
+def setting_name(provider: str, key: str, account: str | None = None) -> str:
+    """The environment variable of a provider's setting, as dlt reads it (`SOURCES__<PROVIDER>__<KEY>`), or
+    of a named account's (`SOURCES__<PROVIDER>__ACCOUNTS__<ACCOUNT>__<KEY>`)."""
+    section = provider if account is None else f"{provider}__accounts__{account}"
+    return f"SOURCES__{section}__{key}".upper()
 
 
 class CampaignSyncError(Exception):

@@ -33,7 +33,7 @@ from sources.canonical import (
 )
 from sources.constant_contact_v3 import mapping
 from sources.constant_contact_v3.oauth import RefreshingAccessToken, RefreshingBearerAuth, RefreshTokenFile
-from sources.errors import CampaignSyncError, CredentialsRefused, NotFound, ProviderError, QuotaExhausted, setting_name
+from sources.errors import CredentialsRefused, NotFound, ProviderError, QuotaExhausted, setting_name
 from sources.http import Job, JobDone, ProviderHttp, error_entries, fetch_concurrently
 from sources.redaction import redact
 
@@ -280,11 +280,9 @@ class ConstantContactV3Api:
         ]
         jobs = [Job((cid, activity), partial(self._look_up, activity)) for cid, activity in resends]
         for (campaign_id, activity), result in fetch_concurrently(jobs, self.max_concurrency):
-            if not isinstance(result, JobDone) or result.error is None or isinstance(result.error, QuotaExhausted):
-                continue  # a used-up quota: `outcome.quota` says so
-            if not isinstance(result.error, CampaignSyncError):
-                raise result.error
-            self.outcome.record(f"{NAME} activity {activity.id} of campaign {campaign_id}", result.error)
+            failed = result.error if isinstance(result, JobDone) else None
+            if failed is not None and not isinstance(failed, QuotaExhausted):  # a used-up quota: `outcome.quota`
+                self.outcome.record(f"{NAME} activity {activity.id} of campaign {campaign_id}", failed)
         with self._campaigns_lock:
             for info in infos:
                 self._campaigns.setdefault(info.campaign_id, info)
