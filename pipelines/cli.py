@@ -91,6 +91,16 @@ def _parser() -> argparse.ArgumentParser:
     _max_requests_option(backfill)
     backfill.set_defaults(command=cmd_backfill)
 
+    plan = commands.add_parser(
+        "plan", parents=[common], help="estimate a backfill's (or tonight's) requests and days of quota"
+    )
+    plan.add_argument("provider", metavar="PROVIDER")
+    plan.add_argument("--account", default=None, help="which account (default: every configured one)")
+    plan.add_argument("--since", default=None, help="a backfill from this campaign send date (default: tonight's run)")
+    plan.add_argument("--until", default=None, help="the backfill's last campaign send date (default: now)")
+    plan.add_argument("--json", action="store_true", help="print one JSON document for machines")
+    plan.set_defaults(command=cmd_plan)
+
     sandbox = commands.add_parser("sandbox", parents=[common], help="serve the simulated provider APIs")
     sandbox.add_argument("--port", type=int, default=8765)
     sandbox.add_argument("--seed", type=int, default=7)
@@ -226,6 +236,19 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         result = run_provider(provider, target, backfill_since=since, backfill_until=until,
                               max_requests=args.max_requests)
     return report_results([result], args.quiet)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from pipelines.plan import plan_provider, print_plan
+
+    provider = _provider(args.provider)
+    accounts = [provider.for_account(args.account)] if args.account else provider.accounts() or [provider]
+    since = _date(args.since, "--since")
+    until = _date(args.until, "--until", end_of_day=True)
+    if until is not None and since is None:
+        raise ConfigurationError("--until needs --since")
+    target = _target(args)
+    return print_plan([plan_provider(account, target, since, until) for account in accounts], args.json)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:

@@ -179,7 +179,7 @@ def run_provider(
     )
     try:
         load = pipeline(provider, target)
-        source = _build_source(provider, load, plan)
+        source = build_source(provider, load, plan)
         try:
             _load(load, source, provider, target, plan, result)
         finally:
@@ -360,10 +360,10 @@ def _remember(load: dlt.Pipeline, result: LoadResult) -> None:
 
 def nightly_source(provider: Provider, load: dlt.Pipeline) -> Any:
     """The provider's source for a nightly run into `load`'s dataset (what the Airflow DAG runs)."""
-    return _build_source(provider, load, SyncPlan(account=provider.account))
+    return build_source(provider, load, SyncPlan(account=provider.account))
 
 
-def _build_source(provider: Provider, load: dlt.Pipeline, plan: SyncPlan) -> Any:
+def build_source(provider: Provider, load: dlt.Pipeline, plan: SyncPlan) -> Any:
     """The provider's source for `plan`, which learns from the dataset whose personal data not to load."""
     try:
         with load.sql_client() as client:

@@ -213,6 +213,8 @@ class ProviderHttp:
     check: Callable[[requests.Response], None]
     params: dict[str, str] = field(default_factory=dict)
     auth: AuthBase | None = None
+    # the requests a day the provider allows (None: none documented), for `campaign-sync plan`
+    daily_quota: int | None = None
     # a limiter shared beyond this client (a token endpoint's, for the whole process); by default
     # one of `requests_per_second` for this client alone
     limiter: RateLimiter = field(default=None)  # type: ignore[assignment]

@@ -9,6 +9,14 @@ state, deterministic `activity_id`s, and the whole-snapshot replacement of non-e
 
 from sources.canonical.arrow import to_arrow, with_activity_ids
 from sources.canonical.listing import ListingCursor
+from sources.canonical.plan import (
+    CampaignCost,
+    LoadedRows,
+    ReportCost,
+    RequestEstimate,
+    backfill_estimate,
+    nightly_estimate,
+)
 from sources.canonical.reads import (
     ReportRead,
     SyncOutcome,
@@ -52,16 +60,22 @@ __all__ = [
     "NON_ENGAGEMENT_KINDS",
     "OWNER",
     "OWNER_FILTER",
+    "CampaignCost",
     "ListingCursor",
+    "LoadedRows",
     "ProviderApi",
+    "ReportCost",
     "ReportRead",
+    "RequestEstimate",
     "Row",
     "SyncOutcome",
     "SyncPlan",
     "SyncSettings",
     "TableHints",
+    "backfill_estimate",
     "canonical_resources",
     "isolated",
+    "nightly_estimate",
     "parse_utc",
     "read_due_reports",
     "snapshot_digest",

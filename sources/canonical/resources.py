@@ -14,6 +14,7 @@ import pyarrow as pa
 from dlt.extract.resource import DltResource
 
 from sources.canonical.arrow import to_arrow, with_activity_ids
+from sources.canonical.plan import CampaignCost
 from sources.canonical.reads import (
     ReadDone,
     ReadPage,
@@ -59,6 +60,9 @@ class ProviderApi(Protocol):
 
     def summary_reads(self, campaign: Row) -> list[ReportRead]:
         """The summary counts of a sent campaign."""
+
+    def campaign_costs(self) -> list[CampaignCost]:
+        """What reading each sent campaign takes, from listing calls only (`campaign-sync plan`)."""
 
     def recall(self, campaigns: list[Row]) -> None:
         """Make what planning the reads of remembered (sent, not listed this run) campaigns needs.
@@ -238,4 +242,9 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
             stamp(page, api.name, settings.account)
             yield page
 
-    return [campaigns, contact_activity, campaign_non_engagement, campaign_summaries, contacts]
+    @dlt.resource(selected=False)
+    def campaign_costs() -> Iterator[list[CampaignCost]]:
+        """What reading each sent campaign takes, for `campaign-sync plan`: never loaded."""
+        yield api.campaign_costs()
+
+    return [campaigns, contact_activity, campaign_non_engagement, campaign_summaries, contacts, campaign_costs]

@@ -11,7 +11,18 @@ import dlt
 import requests
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth, BearerTokenAuth
 
-from sources.canonical import ListingCursor, ReportRead, Row, SyncOutcome, SyncSettings, summary_read, utc_millis
+from sources.canonical import (
+    CampaignCost,
+    ListingCursor,
+    ReportCost,
+    ReportRead,
+    Row,
+    SyncOutcome,
+    SyncSettings,
+    parse_utc,
+    summary_read,
+    utc_millis,
+)
 from sources.constant_contact_v2 import mapping
 from sources.errors import CredentialsRefused, NotFound, ProviderError, QuotaExhausted, setting_name
 from sources.http import BothAuth, Job, JobDone, ProviderHttp, error_entries, fetch_concurrently
@@ -24,6 +35,8 @@ CAMPAIGNS = "emailmarketing/campaigns"
 CAMPAIGN_PAGE_SIZE = 50
 TRACKING_PAGE_SIZE = 500
 CONTACT_PAGE_SIZE = 500
+# "10,000/day per key" (v2), "per application key, shared by every connected account" (v3): provider-apis.md
+DAILY_QUOTA = 10_000
 OVER_QPS = "mashery.not.authorized.over.qps"
 OVER_DAILY = "mashery.not.authorized.over.ratelimit"
 # the campaign listing passes: every live campaign, then the deleted ones (listed only on request)
@@ -108,6 +121,7 @@ class ConstantContactV2Api:
             max_concurrency=settings.max_concurrency,
             is_throttled=is_throttled,
             check=check,
+            daily_quota=DAILY_QUOTA,
             # on every request, the followed links too
             auth=BothAuth(APIKeyAuth(name="api_key", api_key=api_key, location="query"), BearerTokenAuth(access_token)),
         )
@@ -163,6 +177,26 @@ class ConstantContactV2Api:
             return [self.http.get(f"{CAMPAIGNS}/{campaign_id}")]
         except NotFound:
             return [{"status": DELETED}]
+
+    def campaign_costs(self) -> list[CampaignCost]:
+        """What reading each live campaign takes, from the campaign listing: its details, and a sent
+        one's summary and tracking lists (no listing tells their sizes). The listing has no send
+        time: a sent campaign's last change (`modified_date`, at or after its send) stands in for it."""
+        reports = tuple(
+            ReportCost(report, activity_type, TRACKING_PAGE_SIZE)
+            for report, activity_type in mapping.ACTIVITY_REPORTS.items()
+        )
+        costs = []
+        for status in LISTING_STATUSES:  # a run lists both; a deleted campaign is not read
+            params = {"status": status, "limit": CAMPAIGN_PAGE_SIZE}
+            for page in self.http.pages(CAMPAIGNS, params, items_of=items, next_of=next_link):
+                for raw in page:
+                    sent = raw.get("status") == "SENT"
+                    costs.append(CampaignCost(
+                        mapping.campaign_id(raw["id"]), parse_utc(raw.get("modified_date")) if sent else None,
+                        lookups=int(status != DELETED), summaries=int(sent), reports=reports if sent else (),
+                    ))
+        return costs
 
     # ---- reports ----
     def _tracking_pages(self, path: str, since: datetime | None) -> Iterator[list[dict[str, Any]]]:

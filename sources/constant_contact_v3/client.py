@@ -22,7 +22,9 @@ import dlt
 import requests
 
 from sources.canonical import (
+    CampaignCost,
     ListingCursor,
+    ReportCost,
     ReportRead,
     Row,
     SyncOutcome,
@@ -45,6 +47,8 @@ TRACKED_ROLES = ("primary_email", "resend")
 PENDING_STATUSES = ("Scheduled", "Executing")
 # activity statuses that have no send history yet
 UNSENT_ACTIVITY_STATUSES = ("DRAFT", "SCHEDULED")
+# "10,000/day per key" (v2), "per application key, shared by every connected account" (v3): provider-apis.md
+DAILY_QUOTA = 10_000
 QUOTA_EXCEEDED = "quota_exceeded"
 
 
@@ -160,6 +164,7 @@ class ConstantContactV3Api:
             max_concurrency=max_concurrency,
             is_throttled=is_throttled,
             check=check,
+            daily_quota=DAILY_QUOTA,
             auth=RefreshingBearerAuth(self.tokens),
         )
         self._campaigns: dict[str, CampaignInfo] = {}  # this run's
@@ -262,6 +267,32 @@ class ConstantContactV3Api:
         except NotFound:  # the activity is gone since its campaign was read
             return
         activity.sent_at = mapping.first_send(history)
+
+    def campaign_costs(self) -> list[CampaignCost]:
+        """What reading each campaign takes, from the campaign listing and the bulk summaries: its
+        details and its primary email's (and a sent one's send history), and a sent one's primary
+        email reports, sized by the summary's unique counts (a lower bound for opens and clicks).
+        Resends are not listed: they are not counted (`partial`)."""
+        sizes = {report: mapping.SUMMARY_COUNTS[report] for report in mapping.ACTIVITY_REPORTS}
+        summaries = {cid: mapping.summary_row(raw) for cid, raw in self._all_summaries().items()}
+        costs = []
+        for page in self._pages("emails", "campaigns"):
+            for raw in page:
+                summary = summaries.get(raw["campaign_id"]) or {}
+                sent_at = summary.get("last_sent_date")
+                if sent_at is None:
+                    costs.append(CampaignCost(raw["campaign_id"], None, lookups=2, summaries=0, reports=()))
+                    continue
+                reports = [
+                    ReportCost(report, mapping.ACTIVITY_REPORTS[report], PAGE_SIZE, summary[count],
+                               at_least=count in mapping.UNIQUE_COUNTS)
+                    for report, count in sizes.items()
+                ]
+                reports.append(ReportCost("didnotopens", "not_opened", PAGE_SIZE, summary["not_opened"], whole=True))
+                costs.append(CampaignCost(
+                    raw["campaign_id"], sent_at, lookups=3, summaries=0, reports=tuple(reports), partial=True
+                ))
+        return costs
 
     def recall(self, campaigns: list[Row]) -> None:
         """Look up the resends of remembered (sent, not listed) campaigns: they may have been sent since.

@@ -29,6 +29,8 @@ SUMMARY_COUNTS = {
     "bounces": "bounced",
     "not_opened": "not_opened",
 }
+# the counts of unique contacts that size a report of every event (one contact may open twice)
+UNIQUE_COUNTS = {"opened_unique", "clicked_unique"}
 # the provider's words for what canonical columns already say; the message body is not activity
 _TRACKING_DROPPED = {"tracking_activity_type", "campaign_activity_id"}
 _ACTIVITY_DROPPED = {"html_content", "campaign_activity_id", "campaign_id", "role", "current_status"}

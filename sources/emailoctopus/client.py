@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from sources.canonical import ReportRead, Row, SyncOutcome, summary_read
+from sources.canonical import CampaignCost, ReportCost, ReportRead, Row, SyncOutcome, summary_read
 from sources.emailoctopus import mapping
 from sources.errors import CredentialsRefused, NotFound, ProviderError, setting_name
 from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently
@@ -92,6 +92,19 @@ class EmailOctopusApi:
         """Every campaign, drafts included."""
         for page in self._pages("campaigns"):
             yield [mapping.campaign_row(raw) for raw in page]
+
+    def campaign_costs(self) -> list[CampaignCost]:
+        """What reading each campaign takes, from the campaign listing: a sent one's summary, and
+        its reports read whole (no listing tells their sizes)."""
+        reports = tuple(
+            ReportCost(report, kind, PAGE_SIZE, whole=True)
+            for report, kind in (*mapping.ACTIVITY_REPORTS.items(), *mapping.NON_ENGAGEMENT_REPORTS.items())
+        )
+        return [
+            CampaignCost(row["campaign_id"], row["sent_at"], lookups=0, summaries=1, reports=reports)
+            for page in self.campaigns()
+            for row in page
+        ]
 
     def recall(self, campaigns: list[Row]) -> None:
         """Nothing to look up: a remembered campaign's reads are planned from its row."""

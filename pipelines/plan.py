@@ -1,0 +1,159 @@
+"""`campaign-sync plan`: the requests a backfill (or tonight's run) will make, and the days of quota they are.
+
+Only the provider's listing calls are made (its campaigns, and where it has them its bulk
+summaries); what the dataset already holds decides what tonight's run reads again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+import pendulum
+
+from pipelines.providers import Provider
+from pipelines.reconcile import existing_tables
+from pipelines.runner import Target, build_source, pipeline
+from sources.canonical import (
+    OWNER_FILTER,
+    CampaignCost,
+    LoadedRows,
+    RequestEstimate,
+    SyncPlan,
+    backfill_estimate,
+    nightly_estimate,
+)
+from sources.canonical.times import parse_utc
+
+log = logging.getLogger("campaign_sync")
+
+
+def plan_provider(
+    provider: Provider, target: Target, since: datetime | None = None, until: datetime | None = None
+) -> dict[str, Any]:
+    """The estimate for one account, as JSON-ready values: a backfill of [since, until), or tonight's run."""
+    load = pipeline(provider, target)
+    try:
+        load.sync_destination()
+    except Exception:  # nothing loaded yet: tonight's run is the first
+        log.debug("%s: no state in the destination", provider.pipeline_name, exc_info=True)
+    first_run = not load.state.get("sources", {}).get(provider.name)
+    loaded, loaded_rows = ({}, {}) if first_run else _loaded(load, provider)
+    plan = SyncPlan(account=provider.account)
+    source = build_source(provider, load, plan)
+    costs: list[CampaignCost] = list(source.resources["campaign_costs"])  # dlt passes the items on one by one
+    http = plan.outcome.http
+    assert http is not None  # the source's resources were built
+    listing = http.requests_made
+    if since is not None:
+        estimate = backfill_estimate(costs, listing, since, until, loaded, loaded_rows)
+        run = f"backfill since {since.date().isoformat()}" + (f" until {until.date().isoformat()}" if until else "")
+    elif first_run:
+        start_date = parse_utc(provider.configured("start_date"))
+        estimate = backfill_estimate(costs, listing, start_date, None, loaded, loaded_rows)
+        run = "tonight's run (the first: every campaign since START_DATE)" if start_date else (
+            "tonight's run (the first: all history)"
+        )
+    else:
+        window = timedelta(days=int(provider.configured("attribution_window_days")))
+        estimate = nightly_estimate(costs, listing, loaded, loaded_rows, pendulum.now("UTC"), window)
+        run = "tonight's run"
+    return _as_dict(provider, run, estimate, http.requests_per_second, http.daily_quota)
+
+
+def _loaded(load: Any, provider: Provider) -> tuple[dict[str, datetime | None], dict[tuple[str, str], LoadedRows]]:
+    """The account's campaigns in the dataset with their send times, and its rows per (campaign, kind)."""
+    with load.sql_client() as client:
+        tables = existing_tables(client)
+
+        def rows(sql: str) -> list[tuple[Any, ...]]:
+            return list(client.execute_sql(sql, provider.name, provider.account) or ())
+
+        def table(name: str) -> str:
+            return str(client.make_qualified_table_name(name))
+
+        campaigns: dict[str, datetime | None] = {}
+        if "campaigns" in tables:
+            sql = f"SELECT campaign_id, sent_at FROM {table('campaigns')} WHERE {OWNER_FILTER}"
+            campaigns = {str(cid): sent for cid, sent in rows(sql)}
+        sizes: dict[tuple[str, str], LoadedRows] = {}
+        if "contact_activity" in tables:
+            lookback = int(provider.configured("lookback_minutes"))
+            sql = (
+                "SELECT campaign_id, activity_type, count(*), "
+                f"sum(CASE WHEN occurred_at >= newest - INTERVAL '{lookback} minutes' THEN 1 ELSE 0 END) "
+                "FROM (SELECT campaign_id, activity_type, occurred_at, "
+                "max(occurred_at) OVER (PARTITION BY campaign_id, activity_type) AS newest "
+                f"FROM {table('contact_activity')} WHERE {OWNER_FILTER}) AS events GROUP BY 1, 2"
+            )
+            sizes |= {(str(c), str(k)): LoadedRows(int(n), int(recent or 0)) for c, k, n, recent in rows(sql)}
+        if "campaign_non_engagement" in tables:
+            sql = (
+                f"SELECT campaign_id, kind, count(*) FROM {table('campaign_non_engagement')} "
+                f"WHERE {OWNER_FILTER} GROUP BY 1, 2"
+            )
+            sizes |= {(str(c), str(k)): LoadedRows(int(n), int(n)) for c, k, n in rows(sql)}
+        return campaigns, sizes
+
+
+def _as_dict(
+    provider: Provider, run: str, estimate: RequestEstimate, requests_per_second: float, daily_quota: int | None
+) -> dict[str, Any]:
+    requests = estimate.requests
+    return {
+        "provider": provider.name,
+        "account": provider.account,
+        "run": run,
+        "requests": requests,
+        "at_least": estimate.lower_bound,
+        "campaigns": estimate.campaigns,
+        "listing_requests": estimate.listing,
+        "lookups": estimate.lookups,
+        "summaries": estimate.summaries,
+        "report_pages": estimate.report_pages,
+        "reports_of_unknown_size": estimate.unknown_reports,
+        "daily_quota": daily_quota,
+        "quota_days": round(requests / daily_quota, 2) if daily_quota else None,
+        "requests_per_second": requests_per_second,
+        "hours_at_budget": round(requests / requests_per_second / 3600, 2) if requests_per_second else None,
+    }
+
+
+def print_plan(plans: list[dict[str, Any]], as_json: bool = False) -> int:
+    """Print each account's estimate (text, or one JSON document); return the exit code."""
+    if as_json:
+        print(json.dumps(plans, indent=2))
+        return 0
+    for plan in plans:
+        print("\n".join(_text(plan)))
+    return 0
+
+
+def _text(plan: dict[str, Any]) -> list[str]:
+    label = plan["provider"] if plan["account"] == "default" else f"{plan['provider']}/{plan['account']}"
+    about = "at least" if plan["at_least"] else "about"
+    lines = [
+        f"{label}: {plan['run']}: {about} {plan['requests']:,} requests",
+        f"  campaigns read: {plan['campaigns']:,}",
+        f"  listings: {plan['listing_requests']:,} requests (made by this plan); contacts: at least 1",
+        f"  campaign lookups (details, send history): {plan['lookups']:,}; summaries: {plan['summaries']:,}",
+        f"  report pages: {plan['report_pages']:,}",
+    ]
+    if plan["reports_of_unknown_size"]:
+        lines.append(
+            f"  {plan['reports_of_unknown_size']:,} reports read whole have no listed size: one page each is counted"
+        )
+    if plan["daily_quota"]:
+        days = plan["quota_days"]
+        lines.append(
+            f"  daily quota: {plan['daily_quota']:,} requests, shared by every account of the application: "
+            f"{days:,.2f} days ({math.ceil(days)} run(s) of a day's quota)"
+        )
+    else:
+        lines.append("  daily quota: none documented")
+    if plan["hours_at_budget"] is not None:
+        lines.append(f"  at {plan['requests_per_second']:g} requests a second: {plan['hours_at_budget']:,.2f} hours")
+    return lines
