@@ -1,10 +1,15 @@
-"""Analysis views beside the tables, created after each load; the same SQL on DuckDB and PostgreSQL."""
+"""Analysis views beside the tables, created after each load; the same SQL on DuckDB and PostgreSQL.
+
+Constant Contact's v2 and v3 APIs are two views of the same accounts: `constant_contact_id_xrefs`
+maps v2 ids onto v3 ones, and `contact_activity_unified` counts an event that both APIs
+delivered once (README "One person across providers"). The engagement views read it.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 import dlt
+
+from pipelines.reconcile import table_columns
 
 CAMPAIGN_ENGAGEMENT = """
 CREATE VIEW {campaign_engagement} AS
@@ -19,7 +24,7 @@ WITH activity AS (
            count(DISTINCT contact_id) FILTER (WHERE activity_type = 'unsubscribed') AS unsubscribes,
            count(DISTINCT contact_id) FILTER (WHERE activity_type = 'complained') AS complaints,
            count(*) FILTER (WHERE activity_type = 'forwarded') AS forwards
-    FROM {contact_activity}
+    FROM {contact_activity_unified}
     GROUP BY provider, account, campaign_id
 )
 SELECT c.provider, c.account, c.campaign_id, c.name, c.subject, c.sent_at,
@@ -54,7 +59,7 @@ WITH activity AS (
            max(occurred_at) FILTER (WHERE activity_type = 'opened') AS last_open,
            max(occurred_at) FILTER (WHERE activity_type = 'clicked') AS last_click,
            max(occurred_at) FILTER (WHERE activity_type = 'unsubscribed') AS unsubscribed_at
-    FROM {contact_activity}
+    FROM {contact_activity_unified}
     WHERE contact_id IS NOT NULL
     GROUP BY provider, account, contact_id
 )
@@ -64,30 +69,154 @@ FROM activity a
 LEFT JOIN {contacts} c ON c.provider = a.provider AND c.account = a.account AND c.contact_id = a.contact_id
 """
 
+# v2 contacts bring their v3 UUID (`include_contact_id=true`); campaigns need the xref endpoint
+CONTACT_XREFS = """
+SELECT account, 'contact' AS kind, contact_id AS v2_id, v3_contact_id AS v3_id
+FROM {contacts} WHERE provider = 'constant_contact_v2' AND v3_contact_id IS NOT NULL
+"""
+CAMPAIGN_XREFS = """
+SELECT account, 'campaign' AS kind, v2_campaign_id AS v2_id, v3_campaign_id AS v3_id
+FROM {constant_contact_campaign_xrefs}
+"""
+NO_XREFS = """
+SELECT CAST(NULL AS VARCHAR) AS account, CAST(NULL AS VARCHAR) AS kind, CAST(NULL AS VARCHAR) AS v2_id,
+       CAST(NULL AS VARCHAR) AS v3_id
+WHERE 1 = 0
+"""
+
+ACTIVITY_COLUMNS = (
+    "activity_id, provider, account, campaign_id, campaign_activity_id, contact_id, email_address, activity_type, "
+    "occurred_at, url, device_type, bounce_type, reason"
+)
+
+# An event both Constant Contact APIs delivered is the same contact (v3 id), campaign (v3 id), type
+# and minute (v3's resolution). Within each API such events are numbered by time; the n-th of one
+# API and the n-th of the other are one event, kept once (the v3 row): two opens in one minute in
+# both APIs stay two. Every other row passes unchanged.
+CONTACT_ACTIVITY_UNIFIED = """
+CREATE VIEW {contact_activity_unified} AS
+WITH mapped AS (
+    SELECT a.activity_id, a.provider, a.account,
+           coalesce(campaign.v3_id, a.campaign_id) AS campaign_id, a.campaign_activity_id,
+           coalesce(contact.v3_id, a.contact_id) AS contact_id, a.email_address, a.activity_type,
+           a.occurred_at, a.url, a.device_type, a.bounce_type, a.reason,
+           CASE WHEN a.provider LIKE 'constant_contact_%' THEN 'constant_contact' ELSE a.provider END AS family,
+           date_trunc('minute', a.occurred_at) AS minute
+    FROM {contact_activity} a
+    LEFT JOIN {constant_contact_id_xrefs} campaign
+        ON a.provider = 'constant_contact_v2' AND campaign.kind = 'campaign' AND campaign.account = a.account
+       AND campaign.v2_id = a.campaign_id
+    LEFT JOIN {constant_contact_id_xrefs} contact
+        ON a.provider = 'constant_contact_v2' AND contact.kind = 'contact' AND contact.account = a.account
+       AND contact.v2_id = a.contact_id
+), numbered AS (
+    SELECT mapped.*, row_number() OVER (
+        PARTITION BY family, account, campaign_id, contact_id, activity_type, minute, provider
+        ORDER BY occurred_at, activity_id
+    ) AS occurrence
+    FROM mapped
+), copies AS (
+    SELECT numbered.*, row_number() OVER (
+        PARTITION BY family, account, campaign_id, contact_id, activity_type, minute, occurrence
+        ORDER BY CASE WHEN provider = 'constant_contact_v3' THEN 0 ELSE 1 END, provider
+    ) AS copy
+    FROM numbered
+)
+SELECT """ + ACTIVITY_COLUMNS + """ FROM copies WHERE copy = 1
+"""
+
+PEOPLE = """
+CREATE VIEW {people} AS
+WITH ids AS (
+    SELECT lower(trim(email_address)) AS email_address, provider, account, contact_id
+    FROM {contacts} WHERE trim(coalesce(email_address, '')) <> ''
+    UNION
+    SELECT lower(trim(email_address)), provider, account, contact_id
+    FROM {contact_activity} WHERE trim(coalesce(email_address, '')) <> '' AND contact_id IS NOT NULL
+)
+SELECT email_address,
+       count(DISTINCT provider) AS providers,
+       count(DISTINCT provider || '/' || account) AS accounts,
+       string_agg(DISTINCT provider || '/' || account || '/' || contact_id, ', '
+                  ORDER BY provider || '/' || account || '/' || contact_id) AS contact_ids
+FROM ids
+GROUP BY email_address
+"""
+
+# a contact's status as each provider words it: EmailOctopus SUBSCRIBED / UNSUBSCRIBED, v2 ACTIVE /
+# OPTOUT, v3 (permission_to_send) implicit, explicit / unsubscribed
+PERSON_ENGAGEMENT = """
+CREATE VIEW {person_engagement} AS
+WITH activity AS (
+    SELECT lower(trim(email_address)) AS email_address, provider, account, campaign_id, activity_type,
+           occurred_at
+    FROM {contact_activity_unified} WHERE trim(coalesce(email_address, '')) <> ''
+), engagement AS (
+    SELECT email_address,
+           count(DISTINCT provider || '/' || account || '/' || campaign_id)
+               FILTER (WHERE activity_type = 'sent') AS campaigns_sent,
+           count(*) FILTER (WHERE activity_type = 'opened') AS opens,
+           count(*) FILTER (WHERE activity_type = 'clicked') AS clicks,
+           max(occurred_at) FILTER (WHERE activity_type <> 'sent') AS last_activity
+    FROM activity GROUP BY email_address
+), standing AS (
+    SELECT lower(trim(email_address)) AS email_address, provider || '/' || account AS source,
+           CASE WHEN upper(status) IN ('UNSUBSCRIBED', 'OPTOUT') THEN 'unsubscribed'
+                WHEN upper(status) IN ('SUBSCRIBED', 'ACTIVE', 'IMPLICIT', 'EXPLICIT') THEN 'subscribed'
+           END AS standing
+    FROM {contacts} WHERE trim(coalesce(email_address, '')) <> ''
+    UNION
+    SELECT email_address, provider || '/' || account, 'unsubscribed'
+    FROM activity WHERE activity_type = 'unsubscribed'
+), statuses AS (
+    SELECT email_address,
+           string_agg(DISTINCT source, ', ' ORDER BY source) FILTER (WHERE standing = 'unsubscribed')
+               AS unsubscribed_in,
+           string_agg(DISTINCT source, ', ' ORDER BY source) FILTER (WHERE standing = 'subscribed')
+               AS subscribed_in
+    FROM standing GROUP BY email_address
+)
+SELECT p.email_address, p.providers, p.contact_ids,
+       coalesce(e.campaigns_sent, 0) AS campaigns_sent, coalesce(e.opens, 0) AS opens,
+       coalesce(e.clicks, 0) AS clicks, e.last_activity, s.unsubscribed_in,
+       s.subscribed_in
+FROM {people} p
+LEFT JOIN engagement e ON e.email_address = p.email_address
+LEFT JOIN statuses s ON s.email_address = p.email_address
+"""
+
+# in the order they are created (each reads the ones before): the SQL and the tables it needs
 VIEWS = {
+    "contact_activity_unified": (CONTACT_ACTIVITY_UNIFIED, ("contact_activity",)),
     "campaign_engagement": (CAMPAIGN_ENGAGEMENT, ("campaigns", "contact_activity")),
     "contact_engagement": (CONTACT_ENGAGEMENT, ("contact_activity", "contacts")),
+    "people": (PEOPLE, ("contact_activity", "contacts")),
+    "person_engagement": (PERSON_ENGAGEMENT, ("contact_activity", "contacts")),
 }
+XREFS = "constant_contact_id_xrefs"
 
 
 def create_views(pipeline: dlt.Pipeline) -> list[str]:
     """(Re)create the analysis views whose tables exist; return their names."""
-    created = []
     with pipeline.sql_client() as client:
-        existing = _existing_tables(client)
-        for view, (sql, tables) in VIEWS.items():
-            if not all(table in existing for table in tables):
-                continue
-            names = {name: client.make_qualified_table_name(name) for name in (view, *tables)}
-            # dropped first: PostgreSQL's CREATE OR REPLACE cannot change a view's columns
+        columns = table_columns(client, client.dataset_name)  # base tables only
+        names = {
+            name: client.make_qualified_table_name(name)
+            for name in (XREFS, *VIEWS, "campaigns", "contact_activity", "contacts", "constant_contact_campaign_xrefs")
+        }
+        # dropped first, dependents before what they read: PostgreSQL's CREATE OR REPLACE cannot change columns
+        for view in (*reversed(VIEWS), XREFS):
             client.execute_sql(f"DROP VIEW IF EXISTS {names[view]}")
-            client.execute_sql(sql.format(**names))
-            created.append(view)
+        parts = []
+        if "v3_contact_id" in columns.get("contacts", []):
+            parts.append(CONTACT_XREFS)
+        if "constant_contact_campaign_xrefs" in columns:
+            parts.append(CAMPAIGN_XREFS)
+        xrefs = " UNION ALL ".join(parts) or NO_XREFS
+        client.execute_sql(f"CREATE VIEW {names[XREFS]} AS " + xrefs.format(**names))
+        created = [XREFS]
+        for view, (sql, tables) in VIEWS.items():
+            if all(table in columns for table in tables):
+                client.execute_sql(sql.format(**names))
+                created.append(view)
     return created
-
-
-def _existing_tables(client: Any) -> set[str]:
-    rows = client.execute_sql(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", client.dataset_name
-    )
-    return {row[0] for row in rows}
