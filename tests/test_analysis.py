@@ -106,15 +106,16 @@ def test_contact_engagement_has_last_open_and_counts(harness):
 
 def readme_queries() -> list[str]:
     text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    block = text.split("Five queries that run as written on both warehouses", 1)[1].split("```sql", 1)[1]
+    block = text.split("Six queries that run as written on both warehouses", 1)[1].split("```sql", 1)[1]
     block = block.split("```", 1)[0]
     return [query.strip() for query in block.split(";") if "SELECT" in query]
 
 
 def test_the_readme_queries_run_on_both_warehouses(harness):
-    assert harness.cli("run", PROVIDER) == 0
+    for provider in (PROVIDER, "constant_contact_v2"):  # query 6 compares providers
+        assert harness.cli("run", provider) == 0
     queries = readme_queries()
-    assert len(queries) == 5
+    assert len(queries) == 6
     for query in queries:
         rows = harness.query(query.replace("campaign_activity.", f"{harness.dataset}."))
         assert rows, query
