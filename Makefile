@@ -12,8 +12,8 @@ install:  ## create .venv and install campaign-sync with its dev tools
 demo:  ## start the sandbox, load every provider into campaign_sync_demo.duckdb, print a summary
 	$(BIN)/campaign-sync demo
 
-test:  ## the whole test suite (needs PostgreSQL on 127.0.0.1:5432 for the postgres half)
-	$(BIN)/pytest -q
+test:  ## the whole test suite, one worker per core (needs PostgreSQL on 127.0.0.1:5432 for the postgres half)
+	$(BIN)/pytest -q -n auto
 
 lint:  ## ruff, and mypy (strict on sources/ and pipelines/, see pyproject.toml)
 	$(BIN)/ruff check .
