@@ -7,7 +7,6 @@ summaries); what the dataset already holds decides what tonight's run reads agai
 from __future__ import annotations
 
 import json
-import logging
 import math
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +15,7 @@ import pendulum
 
 from pipelines.providers import Provider
 from pipelines.reconcile import existing_tables
-from pipelines.runner import Target, build_source, pipeline
+from pipelines.runner import Target, build_source, synced_pipeline
 from sources.canonical import (
     OWNER_FILTER,
     CampaignCost,
@@ -28,19 +27,13 @@ from sources.canonical import (
 )
 from sources.canonical.times import parse_utc
 
-log = logging.getLogger("campaign_sync")
-
 
 def plan_provider(
     provider: Provider, target: Target, since: datetime | None = None, until: datetime | None = None
 ) -> dict[str, Any]:
     """The estimate for one account, as JSON-ready values: a backfill of [since, until), or tonight's run."""
-    load = pipeline(provider, target)
-    try:
-        load.sync_destination()
-    except Exception:  # nothing loaded yet: tonight's run is the first
-        log.debug("%s: no state in the destination", provider.pipeline_name, exc_info=True)
-    first_run = not load.state.get("sources", {}).get(provider.name)
+    load, source_state = synced_pipeline(provider, target)
+    first_run = not source_state
     loaded, loaded_rows = ({}, {}) if first_run else _loaded(load, provider)
     plan = SyncPlan(account=provider.account)
     source = build_source(provider, load, plan)

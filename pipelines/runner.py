@@ -138,6 +138,19 @@ def pipeline(provider: Provider, target: Target) -> dlt.Pipeline:
     return load
 
 
+def synced_pipeline(provider: Provider, target: Target) -> tuple[dlt.Pipeline, dict[str, Any]]:
+    """The provider's pipeline with its state restored from the destination, and its source state
+    (empty when nothing was loaded yet). A missing setting is raised; other failures mean no state."""
+    load = pipeline(provider, target)
+    try:
+        load.sync_destination()
+    except Exception as failure:  # nothing loaded yet, or the destination is not there; but settings matter
+        if isinstance(failure.__cause__, ConfigFieldMissingException):
+            raise failure.__cause__ from None
+        log.debug("%s: no state in the destination", provider.pipeline_name, exc_info=True)
+    return load, load.state.get("sources", {}).get(provider.name) or {}
+
+
 def _loads_into(target: Target) -> str:
     """Names the destination and dataset: a DuckDB file, or a PostgreSQL server and database (no password)."""
     if target.destination == "duckdb":

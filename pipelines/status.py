@@ -9,19 +9,14 @@ pipeline's sql_client, so DuckDB and PostgreSQL alike) and from the state dlt ke
 from __future__ import annotations
 
 import json
-import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from dlt.common.configuration.exceptions import ConfigFieldMissingException
 
 from pipelines.erasure import erasure_count
 from pipelines.providers import Provider
 from pipelines.reconcile import existing_tables, reconcile
-from pipelines.runner import LAST_RUN, LAST_SUCCESS, Target, pipeline
+from pipelines.runner import LAST_RUN, LAST_SUCCESS, Target, synced_pipeline
 from sources.canonical import CANONICAL_TABLES, DEFAULT_ACCOUNT, OWNER_FILTER
-
-log = logging.getLogger("campaign_sync")
 
 
 def attribution_window_days(provider: Provider) -> int:
@@ -31,18 +26,11 @@ def attribution_window_days(provider: Provider) -> int:
 
 def provider_status(provider: Provider, target: Target) -> dict[str, Any]:
     """What is known of a provider's loads, as JSON-ready values; `loaded` is False when never loaded."""
-    load = pipeline(provider, target)
-    try:
-        load.sync_destination()
-    except Exception as failure:  # nothing loaded yet, or the destination is not there; but settings matter
-        if isinstance(failure.__cause__, ConfigFieldMissingException):
-            raise failure.__cause__ from None
-        log.debug("%s: no state in the destination", provider.pipeline_name, exc_info=True)
+    load, source_state = synced_pipeline(provider, target)
     local: dict[str, Any] = dict(load.state.get("_local", {}))
     last_run = local.get(LAST_RUN)
     failed = last_run if last_run and last_run.get("error") else None
     pending = [*load.list_extracted_load_packages(), *load.list_normalized_load_packages()]
-    source_state = load.state.get("sources", {}).get(provider.name)
     if not source_state:
         return {
             "provider": provider.name, "account": provider.account, "loaded": False, "last_run_error": failed,

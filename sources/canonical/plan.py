@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 class ReportCost:
     """One report of a campaign: its rows as a listing tells them (None: no listing does)."""
 
-    report: str
     kind: str  # the canonical activity_type or non-engagement kind it loads: its loaded rows size it too
     page_size: int
     rows: int | None = None

@@ -35,7 +35,7 @@ CAMPAIGNS = "emailmarketing/campaigns"
 CAMPAIGN_PAGE_SIZE = 50
 TRACKING_PAGE_SIZE = 500
 CONTACT_PAGE_SIZE = 500
-# "10,000/day per key" (v2), "per application key, shared by every connected account" (v3): provider-apis.md
+# "10,000/day per key" (provider-apis.md section 2)
 DAILY_QUOTA = 10_000
 OVER_QPS = "mashery.not.authorized.over.qps"
 OVER_DAILY = "mashery.not.authorized.over.ratelimit"
@@ -135,12 +135,7 @@ class ConstantContactV2Api:
         whose details cannot be read is left out and recorded; it is read again next run.
         """
         listing = ListingCursor(dlt.current.resource_state(), self.settings.lookback, self.settings.is_backfill)
-        since = listing.since()
-        for status in LISTING_STATUSES:
-            params: dict[str, Any] = {"status": status, "limit": CAMPAIGN_PAGE_SIZE}
-            if since is not None:
-                params["modified_since"] = utc_millis(since)
-            for page in self.http.pages(CAMPAIGNS, params, items_of=items, next_of=next_link):
+        for status, page in self._listing(listing.since()):
                 # a deletion shows in the status, whether or not it changes `modified_date`
                 changed = [
                     raw for raw in page
@@ -154,6 +149,15 @@ class ConstantContactV2Api:
                         yield rows
                 listing.handled()
         listing.commit()
+
+    def _listing(self, since: datetime | None) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """The pages of both campaign listings (live, then deleted), changed since `since` (None: all)."""
+        for status in LISTING_STATUSES:
+            params: dict[str, Any] = {"status": status, "limit": CAMPAIGN_PAGE_SIZE}
+            if since is not None:
+                params["modified_since"] = utc_millis(since)
+            for page in self.http.pages(CAMPAIGNS, params, items_of=items, next_of=next_link):
+                yield status, page
 
     def _details(self, listed: list[dict[str, Any]], listing: ListingCursor) -> list[dict[str, Any]]:
         """Each listed campaign's details (read concurrently), in listing order. A campaign deleted
@@ -183,19 +187,16 @@ class ConstantContactV2Api:
         one's summary and tracking lists (no listing tells their sizes). The listing has no send
         time: a sent campaign's last change (`modified_date`, at or after its send) stands in for it."""
         reports = tuple(
-            ReportCost(report, activity_type, TRACKING_PAGE_SIZE)
-            for report, activity_type in mapping.ACTIVITY_REPORTS.items()
+            ReportCost(activity_type, TRACKING_PAGE_SIZE) for activity_type in mapping.ACTIVITY_REPORTS.values()
         )
         costs = []
-        for status in LISTING_STATUSES:  # a run lists both; a deleted campaign is not read
-            params = {"status": status, "limit": CAMPAIGN_PAGE_SIZE}
-            for page in self.http.pages(CAMPAIGNS, params, items_of=items, next_of=next_link):
-                for raw in page:
-                    sent = raw.get("status") == "SENT"
-                    costs.append(CampaignCost(
-                        mapping.campaign_id(raw["id"]), parse_utc(raw.get("modified_date")) if sent else None,
-                        lookups=int(status != DELETED), summaries=int(sent), reports=reports if sent else (),
-                    ))
+        for status, page in self._listing(None):  # a run lists both; a deleted campaign is not read
+            for raw in page:
+                sent = raw.get("status") == "SENT"
+                costs.append(CampaignCost(
+                    mapping.campaign_id(raw["id"]), parse_utc(raw.get("modified_date")) if sent else None,
+                    lookups=int(status != DELETED), summaries=int(sent), reports=reports if sent else (),
+                ))
         return costs
 
     # ---- reports ----

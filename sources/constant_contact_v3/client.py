@@ -47,7 +47,7 @@ TRACKED_ROLES = ("primary_email", "resend")
 PENDING_STATUSES = ("Scheduled", "Executing")
 # activity statuses that have no send history yet
 UNSENT_ACTIVITY_STATUSES = ("DRAFT", "SCHEDULED")
-# "10,000/day per key" (v2), "per application key, shared by every connected account" (v3): provider-apis.md
+# "10,000/day per application key, shared by every connected account" (provider-apis.md section 3)
 DAILY_QUOTA = 10_000
 QUOTA_EXCEEDED = "quota_exceeded"
 
@@ -273,7 +273,6 @@ class ConstantContactV3Api:
         details and its primary email's (and a sent one's send history), and a sent one's primary
         email reports, sized by the summary's unique counts (a lower bound for opens and clicks).
         Resends are not listed: they are not counted (`partial`)."""
-        sizes = {report: mapping.SUMMARY_COUNTS[report] for report in mapping.ACTIVITY_REPORTS}
         summaries = {cid: mapping.summary_row(raw) for cid, raw in self._all_summaries().items()}
         costs = []
         for page in self._pages("emails", "campaigns"):
@@ -283,12 +282,12 @@ class ConstantContactV3Api:
                 if sent_at is None:
                     costs.append(CampaignCost(raw["campaign_id"], None, lookups=2, summaries=0, reports=()))
                     continue
-                reports = [
-                    ReportCost(report, mapping.ACTIVITY_REPORTS[report], PAGE_SIZE, summary[count],
-                               at_least=count in mapping.UNIQUE_COUNTS)
-                    for report, count in sizes.items()
-                ]
-                reports.append(ReportCost("didnotopens", "not_opened", PAGE_SIZE, summary["not_opened"], whole=True))
+                reports = []
+                for report, activity_type in mapping.ACTIVITY_REPORTS.items():
+                    count = mapping.SUMMARY_COUNTS[report]
+                    at_least = count in mapping.UNIQUE_COUNTS
+                    reports.append(ReportCost(activity_type, PAGE_SIZE, summary[count], at_least=at_least))
+                reports.append(ReportCost("not_opened", PAGE_SIZE, summary["not_opened"], whole=True))
                 costs.append(CampaignCost(
                     raw["campaign_id"], sent_at, lookups=3, summaries=0, reports=tuple(reports), partial=True
                 ))

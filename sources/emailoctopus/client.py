@@ -97,8 +97,8 @@ class EmailOctopusApi:
         """What reading each campaign takes, from the campaign listing: a sent one's summary, and
         its reports read whole (no listing tells their sizes)."""
         reports = tuple(
-            ReportCost(report, kind, PAGE_SIZE, whole=True)
-            for report, kind in (*mapping.ACTIVITY_REPORTS.items(), *mapping.NON_ENGAGEMENT_REPORTS.items())
+            ReportCost(kind, PAGE_SIZE, whole=True)
+            for kind in (*mapping.ACTIVITY_REPORTS.values(), *mapping.NON_ENGAGEMENT_REPORTS.values())
         )
         return [
             CampaignCost(row["campaign_id"], row["sent_at"], lookups=0, summaries=1, reports=reports)
