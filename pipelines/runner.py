@@ -25,6 +25,7 @@ from dlt.common.configuration.exceptions import (
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.common.runtime.collector import LogCollector, TqdmCollector
+from dlt.common.storages import NormalizeStorage, NormalizeStorageConfiguration
 from dlt.common.typing import TLoaderFileFormat
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.exceptions import PipelineStepFailed
@@ -214,6 +215,7 @@ def _load(
     """
     if target.progress:
         _count_requests(source, load, plan.outcome)
+    drop_normalized_extracts(load)
     try:
         if load.has_pending_data:
             load.run()
@@ -238,6 +240,25 @@ def _load(
     warnings = after_load(load, provider)
     if result.error is None:  # an incomplete run differs from the summaries anyway, and its error says so
         result.warnings = warnings
+
+
+def drop_normalized_extracts(load: dlt.Pipeline) -> list[str]:
+    """Drop the extracted packages that are normalized already; returns their load ids.
+
+    dlt's normalize commits a package by renaming it into the load folder and then deletes the
+    extracted copy; a process killed between the two leaves both, and every later normalize
+    fails to rename onto the committed package. The committed one is complete (the rename is
+    atomic), so the extracted copy is the one to go.
+    """
+    done = set(load.list_extracted_load_packages()) & set(load.list_normalized_load_packages())
+    if done:
+        volume = NormalizeStorageConfiguration(normalize_volume_path=str(Path(load.working_dir, "normalize")))
+        extracted = NormalizeStorage(False, volume).extracted_packages
+        for load_id in sorted(done):
+            log.warning("%s: package %s was normalized by a run that was killed; dropping its extracted copy",
+                        load.pipeline_name, load_id)
+            extracted.delete_package(load_id)
+    return sorted(done)
 
 
 def _load_failed(failure: PipelineStepFailed, provider: Provider, what: str) -> CampaignSyncError:
@@ -322,6 +343,7 @@ def abort_pending(provider: Provider, target: Target) -> int:
     """Drop the provider's pending load packages and put its local state back where it was before
     them (dlt's `abort_packages`), so the next run reads their data again. Returns how many."""
     load = pipeline(provider, target)
+    drop_normalized_extracts(load)
     pending = len(load.list_extracted_load_packages()) + len(load.list_normalized_load_packages())
     if pending:
         try:

@@ -30,7 +30,7 @@ def provider_status(provider: Provider, target: Target) -> dict[str, Any]:
     local: dict[str, Any] = dict(load.state.get("_local", {}))
     last_run = local.get(LAST_RUN)
     failed = last_run if last_run and last_run.get("error") else None
-    pending = [*load.list_extracted_load_packages(), *load.list_normalized_load_packages()]
+    pending = sorted({*load.list_extracted_load_packages(), *load.list_normalized_load_packages()})
     if not source_state:
         return {
             "provider": provider.name, "account": provider.account, "loaded": False, "last_run_error": failed,

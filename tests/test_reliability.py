@@ -18,9 +18,12 @@ from pathlib import Path
 import pytest
 from helpers import cursors, expected_activity, expected_snapshot, loaded_activity, loaded_snapshot
 
+from pipelines import runner
 from pipelines.cli import main
+from pipelines.providers import PROVIDERS
 from sandbox import Faults
 from sandbox.emailoctopus import API_KEY, REPORTS, bad_data
+from sources.canonical import SyncPlan
 from sources.redaction import register_secret
 
 PROVIDER = "emailoctopus"
@@ -85,13 +88,39 @@ def test_killed_anywhere_a_rerun_ends_in_exactly_the_ground_truth(make_harness):
             killed += 1
         child.wait()
     assert killed >= 10, "most kills must land inside a run"
-    assert subprocess.run(command, env=env, capture_output=True).returncode == 0
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
 
     dataset = harness.sandbox.datasets[PROVIDER]
     assert loaded_activity(harness) == expected_activity(dataset)
     assert loaded_snapshot(harness) == expected_snapshot(dataset)
     assert harness.count("contacts") == len(dataset.contacts)
     assert harness.query("SELECT count(*) - count(DISTINCT activity_id) FROM contact_activity")[0][0] == 0
+
+
+def test_a_run_killed_between_normalize_commit_and_cleanup_is_healed_by_the_next(harness, tmp_path):
+    # dlt's normalize renames the normalized package into the load folder, then deletes the
+    # extracted copy; a SIGKILL between the two leaves both (seen in the kill test above)
+    assert harness.cli("run", PROVIDER) == 0
+    harness.sandbox.advance(hours=24)  # tonight's events go into the package the kill leaves twice
+    target = runner.Target(harness.destination, harness.dataset, str(harness.duckdb_path), str(harness.pipelines_dir))
+    provider = PROVIDERS[PROVIDER]
+    load = runner.pipeline(provider, target)
+    load.extract(runner.build_source(provider, load, SyncPlan()))
+    (load_id,) = load.list_extracted_load_packages()
+    extracted = Path(load.working_dir, "normalize", "extracted", load_id)
+    shutil.copytree(extracted, tmp_path / "kept")
+    load.normalize()
+    shutil.copytree(tmp_path / "kept", extracted)
+    assert load.list_normalized_load_packages() == [load_id] == load.list_extracted_load_packages()
+
+    assert harness.cli("run", PROVIDER) == 0
+
+    dataset = harness.sandbox.datasets[PROVIDER]
+    assert loaded_activity(harness) == expected_activity(dataset)
+    assert loaded_snapshot(harness) == expected_snapshot(dataset)
+    assert harness.query("SELECT count(*) - count(DISTINCT activity_id) FROM contact_activity")[0][0] == 0
+    assert not load.list_extracted_load_packages() and not load.list_normalized_load_packages()
 
 
 def test_a_second_concurrent_run_refuses_and_corrupts_nothing(make_harness, capsys):
