@@ -33,7 +33,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from pipelines.erasure import forget_after_load, forgotten
 from pipelines.providers import Provider
 from pipelines.reconcile import existing_tables, reconcile, table_columns
-from pipelines.views import create_views
+from pipelines.views import create_views, unmapped_v2_campaigns
 from sources.canonical import CANONICAL_TABLES, DEFAULT_ACCOUNT, OWNER_FILTER, SyncOutcome, SyncPlan
 from sources.errors import CampaignSyncError, ConfigurationError
 from sources.redaction import redact
@@ -404,6 +404,8 @@ def build_source(provider: Provider, load: dlt.Pipeline, plan: SyncPlan) -> Any:
         with load.sql_client() as client:
             migrate_to_accounts(client)
             plan.forgotten = forgotten(client, provider.name, provider.account)
+            if provider.name == "constant_contact_v3":
+                plan.unmapped_v2_campaigns = unmapped_v2_campaigns(client, provider.account)
     except ConfigFieldMissingException as missing:
         raise missing_setting(missing) from None
     except DestinationUndefinedEntity:  # a dataset not created yet: nobody forgotten

@@ -7,9 +7,12 @@ delivered once (README "One person across providers"). The engagement views read
 
 from __future__ import annotations
 
+from typing import Any
+
 import dlt
 
 from pipelines.reconcile import table_columns
+from sources.canonical import CAMPAIGN_XREFS
 
 CAMPAIGN_ENGAGEMENT = """
 CREATE VIEW {campaign_engagement} AS
@@ -70,13 +73,14 @@ LEFT JOIN {contacts} c ON c.provider = a.provider AND c.account = a.account AND 
 """
 
 # v2 contacts bring their v3 UUID (`include_contact_id=true`); campaigns need the xref endpoint
-CONTACT_XREFS = """
+CONTACT_XREF_ROWS = """
 SELECT account, 'contact' AS kind, contact_id AS v2_id, v3_contact_id AS v3_id
 FROM {contacts} WHERE provider = 'constant_contact_v2' AND v3_contact_id IS NOT NULL
 """
-CAMPAIGN_XREFS = """
+CAMPAIGN_XREF_ROWS = """
 SELECT account, 'campaign' AS kind, v2_campaign_id AS v2_id, v3_campaign_id AS v3_id
 FROM {constant_contact_campaign_xrefs}
+WHERE v3_campaign_id IS NOT NULL
 """
 NO_XREFS = """
 SELECT CAST(NULL AS VARCHAR) AS account, CAST(NULL AS VARCHAR) AS kind, CAST(NULL AS VARCHAR) AS v2_id,
@@ -194,6 +198,22 @@ VIEWS = {
     "person_engagement": (PERSON_ENGAGEMENT, ("contact_activity", "contacts")),
 }
 XREFS = "constant_contact_id_xrefs"
+CAMPAIGN_XREFS_TABLE = CAMPAIGN_XREFS["name"]
+
+
+def unmapped_v2_campaigns(client: Any, account: str) -> list[str]:
+    """The account's v2 campaigns loaded and not looked up in Constant Contact's campaign xrefs yet."""
+    tables = table_columns(client, client.dataset_name)
+    if "campaigns" not in tables:
+        return []
+    campaigns, xrefs = (client.make_qualified_table_name(name) for name in ("campaigns", CAMPAIGN_XREFS_TABLE))
+    sql = f"SELECT campaign_id FROM {campaigns} WHERE provider = %s AND account = %s"
+    params = ["constant_contact_v2", account]
+    if CAMPAIGN_XREFS_TABLE in tables:
+        sql += f" AND campaign_id NOT IN (SELECT v2_campaign_id FROM {xrefs} WHERE account = %s)"
+        params.append(account)
+    rows = client.execute_sql(f"{sql} ORDER BY campaign_id", *params)
+    return [row[0] for row in rows or ()]
 
 
 def create_views(pipeline: dlt.Pipeline) -> list[str]:
@@ -202,16 +222,16 @@ def create_views(pipeline: dlt.Pipeline) -> list[str]:
         columns = table_columns(client, client.dataset_name)  # base tables only
         names = {
             name: client.make_qualified_table_name(name)
-            for name in (XREFS, *VIEWS, "campaigns", "contact_activity", "contacts", "constant_contact_campaign_xrefs")
+            for name in (XREFS, *VIEWS, "campaigns", "contact_activity", "contacts", CAMPAIGN_XREFS_TABLE)
         }
         # dropped first, dependents before what they read: PostgreSQL's CREATE OR REPLACE cannot change columns
         for view in (*reversed(VIEWS), XREFS):
             client.execute_sql(f"DROP VIEW IF EXISTS {names[view]}")
         parts = []
         if "v3_contact_id" in columns.get("contacts", []):
-            parts.append(CONTACT_XREFS)
-        if "constant_contact_campaign_xrefs" in columns:
-            parts.append(CAMPAIGN_XREFS)
+            parts.append(CONTACT_XREF_ROWS)
+        if CAMPAIGN_XREFS_TABLE in columns:
+            parts.append(CAMPAIGN_XREF_ROWS)
         xrefs = " UNION ALL ".join(parts) or NO_XREFS
         client.execute_sql(f"CREATE VIEW {names[XREFS]} AS " + xrefs.format(**names))
         created = [XREFS]

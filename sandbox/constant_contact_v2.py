@@ -119,6 +119,11 @@ def campaign_id(campaign: Campaign) -> str:
     return str(CAMPAIGN_ID_BASE + campaign.number)
 
 
+def contact_id(contact: Contact) -> str:
+    """The numeric-string v2 id of a data set contact."""
+    return str(contact.number)
+
+
 def link_id(url: str) -> str:
     """The v2 `url_uid` of one of the data set's links."""
     return str(LINK_ID_BASE + LINKS.index(url))
@@ -192,10 +197,6 @@ class Simulator:
             moments.append(self.deleted_at[campaign.id])
         return max(moments)
 
-    def contact_id(self, dataset_contact_id: str) -> str:
-        """The numeric-string v2 id of a data set contact."""
-        return str(self.dataset.contact(dataset_contact_id).number)
-
     # ---- rendering ----
     def listing_row(self, campaign: Campaign) -> dict[str, Any]:
         return {
@@ -254,7 +255,7 @@ class Simulator:
             "activity_type": word,
             # provider-apis.md §2: "`campaign_id` sometimes arrives as a JSON number"
             "campaign_id": int(cid) if contact.number % 3 == 0 else cid,
-            "contact_id": str(contact.number),
+            "contact_id": contact_id(contact),
             "email_address": contact.email,
             date_field: v2_date(event_time(event)),
         }
@@ -418,7 +419,7 @@ class Simulator:
         created, modified = v2_date(contact.created_at), v2_date(contact.updated_at or contact.created_at)
         custom = [(name, value) for name, value in contact.fields.items() if name not in STANDARD_FIELDS]
         body: dict[str, Any] = {
-            "id": str(contact.number),
+            "id": contact_id(contact),
             "status": status,
             "first_name": contact.fields.get("FirstName"),
             "last_name": contact.fields.get("LastName"),

@@ -51,6 +51,7 @@ from urllib.parse import urlencode
 
 from werkzeug.wrappers import Request, Response
 
+from sandbox import constant_contact_v2 as cc2
 from sandbox.dataset import CUSTOM_FIELDS, LINKS, Campaign, Contact, Dataset, Event
 from sandbox.server import DEFAULT_ACCOUNT, ProviderApp, SandboxError, TokenBucket, json_response, simulates
 
@@ -437,6 +438,16 @@ class Simulator:
             args = _decode_cursor(args["cursor"][0])
         if path == "/emails":
             return self.campaigns(path, args)
+        if path == "/emails/campaign_id_xrefs":  # provider-apis.md §3, "campaign xrefs"
+            campaigns = {cc2.campaign_id(campaign): campaign.id for campaign in self.dataset.campaigns}
+            asked = _csv(args, "v2_email_campaign_ids")
+            return json_response({"xrefs": [{"v2_email_campaign_id": v2_id, "campaign_id": campaigns[v2_id]}
+                                            for v2_id in asked if v2_id in campaigns]})
+        if path == "/contacts/contact_id_xrefs":  # provider-apis.md §3, "contact xrefs"
+            contacts = {cc2.contact_id(contact): contact.id for contact in self.dataset.contacts}
+            asked = _csv(args, "sequence_ids")
+            return json_response({"xrefs": [{"sequence_id": v2_id, "contact_id": contacts[v2_id]}
+                                            for v2_id in asked if v2_id in contacts]})
         if match := re.fullmatch(r"/emails/activities/([^/]+)", path):
             return json_response(self.activity_object(self._activity(match[1])))
         if match := re.fullmatch(r"/emails/activities/([^/]+)/send_history", path):
@@ -697,6 +708,11 @@ def _newest_first(events: list[Event]) -> list[Event]:
     return sorted(events, key=lambda e: (-(int(e.at.timestamp()) // 60), order[id(e)]))
 
 
+def _csv(args: dict[str, Any], name: str) -> list[str]:
+    """The ids of a comma-separated parameter, in order."""
+    return [part for value in args.get(name, []) for part in value.split(",") if part]
+
+
 def _custom_fields() -> list[str]:
     return [name for name in CUSTOM_FIELDS if name not in STANDARD_FIELDS]
 
@@ -706,7 +722,7 @@ def _tags(dataset: Dataset) -> set[str]:
 
 
 # provider-apis.md §3: the limits belong to the application (client id), shared by its accounts
-@simulates(NAME, REQUESTS_PER_SECOND, seed_offset=2, shared_limit=True)
+@simulates(NAME, REQUESTS_PER_SECOND, seed_offset=2, shared_limit=True, data_of="constant_contact_v2")
 def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float, account: str) -> ProviderApp:
     """The Constant Contact v3 API over `dataset` (one account: named ones are not simulated yet)."""
     if account != DEFAULT_ACCOUNT:

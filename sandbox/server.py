@@ -120,14 +120,16 @@ DEFAULT_ACCOUNT = "default"
 @dataclass(frozen=True)
 class SimulatedProvider:
     """A provider the sandbox serves: its name, how to build its app over a data set, its real rate limit,
-    which data set it gets (`seed * 100 + seed_offset`, so that its data never depends on import order),
-    and whether its accounts share the application's limit (Constant Contact) or each key has its own."""
+    which data set it gets (`seed * 100 + seed_offset`, so that its data never depends on import order,
+    or `data_of`: the same accounts as another provider's, as Constant Contact's two APIs serve), and
+    whether its accounts share the application's limit (Constant Contact) or each key has its own."""
 
     name: str
     make_app: AppFactory
     requests_per_second: float
     seed_offset: int
     shared_limit: bool
+    data_of: str | None
 
 
 # every provider module registers itself here (`simulates`); `sandbox/__init__.py` imports them all
@@ -135,12 +137,14 @@ SIMULATED_PROVIDERS: dict[str, SimulatedProvider] = {}
 
 
 def simulates(
-    name: str, requests_per_second: float, seed_offset: int, shared_limit: bool = False
+    name: str, requests_per_second: float, seed_offset: int, shared_limit: bool = False, data_of: str | None = None
 ) -> Callable[[AppFactory], AppFactory]:
     """Register a provider module's `app(dataset, variants, requests_per_second, account)`: the sandbox serves it."""
 
     def register(make_app: AppFactory) -> AppFactory:
-        SIMULATED_PROVIDERS[name] = SimulatedProvider(name, make_app, requests_per_second, seed_offset, shared_limit)
+        SIMULATED_PROVIDERS[name] = SimulatedProvider(
+            name, make_app, requests_per_second, seed_offset, shared_limit, data_of
+        )
         return make_app
 
     return register
@@ -155,6 +159,8 @@ class Sandbox:
     around `clock` (default: now); the same seed, scale and clock give the same data.
     `accounts` names more accounts of a provider: each has its own credentials and data set
     (`datasets["<provider>/<account>"]`), and shares the application's limit where the provider does.
+    Constant Contact's v3 API serves the same accounts as v2 (the same data set object), as the
+    real APIs do (provider-apis.md §3, "Contacts and the v2 to v3 cross-references").
     """
 
     def __init__(
@@ -180,7 +186,8 @@ class Sandbox:
             named = (accounts or {}).get(simulated.name, [])
             for index, account in enumerate([DEFAULT_ACCOUNT, *named]):
                 key = simulated.name if account == DEFAULT_ACCOUNT else f"{simulated.name}/{account}"
-                dataset = generate(seed * 100 + simulated.seed_offset + 10 * index, scale, clock)
+                shared = simulated.data_of and self.datasets.get(key.replace(simulated.name, simulated.data_of, 1))
+                dataset = shared or generate(seed * 100 + simulated.seed_offset + 10 * index, scale, clock)
                 self.apps[key] = simulated.make_app(dataset, self.variants, rate, account)
                 self.datasets[key] = dataset
                 if simulated.shared_limit and index:  # one budget for the application's accounts
@@ -235,7 +242,7 @@ class Sandbox:
 
     def advance(self, hours: float = 24) -> None:
         """Move every provider's clock forward: new activity and campaigns appear."""
-        for dataset in self.datasets.values():
+        for dataset in {id(dataset): dataset for dataset in self.datasets.values()}.values():
             dataset.advance(timedelta(hours=hours))
 
     def reset_counts(self) -> None:

@@ -8,7 +8,9 @@ server is down the PostgreSQL half fails, unless CAMPAIGN_SYNC_SKIP_POSTGRES=1 s
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -40,6 +42,23 @@ LOADED_IDENTITY = {
     "contacts": "contact_id, email_address, status",
     "campaign_summaries": "campaign_id, sent, opened_unique, clicked_unique",
 }
+
+
+class CurrentStderrHandler(logging.StreamHandler):
+    """Writes to the `sys.stderr` of the moment. dlt keeps its logger's first handler for the
+    whole process, and a plain one would keep writing to the captured stderr of the test that
+    ran a pipeline first, closed since ("--- Logging error ---" in a later test's output)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+logging.getLogger("dlt").addHandler(CurrentStderrHandler())  # dlt takes it up as its own
 POSTGRES_URL = "postgresql://postgres:postgres@127.0.0.1:5432/test"  # trust auth: any password
 DESTINATIONS = ("duckdb", "postgres")
 

@@ -17,6 +17,7 @@ from sandbox.constant_contact_v2 import (
     TRACKING,
     Simulator,
     campaign_id,
+    contact_id,
     event_time,
     v2_date,
 )
@@ -46,7 +47,7 @@ def expected_activity(sim: Simulator, read_before_deletion: dict[str, datetime] 
         for event in sim.dataset.events(campaign):
             if event.type in KINDS and event.at <= read_at:  # v2 has no list of complaints
                 at = event_time(event).replace(tzinfo=None)
-                keys[(campaign_id(campaign), sim.contact_id(event.contact_id), event.type, at)] += 1
+                keys[(campaign_id(campaign), contact_id(sim.dataset.contact(event.contact_id)), event.type, at)] += 1
     return keys
 
 

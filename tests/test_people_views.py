@@ -34,12 +34,15 @@ def test_unified_activity_and_people(harness):
     assert v2_mapped > 0
     assert harness.count("constant_contact_id_xrefs", "kind = 'contact'") == v2_mapped
     raw = harness.count("contact_activity")
+    raw_unified = harness.count("contact_activity_unified")
+    # the v3 run looked up the v2 campaigns loaded before it (the sandbox serves one account to both)
+    looked_up = harness.count("constant_contact_id_xrefs", "kind = 'campaign'")
+    assert looked_up == harness.count("campaigns", f"provider = '{V2}'")
 
-    # one account through both APIs: v2 campaign 1001 is v3 campaign "c-v3", v2 contact 990077 is "p-v3"
-    harness.execute(
-        "CREATE TABLE constant_contact_campaign_xrefs (account VARCHAR, v2_campaign_id VARCHAR, v3_campaign_id VARCHAR)"
-    )
-    harness.execute("INSERT INTO constant_contact_campaign_xrefs VALUES ('default', '1001', 'c-v3')")
+    # one account through both APIs: v2 campaign 9001 is v3 campaign "c-v3", v2 contact 990077 is "p-v3"
+    _insert(harness, "constant_contact_campaign_xrefs", [
+        {"provider": V3, "account": "default", "v2_campaign_id": "9001", "v3_campaign_id": "c-v3"},
+    ])
     _insert(harness, "contacts", [
         {"provider": V2, "account": "default", "contact_id": "990077", "v3_contact_id": "p-v3",
          "email_address": " Ann@Example.com ", "status": "ACTIVE"},
@@ -50,19 +53,19 @@ def test_unified_activity_and_people(harness):
         # two opens in one minute, delivered by both APIs (v3 per minute, v2 in milliseconds): two events
         _event(V3, "v3-a", "c-v3", "p-v3", "2026-11-02 10:15:00+00"),
         _event(V3, "v3-b", "c-v3", "p-v3", "2026-11-02 10:15:00+00"),
-        _event(V2, "v2-a", "1001", "990077", "2026-11-02 10:15:12.345+00"),
-        _event(V2, "v2-b", "1001", "990077", "2026-11-02 10:15:40.100+00"),
+        _event(V2, "v2-a", "9001", "990077", "2026-11-02 10:15:12.345+00"),
+        _event(V2, "v2-b", "9001", "990077", "2026-11-02 10:15:40.100+00"),
         # history only v2 has, and a minute only v3 has: each stays
-        _event(V2, "v2-c", "1001", "990077", "2026-11-01 09:00:00.500+00"),
+        _event(V2, "v2-c", "9001", "990077", "2026-11-01 09:00:00.500+00"),
         _event(V3, "v3-c", "c-v3", "p-v3", "2026-11-03 11:00:00+00"),
         # a click in the same minute is another event
-        _event(V2, "v2-d", "1001", "990077", "2026-11-02 10:15:20.000+00", "clicked"),
+        _event(V2, "v2-d", "9001", "990077", "2026-11-02 10:15:20.000+00", "clicked"),
     ])
     assert harness.cli("run", "emailoctopus") == 0  # the views are made again after each load
 
-    assert harness.count("constant_contact_id_xrefs", "kind = 'campaign'") == 1
+    assert harness.count("constant_contact_id_xrefs", "kind = 'campaign'") == looked_up + 1
     assert harness.count("contact_activity") == raw + 7
-    assert harness.count("contact_activity_unified") == raw + 5  # the two v2 copies of the v3 opens left out
+    assert harness.count("contact_activity_unified") == raw_unified + 5  # the two v2 copies of the v3 opens left out
     unified = harness.query(
         "SELECT provider, campaign_id, contact_id, activity_type FROM contact_activity_unified "
         "WHERE activity_id IN ('v3-a', 'v3-b', 'v2-a', 'v2-b', 'v2-c', 'v3-c', 'v2-d') ORDER BY activity_id"

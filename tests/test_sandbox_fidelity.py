@@ -542,7 +542,8 @@ def v2_expected(sim: cc2.Simulator, read_until: dict) -> Counter:
         for event in sim.dataset.events(campaign) if until is not None else ():
             if event.type in kinds and event.at <= until:
                 at = cc2.event_time(event).replace(tzinfo=None)
-                keys[(cc2.campaign_id(campaign), sim.contact_id(event.contact_id), event.type, at)] += 1
+                contact = sim.dataset.contact(event.contact_id)
+                keys[(cc2.campaign_id(campaign), cc2.contact_id(contact), event.type, at)] += 1
     return keys
 
 

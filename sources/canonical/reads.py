@@ -145,6 +145,8 @@ class SyncPlan:
     account: str = DEFAULT_ACCOUNT  # which of the provider's accounts
     max_requests: int | None = None  # `--max-requests`: the run stops cleanly after so many
     forgotten: Forgotten = field(default_factory=Forgotten)  # whose personal data is not loaded
+    # Constant Contact v3: the account's v2 campaigns loaded and not yet looked up in the xrefs
+    unmapped_v2_campaigns: list[str] = field(default_factory=list)
     outcome: SyncOutcome = field(default_factory=SyncOutcome)
 
 

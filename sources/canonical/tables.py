@@ -111,9 +111,17 @@ CAMPAIGN_SUMMARIES: TableHints = {
     "primary_key": [*OWNER, "campaign_id"],
     "columns": _columns(text=(*OWNER, "campaign_id"), timestamp=("as_of",), bigint=SUMMARY_COUNTS),
 }
+# Constant Contact: the v3 campaign of each v2 campaign of the account (none: Constant Contact maps it to none)
+CAMPAIGN_XREFS: TableHints = {
+    "name": "constant_contact_campaign_xrefs",
+    "write_disposition": "merge",
+    "primary_key": [*OWNER, "v2_campaign_id"],
+    "columns": _columns(text=(*OWNER, "v2_campaign_id", "v3_campaign_id")),
+}
 CANONICAL_TABLES = tuple(
     table["name"]
     for table in (
-        CAMPAIGNS, CAMPAIGN_ACTIVITIES, CONTACT_ACTIVITY, CAMPAIGN_NON_ENGAGEMENT, CONTACTS, CAMPAIGN_SUMMARIES
+        CAMPAIGNS, CAMPAIGN_ACTIVITIES, CONTACT_ACTIVITY, CAMPAIGN_NON_ENGAGEMENT, CONTACTS, CAMPAIGN_SUMMARIES,
+        CAMPAIGN_XREFS,
     )
 )

@@ -9,11 +9,13 @@ from dlt.extract.resource import DltResource
 
 from sources.canonical import (
     CAMPAIGN_ACTIVITIES,
+    CAMPAIGN_XREFS,
     DEFAULT_ACCOUNT,
     Row,
     SyncPlan,
     SyncSettings,
     canonical_resources,
+    isolated,
     stamp,
 )
 from sources.constant_contact_v3.client import ConstantContactV3Api
@@ -66,4 +68,12 @@ def constant_contact_v3_source(
         if rows:
             yield rows
 
-    return [*resources, campaign_activities]
+    @dlt.resource(**CAMPAIGN_XREFS)
+    def campaign_xrefs() -> Iterator[list[Row]]:
+        """The v3 campaigns of the account's v2 campaigns loaded and not looked up yet: each is asked once."""
+        for rows in isolated(api.campaign_xrefs(plan.unmapped_v2_campaigns), plan.outcome,
+                             "constant_contact_v3 campaign cross-references"):
+            stamp(rows, api.name, settings.account)
+            yield rows
+
+    return [*resources, campaign_activities, campaign_xrefs]

@@ -49,6 +49,8 @@ PENDING_STATUSES = ("Scheduled", "Executing")
 UNSENT_ACTIVITY_STATUSES = ("DRAFT", "SCHEDULED")
 # "10,000/day per application key, shared by every connected account" (provider-apis.md section 3)
 DAILY_QUOTA = 10_000
+# provider-apis.md §3, "campaign xrefs": the number of ids a call takes is not documented; issue 18 says 50
+XREF_BATCH = 50
 QUOTA_EXCEEDED = "quota_exceeded"
 
 
@@ -436,6 +438,14 @@ class ConstantContactV3Api:
                     self._summaries_error = error
                     raise
             return self._summaries
+
+    # ---- v2 cross-references ----
+    def campaign_xrefs(self, v2_campaign_ids: list[str]) -> Iterator[list[Row]]:
+        """The v3 campaign of each v2 campaign id, XREF_BATCH ids a call (`emails/campaign_id_xrefs`)."""
+        for start in range(0, len(v2_campaign_ids), XREF_BATCH):
+            asked = v2_campaign_ids[start:start + XREF_BATCH]
+            body = self.http.get("emails/campaign_id_xrefs", {"v2_email_campaign_ids": ",".join(asked)})
+            yield mapping.campaign_xref_rows(asked, body)
 
     # ---- contacts ----
     def contacts(self) -> Iterator[list[Row]]:
