@@ -186,3 +186,12 @@ def test_v3_rows():
     )
     assert (contact["email_address"], contact["status"], contact["deleted"]) == ("a@example.org", "explicit", True)
     assert contact["custom_fields"] == {"city": "Oslo"} and contact["tags"] == ["vip"]
+
+
+def test_v3_campaign_xref_rows_map_what_the_answer_maps_and_mark_the_rest_asked():
+    body = {"xrefs": [{"v2_email_campaign_id": 1100394165002, "campaign_id": "c2"}]}  # ids may come as numbers
+    rows = cc3_mapping.campaign_xref_rows(["1100394165001", "1100394165002"], body)
+    assert rows == [{"v2_campaign_id": "1100394165001", "v3_campaign_id": None},
+                    {"v2_campaign_id": "1100394165002", "v3_campaign_id": "c2"}]
+    assert cc3_mapping.campaign_xref_rows(["1"], {}) == [{"v2_campaign_id": "1", "v3_campaign_id": None}]
+

@@ -424,6 +424,25 @@ def test_constant_contact_v3_contacts(sandbox):
     assert all("taggings" in row and "custom_fields" not in row and "list_memberships" not in row for row in tagged)
 
 
+def test_constant_contact_v2_and_v3_serve_one_account_joined_by_the_xref_endpoints(sandbox):
+    token = v3_token(sandbox)
+    assert sandbox.datasets[V3] is sandbox.datasets[V2]
+    v2_campaigns, _ = v2_all(sandbox, "/emailmarketing/campaigns", limit=50)
+    v3_campaigns, _ = v3_all(sandbox, token, "/emails", "campaigns", limit=50)
+    v3_names = {row["campaign_id"]: row["name"] for row in v3_campaigns}
+    asked = [row["id"] for row in v2_campaigns] + ["999"]  # an id it does not know: left out
+    body = v3_get(sandbox, token, "/emails/campaign_id_xrefs", v2_email_campaign_ids=",".join(asked)).json()
+    xrefs = {xref["v2_email_campaign_id"]: xref["campaign_id"] for xref in body["xrefs"]}
+    assert len(xrefs) == len(v2_campaigns) > 0
+    assert all(v3_names[xrefs[row["id"]]] == row["name"] for row in v2_campaigns)
+    v2_contacts, _ = v2_all(sandbox, "/contacts", include_contact_id="true", limit=500)
+    ids = ",".join(row["id"] for row in v2_contacts[:20])
+    body = v3_get(sandbox, token, "/contacts/contact_id_xrefs", sequence_ids=ids).json()
+    assert [(x["sequence_id"], x["contact_id"]) for x in body["xrefs"]] == [
+        (row["id"], row["contact_id"]) for row in v2_contacts[:20]
+    ]
+
+
 def test_constant_contact_v3_campaigns_activities_send_history_and_snapshots(sandbox):
     token = v3_token(sandbox)
     sim: cc3.Simulator = sandbox.apps[V3].simulator
