@@ -242,8 +242,8 @@ def _load(
         result.warnings = warnings
 
 
-def drop_normalized_extracts(load: dlt.Pipeline) -> list[str]:
-    """Drop the extracted packages that are normalized already; returns their load ids.
+def drop_normalized_extracts(load: dlt.Pipeline) -> None:
+    """Drop the extracted packages that are normalized already.
 
     dlt's normalize commits a package by renaming it into the load folder and then deletes the
     extracted copy; a process killed between the two leaves both, and every later normalize
@@ -258,7 +258,6 @@ def drop_normalized_extracts(load: dlt.Pipeline) -> list[str]:
             log.warning("%s: package %s was normalized by a run that was killed; dropping its extracted copy",
                         load.pipeline_name, load_id)
             extracted.delete_package(load_id)
-    return sorted(done)
 
 
 def _load_failed(failure: PipelineStepFailed, provider: Provider, what: str) -> CampaignSyncError:

@@ -65,11 +65,17 @@ WITH activity AS (
     FROM {contact_activity_unified}
     WHERE contact_id IS NOT NULL
     GROUP BY provider, account, contact_id
+), contact AS (  -- a v2 contact under its v3 id, as the unified activity names it
+    SELECT c.provider, c.account, coalesce(x.v3_id, c.contact_id) AS contact_id, c.email_address, c.status
+    FROM {contacts} c
+    LEFT JOIN {constant_contact_id_xrefs} x
+        ON c.provider = 'constant_contact_v2' AND x.kind = 'contact' AND x.account = c.account
+       AND x.v2_id = c.contact_id
 )
 SELECT a.provider, a.account, a.contact_id, coalesce(c.email_address, a.email_address) AS email_address,
        c.status, a.campaigns_sent, a.opens, a.clicks, a.bounces, a.last_open, a.last_click, a.unsubscribed_at
 FROM activity a
-LEFT JOIN {contacts} c ON c.provider = a.provider AND c.account = a.account AND c.contact_id = a.contact_id
+LEFT JOIN contact c ON c.provider = a.provider AND c.account = a.account AND c.contact_id = a.contact_id
 """
 
 # v2 contacts bring their v3 UUID (`include_contact_id=true`); campaigns need the xref endpoint

@@ -75,6 +75,11 @@ def test_unified_activity_and_people(harness):
         (V3, "c-v3", "p-v3", "opened"), (V3, "c-v3", "p-v3", "opened"), (V3, "c-v3", "p-v3", "opened"),
     ]
 
+    # contact_engagement finds the v2 contact under the v3 id its unified rows carry
+    assert harness.query(
+        f"SELECT status, clicks FROM contact_engagement WHERE provider = '{V2}' AND contact_id = 'p-v3'"
+    ) == [("ACTIVE", 1)]
+
     (person,) = harness.query(
         "SELECT providers, contact_ids FROM people WHERE email_address = 'ann@example.com'"
     )
