@@ -80,17 +80,25 @@ LEFT JOIN contact c ON c.provider = a.provider AND c.account = a.account AND c.c
 
 # v2 contacts bring their v3 UUID (`include_contact_id=true`); campaigns need the xref endpoint
 CONTACT_XREF_ROWS = """
-SELECT account, 'contact' AS kind, contact_id AS v2_id, v3_contact_id AS v3_id
+SELECT account, 'contact' AS kind, contact_id AS v2_id, v3_contact_id AS v3_id,
+       CAST(NULL AS VARCHAR) AS v3_campaign_activity_id
 FROM {contacts} WHERE provider = 'constant_contact_v2' AND v3_contact_id IS NOT NULL
 """
 CAMPAIGN_XREF_ROWS = """
-SELECT account, 'campaign' AS kind, v2_campaign_id AS v2_id, v3_campaign_id AS v3_id
-FROM {constant_contact_campaign_xrefs}
-WHERE v3_campaign_id IS NOT NULL
+SELECT x.account, 'campaign' AS kind, x.v2_campaign_id AS v2_id, x.v3_campaign_id AS v3_id,
+       {primary_email} AS v3_campaign_activity_id
+FROM {constant_contact_campaign_xrefs} x
+WHERE x.v3_campaign_id IS NOT NULL
 """
+# a campaign's v3 primary-email activity, from the campaign_activities the v3 run loaded
+PRIMARY_EMAIL = """(
+    SELECT max(p.campaign_activity_id) FROM {campaign_activities} p
+    WHERE p.provider = 'constant_contact_v3' AND p.account = x.account AND p.campaign_id = x.v3_campaign_id
+      AND p.role = 'primary_email'
+)"""
 NO_XREFS = """
 SELECT CAST(NULL AS VARCHAR) AS account, CAST(NULL AS VARCHAR) AS kind, CAST(NULL AS VARCHAR) AS v2_id,
-       CAST(NULL AS VARCHAR) AS v3_id
+       CAST(NULL AS VARCHAR) AS v3_id, CAST(NULL AS VARCHAR) AS v3_campaign_activity_id
 WHERE 1 = 0
 """
 
@@ -228,8 +236,13 @@ def create_views(pipeline: dlt.Pipeline) -> list[str]:
         columns = table_columns(client, client.dataset_name)  # base tables only
         names = {
             name: client.make_qualified_table_name(name)
-            for name in (XREFS, *VIEWS, "campaigns", "contact_activity", "contacts", CAMPAIGN_XREFS_TABLE)
+            for name in (
+                XREFS, *VIEWS, "campaigns", "campaign_activities", "contact_activity", "contacts", CAMPAIGN_XREFS_TABLE
+            )
         }
+        names["primary_email"] = (
+            PRIMARY_EMAIL.format(**names) if "campaign_activities" in columns else "CAST(NULL AS VARCHAR)"
+        )
         # dropped first, dependents before what they read: PostgreSQL's CREATE OR REPLACE cannot change columns
         for view in (*reversed(VIEWS), XREFS):
             client.execute_sql(f"DROP VIEW IF EXISTS {names[view]}")

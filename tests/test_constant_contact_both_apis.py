@@ -56,8 +56,12 @@ def test_both_apis_loaded_count_each_event_once_and_campaigns_are_looked_up_once
     v2_campaigns = [row[0] for row in harness.query(f"SELECT campaign_id FROM campaigns WHERE provider = '{V2}'")]
     assert harness.sandbox.paths[XREF_CALLS] == -(-len(v2_campaigns) // 50) == 1
     v3_of = {cc2.campaign_id(campaign): campaign.id for campaign in dataset.campaigns}
-    assert set(harness.query("SELECT v2_id, v3_id FROM constant_contact_id_xrefs WHERE kind = 'campaign'")) == {
-        (v2_id, v3_of[v2_id]) for v2_id in v2_campaigns
+    account = harness.sandbox.apps[V3].simulator.account
+    primary_of = {campaign.id: next(a.id for a in account.activities(campaign) if a.role == "primary_email")
+                  for campaign in dataset.campaigns}
+    xrefs = "SELECT v2_id, v3_id, v3_campaign_activity_id FROM constant_contact_id_xrefs WHERE kind = 'campaign'"
+    assert set(harness.query(xrefs)) == {
+        (v2_id, v3_of[v2_id], primary_of[v3_of[v2_id]]) for v2_id in v2_campaigns
     }
     v2_rows, v3_rows = (harness.count("contact_activity", f"provider = '{p}'") for p in (V2, V3))
     assert unified(harness) == v2_truth(harness) | v3_truth(harness)  # the larger count of each event
