@@ -11,7 +11,7 @@ from typing import Any
 
 import dlt
 
-from pipelines.reconcile import table_columns
+from pipelines.reconcile import existing_tables, table_columns
 from sources.canonical import CAMPAIGN_XREFS
 
 CAMPAIGN_ENGAGEMENT = """
@@ -217,7 +217,7 @@ CAMPAIGN_XREFS_TABLE = CAMPAIGN_XREFS["name"]
 
 def unmapped_v2_campaigns(client: Any, account: str) -> list[str]:
     """The account's v2 campaigns loaded and not looked up in Constant Contact's campaign xrefs yet."""
-    tables = table_columns(client, client.dataset_name)
+    tables = existing_tables(client)
     if "campaigns" not in tables:
         return []
     campaigns, xrefs = (client.make_qualified_table_name(name) for name in ("campaigns", CAMPAIGN_XREFS_TABLE))

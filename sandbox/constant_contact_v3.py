@@ -440,14 +440,10 @@ class Simulator:
             return self.campaigns(path, args)
         if path == "/emails/campaign_id_xrefs":  # provider-apis.md §3, "campaign xrefs"
             campaigns = {cc2.campaign_id(campaign): campaign.id for campaign in self.dataset.campaigns}
-            asked = _csv(args, "v2_email_campaign_ids")
-            return json_response({"xrefs": [{"v2_email_campaign_id": v2_id, "campaign_id": campaigns[v2_id]}
-                                            for v2_id in asked if v2_id in campaigns]})
+            return _xrefs(_csv(args, "v2_email_campaign_ids"), campaigns, "v2_email_campaign_id", "campaign_id")
         if path == "/contacts/contact_id_xrefs":  # provider-apis.md §3, "contact xrefs"
             contacts = {cc2.contact_id(contact): contact.id for contact in self.dataset.contacts}
-            asked = _csv(args, "sequence_ids")
-            return json_response({"xrefs": [{"sequence_id": v2_id, "contact_id": contacts[v2_id]}
-                                            for v2_id in asked if v2_id in contacts]})
+            return _xrefs(_csv(args, "sequence_ids"), contacts, "sequence_id", "contact_id")
         if match := re.fullmatch(r"/emails/activities/([^/]+)", path):
             return json_response(self.activity_object(self._activity(match[1])))
         if match := re.fullmatch(r"/emails/activities/([^/]+)/send_history", path):
@@ -706,6 +702,11 @@ def _newest_first(events: list[Event]) -> list[Event]:
     """Tracking order: newest minute first, the data set's order within a minute (stable across reads)."""
     order = {id(event): n for n, event in enumerate(events)}
     return sorted(events, key=lambda e: (-(int(e.at.timestamp()) // 60), order[id(e)]))
+
+
+def _xrefs(asked: list[str], v3_of: dict[str, str], v2_key: str, v3_key: str) -> Response:
+    """An xref endpoint's answer: `xrefs[{v2_key, v3_key}]` for the asked v2 ids it knows, in order."""
+    return json_response({"xrefs": [{v2_key: v2_id, v3_key: v3_of[v2_id]} for v2_id in asked if v2_id in v3_of]})
 
 
 def _csv(args: dict[str, Any], name: str) -> list[str]:
