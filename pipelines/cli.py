@@ -26,6 +26,7 @@ from pipelines.runner import (
     dataset_client,
     missing_setting,
     report_results,
+    run_accounts,
     run_locks,
     run_provider,
 )
@@ -216,7 +217,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     ready = [account for account in accounts if args.providers or not account.missing_secrets()]
     target = _target(args)
     with run_locks(ready, target):
-        results = [run_provider(account, target, max_requests=args.max_requests) for account in ready]
+        results = run_accounts(ready, target, args.max_requests)
     return report_results([*incomplete, *results], args.quiet)
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import fcntl
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,7 +25,7 @@ from dlt.common.configuration.exceptions import (
     LookupTraces,
 )
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
-from dlt.common.pipeline import get_dlt_pipelines_dir
+from dlt.common.pipeline import ExtractInfo, get_dlt_pipelines_dir
 from dlt.common.runtime.collector import LogCollector, TqdmCollector
 from dlt.common.storages import NormalizeStorage, NormalizeStorageConfiguration
 from dlt.common.typing import TLoaderFileFormat
@@ -57,6 +59,9 @@ LOADER_FILE_FORMATS: dict[str, TLoaderFileFormat] = {"duckdb": "parquet", "postg
 
 
 DEFAULT_DUCKDB_PATH = "campaign_sync.duckdb"
+# how many accounts `run` loads at once: their requests are bounded by their providers' budgets, the
+# number only bounds the threads and the memory of the extracts in progress
+ACCOUNTS_AT_ONCE = 8
 
 
 @dataclass
@@ -205,6 +210,18 @@ def run_provider(
     return result
 
 
+def run_accounts(accounts: list[Provider], target: Target, max_requests: int | None = None) -> list[LoadResult]:
+    """Run several accounts at once (up to ACCOUNTS_AT_ONCE), each in its own thread; results in their order.
+
+    Their requests meet in the budgets they share (a Constant Contact application's), their loads
+    take turns (`dataset_lock`). The caller holds their pipelines' locks (`run_locks`).
+    """
+    if len(accounts) <= 1:
+        return [run_provider(account, target, max_requests=max_requests) for account in accounts]
+    with ThreadPoolExecutor(min(len(accounts), ACCOUNTS_AT_ONCE), thread_name_prefix="account") as pool:
+        return list(pool.map(lambda account: run_provider(account, target, max_requests=max_requests), accounts))
+
+
 def _load(
     load: dlt.Pipeline, source: Any, provider: Provider, target: Target, plan: SyncPlan, result: LoadResult
 ) -> None:
@@ -216,15 +233,23 @@ def _load(
     if target.progress:
         _count_requests(source, load, plan.outcome)
     drop_normalized_extracts(load)
+    load.sync_destination()  # what dlt's `run` does first: the destination's state, when it is newer
     try:
-        if load.has_pending_data:
-            load.run()
+        if load.list_extracted_load_packages():
+            load.normalize()
+        if load.list_normalized_load_packages():
+            with dataset_lock(load, target):
+                load.load()
     except PipelineStepFailed as failure:
         result.error = _load_failed(failure, provider, "a load package left by an earlier run could not load")
         return
     before = table_rows(load, provider)
     try:
-        load.run(source, loader_file_format=LOADER_FILE_FORMATS[target.destination])
+        extracted = load.extract(source, loader_file_format=LOADER_FILE_FORMATS[target.destination])
+        load.normalize()
+        with dataset_lock(load, target):
+            load.load()
+            warnings = after_load(load, provider)
     except PipelineStepFailed as failure:
         if failure.step == "load":
             result.error = _load_failed(failure, provider, "the load failed")
@@ -233,13 +258,41 @@ def _load(
         return
     finally:
         result.requests = plan.outcome.requests
-    result.rows = extracted_rows(load)
+    result.rows = extracted_rows(extracted)
     result.new_rows = {table: n - before.get(table, 0) for table, n in table_rows(load, provider).items()}
     result.rows_read_again = plan.outcome.rows_skipped
     result.error = plan.outcome.error()
-    warnings = after_load(load, provider)
     if result.error is None:  # an incomplete run differs from the summaries anyway, and its error says so
         result.warnings = warnings
+
+
+# one pipeline at a time writes into a dataset: dlt stages every pipeline's merges in the same
+# `<dataset>_staging` tables and empties them as a load starts, so two loads at once could lose
+# each other's staged rows (and two view or erasure passes would collide)
+_dataset_locks: dict[str, threading.Lock] = {}
+_dataset_locks_guard = threading.Lock()
+
+
+@contextmanager
+def dataset_lock(load: dlt.Pipeline, target: Target) -> Iterator[None]:
+    """Hold the target's dataset for one pipeline's writes (its load, erasure and views).
+
+    Threads of this process wait for each other; on PostgreSQL an advisory lock on the dataset's
+    name makes other processes wait too (Airflow workers running accounts side by side).
+    """
+    with _dataset_locks_guard:
+        local = _dataset_locks.setdefault(_loads_into(target), threading.Lock())
+    with local:
+        if target.destination != "postgres":
+            yield
+            return
+        with load.sql_client() as client:
+            key = f"campaign_sync:{target.dataset}"
+            client.execute_sql("SELECT pg_advisory_lock(hashtext(%s))", key)
+            try:
+                yield
+            finally:
+                client.execute_sql("SELECT pg_advisory_unlock(hashtext(%s))", key)
 
 
 def drop_normalized_extracts(load: dlt.Pipeline) -> None:
@@ -287,16 +340,14 @@ def table_rows(load: dlt.Pipeline, provider: Provider) -> dict[str, int]:
         return {}
 
 
-def extracted_rows(load: dlt.Pipeline) -> dict[str, int]:
-    """Rows by table as the last run extracted them (nested tables not included).
+def extracted_rows(extracted: ExtractInfo) -> dict[str, int]:
+    """Rows by table as the run extracted them (nested tables not included).
 
     Not dlt's normalize counts: its CSV writer (our PostgreSQL format) counts cells, not rows
     (dlt issue 4461).
     """
-    trace = load.last_trace
-    info = trace.last_extract_info if trace is not None else None
     rows: dict[str, int] = {}
-    for metrics in (info.metrics.values() if info is not None else ()):
+    for metrics in extracted.metrics.values():
         for step in metrics:
             for table, written in step["table_metrics"].items():
                 if not table.startswith("_dlt"):
@@ -434,8 +485,9 @@ def migrate_to_accounts(client: Any) -> None:
         for table, columns in table_columns(client, schema).items():
             if table in CANONICAL_TABLES and "account" not in columns:
                 name = f'"{schema}"."{table}"'
-                client.execute_sql(f"ALTER TABLE {name} ADD COLUMN account VARCHAR")
-                client.execute_sql(f"UPDATE {name} SET account = %s", DEFAULT_ACCOUNT)
+                # both steps may meet a run of another account that did them first
+                client.execute_sql(f"ALTER TABLE {name} ADD COLUMN IF NOT EXISTS account VARCHAR")
+                client.execute_sql(f"UPDATE {name} SET account = %s WHERE account IS NULL", DEFAULT_ACCOUNT)
                 log.info("%s.%s: account column added (%s)", schema, table, DEFAULT_ACCOUNT)
 
 

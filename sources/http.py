@@ -7,6 +7,7 @@ are in flight. `fetch_concurrently` runs several paged reads at once under that 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
@@ -48,7 +49,6 @@ class RateLimiter:
         self._next_start = 0.0
         self._slowed_at = 0.0
         self._lock = threading.Lock()
-        self.requests = 0
         self.throttled = 0
 
     def acquire(self) -> float:
@@ -57,7 +57,6 @@ class RateLimiter:
             now = time.monotonic()
             start = max(now, self._next_start)
             self._next_start = start + self.interval
-            self.requests += 1
         if start > now:
             time.sleep(start - now)
         return start
@@ -81,6 +80,23 @@ class RateLimiter:
                 self._slowed_at = time.monotonic()
             pause = retry_after if retry_after is not None else self.interval
             self._next_start = max(self._next_start, time.monotonic() + min(pause, MAX_RETRY_AFTER))
+
+
+_shared_limiters: dict[tuple[str, float], RateLimiter] = {}
+_shared_limiters_lock = threading.Lock()
+
+
+def shared_budget(*identity: str) -> str:
+    """Names the budget of what `identity` says (a provider and its application's key, say), without
+    keeping the key: a digest."""
+    return hashlib.blake2b("\0".join(identity).encode(), digest_size=16).hexdigest()
+
+
+def shared_limiter(budget: str, requests_per_second: float) -> RateLimiter:
+    """The one limiter of `budget` at `requests_per_second` in this process, which every client of it
+    draws from (accounts configured with another rate have their own)."""
+    with _shared_limiters_lock:
+        return _shared_limiters.setdefault((budget, requests_per_second), RateLimiter(requests_per_second))
 
 
 # how a throttled run slows down: the first rate of a budget that was unlimited, the factor on the
@@ -119,12 +135,16 @@ class RateLimitedAdapter(HTTPAdapter):
         self.limiter = limiter
         self.in_flight = threading.BoundedSemaphore(max_in_flight)
         self.is_throttled = is_throttled
+        self.sent = 0  # the requests this adapter sent, retries and throttled ones included
+        self._sent_lock = threading.Lock()
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
         """Send `request` within the budget, again after each throttling answer."""
         for _ in range(MAX_THROTTLED_ATTEMPTS):
             with self.in_flight:
                 started = self.limiter.acquire()
+                with self._sent_lock:
+                    self.sent += 1
                 response = super().send(request, *args, **kwargs)
             if not self.is_throttled(response):
                 self.limiter.speed_up()
@@ -215,9 +235,10 @@ class ProviderHttp:
     auth: AuthBase | None = None
     # the requests a day the provider allows (None: none documented), for `campaign-sync plan`
     daily_quota: int | None = None
-    # a limiter shared beyond this client (a token endpoint's, for the whole process); by default
-    # one of `requests_per_second` for this client alone
-    limiter: RateLimiter = field(default=None)  # type: ignore[assignment]
+    # the budget this client shares with others of this process (`shared_budget`: an application's,
+    # a token endpoint's), or None for a limiter of its own; either is `requests_per_second`
+    budget: str | None = None
+    limiter: RateLimiter = field(init=False)
     quota_exhausted: QuotaExhausted | None = field(default=None, init=False)
     # `--max-requests`: how many requests this run may start (None: no cap), and how many it has
     max_requests: int | None = field(default=None, init=False)
@@ -227,7 +248,11 @@ class ProviderHttp:
         if not self.base_url.startswith(("http://", "https://")):
             raise ConfigurationError(f"{self.provider}: base URL {redact(self.base_url)!r} is not an http(s) URL")
         self.base_url = self.base_url.rstrip("/") + "/"
-        self.limiter = self.limiter or RateLimiter(self.requests_per_second)
+        if self.budget is None:
+            self.limiter = RateLimiter(self.requests_per_second)
+        else:
+            self.limiter = shared_limiter(self.budget, self.requests_per_second)
+        self.adapter = RateLimitedAdapter(self.limiter, max(self.max_concurrency, 1), self.is_throttled)
         self.rest = ProviderRestClient(self, self._session(), self.auth)
         self._started_lock = threading.Lock()
 
@@ -244,9 +269,8 @@ class ProviderHttp:
         )
         retrying.configure()
         session = retrying.session
-        adapter = RateLimitedAdapter(self.limiter, max(self.max_concurrency, 1), self.is_throttled)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
+        session.mount("http://", self.adapter)
+        session.mount("https://", self.adapter)
         # the proxy and CA settings of the environment, read once: requests would walk all of
         # `os.environ` on every request, which costs more CPU than decoding the answer
         session.proxies = get_environ_proxies(self.base_url)
@@ -260,8 +284,8 @@ class ProviderHttp:
 
     @property
     def requests_made(self) -> int:
-        """How many HTTP requests (retries included) this run has sent."""
-        return self.limiter.requests
+        """How many HTTP requests (retries included) this client has sent."""
+        return self.adapter.sent
 
     def body_of(self, response: requests.Response) -> Any:
         """The decoded JSON body of an answer that passes the provider's `check`."""

@@ -25,7 +25,7 @@ from sources.canonical import (
 )
 from sources.constant_contact_v2 import mapping
 from sources.errors import CredentialsRefused, NotFound, ProviderError, QuotaExhausted, setting_name
-from sources.http import BothAuth, Job, JobDone, ProviderHttp, error_entries, fetch_concurrently
+from sources.http import BothAuth, Job, JobDone, ProviderHttp, error_entries, fetch_concurrently, shared_budget
 from sources.redaction import redact, register_secret
 
 NAME = "constant_contact_v2"
@@ -122,6 +122,8 @@ class ConstantContactV2Api:
             is_throttled=is_throttled,
             check=check,
             daily_quota=DAILY_QUOTA,
+            # the limits are the application's (its API key): every account of it shares one budget
+            budget=shared_budget(NAME, base_url, api_key),
             # on every request, the followed links too
             auth=BothAuth(APIKeyAuth(name="api_key", api_key=api_key, location="query"), BearerTokenAuth(access_token)),
         )

@@ -36,7 +36,7 @@ from sources.canonical import (
 from sources.constant_contact_v3 import mapping
 from sources.constant_contact_v3.oauth import RefreshingAccessToken, RefreshingBearerAuth, RefreshTokenFile
 from sources.errors import CredentialsRefused, NotFound, ProviderError, QuotaExhausted, setting_name
-from sources.http import Job, JobDone, ProviderHttp, error_entries, fetch_concurrently
+from sources.http import Job, JobDone, ProviderHttp, error_entries, fetch_concurrently, shared_budget
 from sources.redaction import redact
 
 NAME = "constant_contact_v3"
@@ -167,6 +167,8 @@ class ConstantContactV3Api:
             is_throttled=is_throttled,
             check=check,
             daily_quota=DAILY_QUOTA,
+            # the limits are the application's (its client id): every account of it shares one budget
+            budget=shared_budget(NAME, base_url, client_id),
             auth=RefreshingBearerAuth(self.tokens),
         )
         self._campaigns: dict[str, CampaignInfo] = {}  # this run's

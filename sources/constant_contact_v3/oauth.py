@@ -24,7 +24,7 @@ import requests
 from requests.auth import AuthBase
 
 from sources.errors import ConfigurationError, CredentialsRefused, ProviderError
-from sources.http import ProviderHttp, RateLimiter
+from sources.http import ProviderHttp, shared_budget
 from sources.redaction import redact, register_secret
 
 try:
@@ -36,16 +36,6 @@ except ImportError:  # not POSIX: runs are serialized by the thread lock only
 TOKEN_REQUESTS_PER_SECOND = 0.9
 # refresh this long before `expires_in` runs out (at most a tenth of the lifetime)
 REFRESH_MARGIN_SECONDS = 300.0
-_token_limiters: dict[str, RateLimiter] = {}
-_token_limiters_lock = threading.Lock()
-
-
-def token_limiter(token_url: str) -> RateLimiter:
-    """The one limiter of a token endpoint for this process, shared by every run in it."""
-    with _token_limiters_lock:
-        return _token_limiters.setdefault(token_url, RateLimiter(TOKEN_REQUESTS_PER_SECOND))
-
-
 def _fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -164,7 +154,7 @@ class RefreshingAccessToken:
             base_url=token_url,
             requests_per_second=TOKEN_REQUESTS_PER_SECOND,
             max_concurrency=1,
-            limiter=token_limiter(token_url),  # every attempt, retries included, under the endpoint's one limit
+            budget=shared_budget("token endpoint", token_url),  # every attempt of every account, under its one limit
             is_throttled=lambda response: response.status_code == 429,
             check=self._check,
         )
