@@ -486,6 +486,10 @@ class Simulator:
         """provider-apis.md §2, limits: HTTP 403 per vendor support; UNSURE, 429 (variant `cc2_throttle`)."""
         return 429 if self.variants.get("cc2_throttle", "403") == "429" else 403
 
+    def share_application(self, application: Simulator) -> None:
+        """This account's daily quota is its application's (provider-apis.md §2, limits: the API key's)."""
+        self.used, self._lock = application.used, application._lock
+
     def throttled(self) -> SandboxError:
         """The per-second over-limit answer (provider-apis.md §2, limits: `mashery.not.authorized.over.qps`)."""
         return error(self.over_limit_status(), OVER_QPS, "Account Over Queries Per Second Limit")

@@ -370,8 +370,8 @@ class OAuthServer:
 class Simulator:
     """The v3 API over one data set; tests read and set its quota, tokens and ground truth."""
 
-    def __init__(self, dataset: Dataset, variants: dict[str, str]) -> None:
-        self.dataset, self.variants = dataset, variants
+    def __init__(self, dataset: Dataset, variants: dict[str, str], account: str = DEFAULT_ACCOUNT) -> None:
+        self.dataset, self.variants, self.account_name = dataset, variants, account
         self.account = Account(dataset)
         self.oauth = OAuthServer(variants)
         self.daily_quota = int(variants.get("cc3_daily_quota", DAILY_QUOTA))
@@ -396,6 +396,10 @@ class Simulator:
         sandbox never replaces a real account's token in the default file.
         """
         prefix = f"SOURCES__{NAME.upper()}__"
+        if self.account_name != DEFAULT_ACCOUNT:  # the application's client, the account's own authorization
+            named = f"{prefix}ACCOUNTS__{self.account_name.upper()}__"
+            return {f"{named}CLIENT_ID": CLIENT_ID, f"{named}CLIENT_SECRET": CLIENT_SECRET,
+                    f"{named}REFRESH_TOKEN": self.oauth.initial_refresh_token}
         return {
             f"{prefix}CLIENT_ID": CLIENT_ID,
             f"{prefix}CLIENT_SECRET": CLIENT_SECRET,
@@ -404,6 +408,19 @@ class Simulator:
             f"{prefix}TOKEN_URL": base_url + TOKEN_PATH,
             f"{prefix}REFRESH_TOKEN_FILE": str(self.token_file),
         }
+
+    def share_application(self, application: Simulator) -> None:
+        """This account's limits are its application's (provider-apis.md §3, limits): the daily quota
+        and the token endpoint's rate."""
+        self.used, self.lock, self.oauth.bucket = application.used, application.lock, application.oauth.bucket
+
+    def owns(self, request: Request) -> bool:
+        """Whether the request carries one of this account's tokens (an access token, or a refresh token)."""
+        header = request.headers.get("Authorization", "")
+        presented = (request.form if request.form else request.args).get("refresh_token")
+        oauth = self.oauth
+        with oauth.lock:
+            return header.removeprefix("Bearer ") in oauth.access_tokens or presented in oauth.valid_refresh_tokens
 
     def error(self, status: int, key: str, message: str) -> SandboxError:
         return error(status, key, message, single=self.single_errors)
@@ -725,11 +742,10 @@ def _tags(dataset: Dataset) -> set[str]:
 # provider-apis.md §3: the limits belong to the application (client id), shared by its accounts
 @simulates(NAME, REQUESTS_PER_SECOND, seed_offset=2, shared_limit=True, data_of="constant_contact_v2")
 def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float, account: str) -> ProviderApp:
-    """The Constant Contact v3 API over `dataset` (one account: named ones are not simulated yet)."""
-    if account != DEFAULT_ACCOUNT:
-        raise ValueError(f"the sandbox serves one {NAME} account, not {account!r}")
-    simulator = Simulator(dataset, variants)
+    """The Constant Contact v3 API of one account (its own authorization of the application), over `dataset`."""
+    simulator = Simulator(dataset, variants, account)
     handle: Callable[[Request, str], Response] = simulator.handle
     return ProviderApp(PREFIX, dataset, handle, simulator.throttled, requests_per_second, simulator.settings,
-                       simulator, not_found=lambda: simulator.error(404, "not_found", "No such resource."))
+                       simulator, not_found=lambda: simulator.error(404, "not_found", "No such resource."),
+                       owns=simulator.owns)
 

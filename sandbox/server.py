@@ -191,10 +191,14 @@ class Sandbox:
                 self.apps[key] = simulated.make_app(dataset, self.variants, rate, account)
                 self.datasets[key] = dataset
                 if simulated.shared_limit and index:  # one budget for the application's accounts
-                    self.apps[key].bucket = self.apps[simulated.name].bucket
+                    application = self.apps[simulated.name]
+                    self.apps[key].bucket = application.bucket
+                    self.apps[key].simulator.share_application(application.simulator)
         self.requests: Counter[str] = Counter()
         self.throttled: Counter[str] = Counter()
         self.paths: Counter[str] = Counter()
+        # by app: the (monotonic) times of the first and the latest request it served
+        self.served_during: dict[str, list[float]] = {}
         self.faults_served: Counter[str] = Counter()
         self._burst_left: Counter[str] = Counter()
         self._rng = random.Random(seed)
@@ -248,6 +252,7 @@ class Sandbox:
     def reset_counts(self) -> None:
         with self._lock:
             self.requests.clear()
+            self.served_during.clear()
             self.throttled.clear()
             self.paths.clear()
 
@@ -286,6 +291,8 @@ class Sandbox:
     def _serve(self, name: str, app: ProviderApp, request: Request, path: str) -> Response:
         with self._lock:
             self.requests[name] += 1
+            now = time.monotonic()
+            self.served_during.setdefault(name, [now, now])[1] = now
             self.paths[f"{name} {request.method} {path}"] += 1
             fault = self.faults.pick(self._rng)
             if fault == "burst":

@@ -168,7 +168,7 @@ def make_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, destination: s
     def build(requests_per_second: dict[str, float] | None = None, **sandbox_options: Any) -> Harness:
         sandbox = Sandbox(requests_per_second=requests_per_second or {}, **sandbox_options)
         for name, app in sandbox.apps.items():
-            if name not in (requests_per_second or {}):  # unlimited unless a test sets a budget
+            if name.split("/")[0] not in (requests_per_second or {}):  # unlimited unless a test sets a budget
                 app.bucket.rate = 0
         started.append(sandbox.start())
         for key in [k for k in os.environ if k.startswith(("SOURCES__", "DESTINATION__"))]:

@@ -13,6 +13,7 @@ from io import BytesIO
 from pathlib import Path
 
 from helpers import expected_activity, nightly_requests, resources_state
+from test_constant_contact_v3 import expected_activity as v3_expected_activity
 
 PROVIDER = "emailoctopus"
 NAMED = ["acme", "globex"]
@@ -125,3 +126,27 @@ def test_a_dataset_loaded_before_accounts_upgrades_in_place(harness, tmp_path):
     harness.sandbox.advance(24)
     assert harness.cli("run", PROVIDER) == 0
     assert _loaded_activity(harness, "default") == expected_activity(harness.sandbox.datasets[PROVIDER])
+
+
+def test_three_constant_contact_accounts_load_side_by_side_within_the_applications_budget(make_harness):
+    """The v3 limits are the application's: its accounts, loaded at once, draw from one budget."""
+    v3 = "constant_contact_v3"
+    harness = make_harness(accounts={v3: NAMED}, requests_per_second={v3: 30})
+    prefix = f"SOURCES__{v3.upper()}__"
+    harness.setenv(**{f"{prefix}REQUESTS_PER_SECOND": 27, f"{prefix}REFRESH_TOKEN_FILE": harness.folder / "cc3.json"})
+    names = {account: v3 if account == "default" else f"{v3}/{account}" for account in ACCOUNTS}
+
+    assert harness.cli("run", v3) == 0
+    for account, name in names.items():
+        simulated = harness.sandbox.apps[name].simulator.account
+        loaded = Counter(harness.query(
+            "SELECT campaign_id, campaign_activity_id, contact_id, activity_type, occurred_at AT TIME ZONE 'UTC' "
+            f"FROM contact_activity WHERE provider = '{v3}' AND account = '{account}'"
+        ))
+        assert loaded == v3_expected_activity(simulated), account
+        assert harness.sandbox.requests[name] > 0
+    # the three ran at once (each one's requests began before any other's ended) ...
+    during = [harness.sandbox.served_during[name] for name in names.values()]
+    assert max(first for first, _ in during) < min(last for _, last in during)
+    # ... and together kept to the one budget: three budgets of 27 a second would have met the 30
+    assert sum(harness.sandbox.throttled[name] for name in names.values()) == 0
