@@ -2,12 +2,19 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench bench-quick clean
+.PHONY: install install-airflow demo test lint bench bench-quick clean
 
 install:  ## create .venv and install campaign-sync with its dev tools
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+
+AIRFLOW_VENV ?= .venv-airflow
+
+install-airflow:  ## a second environment, .venv-airflow, with Airflow and campaign-sync: the DAG test runs the DAG in it
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/pip install --quiet -c constraints.txt -e '.[airflow]'
 
 demo:  ## start the sandbox, load every provider into campaign_sync_demo.duckdb, print a summary
 	$(BIN)/campaign-sync demo
@@ -20,7 +27,7 @@ lint:  ## ruff, and mypy (strict on sources/ and pipelines/, see pyproject.toml)
 	$(BIN)/mypy
 
 clean:
-	rm -rf .campaign_sync_demo campaign_sync_demo.duckdb .pytest_cache
+	rm -rf .venv-airflow .campaign_sync_demo campaign_sync_demo.duckdb .pytest_cache
 
 bench:  ## the performance suite (several minutes): table on stdout, figures in benchmarks/results/latest.json
 	$(BIN)/python -m benchmarks.run

@@ -443,11 +443,6 @@ def _remember(load: dlt.Pipeline, result: LoadResult) -> None:
         load.set_local_state_val(LAST_SUCCESS, record)
 
 
-def nightly_source(provider: Provider, load: dlt.Pipeline) -> Any:
-    """The provider's source for a nightly run into `load`'s dataset (what the Airflow DAG runs)."""
-    return build_source(provider, load, SyncPlan(account=provider.account))
-
-
 def build_source(provider: Provider, load: dlt.Pipeline, plan: SyncPlan) -> Any:
     """The provider's source for `plan`, which learns from the dataset whose personal data not to load."""
     try:

@@ -1,21 +1,31 @@
-"""The nightly campaign-sync load in Airflow: each provider is its own task, run by dlt's Airflow helper.
+"""The nightly campaign-sync load in Airflow: one mapped task per configured (provider, account).
 
 Deploy: install campaign-sync with its `airflow` extra where Airflow runs (`pip install
 'campaign-sync[airflow]'`), copy this file and the project's `.dlt/config.toml` into the dags
-folder (dlt's helper reads its configuration from there), and give the workers the settings of
-README "What a team sets" as environment variables. The load goes to PostgreSQL: a worker's
-local files do not outlive its task, so the cursors live in the destination, where dlt keeps
-the pipeline state.
+folder, and give the workers the settings of README "What a team sets" (several accounts: README
+"Several accounts") as environment variables.
 
-After each provider's load a second task erases the contacts deleted at the provider (see README
-"Erasure"), creates the analysis views and logs the load reconciliation (data-quality warnings;
-it does not fail the run).
+When the DAG runs, `configured_accounts` reads which accounts are configured, and `load_account`
+is mapped over them (Airflow's dynamic task mapping), so a Celery or Kubernetes executor spreads
+the accounts over its workers. The load goes to PostgreSQL, where dlt keeps each account's
+pipeline state (its cursors): a task starts from an empty working folder, so any worker can run
+any account. Loads into the dataset take turns (a PostgreSQL advisory lock); their reading runs
+side by side. A task runs what `campaign-sync run --account A PROVIDER` runs: the load, the erasure
+of contacts deleted at the provider, the analysis views and the reconciliation (its warnings are
+logged; they do not fail the task). A failed account fails its own task only.
+
+Constant Contact limits the application, not the account: the accounts of one application share
+its budget within a worker process. Spread over several workers they do not; keep them to one
+worker at a time with an Airflow pool of one slot if their nightly comes near the limits
+(`campaign-sync plan` says how many requests it takes).
 """
 
 from __future__ import annotations
 
 import logging
-from functools import partial
+import tempfile
+from dataclasses import replace
+from typing import Any
 
 import pendulum
 
@@ -23,23 +33,38 @@ try:  # Airflow 3
     from airflow.sdk import dag, task
 except ImportError:  # Airflow 2
     from airflow.decorators import dag, task
-from dlt.helpers.airflow_helper import PipelineTasksGroup
 
 from pipelines.providers import PROVIDERS
-from pipelines.runner import LOADER_FILE_FORMATS, Target, after_load, nightly_source, pipeline
+from pipelines.runner import Target, run_provider
+from sources.redaction import redact
 
 TARGET = Target(destination="postgres", dataset="campaign_activity")
 log = logging.getLogger("campaign_sync")
 
 
-@task(trigger_rule="all_done")
-def check_load(provider_name: str, account: str) -> list[str]:
-    """Create the analysis views and log the account's reconciliation warnings; return them."""
+@task
+def configured_accounts() -> list[dict[str, str]]:
+    """Every configured account of every provider, read on the worker when the DAG runs."""
+    return [
+        {"provider_name": account.name, "account": account.account}
+        for provider in PROVIDERS.values()
+        for account in provider.accounts()
+    ]
+
+
+@task(map_index_template="{{ task.op_kwargs['provider_name'] }}/{{ task.op_kwargs['account'] }}")
+def load_account(provider_name: str, account: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Load one account (the nightly run); fail the task on its error. Returns rows read and requests."""
     provider = PROVIDERS[provider_name].for_account(account)
-    warnings = after_load(pipeline(provider, TARGET), provider)
-    for warning in warnings:
+    dataset = (params or {}).get("dataset") or TARGET.dataset
+    with tempfile.TemporaryDirectory(prefix="campaign-sync-") as working_folder:
+        result = run_provider(provider, replace(TARGET, dataset=dataset, pipelines_dir=working_folder))
+    for warning in result.warnings:
         log.warning("%s: %s", provider.label, warning)
-    return warnings
+    if result.error is not None:
+        raise RuntimeError(redact(str(result.error)))
+    log.info("%s: %s rows read in %s requests", provider.label, sum(result.rows.values()), result.requests)
+    return {"rows": result.rows, "requests": result.requests}
 
 
 @dag(
@@ -49,25 +74,12 @@ def check_load(provider_name: str, account: str) -> list[str]:
     catchup=False,
     max_active_runs=1,
     default_args={"retries": 0},
+    params={"dataset": TARGET.dataset},
     tags=["campaign-sync", "dlt"],
 )
 def campaign_sync() -> None:
-    """One task group per configured account of each provider: the dlt load, then its check."""
-    accounts = [account for known in PROVIDERS.values() for account in known.accounts() or [known]]
-    for provider in accounts:
-        # the group must exist before the pipeline: it gives dlt a fresh working folder per run
-        group = PipelineTasksGroup(provider.pipeline_name, use_data_folder=False, wipe_local_data=True)
-        load = pipeline(provider, TARGET)
-        # the source is built when the task runs (a callable), so secrets (and whose personal data
-        # not to load) are read on the worker
-        runs = group.add_run(
-            load,
-            partial(nightly_source, provider, load),
-            decompose="none",
-            loader_file_format=LOADER_FILE_FORMATS[TARGET.destination],
-        )
-        check = check_load.override(task_id=f"check_{provider.pipeline_name.removeprefix('campaign_sync_')}")
-        runs[-1] >> check(provider.name, provider.account)
+    """The configured accounts, then one load task per account."""
+    load_account.expand_kwargs(configured_accounts())
 
 
 nightly = campaign_sync()
