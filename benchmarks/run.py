@@ -39,13 +39,15 @@ import duckdb
 import psycopg2
 import requests
 
-from pipelines.runner import extracted_rows
+from pipelines.runner import LAST_RUN
 from sandbox import Sandbox
 from sandbox.dataset import Dataset
+from sandbox.server import SIMULATED_PROVIDERS
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "latest.json"
 EO = "emailoctopus"
+V2 = "constant_contact_v2"
 V3 = "constant_contact_v3"
 RAW_FETCH_CONCURRENCY = 8
 V3_REPORTS = ("sends", "opens", "clicks", "forwards", "optouts", "bounces")
@@ -66,10 +68,12 @@ class Settings:
     budget: float = 50.0
     saturation_latency: float = 0.15
     saturation_budget: float = 20.0
+    accounts: int = 10  # (f): the accounts of one Constant Contact application in one run
 
 
 FULL = Settings(runs=3, backfill_scale=(20, 1_000), cpu_scale=(60, 4_000), memory_scale=(60, 40_000))
-QUICK = Settings(runs=1, backfill_scale=(6, 200), cpu_scale=(8, 1_000), memory_scale=None, latency=0.05)
+QUICK = Settings(runs=1, backfill_scale=(6, 200), cpu_scale=(8, 1_000), memory_scale=None, latency=0.05,
+                 accounts=4)
 
 
 def _serve(options: dict[str, Any], ready: Any) -> None:
@@ -81,17 +85,20 @@ def _serve(options: dict[str, Any], ready: Any) -> None:
 class SandboxProcess:
     """The sandbox in a child process; its ground truth regenerated here from the same seed and clock."""
 
-    def __init__(self, scale: tuple[int, int], latency: float = 0.0, budget: float = 0.0) -> None:
+    def __init__(
+        self, scale: tuple[int, int], latency: float = 0.0, budget: float = 0.0,
+        accounts: dict[str, list[str]] | None = None,
+    ) -> None:
         self.clock = datetime.now(UTC).replace(microsecond=0)
         self.port = _free_port()
         rates = {name: budget for name in ("emailoctopus", "constant_contact_v2", "constant_contact_v3")}
         options = {"seed": 7, "scale": scale, "port": self.port, "latency": latency,
-                   "requests_per_second": rates, "clock": self.clock}
+                   "requests_per_second": rates, "clock": self.clock, "accounts": accounts}
         ready = multiprocessing.Event()
         self.process = multiprocessing.Process(target=_serve, args=(options, ready), daemon=True)
         self.process.start()
         ready.wait(120)
-        self.truth = Sandbox(seed=7, scale=scale, port=self.port, clock=self.clock)
+        self.truth = Sandbox(seed=7, scale=scale, port=self.port, clock=self.clock, accounts=accounts)
         self.url = f"http://127.0.0.1:{self.port}"
 
     def cpu_seconds(self) -> float:
@@ -172,25 +179,28 @@ class Ours:
         self.dataset = f"bench_{os.getpid()}_{int(time.time())}" if destination == "postgres" else "campaign_activity"
         self.env = {**os.environ, **sandbox.environment(), "RUNTIME__LOG_LEVEL": "WARNING",
                     "DESTINATION__POSTGRES__CREDENTIALS": POSTGRES_URL}
-        for name in sandbox.truth.apps:
+        for name in SIMULATED_PROVIDERS:
             self.env[f"SOURCES__{name.upper()}__REQUESTS_PER_SECOND"] = str(budget)
             self.env[f"SOURCES__{name.upper()}__MAX_CONCURRENCY"] = str(concurrency)
             self.env[f"SOURCES__{name.upper()}__REFRESH_TOKEN_FILE"] = str(self.folder / f"{name}.token")
 
-    def run(self, *command: str) -> dict[str, Any]:
-        before, serving_before = self.sandbox.stats(), self.sandbox.cpu_seconds()
-        args = ["pipelines", *command, "--quiet", "--duckdb-path", str(self.folder / "ours.duckdb"),
+    def arguments(self, *command: str) -> list[str]:
+        """`python -m` arguments of a campaign-sync command aimed at this destination."""
+        return ["pipelines", *command, "--quiet", "--duckdb-path", str(self.folder / "ours.duckdb"),
                 "--pipelines-dir", str(self.folder / "pipelines"), "--destination", self.destination,
                 "--dataset", self.dataset]
-        result = _child(args, self.env)
+
+    def run(self, *command: str) -> dict[str, Any]:
+        before, serving_before = self.sandbox.stats(), self.sandbox.cpu_seconds()
+        result = _child(self.arguments(*command), self.env)
         after, result["sandbox_cpu_seconds"] = self.sandbox.stats(), self.sandbox.cpu_seconds() - serving_before
         provider = command[1]
         result["requests"] = after["requests"].get(provider, 0) - before["requests"].get(provider, 0)
         result["throttled"] = after["throttled"].get(provider, 0) - before["throttled"].get(provider, 0)
         load = dlt.attach(f"campaign_sync_{provider}", pipelines_dir=str(self.folder / "pipelines"))
-        extract = next(step for step in load.last_trace.steps if step.step == "extract")
-        result["extract_seconds"] = (extract.finished_at - extract.started_at).total_seconds()
-        result["merged_rows"] = extracted_rows(load).get("contact_activity", 0)
+        last_run: dict[str, Any] = load.get_local_state_val(LAST_RUN)
+        result["extract_seconds"] = last_run["extract_seconds"]
+        result["merged_rows"] = last_run["rows"].get("contact_activity", 0)
         result["activity_rows"] = self.query(
             "SELECT count(*) FROM {dataset}.contact_activity WHERE provider = %s", provider
         )
@@ -290,6 +300,45 @@ def scenario_nightly(settings: Settings) -> dict[str, Any]:
     return {"ours_requests": nightly["requests"], "minimum_requests": needed,
             "ours_over_minimum": nightly["requests"] / needed,
             "naive_requests_full_reread": full, "ours_seconds": nightly["seconds"]}
+
+
+def scenario_accounts(settings: Settings) -> dict[str, Any]:
+    """(f) The accounts of one Constant Contact (v2) application in one run, against one account alone:
+    wall time, and the request rate they reach together against the application's one budget."""
+    latency, budget = settings.saturation_latency, settings.saturation_budget
+    figures = {}
+    for count in (1, settings.accounts):
+        named = [f"client{index}" for index in range(1, count)]
+        sandbox = SandboxProcess(settings.backfill_scale, latency=latency, budget=budget, accounts={V2: named})
+        try:
+            ours = Ours(sandbox, budget)
+            run = _child(ours.arguments("run", V2), ours.env)
+            stats = sandbox.stats()
+            served = [window for name, window in stats["served_during"].items() if name.split("/")[0] == V2]
+            requests_made = sum(n for name, n in stats["requests"].items() if name.split("/")[0] == V2)
+            reading = max(last for _, last in served) - min(first for first, _ in served)
+            figures[count] = {
+                "seconds": run["seconds"], "requests": requests_made, "rate_rps": requests_made / reading,
+                "throttled": sum(n for name, n in stats["throttled"].items() if name.split("/")[0] == V2),
+                "default_rows": ours.query(
+                    "SELECT count(*) FROM {dataset}.contact_activity WHERE provider = %s AND account = 'default'", V2
+                ),
+                "accounts_loaded": ours.query(
+                    "SELECT count(DISTINCT account) FROM {dataset}.contact_activity WHERE provider = %s", V2
+                ),
+            }
+        finally:
+            sandbox.stop()
+    one, many = figures[1], figures[settings.accounts]
+    return {
+        "accounts": settings.accounts, "latency_ms": latency * 1000, "budget_rps": budget,
+        "one_seconds": one["seconds"], "one_requests": one["requests"], "one_rate_rps": one["rate_rps"],
+        "many_seconds": many["seconds"], "many_requests": many["requests"], "many_rate_rps": many["rate_rps"],
+        "many_rate_of_budget": many["rate_rps"] / budget, "many_429": many["throttled"],
+        "many_over_one_seconds": many["seconds"] / one["seconds"],
+        # the default account is the same in both runs: loading it beside the others changes nothing
+        "exact": one["default_rows"] == many["default_rows"] and many["accounts_loaded"] == settings.accounts,
+    }
 
 
 def scenario_cpu(settings: Settings) -> dict[str, Any]:
@@ -457,6 +506,7 @@ def main() -> None:
                                           with_naive=False),
         "b_nightly": scenario_nightly(settings),
         "c_cpu": scenario_cpu(settings),
+        "f_accounts": scenario_accounts(settings),
     }
     if settings.memory_scale is not None:
         results["d_memory"] = scenario_memory(settings, "duckdb")
@@ -495,6 +545,14 @@ def render(results: dict[str, Any]) -> str:
         f"{raw['sandbox_serving_cpu_seconds']:.1f} s) {c['raw_duckdb_fetched_rows_per_second']:,.0f} rows/s | "
         f"{c['ours_of_raw_fetched']:.0%} of raw |",
     ]
+    f = results["f_accounts"]
+    lines.append(
+        f"| (f) {f['accounts']} Constant Contact v2 accounts of one application in one run, {f['latency_ms']:.0f} ms "
+        f"latency, budget {f['budget_rps']:.0f}/s | {f['many_seconds']:.1f} s, {f['many_requests']} requests at "
+        f"{f['many_rate_rps']:.1f}/s ({f['many_rate_of_budget']:.0%} of budget), {f['many_429']} x 429"
+        f"{'' if f['exact'] else ', NOT EXACT'} | one account {f['one_seconds']:.1f} s, {f['one_requests']} "
+        f"requests at {f['one_rate_rps']:.1f}/s | {f['many_over_one_seconds']:.1f}x one account's time |"
+    )
     for key in ("d_memory", "d_memory_postgres"):
         if key not in results:
             continue

@@ -87,6 +87,7 @@ class LoadResult:
     warnings: list[str] = field(default_factory=list)
     new_rows: dict[str, int] = field(default_factory=dict)  # by table: how many more rows it holds now
     rows_read_again: int = 0  # events read again and left out, as an earlier run loaded them
+    extract_seconds: float = 0.0  # of `seconds`: the reading (extract step)
 
 
 def destination(target: Target) -> Any:
@@ -245,7 +246,9 @@ def _load(
         return
     before = table_rows(load, provider)
     try:
+        reading = time.monotonic()
         extracted = load.extract(source, loader_file_format=LOADER_FILE_FORMATS[target.destination])
+        result.extract_seconds = time.monotonic() - reading
         load.normalize()
         with dataset_lock(load, target):
             load.load()
@@ -434,6 +437,7 @@ def _remember(load: dlt.Pipeline, result: LoadResult) -> None:
     record = {
         "finished_at": pendulum.now("UTC").isoformat(),
         "seconds": round(result.seconds, 3),
+        "extract_seconds": round(result.extract_seconds, 3),
         "requests": result.requests,
         "rows": result.rows,
         "error": redact(str(result.error)) if result.error is not None else None,

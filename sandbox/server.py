@@ -262,6 +262,7 @@ class Sandbox:
             "throttled": dict(self.throttled),
             "faults": dict(self.faults_served),
             "paths": dict(self.paths),
+            "served_during": dict(self.served_during),
         }
 
     def environment(self) -> dict[str, str]:
