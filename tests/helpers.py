@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
+from sandbox.constant_contact_v3 import Account, to_minute
 from sandbox.dataset import Dataset
 from sandbox.emailoctopus import REPORTS, SNAPSHOTS
 
@@ -30,6 +31,18 @@ def expected_activity(dataset: Dataset) -> Counter:
             if event.type in REPORTS:
                 at = None if event.timestamp_missing else event.at.replace(tzinfo=None)
                 keys[(campaign.id, event.contact_id, event.type, at)] += 1
+    return keys
+
+
+def expected_v3_activity(acc: Account) -> Counter:
+    """Constant Contact v3: (campaign, campaign activity, contact, type, minute) of every visible tracked
+    event, with multiplicity."""
+    keys: Counter = Counter()
+    for campaign in acc.dataset.campaigns:
+        for activity in acc.tracked(campaign):
+            for event in acc.events(activity):
+                minute = to_minute(event.at).replace(tzinfo=None)
+                keys[(campaign.id, activity.id, event.contact_id, event.type, minute)] += 1
     return keys
 
 

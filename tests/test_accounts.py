@@ -12,8 +12,8 @@ from collections import Counter
 from io import BytesIO
 from pathlib import Path
 
-from helpers import expected_activity, nightly_requests, resources_state
-from test_constant_contact_v3 import expected_activity as v3_expected_activity
+import pytest
+from helpers import expected_activity, expected_v3_activity, nightly_requests, resources_state
 
 PROVIDER = "emailoctopus"
 NAMED = ["acme", "globex"]
@@ -143,10 +143,25 @@ def test_three_constant_contact_accounts_load_side_by_side_within_the_applicatio
             "SELECT campaign_id, campaign_activity_id, contact_id, activity_type, occurred_at AT TIME ZONE 'UTC' "
             f"FROM contact_activity WHERE provider = '{v3}' AND account = '{account}'"
         ))
-        assert loaded == v3_expected_activity(simulated), account
+        assert loaded == expected_v3_activity(simulated), account
         assert harness.sandbox.requests[name] > 0
     # the three ran at once (each one's requests began before any other's ended) ...
     during = [harness.sandbox.served_during[name] for name in names.values()]
     assert max(first for first, _ in during) < min(last for _, last in during)
     # ... and together kept to the one budget: three budgets of 27 a second would have met the 30
     assert sum(harness.sandbox.throttled[name] for name in names.values()) == 0
+
+
+@pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
+def test_refused_credentials_of_a_named_account_name_its_own_settings(make_harness, capsys):
+    harness = make_harness(accounts={PROVIDER: ["acme"], "constant_contact_v3": ["acme"]})
+    harness.setenv(SOURCES__EMAILOCTOPUS__ACCOUNTS__ACME__API_KEY="not-a-key",
+                   SOURCES__CONSTANT_CONTACT_V3__ACCOUNTS__ACME__REFRESH_TOKEN="not-a-token",
+                   SOURCES__CONSTANT_CONTACT_V3__REFRESH_TOKEN_FILE=harness.folder / "cc3.json")
+    assert harness.cli("run", PROVIDER, "constant_contact_v3", "--account", "acme") == 3
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("campaign-sync:")]
+    assert len(errors) == 2
+    assert errors[0].startswith("campaign-sync: emailoctopus/acme: emailoctopus refused the credentials")
+    assert errors[0].endswith("check SOURCES__EMAILOCTOPUS__ACCOUNTS__ACME__API_KEY")
+    assert errors[1].startswith("campaign-sync: constant_contact_v3/acme: constant_contact_v3 refused the credentials")
+    assert "check SOURCES__CONSTANT_CONTACT_V3__ACCOUNTS__ACME__REFRESH_TOKEN: renew it" in errors[1]

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 import pytest
 import requests
-from helpers import resources_state
+from helpers import expected_v3_activity, resources_state
 
 from sandbox.constant_contact_v3 import (
     API,
@@ -66,17 +66,6 @@ def account(harness) -> Account:
 
 def token_file(harness):
     return harness.folder / "cc3" / "refresh_token.json"
-
-
-def expected_activity(acc: Account) -> Counter:
-    """(campaign, campaign activity, contact, type, minute) of every visible tracked event, with multiplicity."""
-    keys: Counter = Counter()
-    for campaign in acc.dataset.campaigns:
-        for activity in acc.tracked(campaign):
-            for event in acc.events(activity):
-                minute = to_minute(event.at).replace(tzinfo=None)
-                keys[(campaign.id, activity.id, event.contact_id, event.type, minute)] += 1
-    return keys
 
 
 def loaded_activity(harness) -> Counter:
@@ -154,7 +143,7 @@ def test_first_run_loads_exactly_the_ground_truth(harness):
     acc = account(harness)
     assert harness.cli("run", PROVIDER) == 0
 
-    expected = expected_activity(acc)
+    expected = expected_v3_activity(acc)
     assert loaded_activity(harness) == expected
     assert harness.count("contact_activity", "activity_id IS NULL") == 0
     # two opens of one contact within one minute are both there
@@ -248,7 +237,7 @@ def test_nightly_run_without_news_costs_one_request_per_open_report_and_rereads_
     since = (acc.dataset.clock - timedelta(days=120)).date().isoformat()
     assert harness.cli("backfill", PROVIDER, "--since", since) == 0  # every report read whole again
     assert {r[0] for r in harness.query("SELECT activity_id FROM contact_activity")} == ids
-    assert loaded_activity(harness) == expected_activity(acc)
+    assert loaded_activity(harness) == expected_v3_activity(acc)
 
 
 def tracking_pages(rows_newest_first: list[datetime], since: datetime | None, page_rows: int) -> int:
@@ -298,7 +287,7 @@ def test_advancing_time_brings_exactly_the_news_paging_back_only_to_the_cursor(m
     harness.sandbox.reset_counts()
     assert harness.cli("run", PROVIDER, "--debug") == 0
 
-    expected = expected_activity(acc)
+    expected = expected_v3_activity(acc)
     assert loaded_activity(harness) == expected
     assert sum(expected.values()) > sum(first.values())
     assert loaded_snapshot(harness) == expected_snapshot(acc)
@@ -388,7 +377,7 @@ def test_throttling_and_refused_access_tokens_are_retried_and_lose_nothing(make_
     oauth = simulator(harness).oauth
     assert harness.cli("run", PROVIDER) == 0
     assert harness.sandbox.throttled[PROVIDER] > 0
-    assert loaded_activity(harness) == expected_activity(account(harness))
+    assert loaded_activity(harness) == expected_v3_activity(account(harness))
     assert oauth.refreshes >= math.ceil(first_run_requests(harness) / 30)
     assert oauth.throttled == 0  # the token endpoint's 1 request a second held
     assert json.loads(token_file(harness).read_text())["refresh_token"] in oauth.valid_refresh_tokens
@@ -403,7 +392,7 @@ def test_quota_exhaustion_exits_4_keeps_what_loaded_and_resumes_after_midnight(m
     assert sim.used[acc.dataset.clock.date()] == 60 < first_run_requests(harness)
     assert api_requests(harness) <= 60 + 2 * 8  # the answers in flight when the quota ran out, no more
     loaded = harness.count("contact_activity")
-    assert 0 < loaded < sum(expected_activity(acc).values())
+    assert 0 < loaded < sum(expected_v3_activity(acc).values())
     assert state(harness)["contact_activity"]["cursors"]  # the reads that completed kept their cursors
 
     # before midnight a run stops at its first answer, without hammering: at most the first request of
@@ -430,7 +419,7 @@ def test_quota_exhaustion_exits_4_keeps_what_loaded_and_resumes_after_midnight(m
     assert code == 0
     # the reads of the first day hold what had come by then; the next night's pass brings the rest
     assert after_midnight() == 0
-    assert loaded_activity(harness) == expected_activity(acc)
+    assert loaded_activity(harness) == expected_v3_activity(acc)
     assert loaded_snapshot(harness) == expected_snapshot(acc)
     assert harness.count("campaigns") == len(acc.dataset.campaigns)
 

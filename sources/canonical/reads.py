@@ -17,7 +17,14 @@ import pendulum
 from sources.canonical.tables import DEFAULT_ACCOUNT, Row, stamp
 from sources.canonical.times import parse_utc
 from sources.erasure import Forgotten
-from sources.errors import CampaignSyncError, ConfigurationError, CredentialsRefused, NotFound, QuotaExhausted
+from sources.errors import (
+    CampaignSyncError,
+    ConfigurationError,
+    CredentialsRefused,
+    NotFound,
+    QuotaExhausted,
+    setting_name,
+)
 from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently
 
 
@@ -58,6 +65,10 @@ class SyncSettings:
     now: datetime = field(default_factory=lambda: pendulum.now("UTC"))
     account: str = DEFAULT_ACCOUNT
     max_requests: int | None = None
+
+    def setting(self, provider: str, key: str) -> str:
+        """The environment variable of this account's setting `key`, for messages."""
+        return setting_name(provider, key, None if self.account == DEFAULT_ACCOUNT else self.account)
 
     @classmethod
     def from_config(

@@ -55,17 +55,18 @@ def _is_daily_limit(response: requests.Response) -> bool:
     return any(key == OVER_DAILY for key, _ in error_entries(response))
 
 
-def _refused_setting(errors: list[tuple[str, str]]) -> str:
+def _refused_setting(errors: list[tuple[str, str]], key_setting: str, token_setting: str) -> str:
     text = " ".join(f"{key} {message}" for key, message in errors).lower()
     if "token" in text:
-        return TOKEN_SETTING
+        return token_setting
     if "key" in text or "developer" in text:
-        return KEY_SETTING
-    return f"{KEY_SETTING} and {TOKEN_SETTING}"
+        return key_setting
+    return f"{key_setting} and {token_setting}"
 
 
-def check(response: requests.Response) -> None:
-    """Raise the error a v2 answer stands for, if it is not a success."""
+def check(response: requests.Response, key_setting: str = KEY_SETTING, token_setting: str = TOKEN_SETTING) -> None:
+    """Raise the error a v2 answer stands for, if it is not a success (a refusal names the account's
+    settings, `key_setting` and `token_setting`)."""
     if response.status_code == 200:
         return
     errors = error_entries(response)
@@ -74,7 +75,8 @@ def check(response: requests.Response) -> None:
         raise QuotaExhausted(f"the daily request quota is used up ({detail}); rerun after midnight UTC")
     over_qps = response.status_code == 429 or any(key == OVER_QPS for key, _ in errors)
     if response.status_code == 401 or (response.status_code == 403 and not over_qps):
-        raise CredentialsRefused(NAME, _refused_setting(errors), detail or f"HTTP {response.status_code}")
+        refused = _refused_setting(errors, key_setting, token_setting)
+        raise CredentialsRefused(NAME, refused, detail or f"HTTP {response.status_code}")
     if response.status_code == 404 and any(key for key, _ in errors):  # the API's own 404, not a proxy's
         raise NotFound(f"{NAME}: {detail} from {redact(response.url)}")
     raise ProviderError(f"{NAME}: HTTP {response.status_code} {detail} from {redact(response.url)}")
@@ -120,7 +122,8 @@ class ConstantContactV2Api:
             requests_per_second=requests_per_second,
             max_concurrency=settings.max_concurrency,
             is_throttled=is_throttled,
-            check=check,
+            check=partial(check, key_setting=settings.setting(NAME, "api_key"),
+                          token_setting=settings.setting(NAME, "access_token")),
             daily_quota=DAILY_QUOTA,
             # the limits are the application's (its API key): every account of it shares one budget
             budget=shared_budget(NAME, base_url, api_key),

@@ -40,7 +40,8 @@ from sources.http import Job, JobDone, ProviderHttp, error_entries, fetch_concur
 from sources.redaction import redact
 
 NAME = "constant_contact_v3"
-SECRET_SETTINGS = {key: setting_name(NAME, key) for key in ("client_id", "client_secret", "refresh_token")}
+SECRET_KEYS = ("client_id", "client_secret", "refresh_token")
+SECRET_SETTINGS = {key: setting_name(NAME, key) for key in SECRET_KEYS}
 PAGE_SIZE = 500
 TRACKED_ROLES = ("primary_email", "resend")
 # statuses of a campaign that is about to be sent: checked again every run until it is
@@ -63,12 +64,13 @@ def _is_quota(response: requests.Response) -> bool:
     return response.status_code == 429 and any(key == QUOTA_EXCEEDED for key, _ in error_entries(response))
 
 
-def check(response: requests.Response) -> None:
-    """Raise the error a v3 answer stands for, if it is not a success."""
+def check(response: requests.Response, client_setting: str = SECRET_SETTINGS["client_id"]) -> None:
+    """Raise the error a v3 answer stands for, if it is not a success (a refusal names the account's
+    `client_setting`)."""
     if response.status_code == 200:
         return
     if response.status_code == 401:
-        setting = f"{SECRET_SETTINGS['client_id']} (the app's scopes)"
+        setting = f"{client_setting} (the app's scopes)"
         raise CredentialsRefused(NAME, setting, "the API refused the access token")
     if _is_quota(response):
         raise QuotaExhausted(
@@ -155,9 +157,10 @@ class ConstantContactV3Api:
         self.settings = settings
         self.outcome = outcome
         self.max_concurrency = max_concurrency
-        token_file = RefreshTokenFile(refresh_token_file, refresh_token, SECRET_SETTINGS["refresh_token"])
+        secret_settings = {key: settings.setting(NAME, key) for key in SECRET_KEYS}  # the account's, for messages
+        token_file = RefreshTokenFile(refresh_token_file, refresh_token, secret_settings["refresh_token"])
         self.tokens = RefreshingAccessToken(
-            NAME, client_id, client_secret, refresh_token, token_url, token_file, SECRET_SETTINGS
+            NAME, client_id, client_secret, refresh_token, token_url, token_file, secret_settings
         )
         self.http = ProviderHttp(
             provider=NAME,
@@ -165,7 +168,7 @@ class ConstantContactV3Api:
             requests_per_second=requests_per_second,
             max_concurrency=max_concurrency,
             is_throttled=is_throttled,
-            check=check,
+            check=partial(check, client_setting=secret_settings["client_id"]),
             daily_quota=DAILY_QUOTA,
             # the limits are the application's (its client id): every account of it shares one budget
             budget=shared_budget(NAME, base_url, client_id),

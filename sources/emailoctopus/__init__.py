@@ -27,5 +27,5 @@ def emailoctopus_source(
     """Campaigns, their activity reports and summaries, and list contacts from EmailOctopus."""
     plan = plan or SyncPlan()
     settings = SyncSettings.from_config(plan, attribution_window_days, lookback_minutes, max_concurrency, start_date)
-    api = EmailOctopusApi(api_key, base_url, requests_per_second, max_concurrency, plan.outcome)
+    api = EmailOctopusApi(api_key, base_url, requests_per_second, settings, plan.outcome)
     return canonical_resources(api, settings, plan.outcome)

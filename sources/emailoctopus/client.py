@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from sources.canonical import CampaignCost, ReportCost, ReportRead, Row, SyncOutcome, summary_read
+from sources.canonical import CampaignCost, ReportCost, ReportRead, Row, SyncOutcome, SyncSettings, summary_read
 from sources.emailoctopus import mapping
 from sources.errors import CredentialsRefused, NotFound, ProviderError, setting_name
 from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently
@@ -31,13 +31,14 @@ def _error_of(response: requests.Response) -> tuple[str, str]:
         return "", response.text[:200]
 
 
-def check(response: requests.Response) -> None:
-    """Raise the error an EmailOctopus answer stands for, if it is not a success."""
+def check(response: requests.Response, key_setting: str = KEY_SETTING) -> None:
+    """Raise the error an EmailOctopus answer stands for, if it is not a success (`key_setting`: the
+    account's API key setting, which a refusal names)."""
     if response.status_code == 200:
         return
     code, message = _error_of(response)
     if code in _CREDENTIAL_CODES or response.status_code == 401:
-        raise CredentialsRefused(NAME, KEY_SETTING, code or f"HTTP {response.status_code}")
+        raise CredentialsRefused(NAME, key_setting, code or f"HTTP {response.status_code}")
     if code in _NOT_THERE_CODES:
         raise NotFound(code)
     detail = redact(f"{code} {message}".strip())
@@ -66,18 +67,18 @@ class EmailOctopusApi:
     name = NAME
 
     def __init__(
-        self, api_key: str, base_url: str, requests_per_second: float, max_concurrency: int, outcome: SyncOutcome
+        self, api_key: str, base_url: str, requests_per_second: float, settings: SyncSettings, outcome: SyncOutcome
     ) -> None:
         register_secret(api_key)
-        self.max_concurrency = max_concurrency
+        self.max_concurrency = settings.max_concurrency
         self.outcome = outcome
         self.http = ProviderHttp(
             provider=NAME,
             base_url=base_url,
             requests_per_second=requests_per_second,
-            max_concurrency=max_concurrency,
+            max_concurrency=settings.max_concurrency,
             is_throttled=lambda response: response.status_code == 429,
-            check=check,
+            check=partial(check, key_setting=settings.setting(NAME, "api_key")),
             params={"api_key": api_key},  # the links carry it already
         )
 
