@@ -26,6 +26,7 @@ from sources.canonical import (
     nightly_estimate,
 )
 from sources.canonical.times import parse_utc
+from sources.constant_contact_v3.client import XREF_BATCH
 
 
 def plan_provider(
@@ -54,6 +55,8 @@ def plan_provider(
         window = timedelta(days=int(provider.configured("attribution_window_days")))
         estimate = nightly_estimate(costs, listing, loaded, loaded_rows, pendulum.now("UTC"), window)
         run = "tonight's run"
+    # v3 asks which v3 campaign each v2 campaign of the dataset is, once (see `build_source`)
+    estimate.lookups += math.ceil(len(plan.unmapped_v2_campaigns) / XREF_BATCH)
     return _as_dict(provider, run, estimate, http.requests_per_second, http.daily_quota)
 
 
@@ -132,7 +135,7 @@ def _text(plan: dict[str, Any]) -> list[str]:
         f"{label}: {plan['run']}: {about} {plan['requests']:,} requests",
         f"  campaigns read: {plan['campaigns']:,}",
         f"  listings: {plan['listing_requests']:,} requests (made by this plan); contacts: at least 1",
-        f"  campaign lookups (details, send history): {plan['lookups']:,}; summaries: {plan['summaries']:,}",
+        f"  lookups (campaign details, send history, v2 ids): {plan['lookups']:,}; summaries: {plan['summaries']:,}",
         f"  report pages: {plan['report_pages']:,}",
     ]
     if plan["reports_of_unknown_size"]:

@@ -7,6 +7,7 @@ and `contact_activity_unified` counts an event both APIs delivered once.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from sandbox import constant_contact_v2 as cc2
@@ -47,10 +48,19 @@ def unified(harness) -> Counter:
     ))
 
 
-def test_both_apis_loaded_count_each_event_once_and_campaigns_are_looked_up_once(harness):
+def _planned_lookups(harness, capsys) -> int:
+    capsys.readouterr()
+    assert harness.cli("plan", V3, "--json") == 0
+    (estimate,) = json.loads(capsys.readouterr().out)
+    return estimate["lookups"]
+
+
+def test_both_apis_loaded_count_each_event_once_and_campaigns_are_looked_up_once(harness, capsys):
     dataset = harness.sandbox.datasets[V2]
     assert harness.sandbox.datasets[V3] is dataset  # one account
+    lookups_before_v2 = _planned_lookups(harness, capsys)
     assert harness.cli("run", V2) == 0
+    assert _planned_lookups(harness, capsys) == lookups_before_v2 + 1  # the plan counts the one xref call
     assert harness.cli("run", V3) == 0
 
     v2_campaigns = [row[0] for row in harness.query(f"SELECT campaign_id FROM campaigns WHERE provider = '{V2}'")]
