@@ -3,7 +3,7 @@
 Deploy: install campaign-sync with its `airflow` extra where Airflow runs (`pip install
 'campaign-sync[airflow]'`), copy this file and the project's `.dlt/config.toml` into the dags
 folder, and give the workers the settings of README "What a team sets" (several accounts: README
-"Several accounts") as environment variables.
+"Accounts") as environment variables.
 
 When the DAG runs, `configured_accounts` reads which accounts are configured, and `load_account`
 is mapped over them (Airflow's dynamic task mapping), so a Celery or Kubernetes executor spreads
