@@ -80,7 +80,7 @@ class Provider:
             table: Any = settings.get(f"sources.{self.name}.accounts")
             if isinstance(table, Mapping):
                 named |= {str(name) for name in table}
-        prefix = f"SOURCES__{self.name.upper()}__ACCOUNTS__"
+        prefix = setting_name(self.name, "accounts") + "__"
         named |= {key[len(prefix):].split("__")[0].lower() for key in os.environ if key.startswith(prefix)}
         named.discard(DEFAULT_ACCOUNT)
         default = [self] if len(self.missing_secrets()) < len(self.secrets) else []
