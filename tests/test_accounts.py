@@ -8,11 +8,15 @@ import os
 import subprocess
 import sys
 import tarfile
+import time
 from collections import Counter
+from contextlib import closing
 from io import BytesIO
 from pathlib import Path
 
+import psycopg2
 import pytest
+from conftest import POSTGRES_URL
 from helpers import expected_activity, expected_v3_activity, nightly_requests, resources_state
 
 PROVIDER = "emailoctopus"
@@ -165,3 +169,37 @@ def test_refused_credentials_of_a_named_account_name_its_own_settings(make_harne
     assert errors[0].endswith("check SOURCES__EMAILOCTOPUS__ACCOUNTS__ACME__API_KEY")
     assert errors[1].startswith("campaign-sync: constant_contact_v3/acme: constant_contact_v3 refused the credentials")
     assert "check SOURCES__CONSTANT_CONTACT_V3__ACCOUNTS__ACME__REFRESH_TOKEN: renew it" in errors[1]
+
+
+@pytest.mark.parametrize("destination", ["postgres"], indirect=True)
+def test_a_load_waits_while_another_process_loads_into_the_dataset(make_harness):
+    """Loads into one dataset take turns across processes too (Airflow workers): while another holds
+    the dataset's advisory lock, a run reads everything and waits to load; then it loads exactly."""
+    harness = make_harness()
+    key = f"campaign_sync:{harness.dataset}"
+    with closing(psycopg2.connect(POSTGRES_URL)) as other_worker:
+        other_worker.autocommit = True
+        with other_worker.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
+            run = subprocess.Popen([sys.executable, "-m", "pipelines", *harness.argv("run", PROVIDER, "--quiet")],
+                                   env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                waiting = 0
+                for _ in range(600):  # until the run asks for the lock (it has read and normalized by then)
+                    cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                    (waiting,) = cursor.fetchone()
+                    if waiting or run.poll() is not None:
+                        break
+                    time.sleep(0.1)
+                assert waiting == 1, run.communicate()
+                dataset = harness.sandbox.datasets[PROVIDER]
+                sent = [campaign.id for campaign in dataset.sent_campaigns()]
+                assert harness.sandbox.requests[PROVIDER] == nightly_requests(dataset, sent)  # all read
+                cursor.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = %s",
+                               [harness.dataset])
+                assert cursor.fetchone() == (0,)  # nothing loaded while the other holds the dataset
+            finally:
+                cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
+    _out, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    assert _loaded_activity(harness, "default") == expected_activity(harness.sandbox.datasets[PROVIDER])
