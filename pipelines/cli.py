@@ -145,8 +145,13 @@ def _configure_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("urllib3").setLevel(logging.DEBUG if args.debug else logging.WARNING)
-    # dlt logs a failed step with its traceback; without --debug the command's one line says it all
+    # dlt logs a failed step with its traceback; without --debug the command's one line says it all.
+    # dlt reads the level when it first sets its logger up, so a later command in the same process
+    # (Airflow, tests) sets it again
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "DEBUG" if args.debug else "CRITICAL")
+    dlt_level = os.environ["RUNTIME__LOG_LEVEL"].upper()
+    if dlt_level in logging.getLevelNamesMapping():  # another value is dlt's to refuse
+        logging.getLogger("dlt").setLevel(dlt_level)
 
 
 def _target(args: argparse.Namespace) -> Target:

@@ -2,7 +2,13 @@
 
 A provider builds one `ProviderHttp` per run. Every request of the run, from any thread,
 passes the same `RateLimiter`, so the provider's request budget holds however many requests
-are in flight. `fetch_concurrently` runs several paged reads at once under that budget.
+are in flight.
+
+Concurrency is this module's `fetch_concurrently` and nothing else: every request is made in one
+of its worker threads (a listing's pages through `prefetched`, the reports and lookups of many
+campaigns as jobs). dlt's extract thread only maps pages into rows and moves cursors, and never
+waits for a page: a resource with none ready yields None (`fetch_concurrently_or_idle`), and
+dlt advances its other resources meanwhile.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import queue
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -420,6 +426,24 @@ class Job(Generic[K]):
     pages: Callable[[], Iterable[Any]]
 
 
+def prefetched(pages: Iterable[Any], name: str) -> Iterator[Any]:
+    """Read `pages` (a listing) in a worker of `fetch_concurrently`, a few pages ahead; raise its error
+    here. Yields None while no page is ready (see `fetch_concurrently_or_idle`).
+
+    So that no request blocks the thread that consumes them (dlt's extract thread): the code
+    behind `pages` must not use dlt's context (`dlt.current`), which that worker does not have.
+    """
+    for item in fetch_concurrently_or_idle([Job(name, lambda: pages)], 1):
+        if item is None:
+            yield None
+            continue
+        page = item[1]
+        if not isinstance(page, JobDone):
+            yield page
+        elif page.error is not None:
+            raise page.error
+
+
 def fetch_concurrently(jobs: Iterable[Job[K]], max_concurrency: int) -> Iterator[tuple[K, Any]]:
     """Run paged reads in parallel threads and yield `(key, page)` as pages arrive.
 
@@ -427,16 +451,38 @@ def fetch_concurrently(jobs: Iterable[Job[K]], max_concurrency: int) -> Iterator
     failed. At most `2 * max_concurrency` pages wait in memory: workers pause while the
     consumer is behind. Closing the iterator stops the workers at their next page.
     """
+    fetching = _fetch(jobs, max_concurrency, wait=True)
+    try:
+        for item in fetching:
+            if item is not None:  # never None when waiting
+                yield item
+    finally:
+        fetching.close()  # stops the workers when the consumer stops early
+
+
+def fetch_concurrently_or_idle(jobs: Iterable[Job[K]], max_concurrency: int) -> Iterator[tuple[K, Any] | None]:
+    """`fetch_concurrently` that yields None while no page is ready, never waiting itself.
+
+    A dlt resource passes the None on: dlt then advances its other resources and transformers
+    (its extract loop takes None as "nothing now"), so one thread consumes every read at once.
+    """
+    return _fetch(jobs, max_concurrency, wait=False)
+
+
+_WORKER_DONE = object()
+
+
+def _fetch(jobs: Iterable[Job[K]], max_concurrency: int, wait: bool) -> Generator[tuple[K, Any] | None, None, None]:
     job_queue: queue.Queue[Job[K] | None] = queue.Queue()
     workers = max(1, max_concurrency)
     for job in jobs:
         job_queue.put(job)
     for _ in range(workers):
         job_queue.put(None)
-    results: queue.Queue[tuple[K, Any] | None] = queue.Queue(maxsize=2 * workers)
+    results: queue.Queue[Any] = queue.Queue(maxsize=2 * workers)
     stop = threading.Event()
 
-    def put(item: tuple[K, Any] | None) -> None:
+    def put(item: Any) -> None:
         while not stop.is_set():
             try:
                 results.put(item, timeout=0.1)
@@ -456,7 +502,7 @@ def fetch_concurrently(jobs: Iterable[Job[K]], max_concurrency: int) -> Iterator
                     raise
                 except Exception as exc:  # handed to the consumer, which decides
                     put((job.key, JobDone(exc)))
-            put(None)
+            put(_WORKER_DONE)
         except _Stopped:
             return
 
@@ -466,8 +512,12 @@ def fetch_concurrently(jobs: Iterable[Job[K]], max_concurrency: int) -> Iterator
     running = workers
     try:
         while running:
-            item = results.get()
-            if item is None:
+            try:
+                item = results.get(block=wait)
+            except queue.Empty:
+                yield None
+                continue
+            if item is _WORKER_DONE:
                 running -= 1
             else:
                 yield item

@@ -25,7 +25,7 @@ from sources.errors import (
     QuotaExhausted,
     setting_name,
 )
-from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently
+from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently_or_idle
 
 
 @dataclass(frozen=True)
@@ -243,8 +243,9 @@ def _since(cursor: ReportCursor, settings: SyncSettings) -> datetime | None:
 
 def read_due_reports(
     provider: str, reads: Iterable[ReportRead], settings: SyncSettings, outcome: SyncOutcome
-) -> Iterator[ReadPage | ReadDone]:
-    """Read the due reports concurrently; yield each page (`ReadPage`) and each read that ended (`ReadDone`).
+) -> Iterator[ReadPage | ReadDone | None]:
+    """Read the due reports concurrently; yield each page (`ReadPage`) and each read that ended
+    (`ReadDone`), and None while none is ready (for dlt to advance its other resources meanwhile).
 
     The cursor of a read (its newest `occurred_at`, and when it was last read whole) is
     advanced only after its last page, in the state that dlt commits with the data. A
@@ -266,7 +267,11 @@ def read_due_reports(
     jobs = [Job(read, _job_pages(read, _since(cursor, settings))) for read, cursor in due]
     outcome.reports_due += len(jobs)
     tallies = {read.state_key: _ReadTally(cursor, settings) for read, cursor in due}
-    for read, page in fetch_concurrently(jobs, settings.max_concurrency):
+    for item in fetch_concurrently_or_idle(jobs, settings.max_concurrency):
+        if item is None:  # no page ready: dlt advances the other resources meanwhile
+            yield None
+            continue
+        read, page = item
         tally = tallies[read.state_key]
         if isinstance(page, JobDone):
             outcome.reports_done += 1

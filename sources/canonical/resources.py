@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import dlt
 import pyarrow as pa
@@ -37,7 +37,7 @@ from sources.canonical.tables import (
 )
 from sources.canonical.times import parse_utc
 from sources.errors import CampaignSyncError, QuotaExhausted
-from sources.http import ProviderHttp
+from sources.http import ProviderHttp, prefetched
 
 
 class ProviderApi(Protocol):
@@ -46,11 +46,11 @@ class ProviderApi(Protocol):
     name: str
     http: ProviderHttp
 
-    def campaigns(self) -> Iterator[list[Row]]:
-        """Canonical `campaigns` rows, a page at a time."""
+    def campaigns(self, state: dict[str, Any]) -> Iterator[list[Row]]:
+        """Canonical `campaigns` rows, a page at a time (`state`: the campaigns resource's, for its cursor)."""
 
-    def contacts(self) -> Iterator[list[Row]]:
-        """Canonical `contacts` rows, a page at a time."""
+    def contacts(self, state: dict[str, Any]) -> Iterator[list[Row]]:
+        """Canonical `contacts` rows, a page at a time (`state`: the contacts resource's, for its cursor)."""
 
     def activity_reads(self, campaign: Row) -> list[ReportRead]:
         """The event reports of a sent campaign."""
@@ -112,7 +112,7 @@ def snapshot_digest(rows: Iterable[Row]) -> str:
     return hashlib.blake2b("\x1e".join(entries).encode(), digest_size=16).hexdigest()
 
 
-def isolated(pages: Iterator[list[Row]], outcome: SyncOutcome, what: str) -> Iterator[list[Row]]:
+def isolated(pages: Iterator[list[Row] | None], outcome: SyncOutcome, what: str) -> Iterator[list[Row] | None]:
     """Pass a listing's pages on until it ends, fails or the daily quota runs out.
 
     A failure is recorded in `outcome` (as `what`) and costs only the rest of this listing:
@@ -131,21 +131,27 @@ def isolated(pages: Iterator[list[Row]], outcome: SyncOutcome, what: str) -> Ite
 def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncOutcome) -> list[DltResource]:
     """The canonical dlt resources of a provider: campaigns, their reports, and contacts.
 
-    The report transformers and contacts are parallelized: dlt advances them in its worker
-    threads, so their requests overlap; inside a transformer, `fetch_concurrently` reads a page of
-    campaigns' reports in its own threads. All of them pass the provider's one limiter and
+    dlt advances them in its extract thread, which makes no request and never waits: the listings
+    are read ahead (`prefetched`) and a transformer reads its page of campaigns' reports with
+    `fetch_concurrently_or_idle`, in their worker threads; a resource with no page ready yields
+    None, and dlt moves on to the others. All of them pass the provider's one limiter and
     in-flight cap (sources/http.py).
     """
     outcome.http = api.http
     api.http.cap_requests(settings.max_requests)
 
     @dlt.resource(**CAMPAIGNS)
-    def campaigns() -> Iterator[list[Row]]:
+    def campaigns() -> Iterator[list[Row] | None]:
         # A provider may list only the campaigns changed since the last run; the sent ones whose
         # reports may still be due are remembered here and passed on to the reports again.
-        recent: dict[str, Row] = dlt.current.resource_state().setdefault("recent", {})
+        state = dlt.current.resource_state()
+        recent: dict[str, Row] = state.setdefault("recent", {})
         listed: set[str] = set()
-        for page in isolated(api.campaigns(), outcome, f"{api.name} campaign listing"):
+        listing = f"{api.name} campaign listing"
+        for page in isolated(prefetched(api.campaigns(state), listing), outcome, listing):
+            if page is None:  # the next page is not here yet: dlt advances the other resources
+                yield None
+                continue
             stamp(page, api.name, settings.account)
             for row in page:
                 listed.add(row["campaign_id"])
@@ -170,12 +176,15 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         if unlisted:
             yield unlisted
 
-    @dlt.transformer(data_from=campaigns, parallelized=True, **CONTACT_ACTIVITY)
-    def contact_activity(campaign_page: list[Row]) -> Iterator[list[Row]]:
+    @dlt.transformer(data_from=campaigns, **CONTACT_ACTIVITY)
+    def contact_activity(campaign_page: list[Row]) -> Iterator[pa.Table | None]:
         reads = [read for campaign in campaign_page for read in api.activity_reads(campaign)]
         occurrences: dict[str, Counter[str]] = {}
         batch: list[pa.Table] = []
         for event in read_due_reports(api.name, reads, settings, outcome):
+            if event is None:
+                yield None
+                continue
             read = event.read
             if isinstance(event, ReadDone):
                 occurrences.pop(read.state_key, None)  # held for one report only
@@ -191,13 +200,16 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         if batch:
             yield pa.concat_tables(batch, promote_options="default")
 
-    @dlt.transformer(data_from=campaigns, parallelized=True, **CAMPAIGN_NON_ENGAGEMENT)
-    def campaign_non_engagement(campaign_page: list[Row]) -> Iterator[list[Row]]:
+    @dlt.transformer(data_from=campaigns, **CAMPAIGN_NON_ENGAGEMENT)
+    def campaign_non_engagement(campaign_page: list[Row]) -> Iterator[pa.Table | None]:
         reads = [read for campaign in campaign_page for read in api.non_engagement_reads(campaign)]
         cursors = dlt.current.resource_state().setdefault("cursors", {})
         snapshots: dict[str, list[Row]] = {}
         batch: list[Row] = []
         for event in read_due_reports(api.name, reads, settings, outcome):
+            if event is None:
+                yield None
+                continue
             read = event.read
             if isinstance(event, ReadPage):
                 snapshots.setdefault(read.state_key, []).extend(event.rows)
@@ -226,18 +238,24 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         if batch:
             yield to_arrow(batch, CAMPAIGN_NON_ENGAGEMENT)
 
-    @dlt.transformer(data_from=campaigns, parallelized=True, **CAMPAIGN_SUMMARIES)
-    def campaign_summaries(campaign_page: list[Row]) -> Iterator[list[Row]]:
+    @dlt.transformer(data_from=campaigns, **CAMPAIGN_SUMMARIES)
+    def campaign_summaries(campaign_page: list[Row]) -> Iterator[list[Row] | None]:
         reads = [read for campaign in campaign_page for read in api.summary_reads(campaign)]
         for event in read_due_reports(api.name, reads, settings, outcome):
-            if isinstance(event, ReadPage):
+            if event is None:
+                yield None
+            elif isinstance(event, ReadPage):
                 for row in event.rows:
                     row["as_of"] = settings.now
                 yield event.rows
 
-    @dlt.resource(parallelized=True, **CONTACTS)
-    def contacts() -> Iterator[list[Row]]:
-        for page in isolated(api.contacts(), outcome, f"{api.name} contacts"):
+    @dlt.resource(**CONTACTS)
+    def contacts() -> Iterator[list[Row] | None]:
+        what = f"{api.name} contacts"
+        for page in isolated(prefetched(api.contacts(dlt.current.resource_state()), what), outcome, what):
+            if page is None:
+                yield None
+                continue
             settings.forgotten.scrub(page)
             stamp(page, api.name, settings.account)
             yield page

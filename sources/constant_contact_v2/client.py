@@ -7,7 +7,6 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-import dlt
 import requests
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth, BearerTokenAuth
 
@@ -132,14 +131,14 @@ class ConstantContactV2Api:
         )
 
     # ---- campaigns ----
-    def campaigns(self) -> Iterator[list[Row]]:
+    def campaigns(self, state: dict[str, Any]) -> Iterator[list[Row]]:
         """The campaigns changed since the last run (all of them on a first run or a backfill).
 
         Two listings, live and deleted, from the listing cursor (`modified_since`); the details
         are read only for the live campaigns changed since they were last listed. A campaign
         whose details cannot be read is left out and recorded; it is read again next run.
         """
-        listing = ListingCursor(dlt.current.resource_state(), self.settings.lookback, self.settings.is_backfill)
+        listing = ListingCursor(state, self.settings.lookback, self.settings.is_backfill)
         for status, page in self._listing(listing.since()):
                 # a deletion shows in the status, whether or not it changes `modified_date`
                 changed = [
@@ -243,11 +242,11 @@ class ConstantContactV2Api:
         path = f"{CAMPAIGNS}/{campaign['campaign_id']}/tracking/reports/summary"
         return [summary_read(campaign, partial(self.http.get, path), mapping.summary_row)]
 
-    def contacts(self) -> Iterator[list[Row]]:
+    def contacts(self, state: dict[str, Any]) -> Iterator[list[Row]]:
         """The contacts changed since the last run (every status, removed and opted-out ones
         included), each with its v3 id, from the listing cursor (`modified_since`)."""
         # a backfill lists them all: what changed without a new `modified_date` is read then
-        listing = ListingCursor(dlt.current.resource_state(), self.settings.lookback, self.settings.is_backfill)
+        listing = ListingCursor(state, self.settings.lookback, self.settings.is_backfill)
         params: dict[str, Any] = {"status": "ALL", "limit": CONTACT_PAGE_SIZE, "include_contact_id": "true"}
         since = listing.since()
         if since is not None:

@@ -18,7 +18,6 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-import dlt
 import requests
 
 from sources.canonical import (
@@ -186,14 +185,13 @@ class ConstantContactV3Api:
         return self.http.pages(path, {"limit": PAGE_SIZE, **(params or {})}, partial(items, key), next_link)
 
     # ---- campaigns ----
-    def campaigns(self) -> Iterator[list[Row]]:
+    def campaigns(self, state: dict[str, Any]) -> Iterator[list[Row]]:
         """The campaigns changed since the last run (all of them in a backfill), and scheduled ones sent since.
 
         The listing cursor (`after_date` on `updated_at`) and the scheduled campaigns to check
         again live in the campaigns resource's state. A campaign whose lookups fail is left out
         and recorded; the cursor then stays, and the next run reads it again.
         """
-        state = dlt.current.resource_state()
         listing = ListingCursor(state, self.settings.lookback, self.settings.is_backfill, legacy_key="after_date")
         since = listing.since()
         pending: dict[str, str] = dict(state.get("pending", {}))
@@ -453,10 +451,10 @@ class ConstantContactV3Api:
             yield mapping.campaign_xref_rows(asked, body)
 
     # ---- contacts ----
-    def contacts(self) -> Iterator[list[Row]]:
+    def contacts(self, state: dict[str, Any]) -> Iterator[list[Row]]:
         """Contacts updated since the last run (deleted ones included), custom fields and tags by name."""
         # a backfill lists them all: a deletion that did not change `updated_at` is read then
-        state, backfill = dlt.current.resource_state(), self.settings.is_backfill
+        backfill = self.settings.is_backfill
         listing = ListingCursor(state, self.settings.lookback, backfill, legacy_key="updated_after")
         params = {"status": "all", "include": "custom_fields,list_memberships,taggings"}
         since = listing.since()

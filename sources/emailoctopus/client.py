@@ -89,8 +89,8 @@ class EmailOctopusApi:
         # EmailOctopus has no date filter: a due report is read whole (`ReportRead.whole`)
         return self._pages(path)
 
-    def campaigns(self) -> Iterator[list[Row]]:
-        """Every campaign, drafts included."""
+    def campaigns(self, state: dict[str, Any]) -> Iterator[list[Row]]:
+        """Every campaign, drafts included (no cursor: `state` is not used)."""
         for page in self._pages("campaigns"):
             yield [mapping.campaign_row(raw) for raw in page]
 
@@ -103,7 +103,7 @@ class EmailOctopusApi:
         )
         return [
             CampaignCost(row["campaign_id"], row["sent_at"], lookups=0, summaries=1, reports=reports)
-            for page in self.campaigns()
+            for page in self.campaigns({})
             for row in page
         ]
 
@@ -144,9 +144,10 @@ class EmailOctopusApi:
         path = f"campaigns/{campaign['campaign_id']}/reports/summary"
         return [summary_read(campaign, partial(self.http.get, path), mapping.summary_row)]
 
-    def contacts(self) -> Iterator[list[Row]]:
-        """The contacts of every list, read concurrently across lists. A list deleted since it was
-        listed has none; one whose contacts fail is recorded, and read whole again next run."""
+    def contacts(self, state: dict[str, Any]) -> Iterator[list[Row]]:
+        """The contacts of every list, read concurrently across lists (no cursor: `state` is not used).
+        A list deleted since it was listed has none; one whose contacts fail is recorded, and read
+        whole again next run."""
         lists = [raw["id"] for page in self._pages("lists") for raw in page]
         jobs = [Job(list_id, partial(self._pages, f"lists/{list_id}/contacts")) for list_id in lists]
         for list_id, page in fetch_concurrently(jobs, self.max_concurrency):
