@@ -55,7 +55,6 @@ class RateLimiter:
         self._next_start = 0.0
         self._slowed_at = 0.0
         self._lock = threading.Lock()
-        self.throttled = 0
 
     def acquire(self) -> float:
         """Block until this caller may start a request; return the (monotonic) time it starts."""
@@ -79,7 +78,6 @@ class RateLimiter:
         THROTTLED_START_RATE), once for all the requests that were sent at the old rate. Each answer
         that is not throttled wins a little back (`speed_up`): the rate settles under the limit."""
         with self._lock:
-            self.throttled += 1
             if started >= self._slowed_at:
                 slower = self.interval * THROTTLE_SLOWDOWN if self.interval else 1.0 / THROTTLED_START_RATE
                 self.interval = max(self.budget_interval, min(slower, MAX_THROTTLED_INTERVAL))

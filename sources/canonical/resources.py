@@ -112,8 +112,9 @@ def snapshot_digest(rows: Iterable[Row]) -> str:
     return hashlib.blake2b("\x1e".join(entries).encode(), digest_size=16).hexdigest()
 
 
-def isolated(pages: Iterator[list[Row] | None], outcome: SyncOutcome, what: str) -> Iterator[list[Row] | None]:
-    """Pass a listing's pages on until it ends, fails or the daily quota runs out.
+def isolated(pages: Iterable[list[Row]], outcome: SyncOutcome, what: str) -> Iterator[list[Row] | None]:
+    """Read a listing's pages ahead in a worker (`prefetched`: None while none is ready) and pass
+    them on until it ends, fails or the daily quota runs out.
 
     A failure is recorded in `outcome` (as `what`) and costs only the rest of this listing:
     the other resources go on, what was read loads, and the listing's cursor stays.
@@ -121,7 +122,7 @@ def isolated(pages: Iterator[list[Row] | None], outcome: SyncOutcome, what: str)
     if outcome.quota is not None:
         return
     try:
-        yield from pages
+        yield from prefetched(pages, what)
     except QuotaExhausted:  # `outcome.quota` says so
         return
     except CampaignSyncError as error:
@@ -147,8 +148,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         state = dlt.current.resource_state()
         recent: dict[str, Row] = state.setdefault("recent", {})
         listed: set[str] = set()
-        listing = f"{api.name} campaign listing"
-        for page in isolated(prefetched(api.campaigns(state), listing), outcome, listing):
+        for page in isolated(api.campaigns(state), outcome, f"{api.name} campaign listing"):
             if page is None:  # the next page is not here yet: dlt advances the other resources
                 yield None
                 continue
@@ -251,8 +251,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
 
     @dlt.resource(**CONTACTS)
     def contacts() -> Iterator[list[Row] | None]:
-        what = f"{api.name} contacts"
-        for page in isolated(prefetched(api.contacts(dlt.current.resource_state()), what), outcome, what):
+        for page in isolated(api.contacts(dlt.current.resource_state()), outcome, f"{api.name} contacts"):
             if page is None:
                 yield None
                 continue

@@ -19,7 +19,6 @@ from sources.canonical import (
     stamp,
 )
 from sources.constant_contact_v3.client import ConstantContactV3Api
-from sources.http import prefetched
 
 BASE_URL = "https://api.cc.email/v3"
 TOKEN_URL = "https://authz.constantcontact.com/oauth2/default/v1/token"
@@ -72,8 +71,8 @@ def constant_contact_v3_source(
     @dlt.resource(**CAMPAIGN_XREFS)
     def campaign_xrefs() -> Iterator[list[Row] | None]:
         """The v3 campaigns of the account's v2 campaigns loaded and not looked up yet: each is asked once."""
-        what = "constant_contact_v3 campaign cross-references"
-        for rows in isolated(prefetched(api.campaign_xrefs(plan.unmapped_v2_campaigns), what), plan.outcome, what):
+        for rows in isolated(api.campaign_xrefs(plan.unmapped_v2_campaigns), plan.outcome,
+                             "constant_contact_v3 campaign cross-references"):
             if rows is None:
                 yield None
                 continue
