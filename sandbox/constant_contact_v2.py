@@ -1,11 +1,11 @@
-"""The simulated Constant Contact v2 API (provider-apis.md section 2).
+"""The simulated Constant Contact v2 API (docs/providers/constant-contact-v2.md).
 
 It renders the shared data set the v2 way: numeric-string ids (`campaign_id` a JSON number
 in some rows), UTC dates with milliseconds, newest rows first, `{"meta": {"pagination":
 {"next_link"}}, "results"}` envelopes whose opaque `next` token ends in `=`, and arrays of
 `{error_key, error_message}` for errors. Two sent campaigns are deleted (for v2 only): one
 before the sandbox starts, one six hours after, so an incremental run meets a deletion. As
-documented (provider-apis.md section 2, "Deleted campaigns"), a deleted campaign is listed only
+documented (docs/providers/constant-contact-v2.md § Deleted campaigns), a deleted campaign is listed only
 with `status=DELETED`, and its details, summary and tracking lists answer 404.
 
 Limits: the per-second one is the shared token bucket (answer: 403
@@ -46,11 +46,11 @@ PREFIX = "/constant_contact_v2"
 API = "/v2"
 API_KEY = "cc2-sandbox-key-8d3e61f0a9c4"
 ACCESS_TOKEN = "cc2-sandbox-token-5b7c2e94d1f8"
-REQUESTS_PER_SECOND = 4.0  # provider-apis.md §2, limits: 4 requests/second and 10,000/day per key
+REQUESTS_PER_SECOND = 4.0  # docs/providers/constant-contact-v2.md § Limits: 4 requests/second and 10,000/day per key
 DAILY_QUOTA = 10_000
-CAMPAIGN_LIMIT = 50  # provider-apis.md §2, endpoints, "campaigns": `limit` max 50
-TRACKING_LIMIT = 500  # provider-apis.md §2, endpoints, "sends" (every tracking list): `limit` 1..500, default 500
-# provider-apis.md section 2, endpoints, "contacts": `limit` 1..500, default 50
+CAMPAIGN_LIMIT = 50  # docs/providers/constant-contact-v2.md § Endpoints, campaigns: `limit` max 50
+TRACKING_LIMIT = 500  # docs/providers/constant-contact-v2.md § Endpoints: a tracking list's `limit` 1..500, default 500
+# docs/providers/constant-contact-v2.md § Endpoints, contacts: `limit` 1..500, default 50
 CONTACT_LIMIT, CONTACT_DEFAULT_LIMIT = 500, 50
 # data set status -> the v2 contact status (a deleted contact is REMOVED)
 CONTACT_STATUSES = {"SUBSCRIBED": "ACTIVE", "UNSUBSCRIBED": "OPTOUT", "PENDING": "UNCONFIRMED"}
@@ -58,7 +58,7 @@ CONTACT_STATUSES = {"SUBSCRIBED": "ACTIVE", "UNSUBSCRIBED": "OPTOUT", "PENDING":
 STANDARD_FIELDS = {"FirstName": "first_name", "LastName": "last_name"}
 CAMPAIGN_ID_BASE = 1_100_394_165_000
 LINK_ID_BASE = 1_100_567_310_000
-# tracking list -> (dataset event type, v2 activity_type, date field): provider-apis.md §2, endpoints
+# tracking list -> (dataset event type, v2 activity_type, date field): docs/providers/constant-contact-v2.md § Endpoints
 TRACKING = {
     "sends": ("sent", "EMAIL_SEND", "send_date"),
     "opens": ("opened", "EMAIL_OPEN", "open_date"),
@@ -67,19 +67,20 @@ TRACKING = {
     "unsubscribes": ("unsubscribed", "EMAIL_UNSUBSCRIBE", "unsubscribe_date"),
     "bounces": ("bounced", "EMAIL_BOUNCE", "bounce_date"),
 }
-# provider-apis.md §2, endpoints, "bounces": `bounce_code (B, D, F, S, V, X, Z)`
+# docs/providers/constant-contact-v2.md § Endpoints, bounce rows: `bounce_code (B, D, F, S, V, X, Z)`
 BOUNCE_DESCRIPTIONS = {
     "B": "Non-existent address", "D": "Undeliverable", "F": "Mailbox full", "S": "Suspended",
     "V": "Vacation or auto-reply", "X": "Other", "Z": "Blocked",
 }
-# provider-apis.md §2, endpoints, "unsubscribes": `unsubscribe_source`
+# docs/providers/constant-contact-v2.md § Endpoints, unsubscribe rows: `unsubscribe_source`
 UNSUBSCRIBE_SOURCES = ("ACTION_BY_CONTACT", "ACTION_BY_CONTACT", "ACTION_BY_CUSTOMER", "ACTION_BY_OWNER")
-# the parameters a call with `next` must not repeat (provider-apis.md §2: `next` takes no other parameter)
+# the parameters a call with `next` must not repeat (docs/providers/constant-contact-v2.md § Paging)
 PAGING_PARAMS = ("limit", "status", "modified_since", "created_since", "include_contact_id")
-# provider-apis.md §2, limits: the over-limit error_keys, per second and daily
+# docs/providers/constant-contact-v2.md § Limits: the over-limit error_keys, per second and daily
 OVER_QPS, OVER_DAILY = "mashery.not.authorized.over.qps", "mashery.not.authorized.over.ratelimit"
-STATUSES = ("ALL", "DRAFT", "RUNNING", "SENT", "SCHEDULED", "DELETED")  # provider-apis.md §2, "campaigns"
-CONTACT_FILTERS = ("ALL", "ACTIVE", "UNCONFIRMED", "OPTOUT", "REMOVED")  # provider-apis.md §2, "contacts"
+# docs/providers/constant-contact-v2.md § Endpoints: the campaign and contact listings' `status`
+STATUSES = ("ALL", "DRAFT", "RUNNING", "SENT", "SCHEDULED", "DELETED")
+CONTACT_FILTERS = ("ALL", "ACTIVE", "UNCONFIRMED", "OPTOUT", "REMOVED")
 
 
 def access_token(account: str) -> str:
@@ -104,18 +105,18 @@ def settings_of(account: str) -> Callable[[str], dict[str, str]]:
 
 
 def error(status: int, key: str, message: str) -> SandboxError:
-    """A v2 error answer: an array of `{error_key, error_message}` (provider-apis.md §2, errors)."""
+    """A v2 error answer: an array of `{error_key, error_message}` (docs/providers/constant-contact-v2.md § Errors)."""
     return SandboxError(status, [{"error_key": key, "error_message": message}])
 
 
 def v2_date(value: datetime) -> str:
-    """ISO 8601 UTC with milliseconds, as v2 writes dates (provider-apis.md §2, dates)."""
+    """ISO 8601 UTC with milliseconds, as v2 writes dates (docs/providers/constant-contact-v2.md § Ids and dates)."""
     utc = value.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def campaign_id(campaign: Campaign) -> str:
-    """The stable numeric-string v2 id of a data set campaign (provider-apis.md §2: ids are numeric strings)."""
+    """The stable numeric-string v2 id of a campaign (docs/providers/constant-contact-v2.md § Ids and dates)."""
     return str(CAMPAIGN_ID_BASE + campaign.number)
 
 
@@ -136,7 +137,7 @@ def event_time(event: Event) -> datetime:
 
 
 def encode_token(state: dict[str, Any]) -> str:
-    """An opaque `next` token; padded so that it always ends in `=` (provider-apis.md §2: "it may contain `=`")."""
+    """An opaque `next` token, padded so that it always ends in `=` (docs/providers/constant-contact-v2.md § Paging)."""
     raw = json.dumps(state, separators=(",", ":")).encode()
     raw += b" " * ((1 - len(raw)) % 3)
     return base64.urlsafe_b64encode(raw).decode()
@@ -204,7 +205,7 @@ class Simulator:
             "name": campaign.name,
             "status": self.status(campaign),
             "modified_date": v2_date(self.modified(campaign)),
-        }  # provider-apis.md §2, endpoints, "campaigns": `id, name, status, modified_date`
+        }  # docs/providers/constant-contact-v2.md § Endpoints, campaigns: `id, name, status, modified_date`
 
     def summary(self, campaign: Campaign) -> dict[str, int]:
         events = self.dataset.events(campaign)
@@ -213,8 +214,8 @@ class Simulator:
             matching = [e for e in events if e.type == kind]
             return len({e.contact_id for e in matching}) if unique else len(matching)
 
-        # provider-apis.md §2, endpoints, "summary": `sends, opens, clicks, forwards, unsubscribes, bounces`
-        # (+ `spam_count`)
+        # docs/providers/constant-contact-v2.md § Endpoints, summary: `sends, opens, clicks, forwards,
+        # unsubscribes, bounces, spam_count`
         return {
             "sends": count("sent"), "opens": count("opened", True), "clicks": count("clicked", True),
             "forwards": count("forwarded"), "unsubscribes": count("unsubscribed"), "bounces": count("bounced"),
@@ -222,8 +223,9 @@ class Simulator:
         }
 
     def details(self, campaign: Campaign) -> dict[str, Any]:
-        # provider-apis.md §2, endpoints, "one campaign": `subject, from_name, from_email, created_date,
-        # last_run_date, tracking_summary, click_through_details[{url, url_uid, click_count}], sent_to_contact_lists`
+        # docs/providers/constant-contact-v2.md § Endpoints, one campaign: `subject, from_name, from_email,
+        # created_date, last_run_date, tracking_summary, click_through_details[{url, url_uid, click_count}],
+        # sent_to_contact_lists`
         clicks = self.dataset.events(campaign, "clicked")
         body: dict[str, Any] = {
             **self.listing_row(campaign),
@@ -253,7 +255,7 @@ class Simulator:
         cid = campaign_id(campaign)
         row: dict[str, Any] = {
             "activity_type": word,
-            # provider-apis.md §2: "`campaign_id` sometimes arrives as a JSON number"
+            # docs/providers/constant-contact-v2.md § Ids and dates: `campaign_id` sometimes arrives as a JSON number
             "campaign_id": int(cid) if contact.number % 3 == 0 else cid,
             "contact_id": contact_id(contact),
             "email_address": contact.email,
@@ -261,7 +263,7 @@ class Simulator:
         }
         if report == "clicks":
             row["link_id"] = link_id(event.url or "")
-            # provider-apis.md §2, endpoints, "clicks": `link_uri` per one SDK, UNSURE (variant `cc2_link_uri`)
+            # docs/providers/constant-contact-v2.md § Open questions: `link_uri` on click rows (variant `cc2_link_uri`)
             if self.variants.get("cc2_link_uri", "yes") == "yes":
                 row["link_uri"] = event.url
         if report == "unsubscribes":
@@ -278,9 +280,9 @@ class Simulator:
     def tracking(self, campaign: Campaign, report: str, since: datetime | None) -> list[dict[str, Any]]:
         """A tracking list: events on or after `since`, newest first (or oldest first: `cc2_tracking_order`)."""
         kind = TRACKING[report][0]
-        # provider-apis.md §2, incremental facts: `created_since` is "on or after"
+        # docs/providers/constant-contact-v2.md § Incremental: `created_since` is "on or after"
         events = [e for e in self.dataset.events(campaign, kind) if since is None or event_time(e) >= since]
-        # provider-apis.md §2, incremental facts: the order is UNSURE (the fixtures show newest first)
+        # docs/providers/constant-contact-v2.md § Open questions: the order is unsure (the examples show newest first)
         newest_first = self.variants.get("cc2_tracking_order", "newest") == "newest"
         events.sort(key=lambda e: (event_time(e), self.dataset.contact(e.contact_id).number), reverse=newest_first)
         return [self.tracking_row(campaign, e, report) for e in events]
@@ -289,7 +291,7 @@ class Simulator:
     def query(self, request: Request, path: str, max_limit: int, default_limit: int | None = None) -> dict[str, Any]:
         """The effective parameters of a list call: its own, or those its `next` token carries."""
         token = request.args.get("next")
-        if token is not None:  # provider-apis.md §2: "A call with `next` takes no other paging or filter parameter"
+        if token is not None:  # with `next`, no other parameter (docs/providers/constant-contact-v2.md § Paging)
             mixed = [name for name in PAGING_PARAMS if name in request.args]
             if mixed:
                 raise error(400, "query.param.invalid", f"next cannot be combined with {', '.join(mixed)}.")
@@ -313,8 +315,8 @@ class Simulator:
         """One page of `rows` from the state's offset, with a `next_link` while more remain."""
         size = min(state["limit"], self.page_rows or state["limit"])
         start = state["offset"]
-        # provider-apis.md §2, envelope: `{"meta": {"pagination": {"next_link"}}, "results"}`; no `next_link` on the
-        # last page; the link is host-relative and carries no `api_key`
+        # docs/providers/constant-contact-v2.md § Paging: `{"meta": {"pagination": {"next_link"}}, "results"}`;
+        # no `next_link` on the last page; the link is host-relative and carries no `api_key`
         body: dict[str, Any] = {"meta": {"pagination": {}}, "results": rows[start:start + size]}
         if start + size < len(rows):
             token = encode_token({**state, "offset": start + size})
@@ -329,10 +331,10 @@ class Simulator:
 
     def handle(self, request: Request, path: str) -> Response:
         """Answer one v2 call (the sandbox prefix stripped)."""
-        # provider-apis.md §2: "A request whose Accept header is not JSON gets 406"
+        # docs/providers/constant-contact-v2.md § Authentication: a request whose Accept header is not JSON gets 406
         if request.headers.get("Accept") and not request.accept_mimetypes.accept_json:
             raise error(406, "http.status.not_acceptable", "The Accept header must allow application/json.")
-        # provider-apis.md §2: the `api_key` query parameter and `Authorization: Bearer <access_token>`
+        # docs/providers/constant-contact-v2.md § Authentication: `api_key` in the query and a Bearer access token
         if request.args.get("api_key") != API_KEY:
             raise error(401, "http.status.unauthorized", "Unauthorized: the api_key is not valid.")
         if request.headers.get("Authorization") != f"Bearer {self.access_token}":
@@ -344,7 +346,7 @@ class Simulator:
                 raise self.throttled()
             day = self.dataset.clock.date()
             if self.daily_quota is not None and self.used[day] >= self.daily_quota:
-                # provider-apis.md §2, limits: 403 `mashery.not.authorized.over.ratelimit` (daily); UNSURE: 429
+                # docs/providers/constant-contact-v2.md § Limits: 403 `...over.ratelimit` (daily); unsure: 429
                 raise error(self.over_limit_status(), OVER_DAILY, "Account Over Rate Limit")
             self.used[day] += 1
             self.calls.append((path, {k: v for k, v in request.args.items() if k != "api_key"}))
@@ -359,7 +361,7 @@ class Simulator:
         if match := re.fullmatch(r"/emailmarketing/campaigns/(\d+)/tracking/reports/summary", path):
             campaign = self.sent(match[1])
             return json_response(self.summary(campaign))
-        # provider-apis.md §2, endpoints, "clicks": also `clicks/{linkId}`, linkId = url_uid
+        # docs/providers/constant-contact-v2.md § Endpoints: also `clicks/{linkId}`, linkId = url_uid
         if match := re.fullmatch(r"/emailmarketing/campaigns/(\d+)/tracking/(\w+)(?:/(\d+))?", path):
             campaign, report, link = self.sent(match[1]), match[2], match[3]
             if report not in TRACKING or (link is not None and report != "clicks"):
@@ -377,7 +379,7 @@ class Simulator:
         raise error(404, "http.status.not_found", "The requested resource was not found.")
 
     def live(self, cid: str) -> Campaign:
-        """A campaign that is not deleted. provider-apis.md section 2, "Deleted campaigns": "details
+        """A campaign that is not deleted. docs/providers/constant-contact-v2.md § Deleted campaigns: "details
         of a deleted campaign cannot be retrieved", GET of a deleted campaign answers 404, and its
         tracking lists cannot be read either."""
         campaign = self.campaign(cid)
@@ -387,7 +389,8 @@ class Simulator:
 
     def sent(self, cid: str) -> Campaign:
         campaign = self.live(cid)
-        if not self.dataset.is_sent(campaign):  # provider-apis.md §2, incremental facts
+        # tracking of sent campaigns only (docs/providers/constant-contact-v2.md § Endpoints)
+        if not self.dataset.is_sent(campaign):
             message = "Tracking information is only available for SENT email campaigns."
             raise error(404, "http.status.not_found", message)
         return campaign
@@ -397,7 +400,7 @@ class Simulator:
         if status not in STATUSES:
             raise error(400, "query.param.invalid", f"The status parameter must be one of {', '.join(STATUSES)}.")
         since = _since(state.get("modified_since"), "modified_since")
-        # provider-apis.md §2, "Deleted campaigns": listed only with `status=DELETED`
+        # docs/providers/constant-contact-v2.md § Deleted campaigns: listed only with `status=DELETED`
         campaigns = [
             c for c in self.dataset.campaigns
             if (status == "DELETED") == self.is_deleted(c)
@@ -412,7 +415,7 @@ class Simulator:
         return "REMOVED" if contact.deleted else CONTACT_STATUSES[contact.status]
 
     def contact_object(self, contact: Contact, with_v3_id: bool) -> dict[str, Any]:
-        """A v2 contact (provider-apis.md section 2, endpoints, "contacts"): numeric id, the v3 UUID
+        """A v2 contact (docs/providers/constant-contact-v2.md § Endpoints, contacts): numeric id, the v3 UUID
         as `contact_id` only when asked for (`include_contact_id=true`), one email address,
         `lists[{id, status}]` and `custom_fields[{name: CustomFieldN, label, value}]`."""
         status = self.contact_status(contact)
@@ -463,8 +466,8 @@ class Simulator:
         ]
 
     def contact_tracking(self, request: Request, path: str, number: str, report: str | None) -> Response:
-        """Every tracking row of one contact, across sent campaigns, newest first (provider-apis.md §2, "per
-        contact")."""
+        """Every tracking row of one contact, across sent campaigns, newest first
+        (docs/providers/constant-contact-v2.md § Endpoints, one contact's tracking)."""
         if report is not None and report not in TRACKING:
             raise error(404, "http.status.not_found", f"No tracking list {report}.")
         contact = next((c for c in self.dataset.contacts if str(c.number) == number), None)
@@ -483,15 +486,15 @@ class Simulator:
         return self.page([row for _at, row in found], state)
 
     def over_limit_status(self) -> int:
-        """provider-apis.md §2, limits: HTTP 403 per vendor support; UNSURE, 429 (variant `cc2_throttle`)."""
+        """403, or 429 (unsure: variant `cc2_throttle`; docs/providers/constant-contact-v2.md § Limits)."""
         return 429 if self.variants.get("cc2_throttle", "403") == "429" else 403
 
     def share_application(self, application: Simulator) -> None:
-        """This account's daily quota is its application's (provider-apis.md §2, limits: the API key's)."""
+        """This account's daily quota is its API key's (docs/providers/constant-contact-v2.md § Limits)."""
         self.used, self._lock = application.used, application._lock
 
     def throttled(self) -> SandboxError:
-        """The per-second over-limit answer (provider-apis.md §2, limits: `mashery.not.authorized.over.qps`)."""
+        """The per-second over-limit answer, `...over.qps` (docs/providers/constant-contact-v2.md § Limits)."""
         return error(self.over_limit_status(), OVER_QPS, "Account Over Queries Per Second Limit")
 
 
@@ -505,7 +508,7 @@ def _since(value: str | None, name: str) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-# provider-apis.md §2: the limits belong to the API key (the application), shared by its accounts
+# docs/providers/constant-contact-v2.md § Limits: the API key's (the application's) limits, shared by its accounts
 @simulates(NAME, REQUESTS_PER_SECOND, seed_offset=1, shared_limit=True)
 def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float, account: str) -> ProviderApp:
     """The Constant Contact v2 API of one account (its access token), over `dataset`."""
