@@ -1,4 +1,4 @@
-"""The simulated EmailOctopus 1.6 API (provider-apis.md section 1).
+"""The simulated EmailOctopus 1.6 API (docs/providers/emailoctopus-1.6.md).
 
 Variants (Sandbox(variants=...)) for what the real API leaves unsure:
 - `eo_last_page`: `mixed` (default: `[]` on reports, `{"next": null}` elsewhere), `empty`, `null`;
@@ -38,10 +38,11 @@ from sandbox.server import DEFAULT_ACCOUNT, ProviderApp, SandboxError, json_resp
 NAME = "emailoctopus"
 PREFIX = "/emailoctopus"
 API = "/api/1.6"
-API_KEY = "eo-sandbox-4f1c9a7e2b"  # provider-apis.md §1: the `api_key` query parameter on every call
-REQUESTS_PER_SECOND = 10.0  # provider-apis.md §1, rate limit: not documented for 1.6 (v2 API: about 10/s)
-MAX_LIMIT = 100  # provider-apis.md §1: `limit` 1..100, default 100
-# provider-apis.md §1, errors: "UNSURE: the exact HTTP status of each code" (variant `eo_error_status`)
+# `api_key` in the query of every call (docs/providers/emailoctopus-1.6.md § Authentication)
+API_KEY = "eo-sandbox-4f1c9a7e2b"
+REQUESTS_PER_SECOND = 10.0  # docs/providers/emailoctopus-1.6.md § Limits: none documented for 1.6 (v2: about 10/s)
+MAX_LIMIT = 100  # docs/providers/emailoctopus-1.6.md § Paging: `limit` 1..100, default 100
+# docs/providers/emailoctopus-1.6.md § Errors: the HTTP status of each code is unsure (variant `eo_error_status`)
 ERROR_STATUSES = {
     "mapped": {"INVALID_PARAMETERS": 400, "API_KEY_INVALID": 401, "CAMPAIGN_NOT_SENT": 403,
                "CAMPAIGN_NOT_FOUND": 404, "NOT_FOUND": 404},
@@ -72,17 +73,18 @@ def account_key(account: str) -> str:
 
 
 def error(status: int, code: str, message: str) -> SandboxError:
-    # provider-apis.md §1, errors: non-200 with body {"error": {"code": "...", "message": "..."}}
+    # docs/providers/emailoctopus-1.6.md § Errors: non-200 with body {"error": {"code": "...", "message": "..."}}
     return SandboxError(status, {"error": {"code": code, "message": message}})
 
 
 def iso(value: Any) -> str | None:
-    # provider-apis.md §1, incremental facts: ISO 8601 with offset, second resolution (the data set has no microseconds)
+    # docs/providers/emailoctopus-1.6.md § Incremental: ISO 8601 with offset, to the second (the data set has
+    # no microseconds)
     return value.isoformat() if value is not None else None
 
 
 def contact_object(contact: Contact, variants: dict[str, str]) -> dict[str, Any]:
-    if contact.deleted:  # provider-apis.md §1, "Contact object": deleted true, every other field but `id` null
+    if contact.deleted:  # docs/providers/emailoctopus-1.6.md § Contact object: every field but `id` null
         return {
             "id": contact.id, "email_address": None, "fields": None, "tags": None,
             "status": None, "created_at": None, "last_updated_at": None, "deleted": True,
@@ -101,7 +103,8 @@ def contact_object(contact: Contact, variants: dict[str, str]) -> dict[str, Any]
         "created_at": iso(contact.created_at),
         "deleted": False,
     }
-    if contact.updated_at is not None:  # provider-apis.md §1, "Contact object": `last_updated_at` may be missing
+    # `last_updated_at` may be missing (docs/providers/emailoctopus-1.6.md § Contact object)
+    if contact.updated_at is not None:
         body["last_updated_at"] = iso(contact.updated_at)
     return body
 
@@ -123,7 +126,8 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float, 
         return error(statuses[code], code, message)
 
     def campaign_object(campaign: Campaign) -> dict[str, Any]:
-        # provider-apis.md §1, "campaigns": `id, status, name, subject, to, from, content, created_at, sent_at`
+        # docs/providers/emailoctopus-1.6.md § Endpoints, campaigns: `id, status, name, subject, to, from,
+        # content, created_at, sent_at`
         sent = dataset.is_sent(campaign)
         return {
             "id": campaign.id,
@@ -134,14 +138,15 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float, 
             "from": {"name": campaign.from_name, "email_address": campaign.from_email},
             "content": {"html": f"<p>{campaign.subject}</p>", "plain_text": campaign.subject},
             "created_at": iso(campaign.created_at),
-            "sent_at": iso(campaign.send_at) if sent else None,  # provider-apis.md §1, "campaigns": null until sent
+            # `sent_at` is null until sent (docs/providers/emailoctopus-1.6.md § Endpoints)
+            "sent_at": iso(campaign.send_at) if sent else None,
         }
 
     def event_row(event: Event) -> dict[str, Any]:
         contact = dataset.contact(event.contact_id)
         row: dict[str, Any] = {
             "contact": contact_object(contact, variants),
-            # provider-apis.md §1, incremental facts: old events may lack `occurred_at`
+            # docs/providers/emailoctopus-1.6.md § Incremental: old events may lack `occurred_at`
             "occurred_at": None if event.timestamp_missing else iso(event.at),
         }
         if variants.get("eo_bad_data") == "yes":
@@ -156,23 +161,24 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float, 
                 row["mystery"] = {"level": 2, "tags": ["x"]}
             elif flaw == "bad_byte":
                 row["contact"]["email_address"] = BAD_BYTE_MARK + "@example.org"
-        # provider-apis.md §1, "clicked": UNSURE whether a URL field is present (variant `eo_click_url`)
+        # docs/providers/emailoctopus-1.6.md § Open questions: a URL field on clicked rows (variant `eo_click_url`)
         if event.type == "clicked" and variants.get("eo_click_url", "yes") == "yes":
             row["url"] = event.url
         if event.type == "opened" and variants.get("eo_new_report_field") in ("yes", "number"):
             row["ip_country"] = "DE" if variants["eo_new_report_field"] == "yes" else 49
-        # provider-apis.md §1, "bounced": UNSURE whether a bounce type (HARD/SOFT) is present (`eo_bounce_type`)
+        # docs/providers/emailoctopus-1.6.md § Open questions: a bounce type (HARD/SOFT) on bounced rows
+        # (variant `eo_bounce_type`)
         if event.type == "bounced" and variants.get("eo_bounce_type", "yes") == "yes":
             row["type"] = "HARD" if event.bounce_code in ("B", "D", "F") else "SOFT"
         return row
 
     def snapshot_row(contact_id: str) -> dict[str, Any]:
-        # provider-apis.md §1, "not opened" / "not clicked": rows `{contact}`, no timestamp, a snapshot
+        # docs/providers/emailoctopus-1.6.md § Endpoints, snapshots: rows `{contact}`, no timestamp
         return {"contact": contact_object(dataset.contact(contact_id), variants)}
 
     def list_object(numbered: tuple[int, str]) -> dict[str, Any]:
         number, list_id = numbered
-        # provider-apis.md §1, "lists": `id, name, double_opt_in, fields[], counts{}, created_at`
+        # docs/providers/emailoctopus-1.6.md § Endpoints, lists: `id, name, double_opt_in, fields, counts, created_at`
         return {"id": list_id, "name": f"List {number + 1}", "double_opt_in": False, "fields": [], "counts": {},
                 "created_at": lists_created_at}
 
@@ -180,8 +186,8 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float, 
     lists_created_at = iso(min((c.created_at for c in dataset.contacts), default=dataset.clock) - timedelta(days=1))
 
     def summary(campaign: Campaign) -> dict[str, Any]:
-        # provider-apis.md §1, "summary": `sent, bounced {soft, hard}, opened {total, unique}, clicked {total,
-        # unique}, complained, unsubscribed`; UNSURE nested vs flat (variant `eo_summary`)
+        # docs/providers/emailoctopus-1.6.md § Endpoints, summary: `sent, bounced {soft, hard}, opened {total, unique},
+        # clicked {total, unique}, complained, unsubscribed`; nested or flat is unsure (variant `eo_summary`)
         events = dataset.events(campaign)
 
         def count(kind: str, unique: bool = False) -> int:
@@ -215,7 +221,8 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float, 
             raise fail("INVALID_PARAMETERS", "limit must be a number") from None
         if not 1 <= limit <= MAX_LIMIT:
             raise fail("INVALID_PARAMETERS", f"limit must be between 1 and {MAX_LIMIT}")
-        # provider-apis.md §1: UNSURE whether `next` pages by `page=N` or a `starting_after` cursor (`eo_paging`)
+        # docs/providers/emailoctopus-1.6.md § Paging: unsure whether `next` pages by `page=N` or a `starting_after`
+        # cursor (variant `eo_paging`)
         if variants.get("eo_paging", "page") == "cursor":
             after = request.args.get("starting_after")
             start = int(base64.urlsafe_b64decode(after)) if after else 0
@@ -230,17 +237,19 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float, 
                 params["starting_after"] = base64.urlsafe_b64encode(str(start + limit).encode()).decode()
             else:
                 params["page"] = start // limit + 2
-            # provider-apis.md §1: `paging.next` is host-relative and carries the `api_key`
+            # docs/providers/emailoctopus-1.6.md § Paging: `paging.next` is host-relative and carries the `api_key`
             paging: Any = {"next": f"{PREFIX}{API}{path}?{urlencode(params)}", "previous": None}
         elif is_report and variants.get("eo_paging_loop") == "yes":
             first = {"api_key": request.args.get("api_key"), "limit": limit, "page": 1}
             paging = {"next": f"{PREFIX}{API}{path}?{urlencode(first)}", "previous": None}
-        # provider-apis.md §1: on the last page `paging` is `[]` or has a null `next` (variant `eo_last_page`)
+        # docs/providers/emailoctopus-1.6.md § Paging: on the last page `paging` is `[]` or has a null `next`
+        # (variant `eo_last_page`)
         elif last_page == "empty" or (last_page == "mixed" and is_report):
             paging = []
         else:
             paging = {"next": None, "previous": None}
-        response = json_response({"data": chunk, "paging": paging})  # provider-apis.md §1: the list envelope
+        # the list envelope (docs/providers/emailoctopus-1.6.md § Endpoints)
+        response = json_response({"data": chunk, "paging": paging})
         if variants.get("eo_bad_data") == "yes":
             response.set_data(response.get_data().replace(BAD_BYTE_MARK.encode(), b"caf\xe9"))
         return response
@@ -249,10 +258,11 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float, 
         for campaign in dataset.campaigns:
             if campaign.id == campaign_id:
                 return campaign
-        raise fail("CAMPAIGN_NOT_FOUND", "The campaign could not be found.")  # provider-apis.md §1, report codes
+        # docs/providers/emailoctopus-1.6.md § Errors: a report code
+        raise fail("CAMPAIGN_NOT_FOUND", "The campaign could not be found.")
 
     def handle(request: Request, path: str) -> Response:
-        if request.args.get("api_key") != key:  # provider-apis.md §1, API-wide codes: API_KEY_INVALID
+        if request.args.get("api_key") != key:  # API_KEY_INVALID (docs/providers/emailoctopus-1.6.md § Errors)
             raise fail("API_KEY_INVALID", "Your API key is invalid.")
         path = path.removeprefix(API)
         if path == "/campaigns":
@@ -261,7 +271,8 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float, 
             return json_response(campaign_object(campaign_by_id(match[1])))
         if match := re.fullmatch(r"/campaigns/([^/]+)/reports/([a-z-]+)", path):
             campaign, report = campaign_by_id(match[1]), match[2]
-            if not dataset.is_sent(campaign):  # provider-apis.md §1: the report exists only for SENT campaigns
+            # reports of sent campaigns only (docs/providers/emailoctopus-1.6.md § Endpoints)
+            if not dataset.is_sent(campaign):
                 raise fail("CAMPAIGN_NOT_SENT", "The campaign has not been sent yet.")
             if report == "summary":
                 return json_response(summary(campaign))
@@ -278,7 +289,7 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float, 
         raise not_found()
 
     def throttled() -> SandboxError:
-        # provider-apis.md §1, rate limit: HTTP 429, with or without `Retry-After` (variant `eo_retry_after`)
+        # docs/providers/emailoctopus-1.6.md § Limits: 429, with or without `Retry-After` (variant `eo_retry_after`)
         headers = {"Retry-After": "1"} if variants.get("eo_retry_after", "yes") == "yes" else {}
         return SandboxError(429, {"error": {"code": "TOO_MANY_REQUESTS", "message": "Slow down."}}, headers)
 
