@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import pendulum
-from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.configuration.exceptions import ConfigFieldMissingException, ConfigValueCannotBeCoercedException
 
 from pipelines.erasure import erasure_key, forget_addresses
 from pipelines.providers import PROVIDERS, Provider
@@ -31,7 +31,7 @@ from pipelines.runner import (
     run_provider,
 )
 from sources.canonical import DEFAULT_ACCOUNT
-from sources.errors import CampaignSyncError, ConfigurationError
+from sources.errors import CampaignSyncError, ConfigurationError, wrong_type
 from sources.redaction import redact
 
 log = logging.getLogger("campaign_sync")
@@ -47,10 +47,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("campaign-sync: interrupted", file=sys.stderr)
         return 1
-    except (CampaignSyncError, ConfigFieldMissingException) as raised:
+    except (CampaignSyncError, ConfigFieldMissingException, ConfigValueCannotBeCoercedException) as raised:
         if args.debug:
             traceback.print_exc()
-        error = missing_setting(raised) if isinstance(raised, ConfigFieldMissingException) else raised
+        error = (
+            missing_setting(raised) if isinstance(raised, ConfigFieldMissingException)
+            else wrong_type(raised) if isinstance(raised, ConfigValueCannotBeCoercedException)
+            else raised
+        )
         print(f"campaign-sync: {redact(str(error))}", file=sys.stderr)
         return error.exit_code
     except Exception as error:  # anything unforeseen: one line, the traceback only with --debug

@@ -3,26 +3,40 @@
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import re
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import dlt
+from dlt.common.configuration.exceptions import ConfigValueCannotBeCoercedException
 
-from sources.canonical import DEFAULT_ACCOUNT
+from sources.canonical import DEFAULT_ACCOUNT, parse_utc
 from sources.constant_contact_v2 import constant_contact_v2_source
 from sources.constant_contact_v3 import constant_contact_v3_source
 from sources.emailoctopus import emailoctopus_source
-from sources.errors import ConfigurationError, setting_name
+from sources.errors import ConfigurationError, setting_name, wrong_type
 
 # the settings every provider has that the pipeline reads after the load (not its source), with their defaults
 PIPELINE_SETTINGS = {"forget_deleted_contacts": True}
 
 
-# an account name: what a TOML table name and an environment variable both can hold
-ACCOUNT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# what each setting must be, checked once for every account before its source is built: a test of the
+# typed value and what the message says it must be
+SETTING_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "requests_per_second": (lambda v: math.isfinite(v) and v >= 0, "a number, 0 or more (0: unlimited)"),
+    "max_concurrency": (lambda v: 1 <= v <= 64, "a whole number from 1 to 64"),
+    "attribution_window_days": (lambda v: v >= 0, "a whole number of days, 0 or more"),
+    "lookback_minutes": (lambda v: v >= 0, "a whole number of minutes, 0 or more"),
+    "start_date": (lambda v: parse_utc(v) is not None, "a date: YYYY-MM-DD or ISO 8601"),
+}
+
+# an account name: what a TOML table name and an environment variable both can hold, and short
+ACCOUNT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
 @dataclass(frozen=True)
@@ -68,7 +82,8 @@ class Provider:
         """The same provider, for `account`."""
         if account != DEFAULT_ACCOUNT and not ACCOUNT_NAME.match(account):
             raise ConfigurationError(
-                f"{self.name}: account name {account!r}: use lower-case letters, digits and _, starting with a letter"
+                f"{self.name}: account name {account[:60]!r}: use up to 40 lower-case letters, digits and _, "
+                "starting with a letter"
             )
         return replace(self, account=account)
 
@@ -93,21 +108,37 @@ class Provider:
     @property
     def _parameters(self) -> Mapping[str, inspect.Parameter]:
         """The source function's parameters: its settings (and `plan`)."""
-        return inspect.signature(getattr(self.source, "__wrapped__", self.source)).parameters
+        return inspect.signature(self._function).parameters
 
-    def _declared_default(self, key: str) -> Any:
+    @property
+    def _function(self) -> Callable[..., Any]:
+        return getattr(self.source, "__wrapped__", self.source)
+
+    def _declared(self, key: str) -> tuple[Any, type]:
+        """A setting's declared default and type (the source function's parameter, or `PIPELINE_SETTINGS`)."""
         if key in PIPELINE_SETTINGS:
-            return PIPELINE_SETTINGS[key]
-        return self._parameters[key].default
+            return PIPELINE_SETTINGS[key], type(PIPELINE_SETTINGS[key])
+        hint = typing.get_type_hints(self._function)[key]
+        if isinstance(hint, types.UnionType):  # `str | None`: the type that is not None
+            hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+        return self._parameters[key].default, hint
 
     def configured(self, key: str) -> Any:
-        """A setting's value: as configured for the account (environment, `.dlt/config.toml`), else for
-        the provider, else its one declared default (the source function's parameter, or `PIPELINE_SETTINGS`)."""
-        default = self._declared_default(key)
+        """A setting's value, typed and checked: as configured for the account (environment,
+        `.dlt/config.toml`), else for the provider, else its one declared default. A value that is
+        not of the setting's type, or breaks its rule (`SETTING_RULES`), is a configuration error
+        naming the setting."""
+        default, hint = self._declared(key)
         for section in dict.fromkeys((self.section, f"sources.{self.name}")):
-            name = f"{section}.{key}"
-            value: Any = dlt.config.get(name) if default is None else dlt.config.get(name, type(default))
+            setting = setting_name(self.name, key, None if section == f"sources.{self.name}" else self.account)
+            try:
+                value: Any = dlt.config.get(f"{section}.{key}", hint)
+            except ConfigValueCannotBeCoercedException as wrong:  # this setting's, or one of dlt's own
+                raise wrong_type(wrong, setting if wrong.field_name == f"{section}.{key}" else None) from None
             if value is not None:
+                check, must_be = SETTING_RULES.get(key, (lambda _v: True, ""))
+                if not check(value):
+                    raise ConfigurationError(f"{setting} must be {must_be}, not {str(value)[:60]!r}")
                 return value
         return default
 
@@ -120,19 +151,21 @@ class Provider:
         return [self.setting(key) for key in self.secrets if not dlt.secrets.get(f"{self.section}.{key}")]
 
     def source_arguments(self) -> dict[str, Any]:
-        """What a named account's source is called with: its secrets, and each setting it has of its
-        own (the others dlt injects from the provider's section). Nothing for the default account."""
-        if self.is_default:
-            return {}
-        missing = self.missing_secrets()
-        if missing:
+        """What the account's source is called with: every setting, read, typed and checked the same
+        way for every account (`configured`), and a named account's secrets (the default account's
+        dlt injects, naming what is missing)."""
+        if not self.is_default and (missing := self.missing_secrets()):
             raise ConfigurationError(f"{self.label}: missing setting {', '.join(missing)}")
-        arguments: dict[str, Any] = {key: dlt.secrets.get(f"{self.section}.{key}") for key in self.secrets}
-        for key in self._parameters:
-            if key in arguments or key == "plan":
+        arguments: dict[str, Any] = {}
+        for key in [*self._parameters, *PIPELINE_SETTINGS]:
+            if key == "plan":
                 continue
-            value: Any = dlt.config.get(f"{self.section}.{key}")
-            if value is not None:
+            if key in self.secrets:
+                if not self.is_default:
+                    arguments[key] = dlt.secrets.get(f"{self.section}.{key}")
+                continue
+            value = self.configured(key)
+            if key in self._parameters:
                 arguments[key] = value
         return arguments
 

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+from dlt.common.configuration.exceptions import ConfigValueCannotBeCoercedException
+from dlt.common.configuration.specs import RuntimeConfiguration
+
+# how a setting that cannot be read as its type is described
+TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+
 
 def setting_name(provider: str, key: str, account: str | None = None) -> str:
     """The environment variable of a provider's setting, as dlt reads it (`SOURCES__<PROVIDER>__<KEY>`), or
     of a named account's (`SOURCES__<PROVIDER>__ACCOUNTS__<ACCOUNT>__<KEY>`)."""
     section = provider if account is None else f"{provider}__accounts__{account}"
     return f"SOURCES__{section}__{key}".upper()
+
+
+def wrong_type(wrong: ConfigValueCannotBeCoercedException, setting: str | None = None) -> ConfigurationError:
+    """A setting dlt could not read as its type, named (`setting`, else by where dlt looked: a dotted
+    name, or one of dlt's `runtime` settings)."""
+    if setting is None:
+        sections = wrong.field_name.split(".")
+        if len(sections) == 1 and sections[0] in RuntimeConfiguration.__annotations__:
+            sections.insert(0, "runtime")
+        setting = "__".join(sections).upper()
+    must_be = TYPE_NAMES.get(wrong.hint, getattr(wrong.hint, "__name__", str(wrong.hint)))
+    return ConfigurationError(f"{setting} must be {must_be}, not {str(wrong.field_value)[:60]!r}")
 
 
 class CampaignSyncError(Exception):

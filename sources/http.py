@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import orjson
 import requests
+from dlt.common.configuration.exceptions import ConfigValueCannotBeCoercedException
 from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.rest_client.client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import BaseNextUrlPaginator
@@ -37,7 +38,7 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from requests.utils import get_environ_proxies
 
-from sources.errors import ConfigurationError, ProviderError, QuotaExhausted, RequestCapReached
+from sources.errors import ConfigurationError, ProviderError, QuotaExhausted, RequestCapReached, wrong_type
 from sources.redaction import redact
 
 K = TypeVar("K")
@@ -266,12 +267,15 @@ class ProviderHttp:
 
     def _session(self) -> requests.Session:
         """dlt's retrying session (5xx, connection errors and passing faults), its every attempt under the budget."""
-        retrying = Client(
-            raise_for_status=False,
-            status_codes=tuple(range(500, 600)),
-            retry_condition=lambda response, _exc: response is not None and self._is_passing(response),
-        )
-        retrying.configure()
+        try:
+            retrying = Client(
+                raise_for_status=False,
+                status_codes=tuple(range(500, 600)),
+                retry_condition=lambda response, _exc: response is not None and self._is_passing(response),
+            )
+            retrying.configure()
+        except ConfigValueCannotBeCoercedException as wrong:  # dlt's `runtime` settings of its requests
+            raise wrong_type(wrong) from None
         session = retrying.session
         session.mount("http://", self.adapter)
         session.mount("https://", self.adapter)

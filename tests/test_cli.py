@@ -82,7 +82,7 @@ def test_status_before_and_after_a_load(harness, capsys):
     ("setting", "value", "message"),
     [
         ("SOURCES__EMAILOCTOPUS__REQUESTS_PER_SECOND", "fast", "SOURCES__EMAILOCTOPUS__REQUESTS_PER_SECOND must be"),
-        ("SOURCES__EMAILOCTOPUS__START_DATE", "last spring", "START_DATE 'last spring' is not a date"),
+        ("SOURCES__EMAILOCTOPUS__START_DATE", "last spring", "SOURCES__EMAILOCTOPUS__START_DATE must be a date: YYYY-MM-DD or ISO 8601, not 'last spring'"),
         ("SOURCES__EMAILOCTOPUS__BASE_URL", "ftp://emailoctopus.com/api/1.6", "is not an http(s) URL"),
     ],
 )

@@ -19,7 +19,6 @@ from sources.canonical.times import parse_utc
 from sources.erasure import Forgotten
 from sources.errors import (
     CampaignSyncError,
-    ConfigurationError,
     CredentialsRefused,
     NotFound,
     QuotaExhausted,
@@ -44,11 +43,25 @@ class ReportRead:
     to_rows: Callable[[list[Any]], list[Row]]
     campaign_activity_id: str | None = None
     whole: bool = False  # `pages` ignores `since`: every read returns the whole report
+    # where the provider's own paging of the report stands (EmailOctopus v2's cursor), kept in the read's cursor
+    resume: ResumePoint | None = None
+    # the clicked link is part of an event's identity (not where one of a provider's APIs does not give it)
+    link_in_identity: bool = True
 
     @property
     def state_key(self) -> str:
         """The key of this read's cursor in resource state."""
         return f"{self.campaign_activity_id or self.campaign_id}:{self.report}"
+
+
+@dataclass
+class ResumePoint:
+    """A provider's own place in a report, kept verbatim in the read's cursor (`resume`): `stored` is
+    where the last complete read left it (None: none, or a backfill), `reached` where this read leaves
+    it, set by the provider's `pages` before they end (None: nothing to keep)."""
+
+    stored: dict[str, Any] | None = None
+    reached: dict[str, Any] | None = None
 
 
 @dataclass
@@ -79,9 +92,8 @@ class SyncSettings:
         max_concurrency: int,
         start_date: str | None,
     ) -> SyncSettings:
-        """Combine a provider's configured settings with the run's plan."""
-        if start_date and parse_utc(start_date) is None:
-            raise ConfigurationError(f"START_DATE {start_date!r} is not a date: use YYYY-MM-DD or ISO 8601")
+        """Combine a provider's configured settings (checked by the command line's `Provider.configured`)
+        with the run's plan."""
         return cls(
             attribution_window=timedelta(days=attribution_window_days),
             lookback=timedelta(minutes=lookback_minutes),
@@ -166,7 +178,8 @@ class ReportCursor:
     """Where one report read stands, as dlt resource state keeps it (JSON values under the read's
     `state_key` in `cursors`): the newest `occurred_at` loaded, when it was last read whole, and for a
     whole read its size then (`rows`) and whether it must be read uncut once (`recheck`); for a
-    not-opened / not-clicked snapshot the digest of the one loaded."""
+    not-opened / not-clicked snapshot the digest of the one loaded; for a read with a `ResumePoint`
+    the provider's own place in the report (`resume`)."""
 
     campaign_id: str
     report: str
@@ -175,6 +188,7 @@ class ReportCursor:
     rows: int | None = None
     recheck: bool = False
     digest: str | None = None
+    resume: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, cursors: dict[str, Any], read: ReportRead) -> ReportCursor:
@@ -188,6 +202,7 @@ class ReportCursor:
             rows=kept.get("rows"),
             recheck=bool(kept.get("recheck")),
             digest=kept.get("digest"),
+            resume=kept.get("resume"),
         )
 
     def save(self, cursors: dict[str, Any], read: ReportRead) -> None:
@@ -202,6 +217,8 @@ class ReportCursor:
             kept.update(rows=self.rows, recheck=self.recheck)
         if self.digest is not None:
             kept["digest"] = self.digest
+        if self.resume is not None:
+            kept["resume"] = self.resume
         cursors[read.state_key] = kept
 
 
@@ -264,6 +281,9 @@ def read_due_reports(
         if is_due(read, cursor := ReportCursor.of(cursors, read), settings)
         and not (resume_after is not None and cursor.read_at is not None and cursor.read_at >= resume_after)
     ]
+    for read, cursor in due:
+        if read.resume is not None:
+            read.resume.stored = None if settings.is_backfill else cursor.resume
     jobs = [Job(read, _job_pages(read, _since(cursor, settings))) for read, cursor in due]
     outcome.reports_due += len(jobs)
     tallies = {read.state_key: _ReadTally(cursor, settings) for read, cursor in due}
@@ -384,5 +404,7 @@ def _advance(cursors: dict[str, Any], read: ReportRead, tally: _ReadTally, now: 
         cursor.read_at = now
     if read.whole:
         cursor.rows, cursor.recheck = tally.rows, tally.needs_recheck()
+    if read.resume is not None:
+        cursor.resume = read.resume.reached
     cursor.save(cursors, read)
     return cursor
