@@ -1,4 +1,4 @@
-"""The simulated Constant Contact v3 API (provider-apis.md section 3).
+"""The simulated Constant Contact v3 API (docs/providers/constant-contact-v3.md).
 
 It renders the shared data set the v3 way:
 - UUID ids; campaigns (`GET emails`, newest `updated_at` first, `after_date`/`before_date`)
@@ -58,20 +58,25 @@ from sandbox.server import DEFAULT_ACCOUNT, ProviderApp, SandboxError, TokenBuck
 NAME = "constant_contact_v3"
 PREFIX = "/constant_contact_v3"
 API = "/v3"
-TOKEN_PATH = "/oauth2/default/v1/token"  # provider-apis.md §3, OAuth2: the token endpoint
+TOKEN_PATH = "/oauth2/default/v1/token"  # docs/providers/constant-contact-v3.md § OAuth
 CLIENT_ID = "cc3-sandbox-client-2b9e4d71"
 CLIENT_SECRET = "cc3-sandbox-secret-f08a6c35e1d7"
-REQUESTS_PER_SECOND = 4.0  # provider-apis.md §3, limits: 4 requests/second and 10,000/day per application key
+# docs/providers/constant-contact-v3.md § Limits: 4 requests/second and 10,000/day per application
+REQUESTS_PER_SECOND = 4.0
 DAILY_QUOTA = 10_000
-TOKEN_REQUESTS_PER_SECOND = 1.0  # provider-apis.md §3, OAuth2: "The token endpoint allows 1 request/second"
-ACCESS_TOKEN_SECONDS = 86_400  # provider-apis.md §3, OAuth2: access tokens live about 24 hours (`expires_in`)
-MAX_LIMIT = 500  # provider-apis.md §3, endpoints: `limit` 1..500 (tracking default 500, `emails`/`contacts` 50)
+# docs/providers/constant-contact-v3.md § OAuth: the token endpoint allows 1 request/second, and access
+# tokens live about 24 hours (`expires_in`)
+TOKEN_REQUESTS_PER_SECOND = 1.0
+ACCESS_TOKEN_SECONDS = 86_400
+# docs/providers/constant-contact-v3.md § Endpoints: `limit` 1..500 (tracking default 500, `emails`, `contacts` 50)
+MAX_LIMIT = 500
 RESEND_AFTER = timedelta(hours=36)
 # campaign index in the data set -> when it is removed, relative to the sandbox's first clock
 REMOVALS = {0: timedelta(days=-1), 1: timedelta(hours=6)}
-# provider-apis.md §3, "one campaign": only primary_email and resend have tracking
+# docs/providers/constant-contact-v3.md § Campaigns and campaign activities: only these have tracking
 TRACKED_ROLES = ("primary_email", "resend")
-# tracking report -> (data set event type, v3 tracking_activity_type): provider-apis.md §3, endpoints
+# tracking report -> (data set event type, v3 tracking_activity_type);
+# docs/providers/constant-contact-v3.md § Tracking reports
 TRACKING = {
     "sends": ("sent", "em_sends"),
     "opens": ("opened", "em_opens"),
@@ -80,7 +85,7 @@ TRACKING = {
     "optouts": ("unsubscribed", "em_optouts"),
     "bounces": ("bounced", "em_bounces"),
 }
-# provider-apis.md §3, contacts: the subresources `include` (csv) asks for
+# docs/providers/constant-contact-v3.md § Contacts: the subresources `include` (csv) asks for
 SUBRESOURCES = ("custom_fields", "list_memberships", "taggings")
 PERMISSIONS = {"SUBSCRIBED": "explicit", "UNSUBSCRIBED": "unsubscribed", "PENDING": "pending_confirmation"}
 STANDARD_FIELDS = {"FirstName": "first_name", "LastName": "last_name"}
@@ -93,7 +98,7 @@ def v3_time(value: datetime) -> str:
 
 
 def to_minute(value: datetime) -> datetime:
-    """A tracking `created_time`: v3 keeps minutes only (provider-apis.md §3, incremental facts)."""
+    """A tracking `created_time`: v3 keeps minutes only (docs/providers/constant-contact-v3.md § Incremental)."""
     return value.replace(second=0, microsecond=0)
 
 
@@ -111,7 +116,7 @@ def stable_id(*parts: object) -> str:
 def error(status: int, key: str, message: str, single: bool = False) -> SandboxError:
     """A v3 error answer: `[{error_key, error_message}]`, or one object (401, 429, variant).
 
-    provider-apis.md §3, errors: "documented as an array ..., but 401 and 429 come as a single object".
+    docs/providers/constant-contact-v3.md § Errors: documented as an array, but 401 and 429 come as a single object.
     """
     body = {"error_key": key, "error_message": message}
     return SandboxError(status, body if single else [body])
@@ -210,7 +215,7 @@ class Account:
         return removed if removed is not None and removed <= self.dataset.clock else None
 
     def status(self, campaign: Campaign) -> str:
-        """The campaign's `current_status` now (provider-apis.md §3, "campaigns": Draft ... Done, Removed)."""
+        """The campaign's `current_status` now (docs/providers/constant-contact-v3.md § Endpoints)."""
         if self.removed_at(campaign) is not None:
             return "Removed"
         if campaign.send_at is None:
@@ -259,7 +264,8 @@ class Account:
         return [e for e in found if activity_type is None or e.type == activity_type]
 
     def did_not_open(self, activity: Activity) -> list[str]:
-        """The `didnotopens` snapshot of one activity: sent, not bounced, not opened (provider-apis.md §3)."""
+        """The `didnotopens` snapshot of one activity: sent, not bounced, not opened
+        (docs/providers/constant-contact-v3.md § Tracking reports)."""
         if activity.role not in TRACKED_ROLES or not self.is_sent(activity):
             return []
         events = self.events(activity)
@@ -321,29 +327,29 @@ class OAuthServer:
             self.access_tokens.clear()
 
     def token(self, request: Request) -> Response:
-        if request.method != "POST":  # provider-apis.md §3, OAuth2: `POST .../oauth2/default/v1/token`
+        if request.method != "POST":  # docs/providers/constant-contact-v3.md § OAuth
             raise SandboxError(405, {"error": "invalid_request", "error_description": "Use POST."})
-        if not self.bucket.take():  # provider-apis.md §3, OAuth2: 1 request/second
+        if not self.bucket.take():  # 1 request/second (docs/providers/constant-contact-v3.md § OAuth)
             with self.lock:
                 self.throttled += 1
             raise SandboxError(429, {"error": "too_many_requests", "error_description": "1 request per second."},
                                {"Retry-After": "1"})
-        # provider-apis.md §3, OAuth2: `Authorization: Basic base64(client_id:client_secret)`
+        # docs/providers/constant-contact-v3.md § OAuth: `Authorization: Basic base64(client_id:client_secret)`
         auth = request.authorization
         if auth is None or auth.type != "basic" or (auth.username, auth.password) != (CLIENT_ID, CLIENT_SECRET):
             raise SandboxError(401, {"error": "invalid_client", "error_description": "Client authentication failed."})
-        # provider-apis.md §3, OAuth2: a form body, or the query string as the official examples have it
+        # docs/providers/constant-contact-v3.md § OAuth: a form body, or the query string as in the official examples
         params = request.form if request.form else request.args
         if params.get("grant_type") != "refresh_token":
             raise SandboxError(400, {"error": "unsupported_grant_type", "error_description": "Use refresh_token."})
         presented = params.get("refresh_token", "")
         with self.lock:
             self.presented.append(presented)
-            # provider-apis.md §3, OAuth2: a reused or expired refresh token answers `invalid_grant`
+            # docs/providers/constant-contact-v3.md § OAuth: a reused or expired refresh token answers `invalid_grant`
             if presented not in self.valid_refresh_tokens:
                 raise SandboxError(400, {"error": "invalid_grant",
                                          "error_description": "The refresh token is invalid or expired."})
-            # provider-apis.md §3, OAuth2: refresh tokens rotate, each refresh returns a new one and the old one dies
+            # docs/providers/constant-contact-v3.md § OAuth: refresh tokens rotate, the old one dies
             self.valid_refresh_tokens.discard(presented)
             refresh_token, access_token = self._new("cc3-rt"), self._new("cc3-at")
             self.valid_refresh_tokens.add(refresh_token)
@@ -355,7 +361,7 @@ class OAuthServer:
         })
 
     def check(self, request: Request) -> None:
-        """Accept a live Bearer token, or answer 401 (a single object: provider-apis.md §3, errors)."""
+        """Accept a live Bearer token, or answer 401, one object (docs/providers/constant-contact-v3.md § Errors)."""
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else ""
         with self.lock:
@@ -410,7 +416,7 @@ class Simulator:
         }
 
     def share_application(self, application: Simulator) -> None:
-        """This account's limits are its application's (provider-apis.md §3, limits): the daily quota
+        """This account's limits are its application's (docs/providers/constant-contact-v3.md § Limits): the daily quota
         and the token endpoint's rate."""
         self.used, self.lock, self.oauth.bucket = application.used, application.lock, application.oauth.bucket
 
@@ -428,14 +434,14 @@ class Simulator:
     def throttled(self) -> SandboxError:
         """The per-second over-limit answer: a single object, not an array, no rate-limit headers.
 
-        provider-apis.md §3, limits: HTTP 429 `{"error_key": "throttled", ...}`.
+        docs/providers/constant-contact-v3.md § Limits: HTTP 429 `{"error_key": "throttled", ...}`.
         """
         return error(429, "throttled", "Too many requests: 4 a second at most.", single=True)
 
     def _spend(self) -> None:
         with self.lock:
             day = self.dataset.clock.date()
-            # provider-apis.md §3, limits: 429 `{"error_key": "quota_exceeded"}`; the day resets at 00:00 UTC
+            # docs/providers/constant-contact-v3.md § Limits: 429 `quota_exceeded`; the day starts at 00:00 UTC
             if self.used[day] >= self.daily_quota:
                 raise error(429, "quota_exceeded", "The daily request quota is used up; it resets at 00:00 UTC.",
                             single=True)
@@ -455,10 +461,10 @@ class Simulator:
             args = _decode_cursor(args["cursor"][0])
         if path == "/emails":
             return self.campaigns(path, args)
-        if path == "/emails/campaign_id_xrefs":  # provider-apis.md §3, "campaign xrefs"
+        if path == "/emails/campaign_id_xrefs":  # docs/providers/constant-contact-v3.md § Cross-references
             campaigns = {cc2.campaign_id(campaign): campaign.id for campaign in self.dataset.campaigns}
             return _xrefs(_csv(args, "v2_email_campaign_ids"), campaigns, "v2_email_campaign_id", "campaign_id")
-        if path == "/contacts/contact_id_xrefs":  # provider-apis.md §3, "contact xrefs"
+        if path == "/contacts/contact_id_xrefs":  # docs/providers/constant-contact-v3.md § Cross-references
             contacts = {cc2.contact_id(contact): contact.id for contact in self.dataset.contacts}
             return _xrefs(_csv(args, "sequence_ids"), contacts, "sequence_id", "contact_id")
         if match := re.fullmatch(r"/emails/activities/([^/]+)", path):
@@ -477,11 +483,11 @@ class Simulator:
             return self.summaries(path, args)
         if path == "/contacts":
             return self.contacts(path, args)
-        if path == "/contact_custom_fields":  # provider-apis.md §3, "custom fields"
+        if path == "/contact_custom_fields":  # docs/providers/constant-contact-v3.md § Contacts
             rows = [{"custom_field_id": stable_id("field", name), "name": name.lower(), "label": name,
                      "type": "string"} for name in _custom_fields()]
             return self.page(path, args, "custom_fields", rows, default_limit=50, max_limit=100)
-        if path == "/contact_tags":  # provider-apis.md §3, "tags"
+        if path == "/contact_tags":  # docs/providers/constant-contact-v3.md § Contacts
             rows = [{"tag_id": stable_id("tag", tag), "name": tag} for tag in sorted(_tags(self.dataset))]
             return self.page(path, args, "tags", rows, default_limit=50, max_limit=500)
         raise self.error(404, "not_found", "No such resource.")
@@ -503,11 +509,11 @@ class Simulator:
         size = min(limit, self.page_rows or limit)
         chunk = rows[start:start + size]
         body: dict[str, Any] = {key: [render(row) for row in chunk] if render else chunk, **(extra or {})}
-        # provider-apis.md §3, paging: `"_links": {"next": {"href": "/v3/...?cursor=..."}}`, host-relative
+        # docs/providers/constant-contact-v3.md § Paging: `"_links": {"next": {"href": ...}}`, host-relative
         if start + size < len(rows):
             cursor = _encode_cursor({**args, "_offset": [start + size]})
             body["_links"] = {"next": {"href": f"{PREFIX}{API}{path}?{urlencode({'cursor': cursor})}"}}
-        # provider-apis.md §3, paging: "an absent or null `next` means the last page" (variant `cc3_last_page`)
+        # docs/providers/constant-contact-v3.md § Paging: an absent or null `next` is the last page (`cc3_last_page`)
         elif self.variants.get("cc3_last_page", "absent") == "null":
             body["_links"] = {"next": None}
         else:
@@ -530,14 +536,15 @@ class Simulator:
             "created_at": v3_time(campaign.created_at),
             "updated_at": v3_time(self.account.updated_at(campaign)),
         }
-        if details:  # provider-apis.md §3, "one campaign": `campaign_activities[{campaign_activity_id, role}]`
+        # docs/providers/constant-contact-v3.md § Campaigns and campaign activities: `campaign_activities`
+        if details:
             body["campaign_activities"] = [
                 {"campaign_activity_id": a.id, "role": a.role} for a in self.account.activities(campaign)
             ]
         return body
 
     def activity_status(self, activity: Activity) -> str:
-        """provider-apis.md §3, "activity": `current_status` in UPPERCASE (DRAFT ... DONE, REMOVED)."""
+        """`current_status`, upper case: DRAFT ... DONE, REMOVED (docs/providers/constant-contact-v3.md § Endpoints)."""
         if self.account.removed_at(activity.campaign) is not None:
             return "REMOVED"
         if activity.send_at is None:
@@ -563,8 +570,9 @@ class Simulator:
         }
 
     def send_history(self, activity: Activity) -> list[dict[str, Any]]:
-        """provider-apis.md §3, "send history": a JSON array of `{send_id, contact_list_ids, segment_ids, count,
-        run_date, send_status (COMPLETED, ERRORED), reason_code}`; `run_date` gives sent-at."""
+        """A JSON array of `{send_id, contact_list_ids, segment_ids, count, run_date, send_status (COMPLETED,
+        ERRORED), reason_code}`; `run_date` gives sent-at
+        (docs/providers/constant-contact-v3.md § Campaigns and campaign activities)."""
         if not self.account.is_sent(activity):
             return []
         recipients = len(self.account.events(activity, "sent"))
@@ -582,13 +590,13 @@ class Simulator:
                 continue
             if (after is None or updated > after) and (before is None or updated < before):
                 found.append((updated, campaign.number, campaign))
-        # provider-apis.md §3, "campaigns": newest `updated_at` first; includes deleted (`Removed`)
+        # docs/providers/constant-contact-v3.md § Endpoints: newest `updated_at` first; removed ones included
         found.sort(key=lambda row: (row[0], row[1]), reverse=True)
         rows = [campaign for _, _, campaign in found]
         return self.page(path, args, "campaigns", rows, default_limit=50, render=self.campaign_object)
 
     def tracking_row(self, activity: Activity, tracking_type: str, event: Event) -> dict[str, Any]:
-        # provider-apis.md §3, "sends" and the other tracking reports: `contact_id, campaign_activity_id,
+        # docs/providers/constant-contact-v3.md § Tracking reports: `contact_id, campaign_activity_id,
         # tracking_activity_type, email_address, first_name, last_name, created_time, deleted_at (a date)`
         contact = self.dataset.contact(event.contact_id)
         row: dict[str, Any] = {
@@ -602,26 +610,26 @@ class Simulator:
         }
         if contact.deleted:
             row["deleted_at"] = (self.account.start - timedelta(days=3)).date().isoformat()
-        if event.type in ("opened", "clicked"):  # provider-apis.md §3, "opens", "clicks": `device_type`
+        if event.type in ("opened", "clicked"):  # docs/providers/constant-contact-v3.md § Tracking reports
             row["device_type"] = event.device
-        if event.type == "clicked":  # provider-apis.md §3, "clicks": `url_id, link_url`
+        if event.type == "clicked":  # `url_id, link_url`
             row["url_id"] = str(LINKS.index(event.url) + 1)
             row["link_url"] = event.url
-        if event.type == "unsubscribed":  # provider-apis.md §3, "opt-outs": `opt_out_reason`
+        if event.type == "unsubscribed":  # `opt_out_reason`
             row["opt_out_reason"] = event.reason or ""
-        if event.type == "bounced":  # provider-apis.md §3, "bounces": `bounce_code, current_email_address`
+        if event.type == "bounced":  # `bounce_code, current_email_address`
             row["bounce_code"] = event.bounce_code
             row["current_email_address"] = contact.email
         return row
 
     def tracking(self, path: str, args: dict[str, Any], activity: Activity, report: str) -> Response:
-        # provider-apis.md §3, incremental facts: "A never-sent activity answers 200 with an empty list"
+        # docs/providers/constant-contact-v3.md § Tracking reports: a never-sent activity answers 200 with an empty list
         sent = self.account.is_sent(activity) and activity.role in TRACKED_ROLES
-        if report == "didnotopens":  # provider-apis.md §3, "did not open": `created_time` = time sent
+        if report == "didnotopens":  # `created_time` is the send time
             at = to_minute(send_time(activity)) if sent else None
             return self.page(path, args, "tracking_activities", self.account.did_not_open(activity),
                              default_limit=MAX_LIMIT, render=partial(self._contact_row, activity, "em_didnotopens", at))
-        if report == "unique_opens":  # provider-apis.md §3, "unique opens": last open per contact
+        if report == "unique_opens":  # the last open of each contact
             last: dict[str, Event] = {}
             for event in self.account.events(activity, "opened"):
                 if event.contact_id not in last or event.at >= last[event.contact_id].at:
@@ -660,7 +668,7 @@ class Simulator:
             if not sent:
                 continue
             counts: dict[str, Any] = self.account.summary(campaign)
-            # provider-apis.md §3, "summaries": "counts may arrive as strings" (variant `cc3_counts`)
+            # docs/providers/constant-contact-v3.md § Open questions: counts as strings (variant `cc3_counts`)
             if self.variants.get("cc3_counts", "str") == "str":
                 counts = {key: str(value) for key, value in counts.items()}
             rows.append((max(sent), {"campaign_id": campaign.id, "campaign_type": "NEWSLETTER",
@@ -670,8 +678,8 @@ class Simulator:
                          extra={"aggregate_percents": {"open": 0.0, "click": 0.0}})
 
     def contact_object(self, contact: Contact, include: frozenset[str] = frozenset(SUBRESOURCES)) -> dict[str, Any]:
-        """provider-apis.md §3, "contacts": `contact_id, email_address{...}, first_name, last_name, create_source,
-        created_at, updated_at, deleted_at`, and the subresources that `include` names."""
+        """A contact (docs/providers/constant-contact-v3.md § Contacts): `contact_id, email_address{...}, first_name,
+        last_name, create_source, created_at, updated_at, deleted_at`, and the subresources that `include` names."""
         updated = contact.updated_at or contact.created_at
         body: dict[str, Any] = {
             "contact_id": contact.id,
@@ -696,15 +704,15 @@ class Simulator:
         for name, standard in STANDARD_FIELDS.items():
             if name in contact.fields:
                 body[standard] = contact.fields[name]
-        if contact.deleted:  # provider-apis.md §3, "contacts": `deleted_at` (deleted only, a date)
+        if contact.deleted:  # `deleted_at`: deleted ones only, a date
             body["deleted_at"] = (self.account.start - timedelta(days=3)).date().isoformat()
         return body
 
     def contacts(self, path: str, args: dict[str, Any]) -> Response:
         after = _timestamp(args.get("updated_after", [None])[0], "updated_after")
-        # provider-apis.md §3, "contacts": `status` (`all` includes deleted; without it, deleted ones are left out)
+        # docs/providers/constant-contact-v3.md § Contacts: deleted ones only with `status=all`
         status = args.get("status", ["active"])[0]
-        # provider-apis.md §3, "contacts": `include` (csv) asks for the subresources
+        # docs/providers/constant-contact-v3.md § Contacts: `include` (csv) asks for the subresources
         include = frozenset(name.strip() for value in args.get("include", []) for name in value.split(","))
         rows = [c for c in self.dataset.contacts
                 if (status == "all" or not c.deleted) and (after is None or (c.updated_at or c.created_at) > after)]
@@ -739,7 +747,7 @@ def _tags(dataset: Dataset) -> set[str]:
     return {tag for contact in dataset.contacts for tag in contact.tags}
 
 
-# provider-apis.md §3: the limits belong to the application (client id), shared by its accounts
+# docs/providers/constant-contact-v3.md § Limits: the application's (client id's) limits, shared by its accounts
 @simulates(NAME, REQUESTS_PER_SECOND, seed_offset=2, shared_limit=True, data_of="constant_contact_v2")
 def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float, account: str) -> ProviderApp:
     """The Constant Contact v3 API of one account (its own authorization of the application), over `dataset`."""
