@@ -87,7 +87,8 @@ class Faults:
 
     `fail_paths` is a regular expression: matching API paths always answer 500 (a persistent fault).
     `gone_paths` too: matching API paths answer the provider's own 404, as for something deleted
-    since it was listed (provider-apis.md §2: "any per-campaign call may 404").
+    since it was listed (docs/providers/constant-contact-v2.md § Deleted campaigns: any call about one
+    campaign may answer 404).
     """
 
     error_rate: float = 0.0  # answered 503
@@ -160,7 +161,7 @@ class Sandbox:
     `accounts` names more accounts of a provider: each has its own credentials and data set
     (`datasets["<provider>/<account>"]`), and shares the application's limit where the provider does.
     Constant Contact's v3 API serves the same accounts as v2 (the same data set object), as the
-    real APIs do (provider-apis.md §3, "Contacts and the v2 to v3 cross-references").
+    real APIs do (docs/providers/constant-contact-v3.md § Cross-references).
     """
 
     def __init__(

@@ -36,8 +36,9 @@ def simulator(harness) -> Simulator:
 def expected_activity(sim: Simulator, read_before_deletion: dict[str, datetime] | None = None) -> Counter:
     """(campaign_id, contact_id, activity_type, occurred_at) of every event v2 lists, with multiplicity.
 
-    A deleted campaign's tracking lists cannot be read (provider-apis.md section 2): of its events,
-    only those up to the last read before its deletion (`read_before_deletion`: campaign id -> clock).
+    A deleted campaign's tracking lists cannot be read (docs/providers/constant-contact-v2.md § Deleted
+    campaigns): of its events, only those up to the last read before its deletion (`read_before_deletion`:
+    campaign id -> clock).
     """
     keys: Counter = Counter()
     for campaign in sim.dataset.sent_campaigns():

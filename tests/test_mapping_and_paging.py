@@ -1,5 +1,5 @@
 """Each provider's paging, error and mapping decisions on their own, from answers shaped as
-provider-apis.md documents them (the end-to-end tests cover the same code against the sandbox)."""
+docs/providers/ documents them (the end-to-end tests cover the same code against the sandbox)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def answer(status: int, body: object, url: str = "https://api.example/x?api_key=
     return response
 
 
-# ---- EmailOctopus (provider-apis.md section 1) ----
+# ---- EmailOctopus (docs/providers/emailoctopus-1.6.md) ----
 
 @pytest.mark.parametrize("paging", [[], {"next": None, "previous": None}])
 def test_emailoctopus_last_page_is_either_shape(paging):
@@ -86,7 +86,7 @@ def test_emailoctopus_rows():
     assert deleted["deleted"] is True and "tags" not in deleted and deleted["email_address"] is None
 
 
-# ---- Constant Contact v2 (provider-apis.md section 2) ----
+# ---- Constant Contact v2 (docs/providers/constant-contact-v2.md) ----
 
 def test_v2_paging_and_throttling():
     link = "/v2/emailmarketing/campaigns?next=abc=="
@@ -148,7 +148,7 @@ def test_v2_rows():
     assert contact["email"] == {"status": "REMOVED", "opt_in_source": "ACTION_BY_OWNER"}
 
 
-# ---- Constant Contact v3 (provider-apis.md section 3) ----
+# ---- Constant Contact v3 (docs/providers/constant-contact-v3.md) ----
 
 def test_v3_paging_and_errors():
     href = "/v3/contacts?cursor=abc"

@@ -1,4 +1,4 @@
-"""The sandbox follows provider-apis.md: each documented behaviour it simulates, over real HTTP.
+"""The sandbox follows the provider notes (docs/providers/): each documented behaviour it simulates, over real HTTP.
 
 The shape tests talk to a started `Sandbox` with `requests`; the end-to-end tests run the real
 pipeline (`harness.cli("run", ...)`, on DuckDB and PostgreSQL) under both variants of each UNSURE
@@ -29,7 +29,8 @@ SCALE = (6, 240)  # more contacts than one default page of every provider
 V2_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 EO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00$")
 ERROR_KEYS = {"error_key", "error_message"}
-CUSTOM_FIELD = re.compile(r"CustomField([1-9]|1[0-5])")  # provider-apis.md §2: CustomField1..CustomField15
+# docs/providers/constant-contact-v2.md § Endpoints: CustomField1..CustomField15
+CUSTOM_FIELD = re.compile(r"CustomField([1-9]|1[0-5])")
 
 
 def started(**options) -> Sandbox:
@@ -47,7 +48,7 @@ def sandbox():
     running.stop()
 
 
-# ---- EmailOctopus (provider-apis.md section 1) ----
+# ---- EmailOctopus (docs/providers/emailoctopus-1.6.md) ----
 
 def eo_get(sb: Sandbox, path: str, key: str = eo.API_KEY, **params) -> requests.Response:
     return requests.get(sb.base_url(EO) + eo.API + path, params={"api_key": key, **params}, timeout=10)
@@ -106,7 +107,7 @@ def test_emailoctopus_envelopes_paging_errors_and_report_shapes_under_each_varia
             assert set(refused.json()) == {"error"} and set(refused.json()["error"]) == {"code", "message"}
             assert refused.json()["error"]["code"] == "INVALID_PARAMETERS"
 
-        # error codes, with the status the variant gives each (UNSURE in provider-apis.md)
+        # error codes, with the status the variant gives each (docs/providers/emailoctopus-1.6.md § Errors)
         draft = next(c for c in dataset.campaigns if c.send_at is None)
         for (path, key, code), status in zip(
             [("/campaigns", "wrong-key", "API_KEY_INVALID"), ("/campaigns/nope", eo.API_KEY, "CAMPAIGN_NOT_FOUND"),
@@ -199,7 +200,7 @@ def test_emailoctopus_campaign_list_and_contact_objects(sandbox):
     assert missing_update == sum(c.updated_at is None and not c.deleted for c in dataset.contacts) > 0
 
 
-# ---- Constant Contact v2 (provider-apis.md section 2) ----
+# ---- Constant Contact v2 (docs/providers/constant-contact-v2.md) ----
 
 def v2_get(sb: Sandbox, path: str, **params) -> requests.Response:
     url = sb.base_url(V2) + cc2.API + path if not path.startswith(cc2.PREFIX) else sb.url + path
@@ -332,7 +333,7 @@ def test_constant_contact_v2_over_limit_answers_and_tracking_order(status, order
         sb.stop()
 
 
-# ---- Constant Contact v3 (provider-apis.md section 3) ----
+# ---- Constant Contact v3 (docs/providers/constant-contact-v3.md) ----
 
 def v3_token(sb: Sandbox) -> str:
     oauth = sb.apps[V3].simulator.oauth

@@ -34,7 +34,7 @@ CAMPAIGNS = "emailmarketing/campaigns"
 CAMPAIGN_PAGE_SIZE = 50
 TRACKING_PAGE_SIZE = 500
 CONTACT_PAGE_SIZE = 500
-# "10,000/day per key" (provider-apis.md section 2)
+# 10,000 a day per API key (docs/providers/constant-contact-v2.md § Limits)
 DAILY_QUOTA = 10_000
 OVER_QPS = "mashery.not.authorized.over.qps"
 OVER_DAILY = "mashery.not.authorized.over.ratelimit"

@@ -47,9 +47,9 @@ TRACKED_ROLES = ("primary_email", "resend")
 PENDING_STATUSES = ("Scheduled", "Executing")
 # activity statuses that have no send history yet
 UNSENT_ACTIVITY_STATUSES = ("DRAFT", "SCHEDULED")
-# "10,000/day per application key, shared by every connected account" (provider-apis.md section 3)
+# 10,000 a day per application, shared by every connected account (docs/providers/constant-contact-v3.md § Limits)
 DAILY_QUOTA = 10_000
-# provider-apis.md §3, "campaign xrefs": the number of ids a call takes is not documented; issue 18 says 50
+# how many ids a call takes is not documented; issue 18 says 50 (docs/providers/constant-contact-v3.md § Open questions)
 XREF_BATCH = 50
 QUOTA_EXCEEDED = "quota_exceeded"
 
