@@ -33,6 +33,7 @@ SETTING_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "attribution_window_days": (lambda v: v >= 0, "a whole number of days, 0 or more"),
     "lookback_minutes": (lambda v: v >= 0, "a whole number of minutes, 0 or more"),
     "start_date": (lambda v: parse_utc(v) is not None, "a date: YYYY-MM-DD or ISO 8601"),
+    "api_version": (lambda v: str(v) in ("1.6", "2"), "1.6 or 2 (EmailOctopus' current API)"),
 }
 
 # an account name: what a TOML table name and an environment variable both can hold, and short

@@ -1,4 +1,5 @@
-"""The simulated EmailOctopus 1.6 API (docs/providers/emailoctopus-1.6.md).
+"""The simulated EmailOctopus APIs: 1.6 (docs/providers/emailoctopus-1.6.md) and, over the same data set,
+v2 (docs/providers/emailoctopus-v2.md; `app_v2`, with its own variants).
 
 Variants (Sandbox(variants=...)) for what the real API leaves unsure:
 - `eo_last_page`: `mixed` (default: `[]` on reports, `{"next": null}` elsewhere), `empty`, `null`;
@@ -25,15 +26,18 @@ Bad data switches (`bad_data(contact_number, activity_type)` says which rows are
 from __future__ import annotations
 
 import base64
+import bisect
+import hashlib
+import json
 import re
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
 from werkzeug.wrappers import Request, Response
 
 from sandbox.dataset import Campaign, Contact, Dataset, Event
-from sandbox.server import DEFAULT_ACCOUNT, ProviderApp, SandboxError, json_response, simulates
+from sandbox.server import DEFAULT_ACCOUNT, ProviderApp, SandboxError, TokenBucket, json_response, simulates
 
 NAME = "emailoctopus"
 PREFIX = "/emailoctopus"
@@ -83,21 +87,57 @@ def iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def contact_fields(contact: Contact, variants: dict[str, str]) -> dict[str, Any]:
+    """A contact's custom fields, as the schema drift switches have them."""
+    fields = dict(contact.fields)
+    if variants.get("eo_new_contact_field") == "yes" and contact.number % 3 == 0:
+        fields["Loyalty"] = "gold"
+    if variants.get("eo_score_type") == "text" and "Score" in fields:
+        fields["Score"] = f"score-{fields['Score']}"
+    return fields
+
+
+def summary(dataset: Dataset, campaign: Campaign, flat: bool) -> dict[str, Any]:
+    """A campaign's summary counts, nested or `flat`."""
+    # docs/providers/emailoctopus-1.6.md § Endpoints, summary: `sent, bounced {soft, hard}, opened {total, unique},
+    # clicked {total, unique}, complained, unsubscribed`; nested or flat is unsure (variant `eo_summary`);
+    # docs/providers/emailoctopus-v2.md § Endpoints: v2 nests them
+    events = dataset.events(campaign)
+
+    def count(kind: str, unique: bool = False) -> int:
+        matching = [e for e in events if e.type == kind]
+        return len({e.contact_id for e in matching}) if unique else len(matching)
+
+    bounces = [e for e in events if e.type == "bounced"]
+    hard = sum(1 for e in bounces if e.bounce_code in ("B", "D", "F"))
+    if flat:
+        return {
+            "id": campaign.id, "sent": count("sent"), "bounced_soft": len(bounces) - hard, "bounced_hard": hard,
+            "opened_total": count("opened"), "opened_unique": count("opened", True),
+            "clicked_total": count("clicked"), "clicked_unique": count("clicked", True),
+            "complained": count("complained"), "unsubscribed": count("unsubscribed"),
+        }
+    return {
+        "id": campaign.id,
+        "sent": count("sent"),
+        "bounced": {"soft": len(bounces) - hard, "hard": hard},
+        "opened": {"total": count("opened"), "unique": count("opened", True)},
+        "clicked": {"total": count("clicked"), "unique": count("clicked", True)},
+        "complained": count("complained"),
+        "unsubscribed": count("unsubscribed"),
+    }
+
+
 def contact_object(contact: Contact, variants: dict[str, str]) -> dict[str, Any]:
     if contact.deleted:  # docs/providers/emailoctopus-1.6.md § Contact object: every field but `id` null
         return {
             "id": contact.id, "email_address": None, "fields": None, "tags": None,
             "status": None, "created_at": None, "last_updated_at": None, "deleted": True,
         }
-    fields = dict(contact.fields)
-    if variants.get("eo_new_contact_field") == "yes" and contact.number % 3 == 0:
-        fields["Loyalty"] = "gold"
-    if variants.get("eo_score_type") == "text" and "Score" in fields:
-        fields["Score"] = f"score-{fields['Score']}"
     body: dict[str, Any] = {
         "id": contact.id,
         "email_address": contact.email,
-        "fields": fields,
+        "fields": contact_fields(contact, variants),
         "tags": list(contact.tags),
         "status": contact.status,
         "created_at": iso(contact.created_at),
@@ -185,35 +225,6 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float, 
     # when the lists were made: a day before their first contact (stable whatever the clock)
     lists_created_at = iso(min((c.created_at for c in dataset.contacts), default=dataset.clock) - timedelta(days=1))
 
-    def summary(campaign: Campaign) -> dict[str, Any]:
-        # docs/providers/emailoctopus-1.6.md § Endpoints, summary: `sent, bounced {soft, hard}, opened {total, unique},
-        # clicked {total, unique}, complained, unsubscribed`; nested or flat is unsure (variant `eo_summary`)
-        events = dataset.events(campaign)
-
-        def count(kind: str, unique: bool = False) -> int:
-            matching = [e for e in events if e.type == kind]
-            return len({e.contact_id for e in matching}) if unique else len(matching)
-
-        bounces = [e for e in events if e.type == "bounced"]
-        hard = sum(1 for e in bounces if e.bounce_code in ("B", "D", "F"))
-        nested = {
-            "id": campaign.id,
-            "sent": count("sent"),
-            "bounced": {"soft": len(bounces) - hard, "hard": hard},
-            "opened": {"total": count("opened"), "unique": count("opened", True)},
-            "clicked": {"total": count("clicked"), "unique": count("clicked", True)},
-            "complained": count("complained"),
-            "unsubscribed": count("unsubscribed"),
-        }
-        if variants.get("eo_summary", "nested") == "flat":
-            return {
-                "id": campaign.id, "sent": nested["sent"], "bounced_soft": len(bounces) - hard, "bounced_hard": hard,
-                "opened_total": count("opened"), "opened_unique": count("opened", True),
-                "clicked_total": count("clicked"), "clicked_unique": count("clicked", True),
-                "complained": nested["complained"], "unsubscribed": nested["unsubscribed"],
-            }
-        return nested
-
     def page(request: Request, path: str, items: list[Any], render: Any, is_report: bool) -> Response:
         try:
             limit = int(request.args.get("limit", MAX_LIMIT))
@@ -275,7 +286,7 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float, 
             if not dataset.is_sent(campaign):
                 raise fail("CAMPAIGN_NOT_SENT", "The campaign has not been sent yet.")
             if report == "summary":
-                return json_response(summary(campaign))
+                return json_response(summary(dataset, campaign, variants.get("eo_summary") == "flat"))
             if report in REPORTS:
                 return page(request, path, dataset.events(campaign, report), event_row, True)
             if report in SNAPSHOTS:
@@ -299,3 +310,215 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float, 
     return ProviderApp(PREFIX, dataset, handle, throttled, requests_per_second, settings, not_found=not_found,
                        owns=lambda request: request.args.get("api_key") == key)
 
+
+
+# ---- API v2 (docs/providers/emailoctopus-v2.md), over the same data set as 1.6 ----
+
+NAME_V2 = "emailoctopus_v2"
+PREFIX_V2 = "/emailoctopus-v2"  # the real host has no version in the path: https://api.emailoctopus.com
+# docs/providers/emailoctopus-v2.md § Limits: a token bucket of 100, refilled at 10 a second
+V2_REFILL_PER_SECOND = 10.0
+V2_BUCKET = 100
+PROBLEM_TYPE = "https://emailoctopus.com/api-documentation/v2#"  # docs/providers/emailoctopus-v2.md § Errors
+CONTACT_STATUSES = ("subscribed", "unsubscribed", "pending")
+V2_REPORTS = (*REPORTS, *SNAPSHOTS)
+
+
+def problem(status: int, kind: str, title: str, detail: str, **extra: Any) -> SandboxError:
+    """An RFC 7807 error answer (docs/providers/emailoctopus-v2.md § Errors)."""
+    return SandboxError(status, {"type": PROBLEM_TYPE + kind, "title": title, "detail": detail, "status": status,
+                                 **extra})
+
+
+def _token(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+def _untoken(token: str) -> Any:
+    return json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+
+
+def add_late_event(dataset: Dataset, campaign: Campaign, activity_type: str, hours_ago: float) -> Event:
+    """An event that arrives now with an older time (`hours_ago` before the clock): both APIs serve it."""
+    contact_id = campaign.recipients[0]
+    event = Event(campaign.id, contact_id, activity_type, dataset.clock - timedelta(hours=hours_ago))
+    campaign.events.append(event)
+    dataset.advance(timedelta(0))  # what is visible is worked out again
+    return event
+
+
+@simulates(NAME_V2, V2_REFILL_PER_SECOND, seed_offset=3, data_of=NAME)
+def app_v2(dataset: Dataset, variants: dict[str, str], requests_per_second: float, account: str) -> ProviderApp:
+    """The EmailOctopus API v2 of one account, over the data set its 1.6 API serves (the same ids).
+
+    Variants for what the real API leaves unsure (docs/providers/emailoctopus-v2.md § Open questions):
+    - `eo2_report_order`: `ordered` (default: report rows by time, then contact; the cursor names the
+      last row's place) or `unordered` (a fixed shuffle that new events fall into anywhere; the cursor is
+      an offset);
+    - `eo2_last_page`: `null` (default: `next` null), `absent` (no `next`) or `empty` (a `next` that leads
+      to an empty page);
+    - `eo2_retry_header`: `x-ratelimit` (default: `X-RateLimit-Retry-After`), `retry-after` or `none` on 429.
+    And `eo_legacy_key=yes`: the account's key is a legacy one, which v2 refuses (401) and 1.6 takes;
+    `eo_api=2`: `Sandbox.environment()` points campaign-sync at v2 (API_VERSION 2 and this BASE_URL).
+    """
+    key = account_key(account)
+    legacy = variants.get("eo_legacy_key") == "yes"
+    ordered_reports: dict[tuple[str, str], tuple[list[Any], list[Event], list[tuple[int, str]]]] = {}
+
+    def settings(base_url: str) -> dict[str, str]:
+        if variants.get("eo_api") != "2" or account != DEFAULT_ACCOUNT:
+            return {}  # named accounts take the provider's API_VERSION and BASE_URL
+        return {"SOURCES__EMAILOCTOPUS__API_VERSION": "2", "SOURCES__EMAILOCTOPUS__BASE_URL": base_url}
+
+    def campaign_object(campaign: Campaign) -> dict[str, Any]:
+        # docs/providers/emailoctopus-v2.md § Endpoints, campaigns: 1.6's fields, the status in lower case
+        sent = dataset.is_sent(campaign)
+        return {
+            "id": campaign.id, "status": "sent" if sent else "draft", "name": campaign.name,
+            "subject": campaign.subject, "to": [campaign.list_id],
+            "from": {"name": campaign.from_name, "email_address": campaign.from_email},
+            "content": {"html": f"<p>{campaign.subject}</p>", "plain_text": campaign.subject},
+            "created_at": iso(campaign.created_at), "sent_at": iso(campaign.send_at) if sent else None,
+        }
+
+    def contact_v2(contact: Contact) -> dict[str, Any]:
+        # docs/providers/emailoctopus-v2.md § Endpoints, a list's contacts (a deleted one is not listed)
+        return {
+            "id": contact.id, "email_address": contact.email, "fields": contact_fields(contact, variants),
+            "tags": list(contact.tags), "status": contact.status.lower(), "created_at": iso(contact.created_at),
+            "last_updated_at": iso(contact.updated_at),
+        }
+
+    def report_row(event: Event) -> dict[str, Any]:
+        # docs/providers/emailoctopus-v2.md § Endpoints, a contact report: the contact's id and address only
+        contact = dataset.contact(event.contact_id)
+        return {"contact_id": contact.id, "contact_email_address": None if contact.deleted else contact.email,
+                "occurred_at": None if event.timestamp_missing else iso(event.at)}
+
+    def snapshot_row(contact_id: str) -> dict[str, Any]:
+        contact = dataset.contact(contact_id)
+        return {"contact_id": contact.id, "contact_email_address": None if contact.deleted else contact.email,
+                "occurred_at": None}
+
+    def report_events(campaign: Campaign, report: str) -> tuple[list[Event], list[tuple[int, str]] | None]:
+        """A report's events in the variant's order, and their (time, contact) places where ordered."""
+        visible = dataset.events(campaign, report)
+        order = variants.get("eo2_report_order", "ordered")
+        known = ordered_reports.get((campaign.id, report))
+        if known is None or known[0] is not visible:
+            if order == "ordered":
+                events = sorted(visible, key=lambda e: (e.at, e.contact_id))
+            else:
+                events = sorted(visible, key=lambda e: hashlib.blake2b(
+                    f"{e.contact_id}{e.type}{e.at.isoformat()}".encode(), digest_size=8).digest())
+            places = [(int(e.at.timestamp() * 1000), e.contact_id) for e in events]
+            known = ordered_reports[(campaign.id, report)] = (visible, events, places)
+        return known[1], known[2] if order == "ordered" else None
+
+    def page(request: Request, path: str, items: list[Any], render: Any,
+             places: list[tuple[int, str]] | None = None) -> Response:
+        """One page of a list (docs/providers/emailoctopus-v2.md § Paging). The cursor is opaque: an offset,
+        or where `places` are given [milliseconds, contact id, n]: after the n-th row of that place."""
+        try:
+            limit = int(request.args.get("limit", MAX_LIMIT))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_LIMIT:
+            raise problem(400, "bad-request", "Bad Request", "The request is invalid.",
+                          errors=[{"parameter": "limit", "detail": f"must be between 1 and {MAX_LIMIT}"}])
+        after = request.args.get("starting_after")
+        try:
+            if not after:
+                start = 0
+            elif places is None:
+                start = int(_untoken(after))
+            else:
+                ms, contact_id, nth = _untoken(after)
+                start = bisect.bisect_left(places, (ms, contact_id)) + nth
+        except (ValueError, TypeError):
+            raise problem(400, "bad-request", "Bad Request", "The request is invalid.",
+                          errors=[{"parameter": "starting_after", "detail": "is not a valid cursor"}]) from None
+        chunk = items[start:start + limit]
+        end = start + len(chunk)
+        more = end < len(items)
+        last_page = variants.get("eo2_last_page", "null")
+        paging: dict[str, Any] = {}
+        if more or (last_page == "empty" and chunk):
+            if places is None:
+                cursor = _token(end)
+            else:
+                place = places[end - 1]
+                cursor = _token([*place, end - bisect.bisect_left(places, place)])
+            params = {**{k: v for k, v in request.args.items() if k != "starting_after"}, "limit": limit,
+                      "starting_after": cursor}
+            url = f"{request.host_url.rstrip('/')}{PREFIX_V2}{path}?{urlencode(params)}"
+            paging["next"] = {"url": url, "starting_after": cursor}
+        elif last_page != "absent":
+            paging["next"] = None
+        return json_response({"data": [render(item) for item in chunk], "paging": paging})
+
+    def campaign_by_id(campaign_id: str) -> Campaign:
+        for campaign in dataset.campaigns:
+            if campaign.id == campaign_id:
+                return campaign
+        raise problem(404, "not-found", "Not Found", "The campaign could not be found.")
+
+    def handle(request: Request, path: str) -> Response:
+        # docs/providers/emailoctopus-v2.md § Authentication: `Authorization: Bearer <key>`; a legacy key is refused
+        if request.headers.get("Authorization") != f"Bearer {key}" or legacy:
+            raise problem(401, "unauthorized", "Unauthorized", "Invalid key.")
+        response = route(request, path)
+        response.headers["X-RateLimiting-Remaining"] = str(int(provider_app.bucket.tokens))
+        return response
+
+    def route(request: Request, path: str) -> Response:
+        if path == "/campaigns":
+            return page(request, path, dataset.campaigns, campaign_object)
+        if match := re.fullmatch(r"/campaigns/([^/]+)", path):
+            return json_response(campaign_object(campaign_by_id(match[1])))
+        if match := re.fullmatch(r"/campaigns/([^/]+)/reports(/summary)?", path):
+            campaign = campaign_by_id(match[1])
+            if not dataset.is_sent(campaign):
+                raise problem(404, "not-found", "Not Found", "The campaign has not been sent.")
+            if match[2]:
+                return json_response(summary(dataset, campaign, flat=False))
+            report = request.args.get("status")
+            if report in REPORTS:
+                events, places = report_events(campaign, report)
+                return page(request, path, events, report_row, places)
+            if report in SNAPSHOTS:
+                return page(request, path, dataset.not_engaged(campaign, SNAPSHOTS[report]), snapshot_row)
+            raise problem(400, "bad-request", "Bad Request", "The request is invalid.",
+                          errors=[{"parameter": "status", "detail": f"must be one of {', '.join(V2_REPORTS)}"}])
+        if path == "/lists":
+            return page(request, path, [{"id": list_id, "name": f"List {n + 1}"} for n, list_id in
+                                        enumerate(dataset.lists)], lambda item: item)
+        if match := re.fullmatch(r"/lists/([^/]+)/contacts", path):
+            if match[1] not in dataset.lists:
+                raise problem(404, "not-found", "Not Found", "The list could not be found.")
+            status = request.args.get("status", "subscribed")
+            since = request.args.get("last_updated_at.gte")
+            changed_since = datetime.fromisoformat(since) if since else None
+            members = [
+                c for c in dataset.contacts
+                if c.list_id == match[1] and not c.deleted and c.status.lower() == status
+                and (changed_since is None or (c.updated_at or c.created_at) >= changed_since)
+            ]
+            return page(request, path, members, contact_v2)
+        raise problem(404, "not-found", "Not Found", "The requested resource could not be found.")
+
+    def throttled() -> SandboxError:
+        # docs/providers/emailoctopus-v2.md § Limits: 429 with the retry headers (variant `eo2_retry_header`)
+        header = {"x-ratelimit": "X-RateLimit-Retry-After", "retry-after": "Retry-After"}.get(
+            variants.get("eo2_retry_header", "x-ratelimit"))
+        headers = {"X-RateLimiting-Remaining": "0", **({header: "1"} if header else {})}
+        return SandboxError(429, {"type": PROBLEM_TYPE + "too-many-requests", "title": "Too Many Requests",
+                                  "detail": "Rate limit exceeded.", "status": 429}, headers)
+
+    provider_app = ProviderApp(
+        PREFIX_V2, dataset, handle, throttled, requests_per_second, settings,
+        not_found=lambda: problem(404, "not-found", "Not Found", "The requested resource could not be found."),
+        owns=lambda request: request.headers.get("Authorization") == f"Bearer {key}",
+    )
+    provider_app.bucket = TokenBucket(requests_per_second, capacity=V2_BUCKET)
+    return provider_app

@@ -35,11 +35,12 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 class TokenBucket:
-    """The provider side of a per-second limit: `rate` requests a second, bursts up to `rate`."""
+    """The provider side of a per-second limit: `rate` requests a second, bursts up to `capacity` (`rate`)."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, capacity: float | None = None) -> None:
         self.rate = rate
-        self.tokens = rate
+        self.capacity = capacity  # None: `rate`, whatever it is set to
+        self.tokens = capacity or rate
         self.updated = time.monotonic()
         self.lock = threading.Lock()
 
@@ -48,7 +49,7 @@ class TokenBucket:
             return True
         with self.lock:
             now = time.monotonic()
-            self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
+            self.tokens = min(self.capacity or self.rate, self.tokens + (now - self.updated) * self.rate)
             self.updated = now
             if self.tokens >= 1:
                 self.tokens -= 1

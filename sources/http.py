@@ -117,8 +117,9 @@ MAX_THROTTLED_ATTEMPTS = 50
 
 
 def retry_after_seconds(response: requests.Response) -> float | None:
-    """The `Retry-After` of an answer in seconds (a number of seconds; an HTTP date is not used here)."""
-    value = response.headers.get("Retry-After")
+    """The `Retry-After` of an answer in seconds (a number of seconds; an HTTP date is not used here), or
+    EmailOctopus v2's `X-RateLimit-Retry-After` (docs/providers/emailoctopus-v2.md § Limits)."""
+    value = response.headers.get("Retry-After", response.headers.get("X-RateLimit-Retry-After"))
     try:
         return max(float(value), 0.0) if value is not None else None
     except ValueError:

@@ -19,6 +19,7 @@ from sources.canonical.plan import (
 )
 from sources.canonical.reads import (
     ReportRead,
+    ResumePoint,
     SyncOutcome,
     SyncPlan,
     SyncSettings,
@@ -69,6 +70,7 @@ __all__ = [
     "ReportCost",
     "ReportRead",
     "RequestEstimate",
+    "ResumePoint",
     "Row",
     "SyncOutcome",
     "SyncPlan",

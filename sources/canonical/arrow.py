@@ -96,7 +96,8 @@ def with_activity_ids(
         column("contact_id"),
         pc.cast(pc.cast(column("occurred_at"), pa.int64()), pa.string()),  # microseconds since the epoch
         # the provider's link id where it has one: a URL looked up for it may change
-        pc.coalesce(column("url_id"), column("link_id"), column("url")),
+        pc.coalesce(column("url_id"), column("link_id"), column("url"))
+        if read.link_in_identity else pa.nulls(rows, pa.string()),
         "\x1f",
         null_handling="replace",
     )

@@ -1,22 +1,32 @@
-"""The EmailOctopus (API 1.6) dlt source."""
+"""The EmailOctopus dlt source, through API 1.6 or its current API v2 (`API_VERSION`).
+
+Both APIs serve the same account with the same ids, into the same tables with the same
+`activity_id`s: switching `API_VERSION` continues the account (docs/providers/emailoctopus-v2.md).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import dlt
 from dlt.extract.resource import DltResource
 
-from sources.canonical import SyncPlan, SyncSettings, canonical_resources
+from sources.canonical import ProviderApi, SyncPlan, SyncSettings, canonical_resources
 from sources.emailoctopus.client import EmailOctopusApi
+from sources.emailoctopus.client_v2 import EmailOctopusV2Api
 
-BASE_URL = "https://emailoctopus.com/api/1.6"
+# API_VERSION -> the client of that API and its default BASE_URL
+API_VERSIONS: dict[str, tuple[Callable[..., ProviderApi], str]] = {
+    "1.6": (EmailOctopusApi, "https://emailoctopus.com/api/1.6"),
+    "2": (EmailOctopusV2Api, "https://api.emailoctopus.com"),
+}
 
 
 @dlt.source(name="emailoctopus", section="emailoctopus", max_table_nesting=1)
 def emailoctopus_source(
     api_key: str = dlt.secrets.value,
-    base_url: str = BASE_URL,
+    api_version: str = "1.6",
+    base_url: str | None = None,
     attribution_window_days: int = 30,
     lookback_minutes: int = 60,
     requests_per_second: float = 10,
@@ -27,5 +37,6 @@ def emailoctopus_source(
     """Campaigns, their activity reports and summaries, and list contacts from EmailOctopus."""
     plan = plan or SyncPlan()
     settings = SyncSettings.from_config(plan, attribution_window_days, lookback_minutes, max_concurrency, start_date)
-    api = EmailOctopusApi(api_key, base_url, requests_per_second, settings, plan.outcome)
+    client, default_base_url = API_VERSIONS[str(api_version)]
+    api = client(api_key, base_url or default_base_url, requests_per_second, settings, plan.outcome)
     return canonical_resources(api, settings, plan.outcome)

@@ -121,6 +121,7 @@ class EmailOctopusApi:
                 pages=partial(self._report_pages, f"campaigns/{cid}/reports/{report}"),
                 to_rows=partial(mapping.activity_rows, activity_type),
                 whole=True,
+                link_in_identity=False,  # v2's rows have no link: 1.6's and v2's ids agree without it
             )
             for report, activity_type in mapping.ACTIVITY_REPORTS.items()
         ]
