@@ -14,14 +14,10 @@ from sandbox import Sandbox
 DEMO_DUCKDB = "campaign_sync_demo.duckdb"
 DEMO_PIPELINES = ".campaign_sync_demo"
 
+# per API, as each provider counts its own campaigns: the sums of `campaign_engagement`
 ENGAGEMENT_SQL = """
-SELECT provider,
-       count(DISTINCT campaign_id) AS campaigns,
-       count(*) FILTER (WHERE activity_type = 'sent') AS sent,
-       count(DISTINCT campaign_id || '/' || contact_id) FILTER (WHERE activity_type = 'opened') AS unique_opens,
-       count(DISTINCT campaign_id || '/' || contact_id) FILTER (WHERE activity_type = 'clicked') AS unique_clicks,
-       count(*) FILTER (WHERE activity_type = 'bounced') AS bounces,
-       count(*) FILTER (WHERE activity_type = 'unsubscribed') AS unsubscribes
+SELECT provider, count(*) AS campaigns, sum(sent), sum(delivered), sum(unique_opens), sum(unique_clicks),
+       sum(bounces), sum(unsubscribes)
 FROM {table} GROUP BY provider ORDER BY provider
 """
 
@@ -43,15 +39,22 @@ def run_demo(args: argparse.Namespace) -> int:
         results = [run_provider(provider, target) for provider in PROVIDERS.values()]
     exit_code = report_results(results, quiet=False)
     with pipeline(next(iter(PROVIDERS.values())), target).sql_client() as client:
-        table = client.make_qualified_table_name("contact_activity")
+        table = client.make_qualified_table_name("campaign_engagement")
         rows = client.execute_sql(ENGAGEMENT_SQL.format(table=table)) or []
-    print("\nengagement by provider:")
-    header = ("campaigns", 10), ("sent", 8), ("open rate", 11), ("click rate", 12), ("bounces", 9), ("unsubs", 8)
+    print("\nengagement by provider (campaign_engagement: each API's sent campaigns and its own events;")
+    print("rates of delivered; campaign_engagement_unified counts an event both Constant Contact APIs gave once):")
+    header = (
+        ("campaigns", 10), ("sent", 8), ("delivered", 11), ("open rate", 11), ("click rate", 12), ("bounces", 9),
+        ("unsubs", 8),
+    )
     print(f"  {'provider':<22}" + "".join(f"{title:>{width}}" for title, width in header))
-    for provider, campaigns, sent, opens, clicks, bounces, unsubscribes in rows:
-        open_rate = f"{opens / sent:.1%}" if sent else "-"
-        click_rate = f"{clicks / sent:.1%}" if sent else "-"
-        print(f"  {provider:<22}{campaigns:>10}{sent:>8}{open_rate:>11}{click_rate:>12}{bounces:>9}{unsubscribes:>8}")
+    for provider, campaigns, sent, delivered, opens, clicks, bounces, unsubscribes in rows:
+        open_rate = f"{opens / delivered:.1%}" if delivered else "-"
+        click_rate = f"{clicks / delivered:.1%}" if delivered else "-"
+        print(
+            f"  {provider:<22}{campaigns:>10}{sent:>8}{delivered:>11}{open_rate:>11}{click_rate:>12}{bounces:>9}"
+            f"{unsubscribes:>8}"
+        )
     query = "SELECT * FROM contact_activity LIMIT 10"
     print(f"\nquery it: campaign-sync sql --duckdb-path {target.duckdb_path} \"{query}\"")
     return exit_code

@@ -14,9 +14,9 @@ import dlt
 from pipelines.reconcile import existing_tables, table_columns
 from sources.canonical import CAMPAIGN_XREFS
 
-CAMPAIGN_ENGAGEMENT = """
-CREATE VIEW {campaign_engagement} AS
-WITH activity AS (
+# the counts of one campaign's events, the same in both ways of counting (`{events}` is the activity
+# they are counted from, grouped by `provider, account, campaign_id`)
+CAMPAIGN_COUNTS = """
     SELECT provider, account, campaign_id,
            count(*) FILTER (WHERE activity_type = 'sent') AS sent,
            count(DISTINCT contact_id) FILTER (WHERE activity_type = 'bounced') AS bounced,
@@ -27,10 +27,10 @@ WITH activity AS (
            count(DISTINCT contact_id) FILTER (WHERE activity_type = 'unsubscribed') AS unsubscribes,
            count(DISTINCT contact_id) FILTER (WHERE activity_type = 'complained') AS complaints,
            count(*) FILTER (WHERE activity_type = 'forwarded') AS forwards
-    FROM {contact_activity_unified}
+    FROM {events}
     GROUP BY provider, account, campaign_id
-)
-SELECT c.provider, c.account, c.campaign_id, c.name, c.subject, c.sent_at,
+"""
+CAMPAIGN_MEASURES = """
        coalesce(a.sent, 0) AS sent,
        coalesce(a.sent, 0) - coalesce(a.bounced, 0) AS delivered,
        coalesce(a.unique_opens, 0) AS unique_opens,
@@ -45,9 +45,52 @@ SELECT c.provider, c.account, c.campaign_id, c.name, c.subject, c.sent_at,
        round(1.0 * a.unique_clicks / nullif(a.sent - a.bounced, 0), 4) AS click_rate,
        round(1.0 * a.unique_clicks / nullif(a.unique_opens, 0), 4) AS click_to_open_rate,
        round(1.0 * a.bounced / nullif(a.sent, 0), 4) AS bounce_rate
-FROM {campaigns} c
+"""
+
+# Per campaign as its API knows it, from that API's own events: what the provider's summary and the
+# reconciliation compare with. A v2 campaign that continues in v3 names its v3 campaign.
+CAMPAIGN_ENGAGEMENT = """
+CREATE VIEW {campaign_engagement} AS
+WITH activity AS (""" + CAMPAIGN_COUNTS.replace("{events}", "{contact_activity}") + """)
+SELECT c.provider, c.account, c.campaign_id, x.v3_id AS v3_campaign_id, c.name, c.subject, c.sent_at,""" + (
+    CAMPAIGN_MEASURES
+) + """FROM {campaigns} c
 LEFT JOIN activity a ON a.provider = c.provider AND a.account = c.account AND a.campaign_id = c.campaign_id
+LEFT JOIN {constant_contact_id_xrefs} x
+    ON c.provider = 'constant_contact_v2' AND x.kind = 'campaign' AND x.account = c.account AND x.v2_id = c.campaign_id
 WHERE c.sent_at IS NOT NULL
+"""
+
+# Per real campaign of an account, each event once (`contact_activity_unified`): a Constant Contact
+# campaign that both APIs know is one row, under its v3 id (provider `constant_contact_v3`), named
+# as v3 names it when the v3 run loaded it, else as v2 does.
+CAMPAIGN_ENGAGEMENT_UNIFIED = """
+CREATE VIEW {campaign_engagement_unified} AS
+WITH mapped AS (  -- the Constant Contact campaigns with a v3 id: the unified activity names them so
+    SELECT DISTINCT account, v3_id FROM {constant_contact_id_xrefs} WHERE kind = 'campaign'
+), events AS (
+    SELECT CASE WHEN u.provider = 'constant_contact_v2' AND m.v3_id IS NOT NULL THEN 'constant_contact_v3'
+                ELSE u.provider END AS provider,
+           u.account, u.campaign_id, u.contact_id, u.activity_type
+    FROM {contact_activity_unified} u
+    LEFT JOIN mapped m ON u.provider = 'constant_contact_v2' AND m.account = u.account AND m.v3_id = u.campaign_id
+), activity AS (""" + CAMPAIGN_COUNTS.replace("{events}", "events") + """), campaign AS (
+    SELECT CASE WHEN x.v3_id IS NOT NULL THEN 'constant_contact_v3' ELSE c.provider END AS provider,
+           c.account, coalesce(x.v3_id, c.campaign_id) AS campaign_id, c.name, c.subject, c.sent_at,
+           row_number() OVER (
+               PARTITION BY CASE WHEN x.v3_id IS NOT NULL THEN 'constant_contact_v3' ELSE c.provider END,
+                            c.account, coalesce(x.v3_id, c.campaign_id)
+               ORDER BY CASE WHEN c.provider = 'constant_contact_v2' THEN 1 ELSE 0 END
+           ) AS pick
+    FROM {campaigns} c
+    LEFT JOIN {constant_contact_id_xrefs} x
+        ON c.provider = 'constant_contact_v2' AND x.kind = 'campaign' AND x.account = c.account
+       AND x.v2_id = c.campaign_id
+    WHERE c.sent_at IS NOT NULL
+)
+SELECT c.provider, c.account, c.campaign_id, c.name, c.subject, c.sent_at,""" + CAMPAIGN_MEASURES + """FROM campaign c
+LEFT JOIN activity a ON a.provider = c.provider AND a.account = c.account AND a.campaign_id = c.campaign_id
+WHERE c.pick = 1
 """
 
 CONTACT_ENGAGEMENT = """
@@ -207,6 +250,7 @@ LEFT JOIN statuses s ON s.email_address = p.email_address
 VIEWS = {
     "contact_activity_unified": (CONTACT_ACTIVITY_UNIFIED, ("contact_activity",)),
     "campaign_engagement": (CAMPAIGN_ENGAGEMENT, ("campaigns", "contact_activity")),
+    "campaign_engagement_unified": (CAMPAIGN_ENGAGEMENT_UNIFIED, ("campaigns", "contact_activity")),
     "contact_engagement": (CONTACT_ENGAGEMENT, ("contact_activity", "contacts")),
     "people": (PEOPLE, ("contact_activity", "contacts")),
     "person_engagement": (PERSON_ENGAGEMENT, ("contact_activity", "contacts")),
