@@ -9,8 +9,9 @@ import os
 import shlex
 import signal
 import sys
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 import pendulum
@@ -31,7 +32,8 @@ from pipelines.runner import (
     run_provider,
 )
 from sources.canonical import DEFAULT_ACCOUNT
-from sources.errors import CampaignSyncError, ConfigurationError, wrong_type
+from sources.errors import INTERRUPTED, CampaignSyncError, ConfigurationError, Interrupted, wrong_type
+from sources.http import INTERRUPTION
 from sources.redaction import redact
 
 log = logging.getLogger("campaign_sync")
@@ -43,10 +45,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _configure_logging(args)
     try:
-        return int(args.command(args) or 0)
+        with _interruptible(args.command in (cmd_run, cmd_backfill, cmd_plan, cmd_demo)):
+            code = int(args.command(args) or 0)
+        if INTERRUPTION.is_set():  # the reads stopped and what they read loaded: one line says so
+            print(f"campaign-sync: {INTERRUPTED}", file=sys.stderr)
+            return Interrupted.exit_code
+        return code
     except KeyboardInterrupt:
-        print("campaign-sync: interrupted", file=sys.stderr)
-        return 1
+        print(f"campaign-sync: {INTERRUPTED}", file=sys.stderr)
+        return Interrupted.exit_code
     except (CampaignSyncError, ConfigFieldMissingException, ConfigValueCannotBeCoercedException) as raised:
         if args.debug:
             traceback.print_exc()
@@ -63,6 +70,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = redact(f"{type(error).__name__}: {error}").splitlines()[0]
         print(f"campaign-sync: unexpected error: {message} (rerun with --debug for details)", file=sys.stderr)
         return 1
+
+
+@contextlib.contextmanager
+def _interruptible(reads: bool) -> Iterator[None]:
+    """SIGINT (Ctrl-C) and SIGTERM (a scheduler's stop) end a command that `reads` providers cleanly:
+    the first stops every provider's requests and waits (`INTERRUPTION`), and the run loads what was
+    read; a second one stops at once (KeyboardInterrupt: what is not loaded stays pending, and the
+    next run loads it). Other commands stop at once."""
+    INTERRUPTION.clear()
+    if not reads or threading.current_thread() is not threading.main_thread():  # signals reach it only
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        if INTERRUPTION.is_set():
+            raise KeyboardInterrupt
+        INTERRUPTION.set()
+
+    previous = {number: signal.signal(number, interrupt) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _parser() -> argparse.ArgumentParser:

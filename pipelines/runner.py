@@ -37,7 +37,7 @@ from pipelines.providers import Provider
 from pipelines.reconcile import existing_tables, reconcile, table_columns
 from pipelines.views import create_views, unmapped_v2_campaigns
 from sources.canonical import CANONICAL_TABLES, DEFAULT_ACCOUNT, OWNER_FILTER, SyncOutcome, SyncPlan
-from sources.errors import CampaignSyncError, ConfigurationError
+from sources.errors import CampaignSyncError, ConfigurationError, Interrupted
 from sources.redaction import redact
 
 log = logging.getLogger("campaign_sync")
@@ -517,7 +517,8 @@ def missing_setting(missing: ConfigFieldMissingException, provider: Provider | N
 
 
 def _unwrap(failure: BaseException, provider: Provider) -> CampaignSyncError:
-    """The error behind a failed dlt step: ours as it is, a missing setting named, else the root cause."""
+    """The error behind a failed dlt step: ours as it is, a missing setting named, an interruption, else
+    the root cause."""
     seen: BaseException | None = failure
     root = failure
     while seen is not None:
@@ -525,6 +526,8 @@ def _unwrap(failure: BaseException, provider: Provider) -> CampaignSyncError:
             return seen
         if isinstance(seen, ConfigFieldMissingException):
             return missing_setting(seen, provider)
+        if isinstance(seen, KeyboardInterrupt):
+            return Interrupted()
         root = seen
         seen = seen.__cause__ or seen.__context__
     lines = [line for line in str(root).splitlines() if line.strip()]
@@ -536,16 +539,19 @@ def report_results(results: list[LoadResult], quiet: bool) -> int:
     """Print one line per provider (errors to stderr); return the exit code of the first error.
 
     Per table: the rows the run read and passed to the load, and how many more rows the table
-    holds after it (a re-read row merges into the one it replaces: `+0`).
+    holds after it (a re-read row merges into the one it replaces: `+0`). An interrupted run's
+    providers print what they loaded; the command line says once that it was interrupted.
     """
     exit_code = 0
     for result in results:
-        if result.error is not None:
+        interrupted = isinstance(result.error, Interrupted)
+        if result.error is not None and not interrupted:
             message = redact(str(result.error))
             named = message if message.startswith(result.provider) else f"{result.provider}: {message}"
             print(f"campaign-sync: {named}", file=sys.stderr)
+        if result.error is not None:
             exit_code = exit_code or result.error.exit_code
-        if not quiet and (result.rows or result.error is None):
+        if not quiet and (result.rows or result.error is None or interrupted):
             counts = ", ".join(
                 f"{table} {n} read, {result.new_rows.get(table, 0):+d} rows" for table, n in sorted(result.rows.items())
             )

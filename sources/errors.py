@@ -62,6 +62,19 @@ class RequestCapReached(QuotaExhausted):
     """The run's own request budget (`--max-requests`) is used up; the next run resumes."""
 
 
+class Interrupted(QuotaExhausted):
+    """The run was interrupted (SIGINT, SIGTERM): its reads stop as at a used-up quota, what was read
+    loads, and the next run resumes."""
+
+    exit_code = 130
+
+    def __init__(self) -> None:
+        super().__init__(INTERRUPTED)
+
+
+INTERRUPTED = "interrupted; what loaded is kept; the next run resumes"
+
+
 class ProviderError(CampaignSyncError):
     """The provider kept failing, or answered something that is not its API."""
 

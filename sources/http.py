@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import queue
 import threading
@@ -38,10 +39,22 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from requests.utils import get_environ_proxies
 
-from sources.errors import ConfigurationError, ProviderError, QuotaExhausted, RequestCapReached, wrong_type
+from sources.errors import (
+    ConfigurationError,
+    Interrupted,
+    ProviderError,
+    QuotaExhausted,
+    RequestCapReached,
+    wrong_type,
+)
 from sources.redaction import redact
 
 K = TypeVar("K")
+log = logging.getLogger("campaign_sync")
+
+# set when the run is interrupted (the command line's SIGINT and SIGTERM handler): no request starts
+# after it, every wait ends, and every read stops as at a used-up quota (`Interrupted`)
+INTERRUPTION = threading.Event()
 
 
 class RateLimiter:
@@ -64,7 +77,9 @@ class RateLimiter:
             start = max(now, self._next_start)
             self._next_start = start + self.interval
         if start > now:
-            time.sleep(start - now)
+            INTERRUPTION.wait(start - now)
+        if INTERRUPTION.is_set():
+            raise Interrupted()
         return start
 
     def speed_up(self) -> None:
@@ -84,7 +99,7 @@ class RateLimiter:
                 self.interval = max(self.budget_interval, min(slower, MAX_THROTTLED_INTERVAL))
                 self._slowed_at = time.monotonic()
             pause = retry_after if retry_after is not None else self.interval
-            self._next_start = max(self._next_start, time.monotonic() + min(pause, MAX_RETRY_AFTER))
+            self._next_start = max(self._next_start, time.monotonic() + min(pause, MAX_WAIT))
 
 
 _shared_limiters: dict[tuple[str, float], RateLimiter] = {}
@@ -105,15 +120,17 @@ def shared_limiter(budget: str, requests_per_second: float) -> RateLimiter:
 
 
 # how a throttled run slows down: the first rate of a budget that was unlimited, the factor on the
-# interval per throttling answer and per other answer, the slowest rate and the longest pause it goes
-# to, and how many throttling answers one request may meet before it fails (far more than any
-# per-second limit needs)
+# interval per throttling answer and per other answer, the slowest rate, and how many throttling
+# answers one request may meet before it fails (far more than any per-second limit needs)
 THROTTLED_START_RATE = 10.0
 THROTTLE_SLOWDOWN = 1.5
 THROTTLE_RECOVERY = 0.95
 MAX_THROTTLED_INTERVAL = 0.5
-MAX_RETRY_AFTER = 60.0
 MAX_THROTTLED_ATTEMPTS = 50
+# the longest a request waits on throttling answers (one `Retry-After`, or all of them): beyond it the
+# read ends with an error (the next run reads it again); a wait longer than LOGGED_WAIT is logged
+MAX_WAIT = 300.0
+LOGGED_WAIT = 5.0
 
 
 def retry_after_seconds(response: requests.Response) -> float | None:
@@ -134,10 +151,15 @@ class RateLimitedAdapter(HTTPAdapter):
     """
 
     def __init__(
-        self, limiter: RateLimiter, max_in_flight: int, is_throttled: Callable[[requests.Response], bool]
+        self,
+        provider: str,
+        limiter: RateLimiter,
+        max_in_flight: int,
+        is_throttled: Callable[[requests.Response], bool],
     ) -> None:
         # a connection returns to the pool only after its body is read, outside the semaphore
         super().__init__(pool_maxsize=2 * max_in_flight, pool_connections=4)
+        self.provider = provider
         self.limiter = limiter
         self.in_flight = threading.BoundedSemaphore(max_in_flight)
         self.is_throttled = is_throttled
@@ -145,7 +167,9 @@ class RateLimitedAdapter(HTTPAdapter):
         self._sent_lock = threading.Lock()
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        """Send `request` within the budget, again after each throttling answer."""
+        """Send `request` within the budget, again after each throttling answer (its wait logged when
+        long); a wait beyond MAX_WAIT ends the request with an error."""
+        waited = 0.0
         for _ in range(MAX_THROTTLED_ATTEMPTS):
             with self.in_flight:
                 started = self.limiter.acquire()
@@ -155,8 +179,17 @@ class RateLimitedAdapter(HTTPAdapter):
             if not self.is_throttled(response):
                 self.limiter.speed_up()
                 return response
-            self.limiter.slow_down(retry_after_seconds(response), started)
             response.close()
+            wait = retry_after_seconds(response)
+            waited += wait or 0.0
+            if waited > MAX_WAIT:
+                raise ProviderError(
+                    f"{self.provider}: the provider asks to wait {waited:.0f}s (Retry-After), more than "
+                    f"{MAX_WAIT:.0f}s, for {redact(str(request.url))}; this read ends, and the next run reads it again"
+                )
+            if wait is not None and wait > LOGGED_WAIT:
+                log.info("%s: waiting %.0fs, as the provider asks (Retry-After)", self.provider, wait)
+            self.limiter.slow_down(wait, started)
         return response
 
 
@@ -258,7 +291,7 @@ class ProviderHttp:
             self.limiter = RateLimiter(self.requests_per_second)
         else:
             self.limiter = shared_limiter(self.budget, self.requests_per_second)
-        self.adapter = RateLimitedAdapter(self.limiter, max(self.max_concurrency, 1), self.is_throttled)
+        self.adapter = RateLimitedAdapter(self.provider, self.limiter, max(self.max_concurrency, 1), self.is_throttled)
         self.rest = ProviderRestClient(self, self._session(), self.auth)
         self._started_lock = threading.Lock()
 
@@ -305,11 +338,20 @@ class ProviderHttp:
             raise
         return _decode_json(self.provider, response)
 
+    def stopped(self) -> QuotaExhausted | None:
+        """What stopped this run's requests: a used-up quota, `--max-requests`, or an interruption."""
+        if self.quota_exhausted is None and INTERRUPTION.is_set():
+            self.quota_exhausted = Interrupted()
+        return self.quota_exhausted
+
     @contextmanager
     def _errors_mapped(self) -> Iterator[None]:
         """Stop once the quota is used up; connection failures become a redacted `ProviderError`."""
-        if self.quota_exhausted is not None:
-            raise QuotaExhausted(str(self.quota_exhausted))
+        stopped = self.stopped()
+        if isinstance(stopped, Interrupted):
+            raise Interrupted()
+        if stopped is not None:
+            raise QuotaExhausted(str(stopped))
         with self._started_lock:
             if self.max_requests is not None and self.started >= self.max_requests:
                 self.quota_exhausted = RequestCapReached(
@@ -476,10 +518,14 @@ _WORKER_DONE = object()
 
 
 def _fetch(jobs: Iterable[Job[K]], max_concurrency: int, wait: bool) -> Generator[tuple[K, Any] | None, None, None]:
+    """The reads of `jobs` in worker threads. When the run is interrupted, every job not done yet ends
+    at once (`JobDone(Interrupted())`), without waiting for the requests in flight."""
     job_queue: queue.Queue[Job[K] | None] = queue.Queue()
     workers = max(1, max_concurrency)
+    unfinished: dict[int, Job[K]] = {}  # by id: a key need not be hashable
     for job in jobs:
         job_queue.put(job)
+        unfinished[id(job)] = job
     for _ in range(workers):
         job_queue.put(None)
     results: queue.Queue[Any] = queue.Queue(maxsize=2 * workers)
@@ -499,12 +545,12 @@ def _fetch(jobs: Iterable[Job[K]], max_concurrency: int, wait: bool) -> Generato
             while not stop.is_set() and (job := job_queue.get()) is not None:
                 try:
                     for page in job.pages():
-                        put((job.key, page))
-                    put((job.key, JobDone()))
+                        put((job, page))
+                    put((job, JobDone()))
                 except _Stopped:
                     raise
                 except Exception as exc:  # handed to the consumer, which decides
-                    put((job.key, JobDone(exc)))
+                    put((job, JobDone(exc)))
             put(_WORKER_DONE)
         except _Stopped:
             return
@@ -515,16 +561,25 @@ def _fetch(jobs: Iterable[Job[K]], max_concurrency: int, wait: bool) -> Generato
     running = workers
     try:
         while running:
+            if INTERRUPTION.is_set():
+                for job in unfinished.values():
+                    yield job.key, JobDone(Interrupted())
+                return
             try:
-                item = results.get(block=wait)
+                item = results.get(timeout=0.1) if wait else results.get(block=False)
             except queue.Empty:
-                yield None
+                if not wait:
+                    yield None
                 continue
             if item is _WORKER_DONE:
                 running -= 1
-            else:
-                yield item
+                continue
+            job, page = item
+            if isinstance(page, JobDone):
+                unfinished.pop(id(job), None)
+            yield job.key, page
     finally:
         stop.set()
-        for thread in threads:
-            thread.join(timeout=5)
+        if not INTERRUPTION.is_set():  # interrupted: the workers end after their request, unwaited
+            for thread in threads:
+                thread.join(timeout=5)

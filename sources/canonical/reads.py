@@ -58,10 +58,12 @@ class ReportRead:
 class ResumePoint:
     """A provider's own place in a report, kept verbatim in the read's cursor (`resume`): `stored` is
     where the last complete read left it (None: none, or a backfill), `reached` where this read leaves
-    it, set by the provider's `pages` before they end (None: nothing to keep)."""
+    it, set by the provider's `pages` before they end (None: nothing to keep); `unchanged` when the
+    provider knows, without reading it, that a snapshot is the one loaded (it is then kept)."""
 
     stored: dict[str, Any] | None = None
     reached: dict[str, Any] | None = None
+    unchanged: bool = False
 
 
 @dataclass
@@ -131,8 +133,9 @@ class SyncOutcome:
 
     @property
     def quota(self) -> QuotaExhausted | None:
-        """The used-up daily quota that stopped the run's requests, if it ran out (kept by `ProviderHttp`)."""
-        return self.http.quota_exhausted if self.http is not None else None
+        """What stopped the run's requests, if anything did: the used-up daily quota, `--max-requests` or an
+        interruption (`ProviderHttp.stopped`)."""
+        return self.http.stopped() if self.http is not None else None
 
     @property
     def requests(self) -> int:

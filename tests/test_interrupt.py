@@ -1,0 +1,64 @@
+"""SIGINT (Ctrl-C) and SIGTERM (a scheduler's stop) end a run of several providers cleanly: every
+provider's reads stop within a second or two, what was read loads and is printed, the command exits
+130 with one line, `status` says the run was interrupted, and the next run ends exact."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import expected_activity, expected_snapshot, loaded_activity
+
+ROOT = Path(__file__).resolve().parent.parent
+PROVIDERS = ("emailoctopus", "constant_contact_v2", "constant_contact_v3")
+LINE = "campaign-sync: interrupted; what loaded is kept; the next run resumes"
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_stops_its_reads_at_once_loads_what_it_read_and_the_next_run_is_exact(
+    make_harness, capsys, stop
+):
+    harness = make_harness(scale="tiny")
+    for provider in PROVIDERS:  # slow enough that every provider is still reading when the signal comes
+        harness.setenv(**{f"SOURCES__{provider.upper()}__REQUESTS_PER_SECOND": "5"})
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "pipelines", *harness.argv("run")]
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    # EmailOctopus and v2 are reading (v3 waits for v2's campaigns to look up their v3 ids)
+    while min(harness.sandbox.requests[p] for p in PROVIDERS[:2]) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert child.poll() is None, child.communicate()
+    child.send_signal(stop)
+    signalled = time.monotonic()
+    time.sleep(2.0)
+    served = sum(harness.sandbox.requests.values())
+    out, err = child.communicate(timeout=60)
+    assert sum(harness.sandbox.requests.values()) == served, "a request was sent 2 s after the signal"
+    assert time.monotonic() - signalled < 30
+    assert child.returncode == 130, err
+    assert err.strip().splitlines() == [LINE]
+    for provider in PROVIDERS:  # what each provider loaded
+        assert any(line.startswith(f"{provider}: ") and "requests" in line for line in out.splitlines()), out
+
+    assert harness.cli("status") == 0
+    status = capsys.readouterr().out
+    assert status.count("interrupted") == len(PROVIDERS), status
+
+    for provider in PROVIDERS:
+        harness.setenv(**{f"SOURCES__{provider.upper()}__REQUESTS_PER_SECOND": "0"})
+    assert harness.cli("run") == 0, capsys.readouterr().err
+    dataset = harness.sandbox.datasets["emailoctopus"]
+    assert loaded_activity(harness) == expected_activity(dataset)
+    assert set(harness.query(
+        "SELECT campaign_id, kind, contact_id FROM campaign_non_engagement WHERE provider = 'emailoctopus'"
+    )) == expected_snapshot(dataset)
+    for provider in PROVIDERS:
+        contacts = len(harness.sandbox.datasets[provider].contacts)
+        assert harness.count("contacts", f"provider = '{provider}'") == contacts, provider
+    assert harness.query("SELECT count(*) - count(DISTINCT activity_id) FROM contact_activity")[0][0] == 0
