@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import shlex
 import signal
 import sys
@@ -16,6 +17,7 @@ from datetime import datetime
 
 import pendulum
 from dlt.common.configuration.exceptions import ConfigFieldMissingException, ConfigValueCannotBeCoercedException
+from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 from pipelines.erasure import erasure_key, forget_addresses
 from pipelines.providers import PROVIDERS, Provider
@@ -32,11 +34,17 @@ from pipelines.runner import (
     run_provider,
 )
 from sources.canonical import DEFAULT_ACCOUNT
+from sources.erasure import normalized_address
 from sources.errors import INTERRUPTED, CampaignSyncError, ConfigurationError, Interrupted, wrong_type
 from sources.http import INTERRUPTION
 from sources.redaction import redact
 
 log = logging.getLogger("campaign_sync")
+
+# PostgreSQL's longest name (63) less the staging dataset's `_staging`
+DATASET_NAME_LENGTH = 55
+# what `forget` takes for an address: something@somewhere, no spaces
+ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     _configure_logging(args)
+    _private()
     try:
         with _interruptible(args.command in (cmd_run, cmd_backfill, cmd_plan, cmd_demo)):
             code = int(args.command(args) or 0)
@@ -189,10 +198,30 @@ def _configure_logging(args: argparse.Namespace) -> None:
         logging.getLogger("dlt").setLevel(dlt_level)
 
 
+def _private() -> None:
+    """Nothing goes anywhere but the providers and the destination: dlt's telemetry is off unless
+    RUNTIME__DLTHUB_TELEMETRY turns it on (from any folder, not only where `.dlt/config.toml` is read);
+    and the files campaign-sync creates (the DuckDB file, pipeline folders, report.html) hold personal
+    data: readable by their owner only, whatever the umask."""
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    os.umask(os.umask(0) | 0o077)
+
+
+def _dataset(name: str) -> str:
+    """The --dataset name, refused when dlt would store it (or its staging dataset) under another name."""
+    stored = NamingConvention(max_length=DATASET_NAME_LENGTH).normalize_identifier(name)
+    if stored != name:
+        raise ConfigurationError(
+            f"--dataset {name[:80]!r} would be stored as {stored!r}: use lower-case letters, digits and _ "
+            f"(at most {DATASET_NAME_LENGTH} characters)"
+        )
+    return name
+
+
 def _target(args: argparse.Namespace) -> Target:
     return Target(
         destination=args.destination,
-        dataset=args.dataset,
+        dataset=_dataset(args.dataset),
         duckdb_path=args.duckdb_path or DEFAULT_DUCKDB_PATH,
         pipelines_dir=args.pipelines_dir,
         progress=args.progress,
@@ -360,16 +389,19 @@ def cmd_abort_pending(args: argparse.Namespace) -> int:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
-    key = erasure_key()
+    wrong = [address for address in args.email if not ADDRESS.match(normalized_address(address))]
+    if wrong:
+        raise ConfigurationError(f"--email {wrong[0][:80]!r} is not an email address; nothing was forgotten")
+    erasure_key()  # missing: refused before anything is created
     target = _target(args)
     every_account = [account for provider in PROVIDERS.values() for account in provider.accounts() or [provider]]
     with run_locks(every_account, target), dataset_client(target) as client:
-        erased = forget_addresses(client, args.email, key)
+        erased = forget_addresses(client.sql_client, args.email)
     if not args.quiet:
-        where = ", ".join(sorted({provider for provider, _account, _contact in erased})) or "no provider yet"
+        providers = sorted({provider for provider, _account, _contact in erased})
+        found = f"{len(erased)} contact(s) erased ({', '.join(providers)})" if erased else "no loaded contact has it"
         print(
-            f"forgot {len(args.email)} address(es): {len(erased)} contact(s) erased ({where}); later loads and "
-            "backfills leave their personal data out"
+            f"forgot {len(args.email)} address(es): {found}; later loads and backfills leave their personal data out"
         )
     return 0
 

@@ -5,7 +5,9 @@ personal field is emptied: all columns but `sources.erasure.KEPT_AFTER_ERASURE` 
 keeps only its path), in every table of the dataset and of dlt's staging dataset that has
 `provider` and `contact_id`, and the child rows of their contacts (tags, list memberships) are
 deleted. The `erasures` table records who (provider, account, contact_id), why and when, never an
-address; `erasure_requests` holds the keyed hash of each address asked to be forgotten.
+address; `erasure_requests` holds the keyed hash of each address asked to be forgotten, and
+`erasure_key_check` a keyed fingerprint of the key they were made with, so a run or `forget` with
+another key is refused rather than letting a forgotten address through unrecognised.
 
 Who is forgotten: every contact erased on request, and every contact erased as deleted at the
 provider while the provider still has it deleted (one it restores loads again). After each load
@@ -30,6 +32,9 @@ from sources.redaction import register_secret
 
 ERASURES = "erasures"
 ERASURE_REQUESTS = "erasure_requests"
+KEY_CHECK = "erasure_key_check"
+# what the key's fingerprint is the keyed hash of
+KEY_CHECK_TEXT = "campaign-sync erasure key check"
 DELETED_AT_PROVIDER = "deleted at provider"
 REQUEST = "request"
 KEY_SETTING = "CAMPAIGN_SYNC__ERASURE_KEY"
@@ -58,8 +63,21 @@ def forgotten(client: Any, provider: str, account: str) -> Forgotten:
         contact_ids=frozenset(contact_id for contact_id, reason in rows if reason == REQUEST),
         deleted_ids=frozenset(contact_id for contact_id, reason in rows if reason == DELETED_AT_PROVIDER),
         address_hashes=frozenset(row[0] for row in hashes),
-        key=erasure_key() if hashes else "",
+        key=checked_key(client) if hashes else "",
     )
+
+
+def checked_key(client: Any) -> str:
+    """The erasure key, refused (naming its setting) when the dataset's requests were made with another."""
+    key = erasure_key()
+    if KEY_CHECK in table_columns(client, client.dataset_name):
+        recorded = {row[0] for row in client.execute_sql(f"SELECT fingerprint FROM {_name(client, KEY_CHECK)}")}
+        if recorded and address_hash(KEY_CHECK_TEXT, key) not in recorded:
+            raise ConfigurationError(
+                f"{KEY_SETTING} is not the key the erasure requests of dataset {client.dataset_name!r} were made "
+                "with: set that key again (under another, a forgotten address would not be recognised)"
+            )
+    return key
 
 
 def forget_after_load(client: Any, provider: str, account: str, forget_deleted: bool) -> None:
@@ -80,7 +98,7 @@ def forget_after_load(client: Any, provider: str, account: str, forget_deleted: 
         )
     hashes = {row[0] for row in client.execute_sql(f"SELECT address_hash FROM {_name(client, ERASURE_REQUESTS)}")}
     if hashes:
-        key = erasure_key()
+        key = checked_key(client)
         addresses = set()
         for table, columns in tables.items():
             if {*OWNER, "email_address"} <= set(columns):
@@ -95,13 +113,19 @@ def forget_after_load(client: Any, provider: str, account: str, forget_deleted: 
     _erase_forgotten(client, provider, account)
 
 
-def forget_addresses(client: Any, addresses: Iterable[str], key: str) -> list[tuple[str, str, str]]:
+def forget_addresses(client: Any, addresses: Iterable[str]) -> list[tuple[str, str, str]]:
     """Forget everyone with one of `addresses` in every provider and account now, and keep them out of
     later loads. Returns the (provider, account, contact_id) erased.
     """
     if not client.has_dataset():
         client.create_dataset()
     _create_tables(client)
+    key = checked_key(client)
+    client.execute_sql(
+        f"INSERT INTO {_name(client, KEY_CHECK)} (fingerprint) SELECT %s "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {_name(client, KEY_CHECK)})",
+        address_hash(KEY_CHECK_TEXT, key),
+    )
     now = pendulum.now("UTC")
     asked = sorted({normalized_address(address) for address in addresses})
     for address in asked:
@@ -236,6 +260,7 @@ def _create_tables(client: Any) -> None:
         f"CREATE TABLE IF NOT EXISTS {_name(client, ERASURE_REQUESTS)} "
         "(address_hash VARCHAR NOT NULL, requested_at TIMESTAMP WITH TIME ZONE NOT NULL)"
     )
+    client.execute_sql(f"CREATE TABLE IF NOT EXISTS {_name(client, KEY_CHECK)} (fingerprint VARCHAR NOT NULL)")
 
 
 def _qualified(schema: str, table: str) -> str:

@@ -6,16 +6,22 @@ summaries); what the dataset already holds decides what tonight's run reads agai
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pendulum
+from dlt.common.configuration.container import Container
+from dlt.common.destination.exceptions import DestinationUndefinedEntity
+from dlt.common.pipeline import StateInjectableContext, TPipelineState
 
 from pipelines.providers import Provider
 from pipelines.reconcile import existing_tables
-from pipelines.runner import Target, build_source, synced_pipeline
+from pipelines.runner import Target, build_source, dataset_client, pipeline_view
 from sources.canonical import (
     OWNER_FILTER,
     CampaignCost,
@@ -32,13 +38,17 @@ from sources.constant_contact_v3.client import XREF_BATCH
 def plan_provider(
     provider: Provider, target: Target, since: datetime | None = None, until: datetime | None = None
 ) -> dict[str, Any]:
-    """The estimate for one account, as JSON-ready values: a backfill of [since, until), or tonight's run."""
-    load, source_state = synced_pipeline(provider, target)
-    first_run = not source_state
-    loaded, loaded_rows = ({}, {}) if first_run else _loaded(load, provider)
-    plan = SyncPlan(account=provider.account)
-    source = build_source(provider, load, plan)
-    costs: list[CampaignCost] = list(source.resources["campaign_costs"])  # dlt passes the items on one by one
+    """The estimate for one account, as JSON-ready values: a backfill of [since, until), or tonight's run.
+    Reads only: no file, table or state is created or changed."""
+    with dataset_client(target, read_only=True) as client:
+        state, _pending = pipeline_view(provider, target, client)
+        first_run = not state.get("sources", {}).get(provider.name)
+        loaded, loaded_rows = ({}, {}) if first_run or client is None else _loaded(client.sql_client, provider)
+        plan = SyncPlan(account=provider.account)
+        # the source reads the pipeline's state as a run would; a copy, so nothing of it is kept
+        with Container().injectable_context(StateInjectableContext(state=cast(TPipelineState, copy.deepcopy(state)))):
+            source = build_source(provider, _ReadOnly(client), plan)
+            costs: list[CampaignCost] = list(source.resources["campaign_costs"])  # dlt passes the items one by one
     http = plan.outcome.http
     assert http is not None  # the source's resources were built
     listing = http.requests_made
@@ -60,39 +70,51 @@ def plan_provider(
     return _as_dict(provider, run, estimate, http.requests_per_second, http.daily_quota)
 
 
-def _loaded(load: Any, provider: Provider) -> tuple[dict[str, datetime | None], dict[tuple[str, str], LoadedRows]]:
+class _ReadOnly:
+    """A read-only `dataset_client` where `build_source` takes a pipeline: its `sql_client()`."""
+
+    def __init__(self, client: Any | None) -> None:
+        self.client = client
+
+    @contextmanager
+    def sql_client(self) -> Iterator[Any]:
+        if self.client is None:
+            raise DestinationUndefinedEntity("no dataset yet")
+        yield self.client.sql_client
+
+
+def _loaded(client: Any, provider: Provider) -> tuple[dict[str, datetime | None], dict[tuple[str, str], LoadedRows]]:
     """The account's campaigns in the dataset with their send times, and its rows per (campaign, kind)."""
-    with load.sql_client() as client:
-        tables = existing_tables(client)
+    tables = existing_tables(client)
 
-        def rows(sql: str) -> list[tuple[Any, ...]]:
-            return list(client.execute_sql(sql, provider.name, provider.account) or ())
+    def rows(sql: str) -> list[tuple[Any, ...]]:
+        return list(client.execute_sql(sql, provider.name, provider.account) or ())
 
-        def table(name: str) -> str:
-            return str(client.make_qualified_table_name(name))
+    def table(name: str) -> str:
+        return str(client.make_qualified_table_name(name))
 
-        campaigns: dict[str, datetime | None] = {}
-        if "campaigns" in tables:
-            sql = f"SELECT campaign_id, sent_at FROM {table('campaigns')} WHERE {OWNER_FILTER}"
-            campaigns = {str(cid): sent for cid, sent in rows(sql)}
-        sizes: dict[tuple[str, str], LoadedRows] = {}
-        if "contact_activity" in tables:
-            lookback = int(provider.configured("lookback_minutes"))
-            sql = (
-                "SELECT campaign_id, activity_type, count(*), "
-                f"sum(CASE WHEN occurred_at >= newest - INTERVAL '{lookback} minutes' THEN 1 ELSE 0 END) "
-                "FROM (SELECT campaign_id, activity_type, occurred_at, "
-                "max(occurred_at) OVER (PARTITION BY campaign_id, activity_type) AS newest "
-                f"FROM {table('contact_activity')} WHERE {OWNER_FILTER}) AS events GROUP BY 1, 2"
-            )
-            sizes |= {(str(c), str(k)): LoadedRows(int(n), int(recent or 0)) for c, k, n, recent in rows(sql)}
-        if "campaign_non_engagement" in tables:
-            sql = (
-                f"SELECT campaign_id, kind, count(*) FROM {table('campaign_non_engagement')} "
-                f"WHERE {OWNER_FILTER} GROUP BY 1, 2"
-            )
-            sizes |= {(str(c), str(k)): LoadedRows(int(n), int(n)) for c, k, n in rows(sql)}
-        return campaigns, sizes
+    campaigns: dict[str, datetime | None] = {}
+    if "campaigns" in tables:
+        sql = f"SELECT campaign_id, sent_at FROM {table('campaigns')} WHERE {OWNER_FILTER}"
+        campaigns = {str(cid): sent for cid, sent in rows(sql)}
+    sizes: dict[tuple[str, str], LoadedRows] = {}
+    if "contact_activity" in tables:
+        lookback = int(provider.configured("lookback_minutes"))
+        sql = (
+            "SELECT campaign_id, activity_type, count(*), "
+            f"sum(CASE WHEN occurred_at >= newest - INTERVAL '{lookback} minutes' THEN 1 ELSE 0 END) "
+            "FROM (SELECT campaign_id, activity_type, occurred_at, "
+            "max(occurred_at) OVER (PARTITION BY campaign_id, activity_type) AS newest "
+            f"FROM {table('contact_activity')} WHERE {OWNER_FILTER}) AS events GROUP BY 1, 2"
+        )
+        sizes |= {(str(c), str(k)): LoadedRows(int(n), int(recent or 0)) for c, k, n, recent in rows(sql)}
+    if "campaign_non_engagement" in tables:
+        sql = (
+            f"SELECT campaign_id, kind, count(*) FROM {table('campaign_non_engagement')} "
+            f"WHERE {OWNER_FILTER} GROUP BY 1, 2"
+        )
+        sizes |= {(str(c), str(k)): LoadedRows(int(n), int(n)) for c, k, n in rows(sql)}
+    return campaigns, sizes
 
 
 def _as_dict(

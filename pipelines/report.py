@@ -7,6 +7,7 @@ Every query is standard SQL through the dlt pipeline's sql_client (DuckDB and Po
 from __future__ import annotations
 
 import html
+import os
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,9 +18,8 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from pipelines.providers import PROVIDERS
 from pipelines.reconcile import existing_tables
-from pipelines.runner import Target, pipeline
+from pipelines.runner import Target, dataset_client
 from sources.errors import ConfigurationError
 
 # the funnel shows the most recently sent campaigns, the link chart the most clicked links
@@ -42,14 +42,14 @@ class Section:
 
 def write_report(target: Target, out: str | Path) -> Path:
     """Query the loaded tables of `target` and write the HTML report to `out`; return its path."""
-    provider = next(iter(PROVIDERS.values()))  # every provider loads into the one dataset
-    with pipeline(provider, target).sql_client() as client:
-        tables = existing_tables(client)
+    with dataset_client(target, read_only=True) as dataset:
+        tables = existing_tables(dataset.sql_client) if dataset is not None else set()
         if not {"campaign_engagement", "contact_activity"} <= tables:
             raise ConfigurationError(
                 f"nothing loaded in dataset {target.dataset!r} of the {target.destination} destination "
                 "(check --destination, --dataset and --duckdb-path, or run `campaign-sync run` first)"
             )
+        client = dataset.sql_client
 
         def query(sql: str, *params: Any) -> list[tuple[Any, ...]]:
             names = {name: client.make_qualified_table_name(name) for name in tables}
@@ -65,7 +65,9 @@ def write_report(target: Target, out: str | Path) -> Path:
             links_section(query),
         ]
     path = Path(out)
-    path.write_text(render(sections, summary_rows(funnel), target.dataset), encoding="utf-8")
+    # it holds personal data: readable by its owner only (0600), as the DuckDB file
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as file:
+        file.write(render(sections, summary_rows(funnel), target.dataset))
     return path.resolve()
 
 

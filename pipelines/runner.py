@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,13 +24,15 @@ from dlt.common.configuration.exceptions import (
     LookupTrace,
     LookupTraces,
 )
-from dlt.common.destination.exceptions import DestinationUndefinedEntity
+from dlt.common.destination.exceptions import DestinationException, DestinationUndefinedEntity
 from dlt.common.pipeline import ExtractInfo, get_dlt_pipelines_dir
 from dlt.common.runtime.collector import LogCollector, TqdmCollector
+from dlt.common.schema import Schema
 from dlt.common.storages import NormalizeStorage, NormalizeStorageConfiguration
 from dlt.common.typing import TLoaderFileFormat
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
-from dlt.pipeline.exceptions import PipelineStepFailed
+from dlt.pipeline.exceptions import CannotRestorePipelineException, PipelineStepFailed
+from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
 from pipelines.erasure import forget_after_load, forgotten
 from pipelines.providers import Provider
@@ -38,7 +40,7 @@ from pipelines.reconcile import existing_tables, reconcile, table_columns
 from pipelines.views import create_views, unmapped_v2_campaigns
 from sources.canonical import CANONICAL_TABLES, DEFAULT_ACCOUNT, OWNER_FILTER, SyncOutcome, SyncPlan
 from sources.errors import CampaignSyncError, ConfigurationError, Interrupted
-from sources.redaction import redact
+from sources.redaction import LINE_CHARACTERS, printable, redact
 
 log = logging.getLogger("campaign_sync")
 
@@ -90,13 +92,14 @@ class LoadResult:
     extract_seconds: float = 0.0  # of `seconds`: the reading (extract step)
 
 
-def destination(target: Target) -> Any:
-    """The dlt destination for `target` (PostgreSQL reads DESTINATION__POSTGRES__CREDENTIALS)."""
+def destination(target: Target, read_only: bool = False) -> Any:
+    """The dlt destination for `target` (PostgreSQL reads DESTINATION__POSTGRES__CREDENTIALS); `read_only`
+    opens a DuckDB file read-only."""
     if target.destination == "duckdb":
         path = Path(target.duckdb_path).resolve()
         if path.stem == target.dataset:  # DuckDB would not tell the file's catalog from the schema
             raise ConfigurationError(f"--duckdb-path {path.name} and --dataset {target.dataset} need different names")
-        credentials = DuckDbCredentials(str(path))
+        credentials = DuckDbCredentials(str(path), read_only=read_only)
         # past the limit DuckDB spills to the temp folder, and without insertion order its merges
         # need less, so the process stays small at any account size (`make bench`, scenarios d and e)
         credentials.global_config = {
@@ -119,16 +122,27 @@ def duckdb_memory_limit() -> str:
 
 
 def pipeline(provider: Provider, target: Target) -> dlt.Pipeline:
-    """The provider's dlt pipeline, named `campaign_sync_<provider>`, with local state for `target`.
+    """The provider's dlt pipeline, named `campaign_sync_<provider>`, with local state for `target`,
+    for the commands that change a pipeline (`run`, `backfill`, `abort-pending`).
 
     The local state (cursors, pending packages) belongs to one destination and dataset. When the
     target changes, it is dropped, and dlt restores the target's own state from its tables (or
-    starts afresh, so a new destination gets the whole history).
+    starts afresh, so a new destination gets the whole history); while it holds load packages not
+    loaded yet (data read and not loaded), it is kept and the command refused.
     """
     # a loaded package's files are a copy of personal data (see README "Erasure"): dlt deletes
     # them once loaded, unless `load.delete_completed_jobs` is configured otherwise
     if dlt.config.get("load.delete_completed_jobs") is None:
         dlt.config["load.delete_completed_jobs"] = True
+    loads_into = _loads_into(target)
+    attached = _attached(provider, target)  # read before dlt.pipeline() records the new target in it
+    known = attached.state.get("_local", {}).get(LOADS_INTO) if attached is not None else None
+    if attached is not None and known not in (None, loads_into) and _pending(attached):
+        raise ConfigurationError(
+            f"{provider.label}: pipeline {provider.pipeline_name} has load packages pending for {known}; "
+            "run it against that destination first to load them (or `abort-pending` there to drop them); "
+            "nothing was changed"
+        )
     load = dlt.pipeline(
         pipeline_name=provider.pipeline_name,
         destination=destination(target),
@@ -136,8 +150,6 @@ def pipeline(provider: Provider, target: Target) -> dlt.Pipeline:
         pipelines_dir=target.pipelines_dir or get_dlt_pipelines_dir(),
         progress=progress_collector(target.progress),
     )
-    loads_into = _loads_into(target)
-    known = load.state.get("_local", {}).get(LOADS_INTO)
     if known is not None and known != loads_into:
         log.info("%s: local state belongs to %s; now loading into %s", provider.pipeline_name, known, loads_into)
         load = load.drop()
@@ -145,17 +157,39 @@ def pipeline(provider: Provider, target: Target) -> dlt.Pipeline:
     return load
 
 
-def synced_pipeline(provider: Provider, target: Target) -> tuple[dlt.Pipeline, dict[str, Any]]:
-    """The provider's pipeline with its state restored from the destination, and its source state
-    (empty when nothing was loaded yet). A missing setting is raised; other failures mean no state."""
-    load = pipeline(provider, target)
+def pipeline_view(provider: Provider, target: Target, client: Any | None) -> tuple[dict[str, Any], list[str]]:
+    """The provider's pipeline state and pending load packages, for the commands that only read: nothing
+    is created or changed. The state is the newer of the destination's (through `client`, a read-only
+    `dataset_client`; None: no dataset) and the local one; local state that belongs to another target
+    (another destination, file or dataset) is not this target's."""
+    local: dict[str, Any] | None = None
+    pending: list[str] = []
+    attached = _attached(provider, target)
+    if attached is not None and attached.state.get("_local", {}).get(LOADS_INTO) == _loads_into(target):
+        local, pending = dict(attached.state), _pending(attached)
+    remote = None
+    if client is not None:
+        with suppress(DestinationUndefinedEntity):  # nothing loaded yet
+            remote = load_pipeline_state_from_destination(provider.pipeline_name, client)
+    if remote is not None and (local is None or remote["_state_version"] > local["_state_version"]):
+        return {**remote, "_local": (local or {}).get("_local", {})}, pending
+    return local or {}, pending
+
+
+def _attached(provider: Provider, target: Target) -> dlt.Pipeline | None:
+    """The provider's pipeline as its local state has it (nothing written), None when there is none."""
+    folder = Path(target.pipelines_dir or get_dlt_pipelines_dir())
+    if not (folder / provider.pipeline_name).is_dir():  # dlt.attach would create a missing folder
+        return None
     try:
-        load.sync_destination()
-    except Exception as failure:  # nothing loaded yet, or the destination is not there; but settings matter
-        if isinstance(failure.__cause__, ConfigFieldMissingException):
-            raise failure.__cause__ from None
-        log.debug("%s: no state in the destination", provider.pipeline_name, exc_info=True)
-    return load, load.state.get("sources", {}).get(provider.name) or {}
+        return dlt.attach(provider.pipeline_name, pipelines_dir=str(folder))
+    except CannotRestorePipelineException:
+        return None
+
+
+def _pending(load: dlt.Pipeline) -> list[str]:
+    """The pipeline's load packages not loaded yet (extracted or normalized)."""
+    return sorted({*load.list_extracted_load_packages(), *load.list_normalized_load_packages()})
 
 
 def _loads_into(target: Target) -> str:
@@ -266,7 +300,7 @@ def _load(
     result.rows_read_again = plan.outcome.rows_skipped
     result.error = plan.outcome.error()
     if result.error is None:  # an incomplete run differs from the summaries anyway, and its error says so
-        result.warnings = warnings
+        result.warnings += warnings
 
 
 # one pipeline at a time writes into a dataset: dlt stages every pipeline's merges in the same
@@ -359,17 +393,32 @@ def extracted_rows(extracted: ExtractInfo) -> dict[str, int]:
 
 
 @contextmanager
-def dataset_client(target: Target) -> Iterator[Any]:
-    """An SQL client of the target's dataset, for what spans every provider (`forget`)."""
-    load = dlt.pipeline(
-        pipeline_name="campaign_sync", destination=destination(target), dataset_name=target.dataset,
-        pipelines_dir=target.pipelines_dir or get_dlt_pipelines_dir(),
-    )
+def dataset_client(target: Target, read_only: bool = False) -> Iterator[Any]:
+    """A connected job client of the target's dataset (its `sql_client` runs SQL), of no pipeline: for
+    what spans every provider (`forget`) and, `read_only`, for the commands that only read (`status`,
+    `report`, `plan`): DuckDB opens the file read-only and PostgreSQL's session is read-only; a DuckDB
+    file that is not there is not created (None instead).
+    """
+    if read_only and target.destination == "duckdb" and not Path(target.duckdb_path).is_file():
+        yield None
+        return
     try:
-        with load.sql_client() as client:
-            yield client
+        dataset = dlt.dataset(destination(target, read_only), target.dataset, Schema(target.dataset))
+        client: Any = dataset.destination_client
+        client.sql_client.open_connection()
     except ConfigFieldMissingException as missing:
         raise missing_setting(missing) from None
+    except DestinationException as failure:  # down, refusing us, or a DuckDB file another process holds
+        reason = (redact(str(failure)).strip().splitlines() or [type(failure).__name__])[0]
+        if "Could not set lock on file" in reason:
+            reason = f"{target.duckdb_path} is in use by another process (a run in progress?); try again when it ends"
+        raise CampaignSyncError(f"cannot open the {target.destination} destination: {reason}") from None
+    try:
+        if read_only and target.destination == "postgres":
+            client.sql_client.execute_sql("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        yield client
+    finally:
+        client.sql_client.close_connection()
 
 
 @contextmanager
@@ -447,8 +496,9 @@ def _remember(load: dlt.Pipeline, result: LoadResult) -> None:
         load.set_local_state_val(LAST_SUCCESS, record)
 
 
-def build_source(provider: Provider, load: dlt.Pipeline, plan: SyncPlan) -> Any:
-    """The provider's source for `plan`, which learns from the dataset whose personal data not to load."""
+def build_source(provider: Provider, load: Any, plan: SyncPlan) -> Any:
+    """The provider's source for `plan`, which learns from the dataset whose personal data not to load
+    (`load`: the pipeline, or what has its `sql_client()`: `plan` reads the dataset read-only)."""
     try:
         with load.sql_client() as client:
             migrate_to_accounts(client)
@@ -546,7 +596,7 @@ def report_results(results: list[LoadResult], quiet: bool) -> int:
     for result in results:
         interrupted = isinstance(result.error, Interrupted)
         if result.error is not None and not interrupted:
-            message = redact(str(result.error))
+            message = printable(redact(str(result.error)), LINE_CHARACTERS)
             named = message if message.startswith(result.provider) else f"{result.provider}: {message}"
             print(f"campaign-sync: {named}", file=sys.stderr)
         if result.error is not None:
@@ -562,5 +612,5 @@ def report_results(results: list[LoadResult], quiet: bool) -> int:
             )
         if not quiet:
             for warning in result.warnings:
-                print(f"{result.provider}: warning: {warning}")
+                print(f"{result.provider}: warning: {printable(warning, LINE_CHARACTERS)}")
     return exit_code

@@ -1,7 +1,14 @@
-"""`campaign-sync sql "QUERY"`: ad hoc SQL against the configured destination and dataset.
+"""`campaign-sync sql "QUERY"`: one read-only statement against the configured destination and dataset.
 
 The same settings as `run` say where the data is (the DuckDB file, or PostgreSQL through
-DESTINATION__POSTGRES__CREDENTIALS); unqualified table names resolve in the dataset.
+DESTINATION__POSTGRES__CREDENTIALS, or a read-only role's CAMPAIGN_SYNC__SQL_CREDENTIALS);
+unqualified table names resolve in the dataset.
+
+What it runs: one statement of a reading kind (READ_STATEMENTS), refused otherwise before it
+runs (exit 2). DuckDB opens the file read-only, with no access to other files or the network
+and no extension installed or loaded; PostgreSQL runs it in a read-only transaction (exit 1
+when the database refuses it). On PostgreSQL the statement runs as the configured role: what
+that role may call (a superuser's `pg_read_file`) is reachable, hence the read-only role's URL.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ import csv
 import json
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +32,20 @@ from sources.errors import CampaignSyncError, ConfigurationError
 from sources.redaction import redact
 
 CREDENTIALS_SETTING = "DESTINATION__POSTGRES__CREDENTIALS"
+READ_ONLY_CREDENTIALS_SETTING = "CAMPAIGN_SYNC__SQL_CREDENTIALS"
+# the first word of a statement `sql` runs
+READ_STATEMENTS = ("select", "with", "values", "table", "from", "explain", "show", "describe", "summarize")
+# DuckDB, for `sql`: no file but the database, no network, no extension installed or loaded
+DUCKDB_SANDBOX: dict[str, Any] = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
 
 
 def run_query(target: Target, query: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run `query` in the target's dataset; return the column names and the rows."""
+    """Run `query`, one read-only statement, in the target's dataset; return the column names and the rows."""
+    read_statement(query)
     with _cursor(target) as cursor:
         try:
             cursor.execute(query)
@@ -54,6 +71,28 @@ def print_query(target: Target, query: str, output: str = "table") -> int:
     return 0
 
 
+def read_statement(query: str) -> None:
+    """Refuse (exit 2) what is not one statement of a reading kind, before anything runs."""
+    try:
+        tokens = duckdb.tokenize(query)  # PostgreSQL's own scanner: strings, comments and $$ quotes
+    except duckdb.Error as error:
+        raise ConfigurationError(f"sql: {str(error).strip().splitlines()[0]}") from None
+    ends = [offset for offset, _kind in tokens[1:]] + [len(query)]
+    words = [query[offset:end].strip() for (offset, kind), end in zip(tokens, ends, strict=False)
+             if kind != duckdb.token_type.comment]
+    while words and words[-1] == ";":
+        words.pop()
+    if not words:
+        raise ConfigurationError("sql: no statement given")
+    if ";" in words:
+        raise ConfigurationError("sql: one statement at a time (this has several)")
+    if words[0].lower() not in READ_STATEMENTS:
+        raise ConfigurationError(
+            f"sql: only reads run ({', '.join(w.upper() for w in READ_STATEMENTS)}); {words[0][:30].upper()} "
+            "is not one: sql never changes the dataset"
+        )
+
+
 @contextmanager
 def _cursor(target: Target) -> Iterator[Any]:
     if target.destination == "duckdb":
@@ -61,7 +100,7 @@ def _cursor(target: Target) -> Iterator[Any]:
         if not path.exists():
             raise ConfigurationError(f"sql: no DuckDB file at {path} (check --duckdb-path, or load it first)")
         try:
-            connection = duckdb.connect(str(path), read_only=True)
+            connection = duckdb.connect(str(path), read_only=True, config=DUCKDB_SANDBOX)
         except duckdb.Error as error:
             raise CampaignSyncError(f"sql: cannot open {path}: {str(error).splitlines()[0]}") from None
         with connection:
@@ -70,16 +109,22 @@ def _cursor(target: Target) -> Iterator[Any]:
             ).fetchall():
                 raise ConfigurationError(f"sql: {path} has no dataset {target.dataset!r} (check --dataset)")
             connection.execute(f"SET schema '{target.dataset}'")
+            connection.execute("SET lock_configuration = true")  # the query cannot change a setting
             yield connection
         return
-    try:
-        credentials = dlt.secrets.get("destination.postgres.credentials", PostgresCredentials)
-    except ConfigFieldMissingException:
-        credentials = None
+    credentials = None
+    for setting in (READ_ONLY_CREDENTIALS_SETTING, CREDENTIALS_SETTING):  # a read-only role's, if given
+        with suppress(ConfigFieldMissingException):
+            credentials = dlt.secrets.get(setting.lower().replace("__", "."), PostgresCredentials)
+        if credentials is not None:
+            break
     if credentials is None:
         raise ConfigurationError(f"missing setting {CREDENTIALS_SETTING} (postgresql://user:password@host:5432/db)")
-    try:
-        connection = psycopg2.connect(credentials.to_native_representation(), connect_timeout=10)
+    try:  # every transaction read-only, the session's too: the one statement cannot make it otherwise
+        connection = psycopg2.connect(
+            credentials.to_native_representation(), connect_timeout=10, options="-c default_transaction_read_only=on"
+        )
+        connection.set_session(readonly=True, autocommit=False)
     except psycopg2.Error as error:
         raise CampaignSyncError(f"sql: cannot connect to PostgreSQL: {redact(str(error).strip())}") from None
     try:
@@ -87,6 +132,7 @@ def _cursor(target: Target) -> Iterator[Any]:
             cursor.execute("SELECT set_config('search_path', %s, false)", [target.dataset])
             yield cursor
     finally:
+        connection.rollback()
         connection.close()
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from pipelines.erasure import erasure_count
 from pipelines.providers import Provider
 from pipelines.reconcile import existing_tables, reconcile
-from pipelines.runner import LAST_RUN, LAST_SUCCESS, Target, synced_pipeline
+from pipelines.runner import LAST_RUN, LAST_SUCCESS, Target, dataset_client, pipeline_view
 from sources.canonical import CANONICAL_TABLES, DEFAULT_ACCOUNT, OWNER_FILTER
 
 
@@ -24,14 +24,15 @@ def attribution_window_days(provider: Provider) -> int:
     return int(provider.configured("attribution_window_days"))
 
 
-def provider_status(provider: Provider, target: Target) -> dict[str, Any]:
-    """What is known of a provider's loads, as JSON-ready values; `loaded` is False when never loaded."""
-    load, source_state = synced_pipeline(provider, target)
-    local: dict[str, Any] = dict(load.state.get("_local", {}))
+def provider_status(provider: Provider, target: Target, client: Any | None) -> dict[str, Any]:
+    """What is known of a provider's loads, as JSON-ready values; `loaded` is False when never loaded.
+    `client` is a read-only `dataset_client` (None: no dataset)."""
+    state, pending = pipeline_view(provider, target, client)
+    source_state = state.get("sources", {}).get(provider.name) or {}
+    local: dict[str, Any] = dict(state.get("_local", {}))
     last_run = local.get(LAST_RUN)
     failed = last_run if last_run and last_run.get("error") else None
-    pending = sorted({*load.list_extracted_load_packages(), *load.list_normalized_load_packages()})
-    if not source_state:
+    if not source_state or client is None:
         return {
             "provider": provider.name, "account": provider.account, "loaded": False, "last_run_error": failed,
             "pending_packages": pending,
@@ -52,8 +53,8 @@ def provider_status(provider: Provider, target: Target) -> dict[str, Any]:
             for key, cursor in sorted(cursors.items())
         ],
     }
-    with load.sql_client() as client:
-        status.update(_from_tables(client, provider, load.default_schema_name or provider.name, window))
+    schema_name = state.get("default_schema_name") or provider.name
+    status.update(_from_tables(client.sql_client, provider, schema_name, window))
     return status
 
 
@@ -98,8 +99,10 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def print_status(target: Target, providers: list[Provider], as_json: bool = False) -> int:
-    """Print the status of every provider, as text or as one JSON document; exit code 0."""
-    statuses = [provider_status(provider, target) for provider in providers]
+    """Print the status of every provider, as text or as one JSON document; exit code 0. Reads only:
+    no file, table or state is created or changed."""
+    with dataset_client(target, read_only=True) as client:
+        statuses = [provider_status(provider, target, client) for provider in providers]
     if as_json:
         print(json.dumps({"providers": statuses}, indent=2))
         return 0
