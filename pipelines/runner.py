@@ -40,7 +40,7 @@ from pipelines.reconcile import existing_tables, reconcile, table_columns
 from pipelines.views import create_views, unmapped_v2_campaigns
 from sources.canonical import CANONICAL_TABLES, DEFAULT_ACCOUNT, OWNER_FILTER, SyncOutcome, SyncPlan
 from sources.errors import CampaignSyncError, ConfigurationError, Interrupted
-from sources.redaction import LINE_CHARACTERS, printable, redact
+from sources.redaction import redact
 
 log = logging.getLogger("campaign_sync")
 
@@ -596,7 +596,7 @@ def report_results(results: list[LoadResult], quiet: bool) -> int:
     for result in results:
         interrupted = isinstance(result.error, Interrupted)
         if result.error is not None and not interrupted:
-            message = printable(redact(str(result.error)), LINE_CHARACTERS)
+            message = redact(str(result.error))
             named = message if message.startswith(result.provider) else f"{result.provider}: {message}"
             print(f"campaign-sync: {named}", file=sys.stderr)
         if result.error is not None:
@@ -612,5 +612,5 @@ def report_results(results: list[LoadResult], quiet: bool) -> int:
             )
         if not quiet:
             for warning in result.warnings:
-                print(f"{result.provider}: warning: {printable(warning, LINE_CHARACTERS)}")
+                print(f"{result.provider}: warning: {warning}")
     return exit_code
