@@ -338,10 +338,9 @@ def _untoken(token: str) -> Any:
     return json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
 
 
-def add_late_event(dataset: Dataset, campaign: Campaign, activity_type: str, hours_ago: float) -> Event:
-    """An event that arrives now with an older time (`hours_ago` before the clock): both APIs serve it."""
-    contact_id = campaign.recipients[0]
-    event = Event(campaign.id, contact_id, activity_type, dataset.clock - timedelta(hours=hours_ago))
+def add_late_event(dataset: Dataset, campaign: Campaign, activity_type: str, at: datetime) -> Event:
+    """An event that arrives now with an older time `at`: both APIs serve it from now on."""
+    event = Event(campaign.id, campaign.recipients[0], activity_type, at)
     campaign.events.append(event)
     dataset.advance(timedelta(0))  # what is visible is worked out again
     return event

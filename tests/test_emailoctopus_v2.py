@@ -3,9 +3,12 @@ tables and ids as through 1.6, and nightly reads that follow what is new."""
 
 from __future__ import annotations
 
-from helpers import expected_activity, expected_snapshot, loaded_activity, loaded_snapshot
+from datetime import UTC, datetime, timedelta
 
-from sandbox.emailoctopus import NAME_V2
+import pytest
+from helpers import cursors, expected_activity, expected_snapshot, loaded_activity, loaded_snapshot, open_campaigns
+
+from sandbox.emailoctopus import NAME_V2, add_late_event
 
 PROVIDER = "emailoctopus"
 V2 = {"eo_api": "2"}
@@ -48,3 +51,90 @@ def test_first_run_through_v2_loads_the_ground_truth_with_the_key_in_a_header(ma
     # a call per contact status per list (each fits one page)
     contact_calls = [p for p in harness.sandbox.paths if "/contacts" in p]
     assert sum(harness.sandbox.paths[p] for p in contact_calls) == 3 * len(dataset.lists)
+
+
+def test_rerun_adds_nothing_and_a_later_night_is_exact(make_harness):
+    harness = make_harness(variants=V2)
+    assert harness.cli("run", PROVIDER) == 0
+    rows = harness.count("contact_activity")
+
+    assert harness.cli("run", PROVIDER) == 0
+    assert harness.count("contact_activity") == rows
+    assert_exact(harness)
+
+    harness.sandbox.advance(hours=24)
+    assert harness.cli("run", PROVIDER) == 0
+    assert harness.count("contact_activity") > rows
+    assert_exact(harness)
+    # each report's cursor keeps where its last page began, verbatim, and whether the report was in order:
+    # not where a row has no time (the oldest campaign's)
+    dataset = harness.sandbox.datasets[PROVIDER]
+    kept = {key: c["resume"] for key, c in cursors(harness).items()}
+    untimed = {f"{e.campaign_id}:{e.type}" for c in dataset.sent_campaigns() for e in dataset.events(c)
+               if e.timestamp_missing}
+    assert untimed and {key for key, resume in kept.items() if not resume["ordered"]} == untimed
+
+
+def test_switching_from_1_6_to_v2_and_back_doubles_nothing_and_loses_nothing(make_harness):
+    harness = make_harness()
+    assert harness.cli("run", PROVIDER) == 0  # 1.6
+    ids = {r[0] for r in harness.query("SELECT activity_id FROM contact_activity")}
+
+    harness.sandbox.advance(hours=24)
+    use_api(harness, "2")
+    assert harness.cli("run", PROVIDER) == 0
+    assert harness.sandbox.requests[NAME_V2] > 0
+    assert_exact(harness)
+    # the events 1.6 loaded kept their ids: v2 found the same ones
+    assert ids <= {r[0] for r in harness.query("SELECT activity_id FROM contact_activity")}
+
+    harness.sandbox.advance(hours=24)
+    use_api(harness, "1.6")
+    assert harness.cli("run", PROVIDER) == 0
+    assert_exact(harness)
+
+
+def test_a_nightly_through_v2_reads_at_most_60_percent_of_what_1_6_reads(make_harness):
+    clock = datetime.now(UTC).replace(microsecond=0)
+    requests = {}
+    for version in ("1.6", "2"):
+        harness = make_harness(variants=V2 if version == "2" else {}, scale=(6, 1200), clock=clock)
+        assert harness.cli("run", PROVIDER) == 0
+        harness.sandbox.advance(hours=24)
+        harness.sandbox.reset_counts()
+        assert harness.cli("run", PROVIDER) == 0
+        assert_exact(harness)
+        requests[version] = harness.sandbox.requests[NAME_V2 if version == "2" else PROVIDER]
+    assert requests["2"] <= 0.6 * requests["1.6"], requests
+
+
+@pytest.mark.parametrize("order", ["ordered", "unordered"])
+def test_a_late_event_with_an_older_time_is_loaded_that_night(make_harness, order):
+    harness = make_harness(variants={**V2, "eo2_report_order": order}, scale=(6, 600))
+    dataset = harness.sandbox.datasets[PROVIDER]
+    assert harness.cli("run", PROVIDER) == 0
+
+    harness.sandbox.advance(hours=24)
+    campaign = next(c for c in dataset.sent_campaigns() if c.id in open_campaigns(dataset)
+                    and len(dataset.events(c, "opened")) > 150)
+    # a minute after sending: on the report's first page, before the page the nightly resumes from
+    late = add_late_event(dataset, campaign, "opened", campaign.send_at + timedelta(minutes=1))
+    assert harness.cli("run", PROVIDER) == 0
+
+    assert_exact(harness)
+    at = late.at.replace(tzinfo=None)
+    assert harness.activity(PROVIDER)[(campaign.id, late.contact_id, "opened", at)] >= 1
+    kept = cursors(harness)[f"{campaign.id}:opened"]["resume"]
+    assert kept["ordered"] == (order == "ordered") and kept["starting_after"] and kept["rows_before"] >= 100
+    assert kept["rows"] == len(dataset.events(campaign, "opened"))
+
+
+def test_a_key_v2_refuses_exits_3_naming_the_setting_and_the_legacy_case(make_harness, capfd):
+    harness = make_harness(variants={**V2, "eo_legacy_key": "yes"})
+    assert harness.cli("run", PROVIDER) == 3
+    err = capfd.readouterr().err
+    assert "SOURCES__EMAILOCTOPUS__API_KEY" in err and "legacy" in err and "SOURCES__EMAILOCTOPUS__API_VERSION" in err
+    assert "eo-sandbox" not in err
+
+    use_api(harness, "1.6")  # the same key through 1.6
+    assert harness.cli("run", PROVIDER) == 0

@@ -214,6 +214,8 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
             if isinstance(event, ReadPage):
                 snapshots.setdefault(read.state_key, []).extend(event.rows)
                 continue
+            if read.resume is not None and read.resume.unchanged:  # the provider knows it is the one loaded
+                continue
             # one row per contact, even where a page repeats one
             by_contact = {row["contact_id"]: row for row in snapshots.pop(read.state_key, []) if row.get("contact_id")}
             # a snapshot the same as the one loaded is not replaced (its rows keep their `as_of`)

@@ -46,6 +46,10 @@ SUMMARY_COUNTS = {
     "sent": "sent", "opened": "opened_total", "clicked": "clicked_total", "bounced": "bounced",
     "complained": "complained", "unsubscribed": "unsubscribed",
 }
+# the summary counts that decide who is in a snapshot: the recipients, less those who opened (clicked) or bounced
+SNAPSHOT_COUNTS = {
+    "not-opened": ("sent", "opened_unique", "bounced"), "not-clicked": ("sent", "clicked_unique", "bounced"),
+}
 # docs/providers/emailoctopus-v2.md, "Authentication": keys made before v2 work only with 1.6
 LEGACY_KEY = (
     "a key made before 2024-10-07 (labelled 'legacy') works only with API 1.6: set {} to 1.6, or make a new key"
@@ -147,7 +151,7 @@ class _Position:
     def kept(self) -> dict[str, Any]:
         """What the read's cursor keeps: where the last page began, and whether the report was in order."""
         return {"starting_after": self.after, "rows_before": self.rows_before, "boundary": self.boundary,
-                "ordered": self.ordered}
+                "rows": self.rows, "ordered": self.ordered}
 
 
 class _Summaries:
@@ -250,13 +254,26 @@ class EmailOctopusV2Api:
             ))
         return reads
 
+    def _counts(self, campaign_id: str, names: tuple[str, ...]) -> list[int] | None:
+        """Counts of the campaign's summary (None when it has none, or not all of them)."""
+        summary = self.summaries.get(campaign_id)
+        if not isinstance(summary, dict):
+            return None
+        row = mapping.summary_row(summary)
+        counts = [row.get(name) for name in names]
+        return [int(count) for count in counts if count is not None] if None not in counts else None
+
     def _report_pages(
         self, campaign_id: str, report: str, resume: ResumePoint, _since: datetime | None
     ) -> Iterator[list[dict[str, Any]]]:
-        """A report's pages: from its stored cursor when that holds (`_resumed`), else whole."""
+        """A report's pages: none when the summary counts the rows read before, from its stored cursor
+        when that holds (`_resumed`), else whole."""
         path = f"campaigns/{campaign_id}/reports"
         stored = resume.stored
         if stored is not None and stored.get("ordered"):
+            if self._counts(campaign_id, (SUMMARY_COUNTS[report],)) == [stored.get("rows")]:
+                resume.reached = stored  # nothing new
+                return
             resumed = self._resumed(campaign_id, report, stored)
             if resumed is not None:
                 position, tail = resumed
@@ -289,26 +306,38 @@ class EmailOctopusV2Api:
         first = next((row for page in tail for row in page), None)
         if not position.ordered or (first is not None and _order_key(first) == stored.get("boundary")):
             return None
-        summary = self.summaries.get(campaign_id)
-        count = mapping.summary_row(summary).get(SUMMARY_COUNTS[report]) if isinstance(summary, dict) else None
-        return (position, tail) if count == position.rows else None
+        counted = self._counts(campaign_id, (SUMMARY_COUNTS[report],))
+        return (position, tail) if counted == [position.rows] else None
 
     def non_engagement_reads(self, campaign: Row) -> list[ReportRead]:
-        """The not-opened and not-clicked snapshots of the campaign, read whole."""
+        """The not-opened and not-clicked snapshots of the campaign, read whole when the counts that
+        decide them changed."""
         cid = campaign["campaign_id"]
-        return [
-            ReportRead(
+        reads = []
+        for status, kind in mapping.NON_ENGAGEMENT_REPORTS.items():
+            resume = ResumePoint()
+            reads.append(ReportRead(
                 campaign_id=cid,
                 report=kind,
                 sent_at=campaign["sent_at"],
-                pages=partial(self._snapshot_pages, cid, status),
+                pages=partial(self._snapshot_pages, cid, status, resume),
                 to_rows=mapping_v2.non_engagement_rows,
-            )
-            for status, kind in mapping.NON_ENGAGEMENT_REPORTS.items()
-        ]
+                resume=resume,
+            ))
+        return reads
 
-    def _snapshot_pages(self, campaign_id: str, status: str, _since: datetime | None) -> Iterator[list[dict[str, Any]]]:
-        return self._pages(f"campaigns/{campaign_id}/reports", {"status": status})
+    def _snapshot_pages(
+        self, campaign_id: str, status: str, resume: ResumePoint, _since: datetime | None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """A snapshot's pages; none when the summary's counts that decide it are those of the one loaded
+        (the recipients, and who opened or clicked, and bounced: none of them goes back)."""
+        counts = self._counts(campaign_id, SNAPSHOT_COUNTS[status])
+        kept = {"counts": counts} if counts is not None else None
+        if kept is not None and resume.stored == kept:
+            resume.unchanged, resume.reached = True, kept
+            return
+        yield from self._pages(f"campaigns/{campaign_id}/reports", {"status": status})
+        resume.reached = kept
 
     def summary_reads(self, campaign: Row) -> list[ReportRead]:
         """The summary counts of the campaign (the same answer its reports are checked against)."""
