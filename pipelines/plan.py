@@ -124,6 +124,7 @@ def _as_dict(
     return {
         "provider": provider.name,
         "account": provider.account,
+        "api_version": provider.api_version,
         "run": run,
         "requests": requests,
         "at_least": estimate.lower_bound,
@@ -153,8 +154,9 @@ def print_plan(plans: list[dict[str, Any]], as_json: bool = False) -> int:
 def _text(plan: dict[str, Any]) -> list[str]:
     label = plan["provider"] if plan["account"] == "default" else f"{plan['provider']}/{plan['account']}"
     about = "at least" if plan["at_least"] else "about"
+    api = f" (API {plan['api_version']})" if plan["api_version"] else ""
     lines = [
-        f"{label}: {plan['run']}: {about} {plan['requests']:,} requests",
+        f"{label}{api}: {plan['run']}: {about} {plan['requests']:,} requests",
         f"  campaigns read: {plan['campaigns']:,}",
         f"  listings: {plan['listing_requests']:,} requests (made by this plan); contacts: at least 1",
         f"  lookups (campaign details, send history, v2 ids): {plan['lookups']:,}; summaries: {plan['summaries']:,}",

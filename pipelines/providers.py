@@ -143,6 +143,11 @@ class Provider:
                 return value
         return default
 
+    @property
+    def api_version(self) -> str | None:
+        """Which of the provider's APIs the account uses (`API_VERSION`), for a provider that has several."""
+        return str(self.configured("api_version")) if "api_version" in self._parameters else None
+
     def forgets_deleted_contacts(self) -> bool:
         """`FORGET_DELETED_CONTACTS`: erase the personal data of contacts deleted at the provider."""
         return bool(self.configured("forget_deleted_contacts"))

@@ -35,13 +35,14 @@ def provider_status(provider: Provider, target: Target, client: Any | None) -> d
     if not source_state or client is None:
         return {
             "provider": provider.name, "account": provider.account, "loaded": False, "last_run_error": failed,
-            "pending_packages": pending,
+            "pending_packages": pending, "api_version": provider.api_version,
         }
     cursors = source_state.get("resources", {}).get("contact_activity", {}).get("cursors", {})
     window = attribution_window_days(provider)
     status: dict[str, Any] = {
         "provider": provider.name,
         "account": provider.account,
+        "api_version": provider.api_version,
         "loaded": True,
         "pipeline": provider.pipeline_name,
         "last_successful_load": local.get(LAST_SUCCESS),
@@ -120,8 +121,9 @@ def _text(status: dict[str, Any]) -> list[str]:
             f"  pending load packages: {', '.join(status['pending_packages'])} (the next run loads them first; "
             f"`campaign-sync abort-pending {name}` drops them and their data is read again)"
         )
+    api = [f"  API {status['api_version']} (API_VERSION)"] if status["api_version"] else []
     if not status["loaded"]:
-        return [f"{name}: never loaded", *failure]
+        return [f"{name}: never loaded", *api, *failure]
     last = status["last_successful_load"]
     if last is not None:
         lines = [f"{name}: last load {last['finished_at']} ({last['seconds']:.1f}s, {last['requests']} requests)"]
@@ -129,7 +131,7 @@ def _text(status: dict[str, Any]) -> list[str]:
         lines.append(f"  rows loaded then: {loaded}")
     else:
         lines = [f"{name}: last load {status['last_loaded_at'] or 'unknown'} (no run record on this machine)"]
-    lines.extend(failure)
+    lines.extend([*api, *failure])
     for table, count in status["rows"].items():
         lines.append(f"  {table}: {count} rows")
     if status["occurred_at"] is not None:

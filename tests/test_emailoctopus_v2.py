@@ -3,6 +3,7 @@ tables and ids as through 1.6, and nightly reads that follow what is new."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -138,3 +139,21 @@ def test_a_key_v2_refuses_exits_3_naming_the_setting_and_the_legacy_case(make_ha
 
     use_api(harness, "1.6")  # the same key through 1.6
     assert harness.cli("run", PROVIDER) == 0
+
+
+def test_plan_and_status_say_which_api_the_account_uses(make_harness, capsys):
+    harness = make_harness(variants=V2)
+    assert harness.cli("run", PROVIDER) == 0
+    capsys.readouterr()
+    assert harness.cli("plan", PROVIDER, "--json") == 0
+    (estimate,) = json.loads(capsys.readouterr().out)
+    assert estimate["api_version"] == "2"
+    assert harness.cli("status", "--json") == 0
+    statuses = json.loads(capsys.readouterr().out)["providers"]
+    assert [s["api_version"] for s in statuses if s["provider"] == PROVIDER] == ["2"]
+    assert harness.cli("status") == 0
+    assert "  API 2 (API_VERSION)" in capsys.readouterr().out
+
+    use_api(harness, "1.6")
+    assert harness.cli("plan", PROVIDER) == 0
+    assert f"{PROVIDER} (API 1.6): tonight's run" in capsys.readouterr().out

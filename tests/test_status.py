@@ -33,6 +33,7 @@ def test_status_through_failed_and_successful_runs(harness, capsys):
     assert f"{PROVIDER}: never loaded" in capsys.readouterr().out
     assert status_json(harness, capsys) == {
         "provider": PROVIDER, "account": "default", "loaded": False, "last_run_error": None, "pending_packages": [],
+        "api_version": "1.6",
     }
 
     harness.setenv(SOURCES__EMAILOCTOPUS__API_KEY="not-the-key-123")
