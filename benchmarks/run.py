@@ -69,11 +69,12 @@ class Settings:
     saturation_latency: float = 0.15
     saturation_budget: float = 20.0
     accounts: int = 10  # (f): the accounts of one Constant Contact application in one run
+    apis_scale: tuple[int, int] = (30, 2_000)  # (g): one EmailOctopus account through API 1.6 and v2
 
 
 FULL = Settings(runs=3, backfill_scale=(20, 1_000), cpu_scale=(60, 4_000), memory_scale=(60, 40_000))
 QUICK = Settings(runs=1, backfill_scale=(6, 200), cpu_scale=(8, 1_000), memory_scale=None, latency=0.05,
-                 accounts=4)
+                 accounts=4, apis_scale=(12, 1_200))
 
 
 def _serve(options: dict[str, Any], ready: Any) -> None:
@@ -91,7 +92,7 @@ class SandboxProcess:
     ) -> None:
         self.clock = datetime.now(UTC).replace(microsecond=0)
         self.port = _free_port()
-        rates = {name: budget for name in ("emailoctopus", "constant_contact_v2", "constant_contact_v3")}
+        rates = {name: budget for name in SIMULATED_PROVIDERS}
         options = {"seed": 7, "scale": scale, "port": self.port, "latency": latency,
                    "requests_per_second": rates, "clock": self.clock, "accounts": accounts}
         ready = multiprocessing.Event()
@@ -341,6 +342,38 @@ def scenario_accounts(settings: Settings) -> dict[str, Any]:
     }
 
 
+def scenario_emailoctopus_apis(settings: Settings) -> dict[str, Any]:
+    """(g) The nightly of one EmailOctopus account after one day, through API 1.6 and through v2 (each
+    loaded the day before through the same API): requests and wall time at the documented 10 a second."""
+    sandbox = SandboxProcess(settings.apis_scale, latency=settings.latency)
+    nightly_rate = 10.0  # docs/providers/emailoctopus-v2.md § Limits (1.6 documents none)
+    try:
+        through = {"1.6": Ours(sandbox, budget=0), "2": Ours(sandbox, budget=0)}
+        through["2"].env.update(SOURCES__EMAILOCTOPUS__API_VERSION="2",
+                                SOURCES__EMAILOCTOPUS__BASE_URL=f"{sandbox.url}/emailoctopus-v2")
+        for ours in through.values():
+            ours.run("run", EO)
+        sandbox.advance(24)
+        figures = {}
+        for version, ours in through.items():
+            ours.env["SOURCES__EMAILOCTOPUS__REQUESTS_PER_SECOND"] = str(nightly_rate)
+            before = sandbox.stats()["requests"]
+            nightly = ours.run("run", EO)
+            after = sandbox.stats()["requests"]
+            served = sum(after.get(name, 0) - before.get(name, 0) for name in (EO, f"{EO}_v2"))
+            figures[version] = {"requests": served, "seconds": nightly["seconds"],
+                                "exact": nightly["activity_rows"] == eo_truth_rows(sandbox.truth.datasets[EO])}
+    finally:
+        sandbox.stop()
+    old, new = figures["1.6"], figures["2"]
+    return {
+        "scale": settings.apis_scale, "latency_ms": settings.latency * 1000, "rate_rps": nightly_rate,
+        "v1_6_requests": old["requests"], "v1_6_seconds": old["seconds"],
+        "v2_requests": new["requests"], "v2_seconds": new["seconds"],
+        "v2_share_of_requests": new["requests"] / old["requests"], "exact": old["exact"] and new["exact"],
+    }
+
+
 def scenario_cpu(settings: Settings) -> dict[str, Any]:
     """(c) CPU: activity rows a second (Constant Contact v3, 500 rows a page, zero latency, no budget)."""
     figures = []
@@ -507,6 +540,7 @@ def main() -> None:
         "b_nightly": scenario_nightly(settings),
         "c_cpu": scenario_cpu(settings),
         "f_accounts": scenario_accounts(settings),
+        "g_emailoctopus_apis": scenario_emailoctopus_apis(settings),
     }
     if settings.memory_scale is not None:
         results["d_memory"] = scenario_memory(settings, "duckdb")
@@ -552,6 +586,14 @@ def render(results: dict[str, Any]) -> str:
         f"{f['many_rate_rps']:.1f}/s ({f['many_rate_of_budget']:.0%} of budget), {f['many_429']} x 429"
         f"{'' if f['exact'] else ', NOT EXACT'} | one account {f['one_seconds']:.1f} s, {f['one_requests']} "
         f"requests at {f['one_rate_rps']:.1f}/s | {f['many_over_one_seconds']:.1f}x one account's time |"
+    )
+    g = results["g_emailoctopus_apis"]
+    campaigns, contacts = g["scale"]
+    lines.append(
+        f"| (g) EmailOctopus nightly after one day, API v2 against 1.6 ({campaigns} campaigns, {contacts:,} "
+        f"contacts, {g['latency_ms']:.0f} ms latency, {g['rate_rps']:.0f}/s){'' if g['exact'] else ', NOT EXACT'} | "
+        f"v2: {g['v2_requests']} requests, {g['v2_seconds']:.1f} s | 1.6: {g['v1_6_requests']} requests, "
+        f"{g['v1_6_seconds']:.1f} s | {g['v2_share_of_requests']:.0%} of 1.6's requests |"
     )
     for key in ("d_memory", "d_memory_postgres"):
         if key not in results:
