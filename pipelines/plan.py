@@ -18,10 +18,11 @@ import pendulum
 from dlt.common.configuration.container import Container
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.common.pipeline import StateInjectableContext, TPipelineState
+from dlt.extract.exceptions import ResourceExtractionError
 
 from pipelines.providers import Provider
 from pipelines.reconcile import existing_tables
-from pipelines.runner import Target, build_source, dataset_client, pipeline_view
+from pipelines.runner import Target, _unwrap, build_source, dataset_client, pipeline_view
 from sources.canonical import (
     OWNER_FILTER,
     CampaignCost,
@@ -48,7 +49,10 @@ def plan_provider(
         # the source reads the pipeline's state as a run would; a copy, so nothing of it is kept
         with Container().injectable_context(StateInjectableContext(state=cast(TPipelineState, copy.deepcopy(state)))):
             source = build_source(provider, _ReadOnly(client), plan)
-            costs: list[CampaignCost] = list(source.resources["campaign_costs"])  # dlt passes the items one by one
+            try:
+                costs: list[CampaignCost] = list(source.resources["campaign_costs"])  # dlt passes them one by one
+            except ResourceExtractionError as failure:  # the provider's own error, as `run` reports it
+                raise _unwrap(failure, provider) from None
     http = plan.outcome.http
     assert http is not None  # the source's resources were built
     listing = http.requests_made

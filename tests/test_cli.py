@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from pipelines.cli import main
+
 PROVIDER = "emailoctopus"
 
 
@@ -82,7 +84,8 @@ def test_status_before_and_after_a_load(harness, capsys):
     ("setting", "value", "message"),
     [
         ("SOURCES__EMAILOCTOPUS__REQUESTS_PER_SECOND", "fast", "SOURCES__EMAILOCTOPUS__REQUESTS_PER_SECOND must be"),
-        ("SOURCES__EMAILOCTOPUS__START_DATE", "last spring", "SOURCES__EMAILOCTOPUS__START_DATE must be a date: YYYY-MM-DD or ISO 8601, not 'last spring'"),
+        ("SOURCES__EMAILOCTOPUS__START_DATE", "last spring",
+         "SOURCES__EMAILOCTOPUS__START_DATE must be a date: YYYY-MM-DD or ISO 8601, not 'last spring'"),
         ("SOURCES__EMAILOCTOPUS__BASE_URL", "ftp://emailoctopus.com/api/1.6", "is not an http(s) URL"),
     ],
 )
@@ -141,3 +144,15 @@ def test_the_readme_names_every_setting_and_its_default():
             assert key.upper() in readme, (provider.name, key)
             if isinstance(default, str) and default:
                 assert default in readme, (provider.name, key, default)
+
+
+@pytest.mark.parametrize(("dataset", "becomes"), [
+    ('x"; DROP SCHEMA public; --', "x_drop_schema_publicxxx"), ("Campaigns", "campaigns"), ("a-b", "a_b"),
+])
+def test_a_dataset_name_dlt_would_rename_is_refused(harness, capsys, dataset, becomes):
+    for command in (["run", "emailoctopus"], ["status"], ["sql", "SELECT 1"]):
+        assert main([*command, "--dataset", dataset, "--pipelines-dir", str(harness.pipelines_dir),
+                     "--duckdb-path", str(harness.duckdb_path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"would be stored as {becomes!r}" in err[0], err
+    assert not harness.duckdb_path.exists() and not harness.pipelines_dir.exists()

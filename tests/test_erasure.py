@@ -168,3 +168,44 @@ def test_personal_data_that_comes_back_is_erased_again_and_a_restored_contact_lo
     assert harness.query(f"SELECT email_address, deleted FROM contacts WHERE contact_id = '{contact.id}'") == [
         (contact.email, False)
     ]
+
+
+@pytest.mark.parametrize("wrong", ["not-an-email", "", "  ", "two words@example.org"])
+def test_forget_refuses_what_is_not_an_address_and_touches_nothing(harness, capsys, wrong):
+    harness.setenv(CAMPAIGN_SYNC__ERASURE_KEY=ERASURE_KEY)
+    assert harness.cli("forget", "--email", "someone@example.org", "--email", wrong) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not an email address" in err[0], err
+    assert not harness.duckdb_path.exists() or harness.destination == "postgres"
+    if harness.destination == "postgres":
+        assert harness.query(
+            f"SELECT count(*) FROM information_schema.schemata WHERE schema_name = '{harness.dataset}'"
+        ) == [(0,)]
+
+
+def test_forget_an_address_no_contact_has_says_so(harness, capsys):
+    assert harness.cli("run", "emailoctopus") == 0
+    harness.setenv(CAMPAIGN_SYNC__ERASURE_KEY=ERASURE_KEY)
+    capsys.readouterr()
+    assert harness.cli("forget", "--email", "nobody-here@example.org") == 0
+    out = capsys.readouterr().out
+    assert "forgot 1 address(es): no loaded contact has it;" in out and "no provider yet" not in out
+    assert harness.count("erasure_requests") == 1
+    assert not (harness.pipelines_dir / "campaign_sync").exists()  # forget makes no pipeline of its own
+
+
+def test_another_erasure_key_than_the_requests_were_made_with_is_refused(harness, capsys):
+    harness.setenv(CAMPAIGN_SYNC__ERASURE_KEY=ERASURE_KEY)
+    assert harness.cli("run", "emailoctopus") == 0
+    address = harness.sandbox.datasets["emailoctopus"].contacts[0].email
+    assert harness.cli("forget", "--email", address) == 0
+    harness.setenv(CAMPAIGN_SYNC__ERASURE_KEY="another-key-entirely-93b1")
+    capsys.readouterr()
+    for command in (("run", "emailoctopus"), ("forget", "--email", "someone-else@example.org")):
+        assert harness.cli(*command) == 2, command
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "CAMPAIGN_SYNC__ERASURE_KEY is not the key" in err[0], (command, err)
+    assert harness.count("erasure_requests") == 1
+    harness.setenv(CAMPAIGN_SYNC__ERASURE_KEY=ERASURE_KEY)  # the right key again: runs go on
+    assert harness.cli("run", "emailoctopus") == 0
+    assert found_anywhere(harness, address) == []

@@ -93,3 +93,13 @@ def test_plan_names_the_missing_setting(harness, capsys):
     harness.monkeypatch.delenv("SOURCES__EMAILOCTOPUS__API_KEY")
     assert harness.cli("plan", EMAILOCTOPUS) == 2
     assert "SOURCES__EMAILOCTOPUS__API_KEY" in capsys.readouterr().err
+
+
+def test_plan_with_a_refused_key_is_one_line_and_exit_3_as_run(harness, capsys):
+    harness.setenv(SOURCES__EMAILOCTOPUS__API_KEY="not-the-key-4711")
+    for command in (("run", EMAILOCTOPUS), ("plan", EMAILOCTOPUS)):
+        capsys.readouterr()
+        assert harness.cli(*command) == 3, command
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "refused the credentials" in err[0] and "unexpected" not in err[0], err
+        assert "not-the-key-4711" not in err[0]

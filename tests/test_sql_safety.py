@@ -1,0 +1,97 @@
+"""`campaign-sync sql` runs one read-only statement against the dataset: it cannot write, read other
+files or reach the network, on DuckDB and PostgreSQL alike (issues 27.3 and 28.11)."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg2
+import pytest
+from conftest import POSTGRES_URL
+
+PROVIDER = "emailoctopus"
+duckdb_only = pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
+postgres_only = pytest.mark.parametrize("destination", ["postgres"], indirect=True)
+
+
+def one_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unexpected" not in err[0], err
+    return err[0]
+
+
+def tables(harness) -> set[str]:
+    return {name for (name,) in harness.query(
+        f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{harness.dataset}'"
+    )}
+
+
+@pytest.mark.parametrize(("statement", "says"), [
+    ("CREATE TABLE zz_probe(x int)", "CREATE is not one"),
+    ("DROP TABLE erasure_requests; COMMIT; SELECT 'committed'", "one statement at a time"),
+    ("SELECT 1; DROP TABLE contacts", "one statement at a time"),
+    ("DELETE FROM contacts", "DELETE is not one"),
+    ("COPY contacts TO '/tmp/campaign-sync-probe.csv'", "COPY is not one"),
+    ("INSTALL httpfs", "INSTALL is not one"),
+    ("SET enable_external_access = true", "SET is not one"),
+    ("", "no statement"),
+])
+def test_sql_refuses_what_is_not_one_read_before_it_runs(harness, capsys, statement, says):
+    assert harness.cli("run", PROVIDER) == 0
+    before, contacts = tables(harness), harness.count("contacts")
+    capsys.readouterr()
+    assert harness.cli("sql", statement) == 2
+    assert says in one_error(capsys)
+    assert tables(harness) == before and harness.count("contacts") == contacts
+
+
+def test_a_write_inside_a_read_is_refused_by_the_database(harness, capsys):
+    assert harness.cli("run", PROVIDER) == 0
+    contacts = harness.count("contacts")
+    capsys.readouterr()
+    assert harness.cli("sql", "WITH gone AS (DELETE FROM contacts RETURNING 1) SELECT count(*) FROM gone") == 1
+    assert one_error(capsys).startswith("campaign-sync: sql: ")
+    assert harness.count("contacts") == contacts
+    # a read still reads, a `;` in a string or a comment is no second statement
+    assert harness.cli("sql", "SELECT count(*) AS n, 'a;b' AS s FROM contacts -- ; DROP TABLE contacts\n;") == 0
+    assert f"{contacts}  a;b" in capsys.readouterr().out
+
+
+@duckdb_only
+@pytest.mark.parametrize("statement", [
+    "SELECT * FROM read_csv('{secret}')",
+    "SELECT * FROM read_text('{secret}')",
+    "SELECT * FROM '{secret}'",
+    "SELECT * FROM read_parquet('https://example.org/x.parquet')",
+    "ATTACH '{secret}' AS other",
+])
+def test_duckdb_sql_reads_no_other_file_and_no_network(harness, capsys, statement):
+    assert harness.cli("run", PROVIDER) == 0
+    secret = harness.folder / "sandbox.env"
+    secret.write_text("SECRET=do-not-print-7f3a\n")
+    capsys.readouterr()
+    assert harness.cli("sql", statement.format(secret=secret)) in (1, 2)
+    captured = capsys.readouterr()
+    assert "do-not-print-7f3a" not in captured.out + captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+@postgres_only
+def test_postgres_sql_with_a_read_only_role(harness, capsys):
+    assert harness.cli("run", PROVIDER) == 0
+    role = f"cs_reader_{uuid.uuid4().hex[:10]}"
+    with psycopg2.connect(POSTGRES_URL) as con, con.cursor() as cur:
+        cur.execute(f'CREATE ROLE "{role}" LOGIN')
+        cur.execute(f'GRANT USAGE ON SCHEMA "{harness.dataset}" TO "{role}"')
+        cur.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{harness.dataset}" TO "{role}"')
+    try:
+        harness.setenv(CAMPAIGN_SYNC__SQL_CREDENTIALS=f"postgresql://{role}:any@127.0.0.1:5432/test")
+        capsys.readouterr()
+        assert harness.cli("sql", "SELECT current_user AS who, count(*) AS n FROM contacts") == 0
+        assert role in capsys.readouterr().out
+        assert harness.cli("sql", "SELECT pg_read_file('/etc/hostname')") == 1
+        assert "permission denied" in one_error(capsys)
+    finally:
+        with psycopg2.connect(POSTGRES_URL) as con, con.cursor() as cur:
+            cur.execute(f'DROP OWNED BY "{role}"')
+            cur.execute(f'DROP ROLE "{role}"')
