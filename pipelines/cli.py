@@ -106,7 +106,9 @@ def _interruptible(reads: bool) -> Iterator[None]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    common = argparse.ArgumentParser(add_help=False, parents=[debug])
     common.add_argument("--destination", choices=("duckdb", "postgres"), default="duckdb")
     common.add_argument("--dataset", default="campaign_activity", help="dataset (schema) name")
     common.add_argument("--duckdb-path", default=None, help=f"the DuckDB file (default {DEFAULT_DUCKDB_PATH})")
@@ -114,7 +116,6 @@ def _parser() -> argparse.ArgumentParser:
     noise = common.add_mutually_exclusive_group()
     noise.add_argument("--progress", action="store_true", help="show progress while loading")
     noise.add_argument("--quiet", action="store_true", help="print errors only")
-    common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
 
     parser = argparse.ArgumentParser(prog="campaign-sync", description="Email-campaign activity into SQL.")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
@@ -146,13 +147,13 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="print one JSON document for machines")
     plan.set_defaults(command=cmd_plan)
 
-    sandbox = commands.add_parser("sandbox", parents=[common], help="serve the simulated provider APIs")
+    sandbox = commands.add_parser("sandbox", parents=[debug], help="serve the simulated provider APIs")
     sandbox.add_argument("--port", type=int, default=8765)
     sandbox.add_argument("--seed", type=int, default=7)
     sandbox.add_argument("--scale", default="small", choices=("tiny", "small", "medium", "large"))
     sandbox.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
     sandbox.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 503")
-    sandbox.set_defaults(command=cmd_sandbox)
+    sandbox.set_defaults(command=cmd_sandbox, quiet=False)
 
     demo = commands.add_parser("demo", parents=[common], help="sandbox + load + summary, no credentials needed")
     demo.set_defaults(command=cmd_demo)
@@ -323,6 +324,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from sandbox import Faults, Sandbox
+    from sandbox.server import PortInUse
 
     sandbox = Sandbox(
         seed=args.seed,
@@ -332,14 +334,18 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         faults=Faults(error_rate=args.error_rate),
     )
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl-C does: its files are removed
-    with sandbox, contextlib.suppress(KeyboardInterrupt):
-        # a shell script: `campaign-sync sandbox > sandbox.env &` then `. ./sandbox.env`
-        print(f"# sandbox serving on {sandbox.url} (seed {args.seed}, scale {args.scale}); Ctrl-C stops it")
-        print("# point campaign-sync at it with:")
-        for key, value in sandbox.environment().items():
-            print(f"export {key}={shlex.quote(value)}")
-        sys.stdout.flush()
-        sandbox.wait()
+    try:
+        with sandbox, contextlib.suppress(KeyboardInterrupt):
+            # a shell script: `campaign-sync sandbox > sandbox.env &` then `. ./sandbox.env`
+            print(f"# sandbox serving on {sandbox.url} (seed {args.seed}, scale {args.scale}); Ctrl-C stops it")
+            print("# point campaign-sync at it with:")
+            for key, value in sandbox.environment().items():
+                print(f"export {key}={shlex.quote(value)}")
+            sys.stdout.flush()
+            sandbox.wait()
+    except PortInUse as busy:  # said where the README's commands look too: sourcing the output fails
+        print(f"echo {shlex.quote(f'campaign-sync sandbox did not start: {busy}')} >&2; return 1")
+        raise CampaignSyncError(f"sandbox: {busy}") from None
     return 0
 
 

@@ -388,12 +388,20 @@ class Simulator:
         # tracking reports in page order, by (activity, report, filters), at the clock `ordered_at`
         self.ordered: dict[tuple[Any, ...], list[Event]] = {}
         self.ordered_at: datetime | None = None
-        # a folder of this sandbox's own: two sandboxes never overwrite each other's rotated token
-        self.token_file = Path(tempfile.mkdtemp(prefix="campaign-sync-sandbox-")) / f"{NAME}.refresh_token"
+        self._token_folder: Path | None = None
+
+    @property
+    def token_file(self) -> Path:
+        """Where the rotated refresh token goes: a folder of this sandbox's own (two sandboxes never
+        overwrite each other's token), made when the settings are first asked for."""
+        if self._token_folder is None:
+            self._token_folder = Path(tempfile.mkdtemp(prefix="campaign-sync-sandbox-"))
+        return self._token_folder / f"{NAME}.refresh_token"
 
     def close(self) -> None:
         """Remove the folder of the rotated refresh token (the sandbox stops)."""
-        shutil.rmtree(self.token_file.parent, ignore_errors=True)
+        if self._token_folder is not None:
+            shutil.rmtree(self._token_folder, ignore_errors=True)
 
     def settings(self, base_url: str) -> dict[str, str]:
         """The environment that points campaign-sync at this simulator.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import socket
 import threading
 import time
 from collections import Counter
@@ -152,6 +153,10 @@ def simulates(
     return register
 
 
+class PortInUse(OSError):
+    """The sandbox's port is taken (another sandbox, or another program)."""
+
+
 class Sandbox:
     """The simulated provider APIs on 127.0.0.1, in a background thread.
 
@@ -210,7 +215,17 @@ class Sandbox:
 
     # ---- control ----
     def start(self) -> Sandbox:
+        """Serve; a port in use is PortInUse (and what the simulators made is removed)."""
         logging.getLogger("werkzeug").setLevel(logging.CRITICAL)  # its error log would show request URLs
+        if self.port:  # werkzeug would print two lines of its own and exit the process
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind(("127.0.0.1", self.port))
+                except OSError as error:
+                    self.stop()
+                    raise PortInUse(f"port {self.port} is in use ({error.strerror}): stop what uses it, "
+                                    "or choose another --port") from None
         self._server = make_server("127.0.0.1", self.port, self.wsgi, threaded=True, request_handler=_QuietHandler)
         self.port = self._server.server_port
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="sandbox")
