@@ -6,6 +6,7 @@ import argparse
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from pipelines.providers import PROVIDERS
 from pipelines.runner import Target, pipeline, report_results, run_provider
@@ -40,21 +41,29 @@ def run_demo(args: argparse.Namespace) -> int:
     exit_code = report_results(results, quiet=False)
     with pipeline(next(iter(PROVIDERS.values())), target).sql_client() as client:
         table = client.make_qualified_table_name("campaign_engagement")
-        rows = client.execute_sql(ENGAGEMENT_SQL.format(table=table)) or []
-    print("\nengagement by provider (campaign_engagement: each API's sent campaigns and its own events;")
-    print("rates of delivered; campaign_engagement_unified counts an event both Constant Contact APIs gave once):")
+        rows = [tuple(row) for row in client.execute_sql(ENGAGEMENT_SQL.format(table=table)) or ()]
+    print("\n" + "\n".join(engagement_lines(rows)))
+    query = "SELECT * FROM contact_activity LIMIT 10"
+    print(f"\nquery it: campaign-sync sql --duckdb-path {target.duckdb_path} \"{query}\"")
+    return exit_code
+
+
+def engagement_lines(rows: list[tuple[Any, ...]]) -> list[str]:
+    """The demo's summary of `ENGAGEMENT_SQL`'s rows: a title that says what is counted, then a line per API."""
     header = (
         ("campaigns", 10), ("sent", 8), ("delivered", 11), ("open rate", 11), ("click rate", 12), ("bounces", 9),
         ("unsubs", 8),
     )
-    print(f"  {'provider':<22}" + "".join(f"{title:>{width}}" for title, width in header))
+    lines = [
+        "engagement by provider (campaign_engagement: each API's sent campaigns and its own events;",
+        "rates of delivered; campaign_engagement_unified counts an event both Constant Contact APIs gave once):",
+        f"  {'provider':<22}" + "".join(f"{title:>{width}}" for title, width in header),
+    ]
     for provider, campaigns, sent, delivered, opens, clicks, bounces, unsubscribes in rows:
         open_rate = f"{opens / delivered:.1%}" if delivered else "-"
         click_rate = f"{clicks / delivered:.1%}" if delivered else "-"
-        print(
+        lines.append(
             f"  {provider:<22}{campaigns:>10}{sent:>8}{delivered:>11}{open_rate:>11}{click_rate:>12}{bounces:>9}"
             f"{unsubscribes:>8}"
         )
-    query = "SELECT * FROM contact_activity LIMIT 10"
-    print(f"\nquery it: campaign-sync sql --duckdb-path {target.duckdb_path} \"{query}\"")
-    return exit_code
+    return lines

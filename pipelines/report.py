@@ -44,7 +44,7 @@ def write_report(target: Target, out: str | Path) -> Path:
     """Query the loaded tables of `target` and write the HTML report to `out`; return its path."""
     with dataset_client(target, read_only=True) as dataset:
         tables = existing_tables(dataset.sql_client) if dataset is not None else set()
-        if not {"campaign_engagement", "contact_activity"} <= tables:
+        if not {"campaign_engagement_unified", "contact_activity_unified"} <= tables:
             raise ConfigurationError(
                 f"nothing loaded in dataset {target.dataset!r} of the {target.destination} destination "
                 "(check --destination, --dataset and --duckdb-path, or run `campaign-sync run` first)"
@@ -71,9 +71,10 @@ def write_report(target: Target, out: str | Path) -> Path:
     return path.resolve()
 
 
+# the report counts each event once: a Constant Contact campaign both APIs know is one campaign
 FUNNEL_SQL = """
-SELECT provider, campaign_id, name, sent_at, sent, delivered, unique_opens, unique_clicks
-FROM {campaign_engagement} ORDER BY sent_at, provider, campaign_id
+SELECT provider, account, campaign_id, name, sent_at, sent, delivered, unique_opens, unique_clicks
+FROM {campaign_engagement_unified} ORDER BY sent_at, provider, account, campaign_id
 """
 
 
@@ -83,36 +84,37 @@ def _label(provider: str, name: str | None, campaign_id: str) -> str:
 
 def funnel_section(funnel: list[tuple[Any, ...]]) -> Section:
     """Sent, delivered, opened (unique) and clicked (unique) per campaign, oldest first."""
-    labels = [_label(provider, name, cid) for provider, cid, name, *_ in funnel]
+    labels = [_label(provider, name, cid) for provider, _account, cid, name, *_ in funnel]
     steps = ("sent", "delivered", "opened", "clicked")
     figure = None
     if funnel:
         figure = go.Figure(
-            [go.Bar(name=step, x=labels, y=[row[4 + i] for row in funnel]) for i, step in enumerate(steps)],
+            [go.Bar(name=step, x=labels, y=[row[5 + i] for row in funnel]) for i, step in enumerate(steps)],
             layout={"barmode": "group", "yaxis": {"title": "contacts"}},
         )
     intro = f"Per campaign (the {MAX_CAMPAIGNS} most recently sent): contacts sent, delivered, opened and clicked."
     return Section("Engagement funnel per campaign", intro, figure)
 
 
+# by account and campaign id: a v2 event of a campaign both APIs know carries the v3 campaign id
 TIMELINE_SQL = """
-SELECT provider, campaign_id, activity_type, date_trunc('hour', occurred_at) AS hour, count(*)
-FROM {contact_activity}
+SELECT account, campaign_id, activity_type, date_trunc('hour', occurred_at) AS hour, count(*)
+FROM {contact_activity_unified}
 WHERE activity_type IN ('opened', 'clicked') AND occurred_at IS NOT NULL
-GROUP BY provider, campaign_id, activity_type, date_trunc('hour', occurred_at)
+GROUP BY account, campaign_id, activity_type, date_trunc('hour', occurred_at)
 """
 
 
 def timeline_section(query: Query, funnel: list[tuple[Any, ...]]) -> Section:
     """Opens and clicks of every campaign by the hour since its send hour (0: the hour it was sent)."""
     sent_hour = {
-        (provider, cid): sent.replace(minute=0, second=0, microsecond=0)
-        for provider, cid, _name, sent, *_ in funnel
+        (account, cid): sent.replace(minute=0, second=0, microsecond=0)
+        for _provider, account, cid, _name, sent, *_ in funnel
         if sent is not None
     }
     counts: dict[str, dict[int, int]] = {"opened": defaultdict(int), "clicked": defaultdict(int)}
-    for provider, cid, activity_type, hour, n in query(TIMELINE_SQL):
-        sent = sent_hour.get((provider, cid))
+    for account, cid, activity_type, hour, n in query(TIMELINE_SQL):
+        sent = sent_hour.get((account, cid))
         if sent is not None and hour >= sent:
             counts[activity_type][int((hour - sent).total_seconds()) // 3600] += n
     figure = None
@@ -141,7 +143,7 @@ def _bar_section(title: str, intro: str, rows: list[tuple[Any, ...]], empty: str
 
 
 DEVICE_SQL = """
-SELECT device_type, activity_type, count(*) FROM {contact_activity}
+SELECT device_type, activity_type, count(*) FROM {contact_activity_unified}
 WHERE activity_type IN ('opened', 'clicked') AND device_type IS NOT NULL
 GROUP BY device_type, activity_type ORDER BY device_type
 """
@@ -163,7 +165,7 @@ def device_section(query: Query) -> Section:
 
 
 BOUNCE_SQL = """
-SELECT bounce_type, reason, count(*) FROM {contact_activity}
+SELECT bounce_type, reason, count(*) FROM {contact_activity_unified}
 WHERE activity_type = 'bounced' GROUP BY bounce_type, reason
 """
 
@@ -178,7 +180,7 @@ def bounce_section(query: Query) -> Section:
 
 
 UNSUBSCRIBE_SQL = """
-SELECT reason, count(*) FROM {contact_activity}
+SELECT reason, count(*) FROM {contact_activity_unified}
 WHERE activity_type = 'unsubscribed' GROUP BY reason
 """
 
@@ -191,7 +193,7 @@ def unsubscribe_section(query: Query) -> Section:
 
 
 LINKS_SQL = """
-SELECT url, count(*) AS clicks FROM {contact_activity}
+SELECT url, count(*) AS clicks FROM {contact_activity_unified}
 WHERE activity_type = 'clicked' AND url IS NOT NULL
 GROUP BY url ORDER BY clicks DESC, url LIMIT %s
 """
@@ -207,7 +209,7 @@ def links_section(query: Query) -> Section:
 def summary_rows(funnel: list[tuple[Any, ...]]) -> list[tuple[str, int, int, int, int]]:
     """Per provider: campaigns, delivered, unique opens and unique clicks."""
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    for provider, _cid, _name, _sent_at, _sent, delivered, opens, clicks in funnel:
+    for provider, _account, _cid, _name, _sent_at, _sent, delivered, opens, clicks in funnel:
         for index, value in enumerate((1, delivered, opens, clicks)):
             totals[provider][index] += value
     return [(provider, campaigns, delivered, opens, clicks)
@@ -247,7 +249,9 @@ td:first-child, th:first-child {{ text-align: left; }} .empty {{ color: #777; fo
 <script type="text/javascript">{get_plotlyjs()}</script>
 </head><body>
 <h1>Engagement report</h1>
-<p>Dataset <code>{html.escape(dataset)}</code>, generated {generated}. Rates are of delivered emails.</p>
+<p>Dataset <code>{html.escape(dataset)}</code>, generated {generated}. Rates are of delivered emails.
+Each event is counted once (<code>campaign_engagement_unified</code>, <code>contact_activity_unified</code>):
+a Constant Contact campaign that both its APIs deliver is one campaign, under its v3 id.</p>
 <table><tr><th>provider</th><th>campaigns</th><th>delivered</th><th>open rate</th><th>click rate</th></tr>{rows}</table>
 {"".join(blocks)}
 </body></html>

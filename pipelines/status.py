@@ -151,9 +151,13 @@ def _text(status: dict[str, Any]) -> list[str]:
         campaign = cursor["key"].rsplit(":", 1)[0]
         by_campaign.setdefault(campaign, []).append(f"{cursor['report']} {cursor['cursor'] or '-'}")
     lines.extend(f"    {campaign}: {', '.join(reports)}" for campaign, reports in by_campaign.items())
+    # what is compared: this API's own events per campaign (campaign_engagement) with its summaries
+    counted = "this API's events per campaign (campaign_engagement)"
     if status["reconciliation"]:
-        lines.append(f"  reconciliation: {len(status['reconciliation'])} differences from the provider's summaries")
+        lines.append(
+            f"  reconciliation of {counted}: {len(status['reconciliation'])} differences from the provider's summaries"
+        )
         lines.extend(f"    warning: {found['message']}" for found in status["reconciliation"])
     else:
-        lines.append("  reconciliation: the loaded counts agree with the provider's summaries")
+        lines.append(f"  reconciliation of {counted}: they agree with the provider's summaries")
     return lines

@@ -763,5 +763,5 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float, 
     handle: Callable[[Request, str], Response] = simulator.handle
     return ProviderApp(PREFIX, dataset, handle, simulator.throttled, requests_per_second, simulator.settings,
                        simulator, not_found=lambda: simulator.error(404, "not_found", "No such resource."),
-                       owns=simulator.owns)
+                       owns=simulator.owns, rotates_credentials=TOKEN_PATH)
 

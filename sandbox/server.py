@@ -77,6 +77,10 @@ class ProviderApp:
     not_found: Callable[[], SandboxError] | None = None  # the provider's own 404 (for `Faults.gone_paths`)
     # whether a request carries this app's account's credentials (several accounts share a prefix)
     owns: Callable[[Request], bool] = lambda _request: True
+    # a path whose answer hands out a new credential and voids the old one (v3's token endpoint):
+    # the faults that cut an answer after it was made spare it, as no client could recover a token
+    # rotated and then lost (docs/providers/constant-contact-v3.md § OAuth)
+    rotates_credentials: str | None = None
     bucket: TokenBucket = field(init=False)
 
     def __post_init__(self) -> None:
@@ -341,6 +345,8 @@ class Sandbox:
             response = app.handle(request, path)
         except SandboxError as error:
             return json_response(error.body, error.status, error.headers)
+        if fault in ("truncate", "reset") and path == app.rotates_credentials:
+            return response
         if fault == "truncate":
             body = response.get_data()
             response.set_data(body[: len(body) // 2])

@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
+from sandbox import constant_contact_v2 as cc2
 from sandbox.constant_contact_v3 import Account, to_minute
 from sandbox.dataset import Dataset
 from sandbox.emailoctopus import REPORTS, SNAPSHOTS
@@ -87,3 +88,59 @@ def open_campaigns(dataset: Dataset) -> list[str]:
 def cursors(harness) -> dict:
     """The EmailOctopus report cursors."""
     return resources_state(harness, EMAILOCTOPUS)["contact_activity"]["cursors"]
+
+
+# ---- what each way of counting must show (tests/test_agreement.py) ----
+# the `campaign_engagement` columns and how each counts a campaign's events: all of them, or the contacts
+ENGAGEMENT_MEASURES = {
+    "sent": ("sent", False), "unique_opens": ("opened", True), "unique_clicks": ("clicked", True),
+    "bounces": ("bounced", True), "unsubscribes": ("unsubscribed", True), "complaints": ("complained", True),
+    "forwards": ("forwarded", False), "total_opens": ("opened", False), "total_clicks": ("clicked", False),
+}
+
+
+def engagement_counts(events: list[tuple[Any, Any, str]]) -> dict[Any, dict[str, int]]:
+    """Per campaign, the `ENGAGEMENT_MEASURES` of its (campaign, contact, activity_type) events."""
+    by_campaign: dict[Any, list[tuple[Any, str]]] = {}
+    for campaign, contact, activity_type in events:
+        by_campaign.setdefault(campaign, []).append((contact, activity_type))
+    return {
+        campaign: {
+            measure: len({c for c, t in rows if t == kind}) if unique else sum(1 for _c, t in rows if t == kind)
+            for measure, (kind, unique) in ENGAGEMENT_MEASURES.items()
+        }
+        for campaign, rows in by_campaign.items()
+    }
+
+
+def emailoctopus_events(dataset: Dataset) -> list[tuple[str, str, str]]:
+    """(campaign, contact, type) of every event EmailOctopus's reports give."""
+    return [
+        (campaign.id, event.contact_id, event.type)
+        for campaign in dataset.sent_campaigns() for event in dataset.events(campaign) if event.type in REPORTS
+    ]
+
+
+def constant_contact_v2_events(simulator: Any) -> Counter:
+    """(v3 campaign id, contact, type, minute) of every event v2's tracking lists give, with multiplicity."""
+    kinds = {kind for kind, _word, _date in cc2.TRACKING.values()}
+    return Counter(
+        (campaign.id, event.contact_id, event.type, to_minute(event.at).replace(tzinfo=None))
+        for campaign in simulator.dataset.sent_campaigns()
+        for event in simulator.dataset.events(campaign) if event.type in kinds
+    )
+
+
+def constant_contact_v3_events(account: Account) -> Counter:
+    """The same keys for every event v3's tracking reports give (resends included)."""
+    return Counter(
+        (campaign.id, event.contact_id, event.type, to_minute(event.at).replace(tzinfo=None))
+        for campaign in account.dataset.campaigns
+        for activity in account.tracked(campaign)
+        for event in account.events(activity)
+    )
+
+
+def as_events(keys: Counter) -> list[tuple[Any, Any, str]]:
+    """(campaign, contact, type) of each counted key, as many times as it counts."""
+    return [(campaign, contact, kind) for (campaign, contact, kind, _minute), n in keys.items() for _ in range(n)]
