@@ -28,6 +28,7 @@ from pipelines.runner import (
     abort_pending,
     dataset_client,
     missing_setting,
+    pipeline_view,
     report_results,
     run_accounts,
     run_locks,
@@ -278,17 +279,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         accounts = [account for account in accounts if account.account in args.account]
         if not accounts:
             raise ConfigurationError(f"no configured account named {', '.join(args.account)}")
-    # without a named provider, an account with some of its secrets set is a configuration mistake
-    incomplete = [] if args.providers else [
-        LoadResult(account.label, error=ConfigurationError(f"{account.label}: missing setting {', '.join(missing)}"))
-        for account in accounts
-        if (missing := account.missing_secrets())
-    ]
-    ready = [account for account in accounts if args.providers or not account.missing_secrets()]
+    # an account without all its secrets is named, and nothing of it is made (no pipeline, no file)
+    incomplete = [LoadResult(account.label, error=error) for account in accounts if (error := _incomplete(account))]
+    ready = [account for account in accounts if not _incomplete(account)]
     target = _target(args)
-    with run_locks(ready, target):
-        results = run_accounts(ready, target, args.max_requests)
+    results = []
+    if ready:
+        with run_locks(ready, target):
+            results = run_accounts(ready, target, args.max_requests)
     return report_results([*incomplete, *results], args.quiet)
+
+
+def _incomplete(account: Provider) -> ConfigurationError | None:
+    """The error of an account that lacks some of its secrets, naming them; None when it has them all."""
+    missing = account.missing_secrets()
+    return ConfigurationError(f"{account.label}: missing setting {', '.join(missing)}") if missing else None
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -302,6 +307,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--since {args.since} is in the future")
     if until is not None and until < since:
         raise ConfigurationError(f"--until {args.until} is before --since {args.since}")
+    if error := _incomplete(provider):
+        raise error
     target = _target(args)
     with run_locks([provider], target):
         result = run_provider(provider, target, backfill_since=since, backfill_until=until,
@@ -384,8 +391,10 @@ def cmd_sql(args: argparse.Namespace) -> int:
 def cmd_abort_pending(args: argparse.Namespace) -> int:
     provider = _provider(args.provider).for_account(args.account)
     target = _target(args)
-    with run_locks([provider], target):
-        dropped = abort_pending(provider, target)
+    dropped = 0
+    if pipeline_view(provider, target, None)[1]:  # none pending: nothing is touched or made
+        with run_locks([provider], target):
+            dropped = abort_pending(provider, target)
     if not args.quiet:
         print(
             f"{provider.label}: {dropped} pending load package(s) dropped; the cursors are back where they were, "

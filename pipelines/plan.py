@@ -163,7 +163,8 @@ def _text(plan: dict[str, Any]) -> list[str]:
         f"{label}{api}: {plan['run']}: {about} {plan['requests']:,} requests",
         f"  campaigns read: {plan['campaigns']:,}",
         f"  listings: {plan['listing_requests']:,} requests (made by this plan); contacts: at least 1",
-        f"  lookups (campaign details, send history, v2 ids): {plan['lookups']:,}; summaries: {plan['summaries']:,}",
+        f"  lookups (one request per item its listing does not detail): {plan['lookups']:,}; "
+        f"summaries: {plan['summaries']:,}",
         f"  report pages: {plan['report_pages']:,}",
     ]
     if plan["reports_of_unknown_size"]:
@@ -171,10 +172,11 @@ def _text(plan: dict[str, Any]) -> list[str]:
             f"  {plan['reports_of_unknown_size']:,} reports read whole have no listed size: one page each is counted"
         )
     if plan["daily_quota"]:
-        days = plan["quota_days"]
+        share = plan["requests"] / plan["daily_quota"]
+        runs = math.ceil(share)
+        days = f"{share:.1%} of one day's quota" if runs <= 1 else f"{share:,.2f} days ({runs} runs of a day's quota)"
         lines.append(
-            f"  daily quota: {plan['daily_quota']:,} requests, shared by every account of the application: "
-            f"{days:,.2f} days ({math.ceil(days)} run(s) of a day's quota)"
+            f"  daily quota: {plan['daily_quota']:,} requests, shared by every account of the application: {days}"
         )
     else:
         lines.append("  daily quota: none documented")

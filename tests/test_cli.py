@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -156,3 +157,42 @@ def test_a_dataset_name_dlt_would_rename_is_refused(harness, capsys, dataset, be
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"would be stored as {becomes!r}" in err[0], err
     assert not harness.duckdb_path.exists() and not harness.pipelines_dir.exists()
+
+
+def test_sandbox_help_lists_only_its_own_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["sandbox", "--help"])
+    out = capsys.readouterr().out
+    assert "--port" in out and "--scale" in out
+    for other in ("--destination", "--dataset", "--duckdb-path", "--progress", "--pipelines-dir"):
+        assert other not in out, other
+
+
+@pytest.mark.parametrize("command", [
+    ("backfill", PROVIDER, "--account", "globex", "--since", "2026-01-01"),
+    ("abort-pending", PROVIDER, "--account", "globex"),
+    ("run", PROVIDER, "--account", "globex"),
+])
+def test_an_account_that_is_not_configured_makes_no_pipeline_and_no_file(harness, capsys, command):
+    assert harness.cli(*command) in (0, 2)
+    assert not harness.pipelines_dir.exists() and not harness.duckdb_path.exists()
+    assert sum(harness.sandbox.requests.values()) == 0
+
+
+def test_a_sandbox_leaves_no_folder_behind_even_when_its_port_is_busy(monkeypatch, tmp_path):
+    import socket
+    import tempfile
+
+    from sandbox import Sandbox
+    from sandbox.server import PortInUse
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    Sandbox(scale="tiny")  # made for its data only
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(PortInUse):
+            Sandbox(scale="tiny", port=busy.getsockname()[1]).start()
+    with Sandbox(scale="tiny") as sandbox:
+        assert Path(sandbox.environment()["SOURCES__CONSTANT_CONTACT_V3__REFRESH_TOKEN_FILE"]).parent.is_dir()
+    assert list(tmp_path.iterdir()) == []

@@ -103,3 +103,14 @@ def test_plan_with_a_refused_key_is_one_line_and_exit_3_as_run(harness, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "refused the credentials" in err[0] and "unexpected" not in err[0], err
         assert "not-the-key-4711" not in err[0]
+
+
+def test_plan_text_says_a_share_of_the_quota_and_labels_no_lookup_a_provider_does_not_make(harness, capsys):
+    for provider in ("constant_contact_v2", EMAILOCTOPUS):
+        capsys.readouterr()
+        assert harness.cli("plan", provider) == 0
+        out = capsys.readouterr().out
+        assert "send history" not in out and "v2 ids" not in out, out
+        assert "0 run(s)" not in out and "0.00 days" not in out, out
+    harness.cli("plan", "constant_contact_v2")
+    assert "% of one day's quota" in capsys.readouterr().out
