@@ -38,7 +38,7 @@ from sources.canonical import DEFAULT_ACCOUNT
 from sources.erasure import normalized_address
 from sources.errors import INTERRUPTED, CampaignSyncError, ConfigurationError, Interrupted, wrong_type
 from sources.http import INTERRUPTION
-from sources.redaction import redact
+from sources.redaction import LINE_CHARACTERS, printable, redact
 
 log = logging.getLogger("campaign_sync")
 
@@ -72,12 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             else wrong_type(raised) if isinstance(raised, ConfigValueCannotBeCoercedException)
             else raised
         )
-        print(f"campaign-sync: {redact(str(error))}", file=sys.stderr)
+        print(f"campaign-sync: {printable(redact(str(error)), LINE_CHARACTERS)}", file=sys.stderr)
         return error.exit_code
     except Exception as error:  # anything unforeseen: one line, the traceback only with --debug
         if args.debug:
             traceback.print_exc()
-        message = redact(f"{type(error).__name__}: {error}").splitlines()[0]
+        message = printable(redact(f"{type(error).__name__}: {error}").splitlines()[0], LINE_CHARACTERS)
         print(f"campaign-sync: unexpected error: {message} (rerun with --debug for details)", file=sys.stderr)
         return 1
 

@@ -40,7 +40,7 @@ from pipelines.reconcile import existing_tables, reconcile, table_columns
 from pipelines.views import create_views, unmapped_v2_campaigns
 from sources.canonical import CANONICAL_TABLES, DEFAULT_ACCOUNT, OWNER_FILTER, SyncOutcome, SyncPlan
 from sources.errors import CampaignSyncError, ConfigurationError, Interrupted
-from sources.redaction import redact
+from sources.redaction import LINE_CHARACTERS, printable, redact
 
 log = logging.getLogger("campaign_sync")
 
@@ -315,6 +315,7 @@ def _load(
         return
     finally:
         result.requests = plan.outcome.requests
+        result.warnings = plan.outcome.notes()  # values replaced or set aside, whatever else happened
     result.rows = extracted_rows(extracted)
     result.new_rows = {table: n - before.get(table, 0) for table, n in table_rows(load, provider).items()}
     result.rows_read_again = plan.outcome.rows_skipped
@@ -616,7 +617,7 @@ def report_results(results: list[LoadResult], quiet: bool) -> int:
     for result in results:
         interrupted = isinstance(result.error, Interrupted)
         if result.error is not None and not interrupted:
-            message = redact(str(result.error))
+            message = printable(redact(str(result.error)), LINE_CHARACTERS)
             named = message if message.startswith(result.provider) else f"{result.provider}: {message}"
             print(f"campaign-sync: {named}", file=sys.stderr)
         if result.error is not None:
@@ -632,5 +633,5 @@ def report_results(results: list[LoadResult], quiet: bool) -> int:
             )
         if not quiet:
             for warning in result.warnings:
-                print(f"{result.provider}: warning: {warning}")
+                print(f"{result.provider}: warning: {printable(warning, LINE_CHARACTERS)}")
     return exit_code

@@ -81,5 +81,10 @@ class ProviderError(CampaignSyncError):
     exit_code = 1
 
 
+class UnusableValue(ProviderError):
+    """A value of the provider's that cannot be what it stands for (an id that is an object): its row
+    is set aside, or its read refused."""
+
+
 class NotFound(ProviderError):
     """What was asked for is not there (a deleted or unsent campaign's report): such a report reads as empty."""

@@ -18,14 +18,16 @@ import json
 import logging
 import os
 import queue
+import re
 import threading
 import time
 import weakref
+from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import orjson
 import requests
@@ -45,9 +47,10 @@ from sources.errors import (
     ProviderError,
     QuotaExhausted,
     RequestCapReached,
+    UnusableValue,
     wrong_type,
 )
-from sources.redaction import redact
+from sources.redaction import redact, shown
 
 K = TypeVar("K")
 log = logging.getLogger("campaign_sync")
@@ -131,6 +134,8 @@ MAX_THROTTLED_ATTEMPTS = 50
 # read ends with an error (the next run reads it again); a wait longer than LOGGED_WAIT is logged
 MAX_WAIT = 300.0
 LOGGED_WAIT = 5.0
+# the most pages one listing or report is followed through (10 million rows at 100 a page)
+MAX_PAGES = 100_000
 
 
 def retry_after_seconds(response: requests.Response) -> float | None:
@@ -153,6 +158,7 @@ class RateLimitedAdapter(HTTPAdapter):
     def __init__(
         self,
         provider: str,
+        base_url: str,
         limiter: RateLimiter,
         max_in_flight: int,
         is_throttled: Callable[[requests.Response], bool],
@@ -160,6 +166,7 @@ class RateLimitedAdapter(HTTPAdapter):
         # a connection returns to the pool only after its body is read, outside the semaphore
         super().__init__(pool_maxsize=2 * max_in_flight, pool_connections=4)
         self.provider = provider
+        self.base = urlsplit(base_url)
         self.limiter = limiter
         self.in_flight = threading.BoundedSemaphore(max_in_flight)
         self.is_throttled = is_throttled
@@ -168,7 +175,14 @@ class RateLimitedAdapter(HTTPAdapter):
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
         """Send `request` within the budget, again after each throttling answer (its wait logged when
-        long); a wait beyond MAX_WAIT ends the request with an error."""
+        long); a wait beyond MAX_WAIT ends the request with an error. A request outside the API's base
+        URL (another host, or a path that leaves the base path) is refused."""
+        url = urlsplit(str(request.url))
+        if (url.scheme, url.netloc) != (self.base.scheme, self.base.netloc) or not (
+            f"{url.path}/".startswith(self.base.path) and not {".", ".."} & set(url.path.split("/"))
+        ):
+            raise ProviderError(f"{self.provider}: a request outside the API's base URL refused: "
+                                f"{shown(str(request.url))}")
         waited = 0.0
         for _ in range(MAX_THROTTLED_ATTEMPTS):
             with self.in_flight:
@@ -185,12 +199,20 @@ class RateLimitedAdapter(HTTPAdapter):
             if waited > MAX_WAIT:
                 raise ProviderError(
                     f"{self.provider}: the provider asks to wait {waited:.0f}s (Retry-After), more than "
-                    f"{MAX_WAIT:.0f}s, for {redact(str(request.url))}; this read ends, and the next run reads it again"
+                    f"{MAX_WAIT:.0f}s, for {shown(str(request.url))}; this read ends, and the next run reads it again"
                 )
             if wait is not None and wait > LOGGED_WAIT:
                 log.info("%s: waiting %.0fs, as the provider asks (Retry-After)", self.provider, wait)
             self.limiter.slow_down(wait, started)
         return response
+
+
+def segment(value: str) -> str:
+    """A provider's id (`provider_id`) as one segment of a request path: percent-encoded, `/`, `?`, `#`
+    and `%` included, so that it cannot leave its place; an empty, `.` or `..` one is refused."""
+    if value in ("", ".", ".."):
+        raise UnusableValue(f"{value!r} is not an id")
+    return quote(value, safe="")
 
 
 class BothAuth(AuthBase):
@@ -230,9 +252,9 @@ class LinkPaginator(BaseNextUrlPaginator):
             return
         link = str(request.url)
         if urlsplit(link).netloc != self.host:
-            raise ProviderError(f"{self.provider}: paging link to another host refused: {redact(link)}")
+            raise ProviderError(f"{self.provider}: paging link to another host refused: {shown(link)}")
         if link in self.followed:
-            raise ProviderError(f"{self.provider}: paging loops back to {redact(link)}")
+            raise ProviderError(f"{self.provider}: paging loops back to {shown(link)}")
         self.followed.add(link)
 
 
@@ -278,6 +300,8 @@ class ProviderHttp:
     # a token endpoint's), or None for a limiter of its own; either is `requests_per_second`
     budget: str | None = None
     limiter: RateLimiter = field(init=False)
+    # the values of answers that held what no database stores, replaced (`storable`), by field name
+    replaced: Counter[str] = field(default_factory=Counter, init=False)
     quota_exhausted: QuotaExhausted | None = field(default=None, init=False)
     # `--max-requests`: how many requests this run may start (None: no cap), and how many it has
     max_requests: int | None = field(default=None, init=False)
@@ -291,7 +315,9 @@ class ProviderHttp:
             self.limiter = RateLimiter(self.requests_per_second)
         else:
             self.limiter = shared_limiter(self.budget, self.requests_per_second)
-        self.adapter = RateLimitedAdapter(self.provider, self.limiter, max(self.max_concurrency, 1), self.is_throttled)
+        self.adapter = RateLimitedAdapter(
+            self.provider, self.base_url, self.limiter, max(self.max_concurrency, 1), self.is_throttled
+        )
         self.rest = ProviderRestClient(self, self._session(), self.auth)
         self._started_lock = threading.Lock()
 
@@ -330,13 +356,18 @@ class ProviderHttp:
         return self.adapter.sent
 
     def body_of(self, response: requests.Response) -> Any:
-        """The decoded JSON body of an answer that passes the provider's `check`."""
+        """The decoded JSON body of an answer that passes the provider's `check`, its text storable
+        (`storable`: what no database stores replaced, and counted in `replaced`)."""
         try:
             self.check(response)
         except QuotaExhausted as exhausted:
             self.quota_exhausted = exhausted
             raise
-        return _decode_json(self.provider, response)
+        body = _decode_json(self.provider, response)
+        if not _MAYBE_UNSTORABLE.search(response.content):  # the JSON escapes of NUL and of surrogates
+            return body
+        with self._started_lock:
+            return storable(body, self.replaced)
 
     def stopped(self) -> QuotaExhausted | None:
         """What stopped this run's requests: a used-up quota, `--max-requests`, or an interruption."""
@@ -365,10 +396,10 @@ class ProviderHttp:
             yield
         except requests.ConnectionError as exc:
             refused = "refused" in str(exc).lower()
-            reason = "connection refused" if refused else f"{type(exc).__name__}: {redact(str(exc))}"
+            reason = "connection refused" if refused else f"{type(exc).__name__}: {shown(str(exc))}"
             failure = f"cannot reach {redact(self.base_url.rstrip('/'))}: {reason}"
         except requests.RequestException as exc:
-            failure = f"request failed: {type(exc).__name__}: {redact(str(exc))}"
+            failure = f"request failed: {type(exc).__name__}: {shown(str(exc))}"
         if failure is not None:
             # raised outside the except block, so the original (unredacted) error is not chained
             raise ProviderError(f"{self.provider}: {failure}")
@@ -399,15 +430,42 @@ class ProviderHttp:
             paginator=paginator,
             hooks={"response": []},  # answers are checked by the provider's `check`, not raise_for_status
         )
-        while True:
+        previous = None
+        for number in range(1, MAX_PAGES + 1):
             with self._errors_mapped():
                 page = next(paging)  # one request
-            yield items_of(page[0])
+            items = items_of(page[0])
+            if items == previous:  # a next link that changes and a page that does not: endless
+                raise ProviderError(f"{self.provider}: the paging of {shown(path)} repeats page {number - 1}; "
+                                    "this read ends, and the next run reads it again")
+            yield items
             if not paginator.has_next_page:
                 return
+            previous = items
+        raise ProviderError(f"{self.provider}: {shown(path)} still has a next page after {MAX_PAGES} pages, the "
+                            "most one read follows; this read ends, and the next run reads it again")
 
 
 _NOT_JSON = object()
+# in a JSON answer, the only way to a character no database stores: an escaped NUL or surrogate
+_MAYBE_UNSTORABLE = re.compile(rb"\\u(?:0000|[dD][89abcdefABCDEF])")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any, replaced: Counter[str], key: str = "") -> Any:
+    """`value` (decoded JSON) with every NUL and lone surrogate, which PostgreSQL cannot store and no
+    UTF-8 file can hold, replaced by U+FFFD; `replaced` counts them by the name of the field they were in."""
+    if isinstance(value, str):
+        if _UNSTORABLE.search(value) is None:
+            return value
+        replaced[key or "(a value)"] += 1
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [storable(item, replaced, key) for item in value]
+    if isinstance(value, dict):
+        return {storable(name, replaced, "(a field name)"): storable(item, replaced, str(name))
+                for name, item in value.items()}
+    return value
 
 
 def error_entries(response: requests.Response) -> list[tuple[str, str]]:
@@ -447,7 +505,7 @@ def _decode_json(provider: str, response: requests.Response) -> Any:
     if body is _NOT_JSON:
         kind = "an empty body" if not response.content else response.headers.get("Content-Type", "unknown content")
         raise ProviderError(
-            f"{provider}: answer from {redact(response.url)} is not JSON ({kind}, HTTP {response.status_code})"
+            f"{provider}: answer from {shown(response.url)} is not JSON ({kind}, HTTP {response.status_code})"
         )
     return body
 

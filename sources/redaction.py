@@ -38,6 +38,26 @@ def redact(text: str) -> str:
     return _USER_INFO.sub(rf"\1{MASK}@", _SECRET_PARAMS.sub(rf"\1{MASK}", text))
 
 
+# what a terminal must not get raw from a provider: control characters (C0, DEL, C1), bidirectional
+# overrides, embeddings, isolates and marks (text that reorders what follows it), and lone surrogates
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+# how much of a provider's text a message shows, and the most a line of output does
+SHOWN_CHARACTERS = 200
+LINE_CHARACTERS = 1000
+
+
+def printable(text: str, limit: int = SHOWN_CHARACTERS) -> str:
+    """Provider text fit for a message: characters that would steer the terminal written as `\\uXXXX`,
+    and cut to `limit` characters (saying how long it was)."""
+    cut = text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+    return _UNPRINTABLE.sub(lambda found: f"\\u{ord(found[0]):04x}", cut)
+
+
+def shown(text: str) -> str:
+    """A provider's text (an answer's message, a URL) for a message: redacted, escaped and shortened."""
+    return printable(redact(text))
+
+
 def _install_log_filter() -> None:
     global _installed
     with _lock:

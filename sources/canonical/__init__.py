@@ -44,6 +44,8 @@ from sources.canonical.tables import (
     OWNER_FILTER,
     Row,
     TableHints,
+    optional_id,
+    provider_id,
     stamp,
 )
 from sources.canonical.times import parse_utc, utc_millis
@@ -80,7 +82,9 @@ __all__ = [
     "canonical_resources",
     "isolated",
     "nightly_estimate",
+    "optional_id",
     "parse_utc",
+    "provider_id",
     "read_due_reports",
     "snapshot_digest",
     "stamp",

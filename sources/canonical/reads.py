@@ -6,6 +6,7 @@ after its read's last page, in the state dlt commits with the data.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,7 +15,7 @@ from typing import Any
 import dlt
 import pendulum
 
-from sources.canonical.tables import DEFAULT_ACCOUNT, Row, stamp
+from sources.canonical.tables import DEFAULT_ACCOUNT, Row, provider_id, stamp
 from sources.canonical.times import parse_utc
 from sources.erasure import Forgotten
 from sources.errors import (
@@ -22,9 +23,11 @@ from sources.errors import (
     CredentialsRefused,
     NotFound,
     QuotaExhausted,
+    UnusableValue,
     setting_name,
 )
 from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently_or_idle
+from sources.redaction import printable
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ class SyncOutcome:
     reports_due: int = 0  # (campaign, report) reads this run has to make, and has made: for progress
     reports_done: int = 0
     rows_skipped: int = 0  # events read again but left out of the load, as an earlier run loaded them
+    set_aside: list[str] = field(default_factory=list)  # the items whose values cannot load, named
 
     @property
     def quota(self) -> QuotaExhausted | None:
@@ -151,6 +155,50 @@ class SyncOutcome:
         if isinstance(error, (QuotaExhausted, CredentialsRefused)) or not isinstance(error, CampaignSyncError):
             raise error
         self.failures.append(f"{what}: {error}")
+
+    def with_ids(self, page: list[Any], key: str, what: str) -> list[dict[str, Any]]:
+        """The listed items of `page` whose `key` is an id (`provider_id`, written as text in place);
+        any other item is set aside and named (`what`), and the rest goes on."""
+        usable = []
+        for raw in page:
+            try:
+                if not isinstance(raw, dict):
+                    raise UnusableValue(f"{what} {printable(repr(raw))} is not an object")
+                raw[key] = provider_id(raw.get(key), f"{what} {key}")
+            except UnusableValue as unusable:
+                self.set_aside.append(str(unusable))
+                continue
+            usable.append(raw)
+        return usable
+
+    def mapped(self, page: list[Any], to_rows: Callable[[list[Any]], list[Row]], what: str) -> list[Row]:
+        """`to_rows(page)`; where an item's values cannot make a row (`UnusableValue`), that item is set
+        aside and named (`what`), and the others are mapped."""
+        try:
+            return to_rows(page)
+        except UnusableValue:
+            rows = []
+            for raw in page:
+                try:
+                    rows += to_rows([raw])
+                except UnusableValue as unusable:
+                    self.set_aside.append(f"{what}: {unusable}")
+            return rows
+
+    def notes(self) -> list[str]:
+        """What the run's summary says of values that could not load as they came: replaced, or set aside."""
+        notes = []
+        replaced = self.http.replaced if self.http is not None else Counter[str]()
+        if replaced:
+            fields = ", ".join(f"{printable(name, 40)} {n}" for name, n in replaced.most_common(5))
+            notes.append(
+                f"{replaced.total()} value(s) held a NUL or a lone surrogate, which no database stores, and "
+                f"load with U+FFFD in its place ({fields})"
+            )
+        if self.set_aside:
+            more = f" (and {len(self.set_aside) - 1} more)" if len(self.set_aside) > 1 else ""
+            notes.append(f"{len(self.set_aside)} item(s) set aside, the rest loads: {self.set_aside[0]}{more}")
+        return notes
 
     def error(self) -> CampaignSyncError | None:
         """The error to end the run with, after what was read has been loaded."""
@@ -305,7 +353,7 @@ def read_due_reports(
             else:
                 outcome.record(f"{provider} {read.report} of campaign {read.campaign_id}", page.error)
             continue
-        read_rows = read.to_rows(page)
+        read_rows = outcome.mapped(page, read.to_rows, f"{provider} {read.report} of campaign {read.campaign_id}")
         rows = tally.new_rows(read_rows, read.whole)
         outcome.rows_skipped += len(read_rows) - len(rows)
         settings.forgotten.scrub(rows)

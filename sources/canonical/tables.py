@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Required, TypedDict
 
 from dlt.common.schema.typing import TColumnSchema, TTableSchemaColumns, TWriteDisposition
 from dlt.common.typing import TColumnNames
+
+from sources.errors import UnusableValue
+from sources.redaction import printable
 
 ACTIVITY_TYPES = ("sent", "opened", "clicked", "bounced", "unsubscribed", "complained", "forwarded")
 NON_ENGAGEMENT_KINDS = ("not_opened", "not_clicked")
@@ -20,6 +24,23 @@ OWNER = ("provider", "account")
 OWNER_FILTER = "provider = %s AND account = %s"
 
 Row = dict[str, Any]
+
+
+def provider_id(value: Any, what: str = "id") -> str:
+    """A provider's id as text: text as it is, a whole number written out. Anything else (an object, a
+    list, a boolean, a fraction, empty text) is no id: `UnusableValue` names it (`what`)."""
+    if isinstance(value, str) and value not in ("", ".", ".."):  # those would not stay one path segment
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    raise UnusableValue(f"{what} {printable(json.dumps(value, default=str))} is not an id")
+
+
+def optional_id(value: Any, what: str = "id") -> str | None:
+    """`provider_id`, or None where there is none."""
+    return None if value is None else provider_id(value, what)
 
 
 def stamp(rows: list[Row], provider: str, account: str) -> None:

@@ -24,8 +24,17 @@ from sources.canonical import (
 )
 from sources.constant_contact_v2 import mapping
 from sources.errors import CredentialsRefused, NotFound, ProviderError, QuotaExhausted, setting_name
-from sources.http import BothAuth, Job, JobDone, ProviderHttp, error_entries, fetch_concurrently, shared_budget
-from sources.redaction import redact, register_secret
+from sources.http import (
+    BothAuth,
+    Job,
+    JobDone,
+    ProviderHttp,
+    error_entries,
+    fetch_concurrently,
+    segment,
+    shared_budget,
+)
+from sources.redaction import register_secret, shown
 
 NAME = "constant_contact_v2"
 KEY_SETTING = setting_name(NAME, "api_key")
@@ -69,7 +78,7 @@ def check(response: requests.Response, key_setting: str = KEY_SETTING, token_set
     if response.status_code == 200:
         return
     errors = error_entries(response)
-    detail = redact("; ".join(f"{key} {message}".strip() for key, message in errors))
+    detail = shown("; ".join(f"{key} {message}".strip() for key, message in errors))
     if response.status_code in (403, 429) and _is_daily_limit(response):
         raise QuotaExhausted(f"the daily request quota is used up ({detail}); rerun after midnight UTC")
     over_qps = response.status_code == 429 or any(key == OVER_QPS for key, _ in errors)
@@ -77,8 +86,8 @@ def check(response: requests.Response, key_setting: str = KEY_SETTING, token_set
         refused = _refused_setting(errors, key_setting, token_setting)
         raise CredentialsRefused(NAME, refused, detail or f"HTTP {response.status_code}")
     if response.status_code == 404 and any(key for key, _ in errors):  # the API's own 404, not a proxy's
-        raise NotFound(f"{NAME}: {detail} from {redact(response.url)}")
-    raise ProviderError(f"{NAME}: HTTP {response.status_code} {detail} from {redact(response.url)}")
+        raise NotFound(f"{NAME}: {detail} from {shown(response.url)}")
+    raise ProviderError(f"{NAME}: HTTP {response.status_code} {detail} from {shown(response.url)}")
 
 
 def next_link(body: Any) -> str | None:
@@ -161,7 +170,7 @@ class ConstantContactV2Api:
             if since is not None:
                 params["modified_since"] = utc_millis(since)
             for page in self.http.pages(CAMPAIGNS, params, items_of=items, next_of=next_link):
-                yield status, page
+                yield status, self.outcome.with_ids(page, "id", f"{NAME} campaign")
 
     def _details(self, listed: list[dict[str, Any]], listing: ListingCursor) -> list[dict[str, Any]]:
         """Each listed campaign's details (read concurrently), in listing order. A campaign deleted
@@ -182,7 +191,7 @@ class ConstantContactV2Api:
 
     def _one_campaign(self, campaign_id: str) -> list[dict[str, Any]]:
         try:
-            return [self.http.get(f"{CAMPAIGNS}/{campaign_id}")]
+            return [self.http.get(f"{CAMPAIGNS}/{segment(campaign_id)}")]
         except NotFound:
             return [{"status": DELETED}]
 
@@ -225,7 +234,7 @@ class ConstantContactV2Api:
                 campaign_id=cid,
                 report=report,
                 sent_at=campaign["sent_at"],
-                pages=partial(self._tracking_pages, f"{CAMPAIGNS}/{cid}/tracking/{report}"),
+                pages=partial(self._tracking_pages, f"{CAMPAIGNS}/{segment(cid)}/tracking/{report}"),
                 to_rows=partial(mapping.activity_rows, report, links),
             )
             for report in mapping.ACTIVITY_REPORTS
@@ -239,7 +248,7 @@ class ConstantContactV2Api:
         """The tracking summary report of the campaign (none for a deleted one)."""
         if campaign.get("status") == DELETED:
             return []
-        path = f"{CAMPAIGNS}/{campaign['campaign_id']}/tracking/reports/summary"
+        path = f"{CAMPAIGNS}/{segment(campaign['campaign_id'])}/tracking/reports/summary"
         return [summary_read(campaign, partial(self.http.get, path), mapping.summary_row)]
 
     def contacts(self, state: dict[str, Any]) -> Iterator[list[Row]]:
@@ -253,7 +262,8 @@ class ConstantContactV2Api:
             params["modified_since"] = utc_millis(since)
         for page in self.http.pages("contacts", params, items_of=items, next_of=next_link):
             changed = [
-                raw for raw in page if listing.changed(str(raw["id"]), raw.get("modified_date"), raw.get("status"))
+                raw for raw in self.outcome.with_ids(page, "id", f"{NAME} contact")
+                if listing.changed(raw["id"], raw.get("modified_date"), raw.get("status"))
             ]
             if changed:
                 yield [mapping.contact_row(raw) for raw in changed]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sources.canonical import BOUNCE_TYPES, Row, parse_utc
+from sources.canonical import BOUNCE_TYPES, Row, optional_id, parse_utc
 
 # tracking list (path) -> canonical activity_type, for rows that lack `activity_type`
 ACTIVITY_REPORTS = {
@@ -72,7 +72,7 @@ def activity_rows(report: str, links: dict[str, str], page: list[dict[str, Any]]
         occurred = next((extra.pop(name) for name in _DATE_FIELDS if name in extra), None)
         row: Row = {
             "activity_type": ACTIVITY_TYPES.get(str(word), ACTIVITY_REPORTS[report]),
-            "contact_id": None if contact is None else str(contact),
+            "contact_id": optional_id(contact, "contact_id"),
             "email_address": extra.pop("email_address", None),
             "occurred_at": parse_utc(occurred),
         }

@@ -29,14 +29,15 @@ from sources.canonical import (
     SyncOutcome,
     SyncSettings,
     parse_utc,
+    provider_id,
     summary_read,
     utc_millis,
 )
 from sources.constant_contact_v3 import mapping
 from sources.constant_contact_v3.oauth import RefreshingAccessToken, RefreshingBearerAuth, RefreshTokenFile
 from sources.errors import CredentialsRefused, NotFound, ProviderError, QuotaExhausted, setting_name
-from sources.http import Job, JobDone, ProviderHttp, error_entries, fetch_concurrently, shared_budget
-from sources.redaction import redact
+from sources.http import Job, JobDone, ProviderHttp, error_entries, fetch_concurrently, segment, shared_budget
+from sources.redaction import shown
 
 NAME = "constant_contact_v3"
 SECRET_KEYS = ("client_id", "client_secret", "refresh_token")
@@ -78,9 +79,9 @@ def check(response: requests.Response, client_setting: str = SECRET_SETTINGS["cl
         )
     errors = error_entries(response)
     if response.status_code == 404 and any(key for key, _ in errors):  # the API's own 404, not a proxy's
-        raise NotFound(f"{NAME}: not found: {redact(response.url)}")
-    detail = redact("; ".join(f"{key} {message}".strip() for key, message in errors))
-    raise ProviderError(f"{NAME}: HTTP {response.status_code} {detail} from {redact(response.url)}")
+        raise NotFound(f"{NAME}: not found: {shown(response.url)}")
+    detail = shown("; ".join(f"{key} {message}".strip() for key, message in errors))
+    raise ProviderError(f"{NAME}: HTTP {response.status_code} {detail} from {shown(response.url)}")
 
 
 def next_link(body: Any) -> str | None:
@@ -199,7 +200,7 @@ class ConstantContactV3Api:
         for page in self._pages("emails", "campaigns", {"after_date": utc_millis(since)} if since else None):
             # a send shows in the status, not in `updated_at`
             changed = [
-                raw for raw in page
+                raw for raw in self.outcome.with_ids(page, "campaign_id", f"{NAME} campaign")
                 if listing.changed(raw["campaign_id"], raw.get("updated_at"), raw.get("current_status"))
             ]
             enriched.update(raw["campaign_id"] for raw in changed)
@@ -240,7 +241,7 @@ class ConstantContactV3Api:
     def _campaign_pages(self, raw: dict[str, Any], only_if_changed: bool) -> list[Row]:
         campaign_id = raw["campaign_id"]
         try:
-            detail = self.http.get(f"emails/{campaign_id}")
+            detail = self.http.get(f"emails/{segment(campaign_id)}")
         except NotFound:
             if only_if_changed:
                 self._gone.add(campaign_id)  # gone while scheduled: nothing more to learn
@@ -251,7 +252,8 @@ class ConstantContactV3Api:
             return []
         info = CampaignInfo(campaign_id, listed=True)
         for reference in detail.get("campaign_activities") or []:
-            activity = ActivityInfo(str(reference.get("campaign_activity_id")), str(reference.get("role")))
+            activity_id = provider_id(reference.get("campaign_activity_id"), f"campaign {campaign_id}'s activity id")
+            activity = ActivityInfo(activity_id, str(reference.get("role")))
             if activity.tracked:
                 self._read_activity(activity)
             info.activities.append(activity)
@@ -265,10 +267,10 @@ class ConstantContactV3Api:
     def _read_activity(self, activity: ActivityInfo) -> None:
         """The activity's details and, unless it is plainly unsent, its send time."""
         try:
-            activity.details = self.http.get(f"emails/activities/{activity.id}")
+            activity.details = self.http.get(f"emails/activities/{segment(activity.id)}")
             if str(activity.details.get("current_status", "")).upper() in UNSENT_ACTIVITY_STATUSES:
                 return
-            history = self.http.get(f"emails/activities/{activity.id}/send_history")
+            history = self.http.get(f"emails/activities/{segment(activity.id)}/send_history")
         except NotFound:  # the activity is gone since its campaign was read
             return
         activity.sent_at = mapping.first_send(history)
@@ -281,7 +283,7 @@ class ConstantContactV3Api:
         summaries = {cid: mapping.summary_row(raw) for cid, raw in self._all_summaries().items()}
         costs = []
         for page in self._pages("emails", "campaigns"):
-            for raw in page:
+            for raw in self.outcome.with_ids(page, "campaign_id", f"{NAME} campaign"):
                 summary = summaries.get(raw["campaign_id"]) or {}
                 sent_at = summary.get("last_sent_date")
                 if sent_at is None:
@@ -377,7 +379,7 @@ class ConstantContactV3Api:
 
     def _tracking_pages(self, activity_id: str, report: str, since: datetime | None) -> Iterator[list[dict[str, Any]]]:
         """A tracking report, newest first: paged until its rows are older than `since`."""
-        path = f"reports/email_reports/{activity_id}/tracking/{report}"
+        path = f"reports/email_reports/{segment(activity_id)}/tracking/{report}"
         try:
             for page in self._pages(path, "tracking_activities"):
                 if since is None or not page or not _older(page[-1], since):  # its oldest row is new enough
@@ -463,7 +465,7 @@ class ConstantContactV3Api:
         for page in self._pages("contacts", "contacts", params):
             # a deletion shows in `deleted_at`, whether or not it changes `updated_at`
             changed = [
-                raw for raw in page
+                raw for raw in self.outcome.with_ids(page, "contact_id", f"{NAME} contact")
                 if listing.changed(str(raw["contact_id"]), raw.get("updated_at"), raw.get("deleted_at"))
             ]
             if changed:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sources.canonical import BOUNCE_TYPES, Row, parse_utc
+from sources.canonical import BOUNCE_TYPES, Row, optional_id, parse_utc
 
 # tracking report -> canonical activity_type
 ACTIVITY_REPORTS = {
@@ -100,7 +100,7 @@ def activity_rows(activity_type: str, page: list[dict[str, Any]]) -> list[Row]:
         extra = {key: value for key, value in raw.items() if key not in _TRACKING_DROPPED}
         row = {
             "activity_type": activity_type,
-            "contact_id": extra.pop("contact_id", None),
+            "contact_id": optional_id(extra.pop("contact_id", None), "contact_id"),
             "email_address": extra.pop("email_address", None),
             "occurred_at": parse_utc(extra.pop("created_time", None)),
         }
@@ -122,7 +122,10 @@ def activity_rows(activity_type: str, page: list[dict[str, Any]]) -> list[Row]:
 
 def non_engagement_rows(page: list[dict[str, Any]]) -> list[Row]:
     """Canonical `campaign_non_engagement` rows (without kind) from `didnotopens` rows."""
-    return [{"contact_id": raw.get("contact_id"), "email_address": raw.get("email_address")} for raw in page]
+    return [
+        {"contact_id": optional_id(raw.get("contact_id"), "contact_id"), "email_address": raw.get("email_address")}
+        for raw in page
+    ]
 
 
 def summary_row(raw: dict[str, Any]) -> Row:

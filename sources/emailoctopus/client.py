@@ -12,8 +12,8 @@ import requests
 from sources.canonical import CampaignCost, ReportCost, ReportRead, Row, SyncOutcome, SyncSettings, summary_read
 from sources.emailoctopus import mapping
 from sources.errors import CredentialsRefused, NotFound, ProviderError, setting_name
-from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently
-from sources.redaction import redact, register_secret
+from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently, segment
+from sources.redaction import register_secret, shown
 
 NAME = "emailoctopus"
 KEY_SETTING = setting_name(NAME, "api_key")
@@ -41,8 +41,8 @@ def check(response: requests.Response, key_setting: str = KEY_SETTING) -> None:
         raise CredentialsRefused(NAME, key_setting, code or f"HTTP {response.status_code}")
     if code in _NOT_THERE_CODES:
         raise NotFound(code)
-    detail = redact(f"{code} {message}".strip())
-    raise ProviderError(f"{NAME}: HTTP {response.status_code} {detail} from {redact(response.url)}")
+    detail = shown(f"{code} {message}".strip())
+    raise ProviderError(f"{NAME}: HTTP {response.status_code} {detail} from {shown(response.url)}")
 
 
 def next_link(body: Any) -> str | None:
@@ -92,7 +92,7 @@ class EmailOctopusApi:
     def campaigns(self, state: dict[str, Any]) -> Iterator[list[Row]]:
         """Every campaign, drafts included (no cursor: `state` is not used)."""
         for page in self._pages("campaigns"):
-            yield [mapping.campaign_row(raw) for raw in page]
+            yield [mapping.campaign_row(raw) for raw in self.outcome.with_ids(page, "id", f"{NAME} campaign")]
 
     def campaign_costs(self) -> list[CampaignCost]:
         """What reading each campaign takes, from the campaign listing: a sent one's summary, and
@@ -118,7 +118,7 @@ class EmailOctopusApi:
                 campaign_id=cid,
                 report=report,
                 sent_at=campaign["sent_at"],
-                pages=partial(self._report_pages, f"campaigns/{cid}/reports/{report}"),
+                pages=partial(self._report_pages, f"campaigns/{segment(cid)}/reports/{report}"),
                 to_rows=partial(mapping.activity_rows, activity_type),
                 whole=True,
                 link_in_identity=False,  # v2's rows have no link: 1.6's and v2's ids agree without it
@@ -134,7 +134,7 @@ class EmailOctopusApi:
                 campaign_id=cid,
                 report=kind,
                 sent_at=campaign["sent_at"],
-                pages=partial(self._report_pages, f"campaigns/{cid}/reports/{report}"),
+                pages=partial(self._report_pages, f"campaigns/{segment(cid)}/reports/{report}"),
                 to_rows=mapping.non_engagement_rows,
             )
             for report, kind in mapping.NON_ENGAGEMENT_REPORTS.items()
@@ -142,18 +142,21 @@ class EmailOctopusApi:
 
     def summary_reads(self, campaign: Row) -> list[ReportRead]:
         """The summary counts of the campaign."""
-        path = f"campaigns/{campaign['campaign_id']}/reports/summary"
+        path = f"campaigns/{segment(campaign['campaign_id'])}/reports/summary"
         return [summary_read(campaign, partial(self.http.get, path), mapping.summary_row)]
 
     def contacts(self, state: dict[str, Any]) -> Iterator[list[Row]]:
         """The contacts of every list, read concurrently across lists (no cursor: `state` is not used).
         A list deleted since it was listed has none; one whose contacts fail is recorded, and read
         whole again next run."""
-        lists = [raw["id"] for page in self._pages("lists") for raw in page]
-        jobs = [Job(list_id, partial(self._pages, f"lists/{list_id}/contacts")) for list_id in lists]
+        lists = [
+            raw["id"] for page in self._pages("lists") for raw in self.outcome.with_ids(page, "id", f"{NAME} list")
+        ]
+        jobs = [Job(list_id, partial(self._pages, f"lists/{segment(list_id)}/contacts")) for list_id in lists]
         for list_id, page in fetch_concurrently(jobs, self.max_concurrency):
             if isinstance(page, JobDone):
                 if page.error is not None and not isinstance(page.error, NotFound):
                     self.outcome.record(f"{NAME} contacts of list {list_id}", page.error)
                 continue
-            yield [mapping.contact_row(raw, list_id) for raw in page]
+            contacts = self.outcome.with_ids(page, "id", f"{NAME} contact of list {list_id}")
+            yield [mapping.contact_row(raw, list_id) for raw in contacts]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sources.canonical import Row, parse_utc
+from sources.canonical import Row, optional_id, parse_utc
 
 # report path -> canonical activity_type
 ACTIVITY_REPORTS = {
@@ -45,10 +45,10 @@ def activity_rows(activity_type: str, page: list[dict[str, Any]]) -> list[Row]:
     rows = []
     for raw in page:
         extra = dict(raw)
-        contact = extra.pop("contact", None) or {}
+        contact = _object(extra.pop("contact", None))
         row = {
             "activity_type": activity_type,
-            "contact_id": contact.get("id"),
+            "contact_id": optional_id(contact.get("id"), "contact id"),
             "email_address": contact.get("email_address"),
             "occurred_at": parse_utc(extra.pop("occurred_at", None)),
         }
@@ -66,8 +66,9 @@ def non_engagement_rows(page: list[dict[str, Any]]) -> list[Row]:
     """Canonical `campaign_non_engagement` rows (without kind) from a snapshot page."""
     rows = []
     for raw in page:
-        contact = raw.get("contact") or {}
-        rows.append({"contact_id": contact.get("id"), "email_address": contact.get("email_address")})
+        contact = _object(raw.get("contact"))
+        contact_id = optional_id(contact.get("id"), "contact id")
+        rows.append({"contact_id": contact_id, "email_address": contact.get("email_address")})
     return rows
 
 
@@ -111,6 +112,11 @@ def contact_row(raw: dict[str, Any], list_id: str) -> Row:
     if custom_fields:
         row["custom_fields"] = custom_fields
     return {**extra, **row}
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A nested object, or an empty one where there is none (null, or not an object)."""
+    return value if isinstance(value, dict) else {}
 
 
 def _pop_first(row: Row, names: tuple[str, ...]) -> Any:
