@@ -4,12 +4,16 @@ tables and ids as through 1.6, and nightly reads that follow what is new."""
 from __future__ import annotations
 
 import json
+import math
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
 from helpers import cursors, expected_activity, expected_snapshot, loaded_activity, loaded_snapshot, open_campaigns
 
-from sandbox.emailoctopus import NAME_V2, add_late_event
+from sandbox import Sandbox
+from sandbox.emailoctopus import API_KEY, NAME_V2, PROBLEM_TYPE, add_late_event
 
 PROVIDER = "emailoctopus"
 V2 = {"eo_api": "2"}
@@ -157,3 +161,126 @@ def test_plan_and_status_say_which_api_the_account_uses(make_harness, capsys):
     use_api(harness, "1.6")
     assert harness.cli("plan", PROVIDER) == 0
     assert f"{PROVIDER} (API 1.6): tonight's run" in capsys.readouterr().out
+
+
+# ---- the sandbox's v2 against docs/providers/emailoctopus-v2.md ----
+
+
+def v2_get(sandbox, path: str, key: str = API_KEY, **params) -> requests.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return requests.get(sandbox.base_url(NAME_V2) + path, params=params, headers=headers, timeout=10)
+
+
+def v2_all(sandbox, path: str, **params) -> tuple[list, list]:
+    """Every row of a v2 list, following `paging.next.url` verbatim; and each page's `paging`."""
+    rows, pagings = [], []
+    answer = v2_get(sandbox, path, **params)
+    while True:
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        rows += body["data"]
+        pagings.append(body["paging"])
+        link = (body["paging"].get("next") or {}).get("url")
+        if not link:
+            return rows, pagings
+        answer = requests.get(link, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10)
+
+
+@pytest.mark.parametrize("last_page", ["null", "absent", "empty"])
+def test_the_sandbox_v2_serves_1_6s_data_as_v2_documents_it(last_page):
+    with Sandbox(scale=(6, 400), variants={"eo2_last_page": last_page}) as sandbox:
+        sandbox.apps[NAME_V2].bucket.rate = 0
+        dataset = sandbox.datasets[PROVIDER]
+        assert sandbox.datasets[NAME_V2] is dataset  # one data set, the same ids
+        # bearer key only; RFC 7807 errors
+        for refused in (v2_get(sandbox, "/campaigns", key=""), v2_get(sandbox, "/campaigns", key="", api_key=API_KEY)):
+            assert refused.status_code == 401
+            assert refused.json() == {"type": PROBLEM_TYPE + "unauthorized", "title": "Unauthorized",
+                                      "detail": "Invalid key.", "status": 401}
+        bad = v2_get(sandbox, "/campaigns", limit=101)
+        assert bad.status_code == 400 and bad.json()["errors"][0]["parameter"] == "limit"
+        assert v2_get(sandbox, "/campaigns/nope").json()["type"] == PROBLEM_TYPE + "not-found"
+
+        campaigns, pagings = v2_all(sandbox, "/campaigns", limit=4)
+        assert [c["id"] for c in campaigns] == [c.id for c in dataset.campaigns]
+        assert {c["status"] for c in campaigns} == {"sent", "draft"}
+        last = {"null": {"next": None}, "absent": {}, "empty": {"next": None}}[last_page]
+        assert pagings[-1] == last
+        assert len(pagings) == math.ceil(len(campaigns) / 4) + (last_page == "empty")  # and then an empty page
+        assert all(p["next"]["starting_after"] in p["next"]["url"] for p in pagings[:-1])
+
+        campaign = max(dataset.sent_campaigns(), key=lambda c: len(dataset.events(c, "opened")))
+        rows, _ = v2_all(sandbox, f"/campaigns/{campaign.id}/reports", status="opened")
+        assert {tuple(row) for row in rows} == {("contact_id", "contact_email_address", "occurred_at")}
+        assert len(rows) == len(dataset.events(campaign, "opened")) > 100
+        places = [(row["occurred_at"], row["contact_id"]) for row in rows]
+        assert places == sorted(places)  # ordered by time, then contact (the default variant)
+        summary = v2_get(sandbox, f"/campaigns/{campaign.id}/reports/summary").json()
+        assert summary["opened"]["total"] == len(rows)
+        assert v2_get(sandbox, f"/campaigns/{campaign.id}/reports").status_code == 400  # status is required
+        not_opened, _ = v2_all(sandbox, f"/campaigns/{campaign.id}/reports", status="not-opened")
+        assert {row["contact_id"] for row in not_opened} == set(dataset.not_engaged(campaign, "opened"))
+
+        list_id = dataset.lists[0]
+        by_status = {status: v2_all(sandbox, f"/lists/{list_id}/contacts", status=status)[0]
+                     for status in ("subscribed", "unsubscribed", "pending")}
+        members = [c for c in dataset.contacts if c.list_id == list_id and not c.deleted]
+        assert {s: {c["id"] for c in rows} for s, rows in by_status.items()} == {
+            s: {c.id for c in members if c.status.lower() == s} for s in by_status}
+        assert v2_all(sandbox, f"/lists/{list_id}/contacts")[0] == by_status["subscribed"]  # the default
+        since = max(c.updated_at or c.created_at for c in members)
+        changed, _ = v2_all(sandbox, f"/lists/{list_id}/contacts", status="subscribed",
+                            **{"last_updated_at.gte": since.isoformat()})
+        assert {c["id"] for c in changed} <= {c.id for c in members if (c.updated_at or c.created_at) >= since}
+
+
+@pytest.mark.parametrize("header", ["x-ratelimit", "retry-after", "none"])
+def test_the_sandbox_v2_bucket_holds_100_and_names_its_retry(header):
+    with Sandbox(variants={"eo2_retry_header": header}, requests_per_second={NAME_V2: 0.1}) as sandbox:
+        answers = [v2_get(sandbox, "/lists") for _ in range(101)]
+        assert [a.status_code for a in answers[:100]] == [200] * 100 and answers[100].status_code == 429
+        assert int(answers[0].headers["X-RateLimiting-Remaining"]) >= 98
+        over = answers[100]
+        assert over.json()["type"] == PROBLEM_TYPE + "too-many-requests"
+        named = {"x-ratelimit": "X-RateLimit-Retry-After", "retry-after": "Retry-After"}.get(header)
+        assert ("X-RateLimit-Retry-After" in over.headers, "Retry-After" in over.headers) == (
+            named == "X-RateLimit-Retry-After", named == "Retry-After")
+
+
+def test_a_legacy_key_works_through_1_6_only():
+    with Sandbox(variants={"eo_legacy_key": "yes"}) as sandbox:
+        assert v2_get(sandbox, "/lists").status_code == 401
+        legacy = requests.get(sandbox.base_url(PROVIDER) + "/api/1.6/lists", params={"api_key": API_KEY}, timeout=10)
+        assert legacy.status_code == 200
+
+
+@pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
+@pytest.mark.parametrize("variants", [
+    {"eo2_last_page": "absent", "eo2_retry_header": "x-ratelimit"},
+    {"eo2_last_page": "empty", "eo2_retry_header": "retry-after"},
+], ids=["absent-next+x-ratelimit", "empty-last-page+retry-after"])
+def test_every_unsure_v2_variant_loads_the_same_truth_throttled_or_not(make_harness, variants):
+    harness = make_harness(variants={**V2, **variants}, requests_per_second={NAME_V2: 30})
+    harness.setenv(SOURCES__EMAILOCTOPUS__REQUESTS_PER_SECOND=200)  # we overrun the bucket on purpose
+    bucket = harness.sandbox.apps[NAME_V2].bucket
+    bucket.tokens, bucket.updated = 5, time.monotonic()  # nearly empty now
+    assert harness.cli("run", PROVIDER) == 0
+    assert harness.sandbox.throttled[NAME_V2] > 0
+    assert_exact(harness)
+
+
+@pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
+def test_contacts_changed_since_the_last_night_are_read_and_no_others(make_harness):
+    harness = make_harness(variants=V2)
+    dataset = harness.sandbox.datasets[PROVIDER]
+    assert harness.cli("run", PROVIDER) == 0
+    harness.sandbox.advance(hours=24)
+    changed = next(c for c in dataset.contacts if not c.deleted and c.status == "SUBSCRIBED")
+    changed.status, changed.updated_at = "UNSUBSCRIBED", dataset.clock
+    harness.sandbox.reset_counts()
+
+    assert harness.cli("run", PROVIDER) == 0
+    assert harness.query(f"SELECT status FROM contacts WHERE contact_id = '{changed.id}'") == [("UNSUBSCRIBED",)]
+    assert set(harness.query("SELECT contact_id, email_address, status FROM contacts")) == contacts_of(dataset)
+    contact_calls = sum(n for path, n in harness.sandbox.paths.items() if "/contacts" in path)
+    assert contact_calls == 3 * len(dataset.lists)
