@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -284,3 +285,22 @@ def test_contacts_changed_since_the_last_night_are_read_and_no_others(make_harne
     assert set(harness.query("SELECT contact_id, email_address, status FROM contacts")) == contacts_of(dataset)
     contact_calls = sum(n for path, n in harness.sandbox.paths.items() if "/contacts" in path)
     assert contact_calls == 3 * len(dataset.lists)
+
+
+@pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
+def test_a_named_account_through_v2_and_a_backfill_then_a_nightly(make_harness):
+    harness = make_harness(variants=V2, accounts={PROVIDER: ["acme"], NAME_V2: ["acme"]})
+    acme = harness.sandbox.datasets[f"{PROVIDER}/acme"]
+    since = (acme.clock - timedelta(days=120)).date().isoformat()
+    assert harness.cli("backfill", PROVIDER, "--account", "acme", "--since", since) == 0
+    assert harness.cli("backfill", PROVIDER, "--account", "acme", "--since", since) == 0  # idempotent
+    harness.sandbox.advance(hours=24)
+    assert harness.cli("run", PROVIDER) == 0  # both accounts
+
+    assert harness.sandbox.requests[f"{NAME_V2}/acme"] > 0 and harness.sandbox.requests[f"{PROVIDER}/acme"] == 0
+    for account, dataset in (("acme", acme), ("default", harness.sandbox.datasets[PROVIDER])):
+        loaded = Counter(harness.query(
+            "SELECT campaign_id, contact_id, activity_type, occurred_at AT TIME ZONE 'UTC' FROM contact_activity "
+            f"WHERE account = '{account}'"
+        ))
+        assert loaded == expected_activity(dataset), account
