@@ -27,10 +27,10 @@ ACCOUNTS = ["default", "acme", "globex"]
 @pytest.mark.parametrize("destination", ["postgres"], indirect=True)
 def test_dag_maps_one_load_task_per_configured_account(make_harness, tmp_path):
     """`airflow dags test` runs the DAG as a scheduler would: the mapped task expands to one task
-    instance per configured account, and each loads its account exactly."""
-    harness = make_harness(accounts={PROVIDER: ACCOUNTS[1:]})
-    for key in [key for key in os.environ if key.startswith("SOURCES__CONSTANT_CONTACT")]:
-        harness.monkeypatch.delenv(key)  # three accounts configured: EmailOctopus' default, acme and globex
+    instance per configured account, and each loads its account exactly; Constant Contact v3's
+    account is loaded after v2's, so it maps the v2 campaigns of the same night."""
+    harness = make_harness(scale="tiny", accounts={PROVIDER: ACCOUNTS[1:]})
+    # five accounts configured: EmailOctopus' default, acme and globex, Constant Contact v2's and v3's default
     home = tmp_path / "airflow"
     environment = {
         **os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__DAGS_FOLDER": str(DAG_FOLDER),
@@ -48,8 +48,13 @@ def test_dag_maps_one_load_task_per_configured_account(make_harness, tmp_path):
         ).fetchall()
     assert instances == [
         ("configured_accounts", -1, None, "success"),
+        ("configured_following_accounts", -1, None, "success"),
         *[("load_account", index, f"{PROVIDER}/{account}", "success") for index, account in enumerate(ACCOUNTS)],
+        ("load_account", len(ACCOUNTS), "constant_contact_v2/default", "success"),
+        ("load_following_account", 0, "constant_contact_v3/default", "success"),
     ]
+    v2_campaigns = harness.count("campaigns", "provider = 'constant_contact_v2'")
+    assert v2_campaigns and harness.count("constant_contact_campaign_xrefs") == v2_campaigns
     for account in ACCOUNTS:  # each mapped task loaded its own account, exactly, from an empty working folder
         key = PROVIDER if account == "default" else f"{PROVIDER}/{account}"
         truth = expected_activity(harness.sandbox.datasets[key])

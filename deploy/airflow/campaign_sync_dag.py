@@ -7,7 +7,11 @@ folder, and give the workers the settings of README "What a team sets" (several 
 
 When the DAG runs, `configured_accounts` reads which accounts are configured, and `load_account`
 is mapped over them (Airflow's dynamic task mapping), so a Celery or Kubernetes executor spreads
-the accounts over its workers. The load goes to PostgreSQL, where dlt keeps each account's
+the accounts over its workers. An account that follows another's run (Constant Contact v3 after
+the same account's v2, `runner.FOLLOWS`: it maps the v2 campaigns loaded that night) is loaded
+by `load_following_account` once every `load_account` task has ended, whatever their outcome.
+
+The load goes to PostgreSQL, where dlt keeps each account's
 pipeline state (its cursors): a task starts from an empty working folder, so any worker can run
 any account. Loads into the dataset take turns (a PostgreSQL advisory lock); their reading runs
 side by side. A task runs what `campaign-sync run --account A PROVIDER` runs: the load, the erasure
@@ -35,7 +39,7 @@ except ImportError:  # Airflow 2
     from airflow.decorators import dag, task
 
 from pipelines.providers import PROVIDERS
-from pipelines.runner import Target, run_provider
+from pipelines.runner import FOLLOWS, Target, run_provider
 from sources.redaction import redact
 
 TARGET = Target(destination="postgres", dataset="campaign_activity")
@@ -43,12 +47,14 @@ log = logging.getLogger("campaign_sync")
 
 
 @task
-def configured_accounts() -> list[dict[str, str]]:
-    """Every configured account of every provider, read on the worker when the DAG runs."""
+def configured_accounts(following: bool) -> list[dict[str, str]]:
+    """The configured accounts whose run follows another's (`FOLLOWS`), or all the others, read on
+    the worker when the DAG runs."""
     return [
         {"provider_name": account.name, "account": account.account}
         for provider in PROVIDERS.values()
         for account in provider.accounts()
+        if (account.name in FOLLOWS) == following
     ]
 
 
@@ -78,8 +84,12 @@ def load_account(provider_name: str, account: str, params: dict[str, Any] | None
     tags=["campaign-sync", "dlt"],
 )
 def campaign_sync() -> None:
-    """The configured accounts, then one load task per account."""
-    load_account.expand_kwargs(configured_accounts())
+    """The configured accounts, then one load task per account; the following accounts' after them."""
+    leading = load_account.expand_kwargs(configured_accounts(following=False))
+    following = load_account.override(task_id="load_following_account", trigger_rule="all_done").expand_kwargs(
+        configured_accounts.override(task_id="configured_following_accounts")(following=True)
+    )
+    leading >> following
 
 
 nightly = campaign_sync()
