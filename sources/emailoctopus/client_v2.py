@@ -6,7 +6,9 @@ read, kept verbatim in the read's cursor (`ResumePoint`), where the report's row
 (time, contact). The pages read from there are held back until the summary's count for the report
 agrees with the rows before that page plus those read, and the order holds across the resumed page;
 otherwise the report is read whole in the same read (docs/providers/emailoctopus-v2.md,
-"Incremental"). Every run therefore ends exact, and an ordered report costs about one page a night.
+"Incremental"). Every run therefore ends exact, and an ordered report costs about one page a night,
+none when the summary counts the rows read before. A not-opened / not-clicked snapshot is read
+again only when the summary counts that decide it changed.
 """
 
 from __future__ import annotations
