@@ -90,7 +90,8 @@ def test_status_after_a_load(harness, capsys):
     assert f"{PROVIDER}: last load {last['finished_at']}" in out
     assert f", {last['requests']} requests)" in out
     assert f"campaigns in the attribution window (30 days): {len(status['open_campaigns'])}" in out
-    assert f"    {campaign.id}: " in out and "reconciliation: the loaded counts agree" in out
+    assert f"    {campaign.id}: " in out
+    assert "reconciliation of this API's events per campaign (campaign_engagement): they agree" in out
 
     harness.setenv(SOURCES__EMAILOCTOPUS__ATTRIBUTION_WINDOW_DAYS=365)
     status = status_json(harness, capsys)
