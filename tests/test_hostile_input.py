@@ -1,0 +1,215 @@
+"""A broken or hostile provider never wedges a run: values no database stores, ids that are no ids,
+ids that would leave the API's path, endless paging, huge waits and terminal-steering text, each
+served by a small EmailOctopus of the test's own on 127.0.0.1, through the command line, on DuckDB
+and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from sources import http
+
+PROVIDER = "emailoctopus"
+API = "/api/1.6"
+SENT = "2026-11-02T10:00:00+00:00"
+# an answer: status, headers, and the JSON body (any value) or the body's own bytes
+Answer = tuple[int, dict[str, str], Any]
+
+
+@dataclass
+class FakeOctopus:
+    """An EmailOctopus 1.6 whose answers the test writes: `routes[path]` answers a GET of `API + path`
+    (a function of the query, or a fixed body); anything else is the API's own 404. Every request's
+    raw path is kept in `seen`."""
+
+    routes: dict[str, Callable[[dict[str, list[str]]], Answer] | Any] = field(default_factory=dict)
+    seen: list[str] = field(default_factory=list)
+
+    def listing(self, path: str, rows: list[Any]) -> None:
+        """`path` answers one page holding `rows`."""
+        self.routes[path] = {"data": rows, "paging": {"next": None, "previous": None}}
+
+    def answer(self, raw_path: str) -> Answer:
+        self.seen.append(raw_path)
+        parts = urlsplit(raw_path)
+        route = self.routes.get(parts.path.removeprefix(API)) if parts.path.startswith(API) else None
+        if route is None:
+            return 404, {}, {"error": {"code": "NOT_FOUND", "message": "Not found."}}
+        return route(parse_qs(parts.query)) if callable(route) else (200, {}, route)
+
+
+@pytest.fixture
+def fake(make_harness) -> Iterator[tuple[Any, FakeOctopus]]:
+    """A harness (destination, pipelines folder) whose EmailOctopus is a `FakeOctopus`."""
+    harness = make_harness(scale="tiny")
+    octopus = FakeOctopus()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, headers, body = octopus.answer(self.path)
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()  # \u escapes kept as they are
+            self.send_response(status)
+            for name, value in {"Content-Type": "application/json", **headers}.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    harness.setenv(SOURCES__EMAILOCTOPUS__BASE_URL=f"http://127.0.0.1:{server.server_port}{API}")
+    yield harness, octopus
+    server.shutdown()
+    server.server_close()
+
+
+def campaign(campaign_id: Any, name: str = "Spring sale") -> dict[str, Any]:
+    return {
+        "id": campaign_id, "status": "SENT", "name": name, "subject": "Hello", "to": ["L1"],
+        "from": {"name": "Shop", "email_address": "shop@example.org"}, "created_at": SENT, "sent_at": SENT,
+    }
+
+
+def contact(contact_id: Any, email: str) -> dict[str, Any]:
+    return {"id": contact_id, "email_address": email, "fields": {}, "tags": [], "status": "SUBSCRIBED",
+            "created_at": SENT, "last_updated_at": SENT}
+
+
+def opened(contact_id: Any, email: str, minute: int) -> dict[str, Any]:
+    return {"contact": contact(contact_id, email), "occurred_at": f"2026-11-02T11:{minute:02d}:00+00:00"}
+
+
+def test_a_nul_a_lone_surrogate_and_an_object_id_load_everything_else_and_are_named(fake, capsys):
+    harness, octopus = fake
+    octopus.listing("/campaigns", [campaign("c1", "Spring\ud800 sale"), campaign("c2"), campaign({"x": 1})])
+    octopus.listing("/lists", [{"id": "L1", "name": "List"}])
+    octopus.listing("/lists/L1/contacts", [
+        contact("k1", "a\u0000b@x.org"), contact(["k2"], "list@x.org"), contact("k3", "\udfff@x.org"),
+        contact("k4", "d@x.org"),
+    ])
+    octopus.listing("/campaigns/c1/reports/opened", [
+        opened("k1", "a\u0000b@x.org", 1), opened({"y": 2}, "object@x.org", 2), opened("k4", "d@x.org", 3),
+    ])
+    assert harness.cli("run", PROVIDER) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert (f"{PROVIDER}: warning: 4 value(s) held a NUL or a lone surrogate, which no database stores, and "
+            "load with U+FFFD in its place (email_address 3, name 1)") in out, out
+    assert (f"{PROVIDER}: warning: 3 item(s) set aside, the rest loads: {PROVIDER} campaign id {{\"x\": 1}} is not an "
+            "id (and 2 more)") in out, out
+    assert harness.cli("run", PROVIDER) == 0, capsys.readouterr().err  # and every later run (listings only)
+    assert f"{PROVIDER}: warning: 2 item(s) set aside" in capsys.readouterr().out
+
+    assert sorted(harness.query("SELECT campaign_id, name FROM campaigns")) == [
+        ("c1", "Spring\ufffd sale"), ("c2", "Spring sale")
+    ]
+    assert sorted(harness.query("SELECT contact_id, email_address FROM contacts")) == [
+        ("k1", "a\ufffdb@x.org"), ("k3", "\ufffd@x.org"), ("k4", "d@x.org")
+    ]
+    assert sorted(harness.query("SELECT contact_id, email_address FROM contact_activity")) == [
+        ("k1", "a\ufffdb@x.org"), ("k4", "d@x.org")
+    ]
+
+
+def test_ids_go_into_paths_as_one_segment_and_no_request_leaves_the_api(fake, capsys):
+    harness, octopus = fake
+    octopus.listing("/campaigns", [campaign("../../../../steal?"), campaign(".."), campaign("c2")])
+    octopus.listing("/lists", [{"id": "L/../../x#", "name": "List"}])
+    assert harness.cli("run", PROVIDER) == 0, capsys.readouterr().err
+    assert "campaign id \"..\" is not an id" in capsys.readouterr().out
+    assert all(urlsplit(path).path.startswith(f"{API}/") for path in octopus.seen), octopus.seen
+    paths = {urlsplit(path).path for path in octopus.seen}
+    assert f"{API}/campaigns/..%2F..%2F..%2F..%2Fsteal%3F/reports/summary" in paths
+    assert f"{API}/lists/L%2F..%2F..%2Fx%23/contacts" in paths
+    assert {row[0] for row in harness.query("SELECT campaign_id FROM campaigns")} == {"../../../../steal?", "c2"}
+
+
+@pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
+def test_endless_paging_ends_the_read_with_a_clear_line(fake, capsys, monkeypatch):
+    harness, octopus = fake
+    octopus.listing("/campaigns", [campaign("c1")])
+    octopus.listing("/lists", [{"id": "L1", "name": "List"}])
+
+    def same_page_forever(query: dict[str, list[str]]) -> Answer:  # `page=N+1` on every page
+        page = int(query.get("page", ["1"])[0])
+        return 200, {}, {"data": [opened("k1", "a@x.org", 1)], "paging": {"next": f"{API}/campaigns/c1/reports/"
+                                                                             f"opened?page={page + 1}"}}
+
+    def new_rows_forever(query: dict[str, list[str]]) -> Answer:
+        page = int(query.get("page", ["1"])[0])
+        rows = [contact(f"k{page}", f"k{page}@x.org")]
+        return 200, {}, {"data": rows, "paging": {"next": f"{API}/lists/L1/contacts?page={page + 1}"}}
+
+    octopus.routes["/campaigns/c1/reports/opened"] = same_page_forever
+    octopus.routes["/lists/L1/contacts"] = new_rows_forever
+    monkeypatch.setattr(http, "MAX_PAGES", 30)  # the generous cap, made small for the test
+    started = time.monotonic()
+    assert harness.cli("run", PROVIDER) == 1
+    assert time.monotonic() - started < 30
+    err = capsys.readouterr().err
+    assert (f"campaign-sync: {PROVIDER} opened of campaign c1: {PROVIDER}: the paging of campaigns/c1/reports/opened "
+            "repeats page 1; this read ends, and the next run reads it again") in err, err
+    assert "(and 1 more); the next run retries them" in err, err
+    assert sum("/lists/L1/contacts" in path for path in octopus.seen) == 30
+    assert harness.count("campaigns") == 1 and harness.count("contacts") == 30
+
+
+@pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
+def test_a_huge_retry_after_ends_the_read_and_a_long_one_is_logged(fake, capsys, caplog):
+    harness, octopus = fake
+    octopus.listing("/campaigns", [campaign("c1")])
+    octopus.listing("/lists", [{"id": "L1", "name": "List"}])
+    octopus.routes["/campaigns/c1/reports/opened"] = lambda _query: (
+        429, {"Retry-After": "100000"}, {"error": {"code": "TOO_MANY_REQUESTS", "message": "Slow down."}}
+    )
+    waited = []
+
+    def once_then_contacts(_query: dict[str, list[str]]) -> Answer:
+        waited.append(time.monotonic())
+        if len(waited) == 1:
+            return 429, {"Retry-After": "6"}, {"error": {"code": "TOO_MANY_REQUESTS", "message": "Slow down."}}
+        return 200, {}, {"data": [contact("k1", "a@x.org")], "paging": {"next": None}}
+
+    octopus.routes["/lists/L1/contacts"] = once_then_contacts
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="campaign_sync"):
+        assert harness.cli("run", PROVIDER, "--progress") == 1
+    assert time.monotonic() - started < 20
+    err = capsys.readouterr().err
+    assert f"{PROVIDER}: waiting 6s, as the provider asks (Retry-After)" in caplog.messages
+    assert (f"campaign-sync: {PROVIDER} opened of campaign c1: {PROVIDER}: the provider asks to wait 100000s "
+            "(Retry-After), more than 300s") in err, err
+    assert waited[1] - waited[0] >= 6
+    assert harness.count("contacts") == 1
+
+
+@pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
+def test_provider_text_in_messages_is_short_and_escaped(fake, capsys):
+    harness, octopus = fake
+    octopus.listing("/campaigns", [])
+    octopus.listing("/lists", [{"id": "L1\u202e", "name": "List"}])
+    message = "\u202egnp.exe\u0000" + "x" * 10_000_000
+    octopus.routes["/lists/L1\u202e/contacts"] = lambda _query: (
+        400, {}, {"error": {"code": "INVALID_PARAMETERS\u001b[2J", "message": message}}
+    )
+    octopus.routes["/lists/L1%E2%80%AE/contacts"] = octopus.routes["/lists/L1\u202e/contacts"]
+    assert harness.cli("run", PROVIDER) == 1
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert len(output) < 5_000, len(output)
+    for raw in ("\u202e", "\u0000", "\u001b"):
+        assert raw not in output
+    assert "INVALID_PARAMETERS\\u001b[2J \\u202egnp.exe\\u0000xxx" in captured.err, captured.err
+    assert " characters) from http://127.0.0.1:" in captured.err
