@@ -129,6 +129,9 @@ def _cursor(target: Target) -> Iterator[Any]:
         raise CampaignSyncError(f"sql: cannot connect to PostgreSQL: {redact(str(error).strip())}") from None
     try:
         with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", [target.dataset])
+            if not cursor.fetchall():
+                raise ConfigurationError(f"sql: PostgreSQL has no dataset {target.dataset!r} (check --dataset)")
             cursor.execute("SELECT set_config('search_path', %s, false)", [target.dataset])
             yield cursor
     finally:

@@ -9,6 +9,8 @@ import psycopg2
 import pytest
 from conftest import POSTGRES_URL
 
+from pipelines.cli import main
+
 PROVIDER = "emailoctopus"
 duckdb_only = pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
 postgres_only = pytest.mark.parametrize("destination", ["postgres"], indirect=True)
@@ -95,3 +97,10 @@ def test_postgres_sql_with_a_read_only_role(harness, capsys):
         with psycopg2.connect(POSTGRES_URL) as con, con.cursor() as cur:
             cur.execute(f'DROP OWNED BY "{role}"')
             cur.execute(f'DROP ROLE "{role}"')
+
+
+def test_sql_names_a_dataset_that_is_not_there(harness, capsys):
+    assert harness.cli("run", PROVIDER) == 0
+    capsys.readouterr()
+    assert main([*harness.argv("sql", "SELECT 1"), "--dataset", "no_such_dataset"]) == 2
+    assert "has no dataset 'no_such_dataset'" in one_error(capsys)
