@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -336,31 +336,40 @@ def read_due_reports(
         if read.resume is not None:
             read.resume.stored = None if settings.is_backfill else cursor.resume
     jobs = [Job(read, _job_pages(read, _since(cursor, settings))) for read, cursor in due]
-    outcome.reports_due += len(jobs)
     tallies = {read.state_key: _ReadTally(cursor, settings) for read, cursor in due}
-    for item in fetch_concurrently_or_idle(jobs, settings.max_concurrency):
-        if item is None:  # no page ready: dlt advances the other resources meanwhile
-            yield None
-            continue
-        read, page = item
-        tally = tallies[read.state_key]
-        if isinstance(page, JobDone):
-            outcome.reports_done += 1
-            if page.error is None:
-                yield ReadDone(read, _advance(cursors, read, tally, settings.now))
-            elif isinstance(page.error, QuotaExhausted):  # `outcome.quota` says so: the reads still
-                read_pass["finished"] = False  # running end without a request; those done are kept
-            else:
-                outcome.record(f"{provider} {read.report} of campaign {read.campaign_id}", page.error)
-            continue
-        read_rows = outcome.mapped(page, read.to_rows, f"{provider} {read.report} of campaign {read.campaign_id}")
-        rows = tally.new_rows(read_rows, read.whole)
-        outcome.rows_skipped += len(read_rows) - len(rows)
-        settings.forgotten.scrub(rows)
-        stamp(rows, provider, settings.account)
-        for row in rows:
-            row["campaign_id"] = read.campaign_id
-        yield ReadPage(read, rows)
+    while jobs:  # at most twice: a read made again passes everything it must
+        outcome.reports_due += len(jobs)
+        again: list[ReportRead] = []
+        for item in fetch_concurrently_or_idle(jobs, settings.max_concurrency):
+            if item is None:  # no page ready: dlt advances the other resources meanwhile
+                yield None
+                continue
+            read, page = item
+            tally = tallies[read.state_key]
+            if isinstance(page, JobDone):
+                outcome.reports_done += 1
+                if page.error is None:
+                    if tally.needs_recheck():
+                        again.append(read)
+                    else:
+                        outcome.rows_skipped += tally.left_out
+                    yield ReadDone(read, _advance(cursors, read, tally, settings.now))
+                elif isinstance(page.error, QuotaExhausted):  # `outcome.quota` says so: the reads still
+                    read_pass["finished"] = False  # running end without a request; those done are kept
+                else:
+                    outcome.record(f"{provider} {read.report} of campaign {read.campaign_id}", page.error)
+                continue
+            what = f"{provider} {read.report} of campaign {read.campaign_id}"
+            rows = tally.new_rows(outcome.mapped(page, read.to_rows, what), read.whole)
+            settings.forgotten.scrub(rows)
+            stamp(rows, provider, settings.account)
+            for row in rows:
+                row["campaign_id"] = read.campaign_id
+            yield ReadPage(read, rows)
+        # a whole read whose history up to its cursor changed (an event came late with an older time) is
+        # made again in this run, passing what it left out; its cursor says `recheck` until that read ends
+        jobs = [Job(read, _job_pages(read, None)) for read in again if outcome.quota is None]
+        tallies = {read.state_key: tallies[read.state_key].again() for read in again}
 
 
 class _ReadTally:
@@ -370,19 +379,29 @@ class _ReadTally:
     its cursor, so a night's merge follows what is new, not the history. It is exact: every event up
     to the cursor was loaded by the read that set it, whose size the cursor keeps (`rows`). If the
     events up to the cursor now number differently (one arrived late with an old timestamp, or the
-    provider dropped one), the cursor asks for one read that leaves nothing out (`recheck`), which
-    the next run makes. Events without a timestamp always pass (the merge on `activity_id` drops
-    their repeats); identical events share a timestamp, so occurrence numbers are as before.
+    provider dropped one), the report is read again in the same run (`again`), and that read passes
+    the events the first one left out. Events without a timestamp always pass (the merge on
+    `activity_id` drops their repeats); identical events share a timestamp, so occurrence numbers
+    are as before.
     """
 
     def __init__(self, cursor: ReportCursor, settings: SyncSettings) -> None:
+        self.cursor, self.settings = cursor, settings
         self.loaded_until = cursor.cursor
         self.loaded_rows = cursor.rows
         verified = not settings.is_backfill and not cursor.recheck and self.loaded_rows is not None
         self.cut = self.loaded_until if verified else None
+        self.passed_after: datetime | None = None  # a read made again: the events after it passed already
         self.newest: datetime | None = None
         self.rows = 0
         self.rows_up_to_cursor = 0
+        self.left_out = 0
+
+    def again(self) -> _ReadTally:
+        """The tally of the same report read again in this run: it passes the events this one left out."""
+        tally = _ReadTally(replace(self.cursor, recheck=True), self.settings)  # it leaves nothing out
+        tally.passed_after = self.cut
+        return tally
 
     def new_rows(self, rows: list[Row], whole: bool) -> list[Row]:
         """Count a page, and return its rows that go on to the load."""
@@ -393,8 +412,13 @@ class _ReadTally:
                 self.newest = occurred
             if self.loaded_until is not None and (occurred is None or occurred <= self.loaded_until):
                 self.rows_up_to_cursor += 1
+        if self.passed_after is not None:  # those the first read left out
+            until = self.passed_after
+            return [row for row in rows if row.get("occurred_at") is not None and row["occurred_at"] <= until]
         if whole and self.cut is not None:
-            return [row for row in rows if row.get("occurred_at") is None or row["occurred_at"] > self.cut]
+            passed = [row for row in rows if row.get("occurred_at") is None or row["occurred_at"] > self.cut]
+            self.left_out += len(rows) - len(passed)
+            return passed
         return rows
 
     def needs_recheck(self) -> bool:
