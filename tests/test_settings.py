@@ -52,7 +52,7 @@ def test_a_setting_out_of_its_range_is_named(make_harness, capsys, setting, valu
     harness.setenv(**{setting: value})
     assert harness.cli("run", PROVIDER) == 2
     line = error_line(capsys)
-    assert line.startswith("campaign-sync: ") and f"{setting} {must_be}" in line and f"not '" in line, line
+    assert line.startswith("campaign-sync: ") and f"{setting} {must_be}" in line and "not '" in line, line
     assert "unexpected" not in line
     assert harness.sandbox.requests[f"{PROVIDER}/acme" if "ACME" in setting else PROVIDER] == 0
 
