@@ -11,9 +11,10 @@ from collections.abc import Callable, Sequence
 import dlt
 from dlt.extract.resource import DltResource
 
-from sources.canonical import ProviderApi, SyncPlan, SyncSettings, canonical_resources
+from sources.canonical import CONTACT_ACTIVITY, ProviderApi, SyncPlan, SyncSettings, canonical_resources
 from sources.emailoctopus.client import EmailOctopusApi
 from sources.emailoctopus.client_v2 import EmailOctopusV2Api
+from sources.emailoctopus.upgrade import keep_loaded_details
 
 # API_VERSION -> the client of that API and its default BASE_URL
 API_VERSIONS: dict[str, tuple[Callable[..., ProviderApi], str]] = {
@@ -39,4 +40,8 @@ def emailoctopus_source(
     settings = SyncSettings.from_config(plan, attribution_window_days, lookback_minutes, max_concurrency, start_date)
     client, default_base_url = API_VERSIONS[str(api_version)]
     api = client(api_key, base_url or default_base_url, requests_per_second, settings, plan.outcome)
-    return canonical_resources(api, settings, plan.outcome)
+    resources = canonical_resources(api, settings, plan.outcome)
+    if client is EmailOctopusV2Api:  # v2's rows lack what 1.6 loaded of an event: not loaded over it
+        activity = next(resource for resource in resources if resource.name == CONTACT_ACTIVITY["name"])
+        activity.add_map(keep_loaded_details(plan.outcome, settings.account))
+    return resources

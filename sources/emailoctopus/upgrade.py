@@ -1,18 +1,26 @@
-"""Loaded EmailOctopus clicks given the ids this release computes, in place (`upgrade_click_ids`).
+"""What an EmailOctopus account loaded through API 1.6 keeps under this release: its clicks' ids, given
+in place the ids this release computes (`upgrade_click_ids`), and, through v2, its links and bounce
+types (`keep_loaded_details`).
 
 Releases before API v2 had the clicked link in a click's `activity_id`; since, EmailOctopus ids leave
 it out (`ReportRead.link_in_identity`), so that 1.6 and v2, which has no link, find the same ids. A click
-those releases loaded, read again under its new id, would be loaded twice.
+those releases loaded, read again under its new id, would be loaded twice. And v2's report rows have
+neither the link of a click nor the type of a bounce: merged over the row 1.6 loaded, one would erase them.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sources.canonical import CONTACT_ACTIVITY, OWNER_FILTER, ReportRead, to_arrow, with_activity_ids
+import dlt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sources.canonical import CONTACT_ACTIVITY, OWNER_FILTER, ReportRead, SyncOutcome, to_arrow, with_activity_ids
 from sources.emailoctopus.client import NAME
 
 log = logging.getLogger("campaign_sync")
@@ -21,6 +29,8 @@ log = logging.getLogger("campaign_sync")
 _BATCH = 500
 _CLICKS = f"{OWNER_FILTER} AND activity_type = 'clicked'"
 _COLUMNS = "activity_id, campaign_id, campaign_activity_id, contact_id, occurred_at, url"
+# what 1.6 gives of an event and v2 does not: the link of a click, the type of a bounce
+_DETAILS = ("url", "bounce_type")
 
 
 def upgrade_click_ids(client: Any, account: str) -> int:
@@ -35,11 +45,7 @@ def upgrade_click_ids(client: Any, account: str) -> int:
     that finds it upgraded reads one click and its like, no more).
     """
     table = client.make_qualified_table_name(CONTACT_ACTIVITY["name"])
-    columns = client.execute_sql(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
-        client.dataset_name, CONTACT_ACTIVITY["name"],
-    )
-    if "url" not in {row[0] for row in columns or ()}:  # no click with a link loaded: nothing to change
+    if "url" not in _loaded_columns(client):  # no click with a link loaded: nothing to change
         return 0
     one = client.execute_sql(f"SELECT {_COLUMNS} FROM {table} WHERE {_CLICKS} AND url IS NOT NULL LIMIT 1",
                              NAME, account)
@@ -102,3 +108,54 @@ def _new_ids(
         CONTACT_ACTIVITY,
     )
     return list(with_activity_ids(page, read, NAME, account, Counter())["activity_id"].to_pylist())
+
+
+def keep_loaded_details(outcome: SyncOutcome, account: str) -> Callable[[Any], Any]:
+    """A map of the `contact_activity` tables read through v2 that leaves out each event loaded already
+    with a link or a bounce type (by 1.6), which v2's row, without them, would replace: the loaded row is
+    the same event with more of it. Each campaign's ids loaded so are looked up in the pipeline's dataset
+    once, as its first events come; the events left out count as read again (`outcome.rows_skipped`)."""
+    loaded: dict[str, set[str]] = {}
+
+    def leave_out_loaded(table: Any) -> Any:
+        if not isinstance(table, pa.Table) or not table.num_rows:
+            return table
+        campaigns = set(pc.unique(table["campaign_id"]).to_pylist())
+        if campaigns - loaded.keys():
+            loaded.update(_loaded_with_details(sorted(campaigns - loaded.keys()), account))
+        known = set().union(*(loaded[campaign] for campaign in campaigns))
+        if not known:
+            return table
+        kept = table.filter(pc.invert(pc.is_in(table["activity_id"], value_set=pa.array(known, pa.string()))))
+        outcome.rows_skipped += table.num_rows - kept.num_rows
+        return kept
+
+    return leave_out_loaded
+
+
+def _loaded_with_details(campaigns: list[str], account: str) -> dict[str, set[str]]:
+    """By campaign: the ids of the account's events loaded with a link or a bounce type."""
+    found: dict[str, set[str]] = {campaign: set() for campaign in campaigns}
+    with dlt.current.pipeline().sql_client() as client:
+        details = [column for column in _DETAILS if column in _loaded_columns(client)]
+        if not details:
+            return found
+        table = client.make_qualified_table_name(CONTACT_ACTIVITY["name"])
+        having = " OR ".join(f"{column} IS NOT NULL" for column in details)
+        rows = client.execute_sql(
+            f"SELECT campaign_id, activity_id FROM {table} WHERE {OWNER_FILTER} AND campaign_id IN "
+            f"({', '.join(['%s'] * len(campaigns))}) AND ({having})",
+            NAME, account, *campaigns,
+        )
+    for campaign_id, activity_id in rows or ():
+        found[campaign_id].add(activity_id)
+    return found
+
+
+def _loaded_columns(client: Any) -> set[str]:
+    """The columns of the dataset's `contact_activity` (none before its first load)."""
+    rows = client.execute_sql(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+        client.dataset_name, CONTACT_ACTIVITY["name"],
+    )
+    return {row[0] for row in rows or ()}
