@@ -230,11 +230,12 @@ class BothAuth(AuthBase):
 class LinkPaginator(BaseNextUrlPaginator):
     """Follows the next link each answer carries (`next_of(body)`, None on the last page) verbatim.
 
-    Only links to the base URL's host are followed (the credentials go along), and a link that
-    was already followed ends the read with an error instead of looping forever.
+    Only links to the base URL's host are followed (the credentials go along); a link that was
+    already followed, or a next link that is not text (an object, a number), ends the read with an
+    error instead of looping forever or reading on from somewhere else.
     """
 
-    def __init__(self, provider: str, base_url: str, next_of: Callable[[Any], str | None]) -> None:
+    def __init__(self, provider: str, base_url: str, next_of: Callable[[Any], Any]) -> None:
         super().__init__()
         self.provider = provider
         self.host = urlsplit(base_url).netloc
@@ -243,7 +244,10 @@ class LinkPaginator(BaseNextUrlPaginator):
 
     def update_state(self, response: requests.Response, data: list[Any] | None = None) -> None:
         """Take the next link from the page's decoded body (`ProviderRestClient` hands it over whole)."""
-        self._next_reference = self.next_of(data[0]) if data else None
+        reference = self.next_of(data[0]) if data else None
+        if reference is not None and not isinstance(reference, str):  # an object, a number: not a link
+            raise ProviderError(f"{self.provider}: a next page link that is not a link: {shown(repr(reference))}")
+        self._next_reference = reference or None
 
     def update_request(self, request: Request) -> None:
         """Point the request at the next link (the link's own parameters only), or refuse it."""
@@ -420,7 +424,7 @@ class ProviderHttp:
         path: str,
         params: dict[str, Any] | None,
         items_of: Callable[[Any], list[dict[str, Any]]],
-        next_of: Callable[[Any], str | None],
+        next_of: Callable[[Any], Any],
     ) -> Iterator[list[dict[str, Any]]]:
         """Yield the items of every page, following the provider's next links (`next_of(body)`)."""
         paginator = LinkPaginator(self.provider, self.base_url, next_of)

@@ -213,3 +213,17 @@ def test_provider_text_in_messages_is_short_and_escaped(fake, capsys):
         assert raw not in output
     assert "INVALID_PARAMETERS\\u001b[2J \\u202egnp.exe\\u0000xxx" in captured.err, captured.err
     assert " characters) from http://127.0.0.1:" in captured.err
+
+
+@pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
+def test_a_next_link_that_is_not_a_link_ends_the_read(fake, capsys):
+    harness, octopus = fake
+    octopus.routes["/campaigns"] = {"data": [campaign("c1")], "paging": {"next": {"href": "/elsewhere"}}}
+    octopus.listing("/lists", [{"id": "L1", "name": "List"}])
+    octopus.listing("/lists/L1/contacts", [contact("k1", "a@x.org")])
+    assert harness.cli("run", PROVIDER) == 1
+    err = capsys.readouterr().err
+    assert (f"campaign-sync: {PROVIDER} campaign listing: {PROVIDER}: a next page link that is not a link: "
+            "{'href': '/elsewhere'}") in err, err
+    assert not any("elsewhere" in path or "href" in path for path in octopus.seen), octopus.seen
+    assert harness.count("contacts") == 1  # the rest loads

@@ -90,12 +90,12 @@ def check(response: requests.Response, key_setting: str = KEY_SETTING, token_set
     raise ProviderError(f"{NAME}: HTTP {response.status_code} {detail} from {shown(response.url)}")
 
 
-def next_link(body: Any) -> str | None:
+def next_link(body: Any) -> Any:
     """`meta.pagination.next_link`, followed verbatim with only `api_key` added; None at the end."""
     meta = body.get("meta") if isinstance(body, dict) else None
     pagination = meta.get("pagination") if isinstance(meta, dict) else None
     link = pagination.get("next_link") if isinstance(pagination, dict) else None
-    return str(link) if link else None
+    return link or None
 
 
 def items(body: Any) -> list[dict[str, Any]]:

@@ -84,12 +84,12 @@ def check(response: requests.Response, client_setting: str = SECRET_SETTINGS["cl
     raise ProviderError(f"{NAME}: HTTP {response.status_code} {detail} from {shown(response.url)}")
 
 
-def next_link(body: Any) -> str | None:
+def next_link(body: Any) -> Any:
     """The `_links.next.href` link, followed verbatim (it carries every parameter); None at the end."""
     links = body.get("_links") if isinstance(body, dict) else None
     following = links.get("next") if isinstance(links, dict) else None
     href = following.get("href") if isinstance(following, dict) else None
-    return str(href) if href else None
+    return href or None
 
 
 def items(key: str, body: Any) -> list[dict[str, Any]]:

@@ -45,11 +45,11 @@ def check(response: requests.Response, key_setting: str = KEY_SETTING) -> None:
     raise ProviderError(f"{NAME}: HTTP {response.status_code} {detail} from {shown(response.url)}")
 
 
-def next_link(body: Any) -> str | None:
+def next_link(body: Any) -> Any:
     """The `paging.next` link, followed verbatim (it carries every parameter); None at the end."""
     paging = body.get("paging") if isinstance(body, dict) else None
     if isinstance(paging, dict) and paging.get("next"):
-        return str(paging["next"])
+        return paging["next"]
     return None  # last page: `paging` is [] or has a null `next`
 
 
