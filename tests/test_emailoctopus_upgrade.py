@@ -11,13 +11,16 @@ import sys
 import tarfile
 from collections import Counter
 from dataclasses import replace
+from datetime import timedelta
 from io import BytesIO
 from pathlib import Path
 
 import pytest
-from helpers import expected_activity
+from helpers import expected_activity, open_campaigns
 
+from pipelines.runner import Target, dataset_client
 from sandbox.emailoctopus import NAME_V2
+from sources.emailoctopus.upgrade import upgrade_click_ids
 
 PROVIDER = "emailoctopus"
 ACCOUNTS = ("default", "acme")
@@ -84,9 +87,28 @@ def _ids_this_release_gives(harness) -> set[tuple[str, str]]:
     return _ids(fresh)
 
 
+def _clicks_at_one_time(dataset) -> None:
+    """Three more clicks by the contact of a click of an open campaign, at its very time: one on another
+    link, one on the same link, one without a link (the previous release numbered them by link)."""
+    campaign = next(c for c in reversed(dataset.sent_campaigns()) if c.id in open_campaigns(dataset)
+                    and any(e.type == "clicked" for e in dataset.events(c)))
+    click = next(e for e in dataset.events(campaign) if e.type == "clicked")
+    other = next(e.url for c in dataset.sent_campaigns() for e in dataset.events(c)
+                 if e.type == "clicked" and e.url != click.url)
+    for url in (other, click.url, None):
+        campaign.events.append(replace(click, url=url))
+    dataset.advance(timedelta(0))  # what is visible is worked out again
+
+
 def _loaded_by_the_previous_release(harness, folder: Path) -> tuple[Counter, Counter]:
     """Load the accounts with the previous release; its clicked links and bounce types, which it loaded."""
+    _clicks_at_one_time(harness.sandbox.datasets[PROVIDER])
     _run_previous_release(harness, folder)
+    alike = Counter(harness.query(
+        "SELECT campaign_id, contact_id, occurred_at FROM contact_activity WHERE account = 'default' "
+        "AND activity_type = 'clicked'"
+    ))
+    assert max(alike.values()) == 4  # those four
     clicks, bounces = _details(harness, "clicked", "url"), _details(harness, "bounced", "bounce_type")
     assert clicks and bounces and {key[0] for key in clicks} == set(ACCOUNTS)
     return clicks, bounces
@@ -94,29 +116,50 @@ def _loaded_by_the_previous_release(harness, folder: Path) -> tuple[Counter, Cou
 
 @pytest.fixture
 def two_accounts(make_harness):
-    return make_harness(accounts={PROVIDER: ["acme"], NAME_V2: ["acme"]})
+    return make_harness(accounts={PROVIDER: ["acme"], NAME_V2: ["acme"]}, scale="tiny")
 
 
 def test_a_backfill_through_1_6_of_clicks_the_previous_release_loaded_doubles_none(two_accounts, previous_release):
     harness = two_accounts
     clicks, bounces = _loaded_by_the_previous_release(harness, previous_release)
     ids_before = _ids(harness)
+    ids = _ids_this_release_gives(harness)
 
+    assert harness.cli("run", PROVIDER) == 0  # the upgrade, then a night that reads few of them again
+    _assert_exact(harness)
+    assert _ids(harness) == ids
     # every report read uncut, as after a count that disagrees
     for account in ACCOUNTS:
         assert harness.cli("backfill", PROVIDER, "--account", account, "--since", "2000-01-01") == 0
 
     _assert_exact(harness)
-    ids = _ids_this_release_gives(harness)
     assert _ids(harness) == ids
     renamed = ids_before - ids
     assert renamed and len(renamed) <= sum(clicks.values())  # clicks with a link only: the others kept theirs
     assert _details(harness, "clicked", "url") == clicks
     assert _details(harness, "bounced", "bounce_type") == bounces
 
-    assert harness.cli("run", PROVIDER) == 0  # and the upgrade is not made again: nothing to make
+    assert harness.cli("run", PROVIDER) == 0  # nothing to upgrade any more
     _assert_exact(harness)
     assert _ids(harness) == ids
+
+
+def test_the_upgrade_gives_each_click_its_new_id_once_then_finds_nothing_to_do(two_accounts, previous_release):
+    harness = two_accounts
+    clicks, _bounces = _loaded_by_the_previous_release(harness, previous_release)
+    ids_before = _ids(harness)
+    ids = _ids_this_release_gives(harness)
+    target = Target(harness.destination, harness.dataset, str(harness.duckdb_path))
+
+    with dataset_client(target) as client:
+        upgraded = {account: upgrade_click_ids(client.sql_client, account) for account in ACCOUNTS}
+    # every click with a link, and nothing else, took its new id: no two share one
+    assert upgraded == {account: sum(n for key, n in clicks.items() if key[0] == account) for account in ACCOUNTS}
+    assert _ids(harness) == ids and len(ids_before - ids) == sum(clicks.values())
+    assert harness.count("contact_activity") == len(ids)
+    assert _details(harness, "clicked", "url") == clicks
+    with dataset_client(target) as client:
+        assert [upgrade_click_ids(client.sql_client, account) for account in ACCOUNTS] == [0, 0]
 
 
 def test_the_first_night_through_v2_after_the_previous_release_doubles_nothing_and_loses_nothing(
@@ -137,19 +180,17 @@ def test_the_first_night_through_v2_after_the_previous_release_doubles_nothing_a
     assert not bounces - _details(harness, "bounced", "bounce_type")
 
 
-@pytest.mark.parametrize("how", ["nightly", "backfill"])
-def test_reads_through_v2_keep_the_links_and_bounce_types_1_6_loaded(two_accounts, how):
+def test_reads_through_v2_keep_the_links_and_bounce_types_1_6_loaded(two_accounts):
     harness = two_accounts
     assert harness.cli("run", PROVIDER) == 0  # 1.6
     clicks, bounces = _details(harness, "clicked", "url"), _details(harness, "bounced", "bounce_type")
     assert clicks and bounces
 
     _use_api(harness, "2")
-    for account in ACCOUNTS:
-        arguments = ("run", PROVIDER, "--account", account) if how == "nightly" else (
-            "backfill", PROVIDER, "--account", account, "--since", "2000-01-01")
-        assert harness.cli(*arguments) == 0
+    for arguments in (("run", PROVIDER), ("backfill", PROVIDER, "--since", "2000-01-01")):
+        for account in ACCOUNTS:
+            assert harness.cli(*arguments, "--account", account) == 0
 
-    _assert_exact(harness)
-    assert _details(harness, "clicked", "url") == clicks
-    assert _details(harness, "bounced", "bounce_type") == bounces
+        _assert_exact(harness)
+        assert _details(harness, "clicked", "url") == clicks, arguments
+        assert _details(harness, "bounced", "bounce_type") == bounces, arguments
