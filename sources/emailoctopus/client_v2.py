@@ -38,7 +38,7 @@ from sources.canonical import (
 from sources.emailoctopus import mapping, mapping_v2
 from sources.emailoctopus.client import NAME, PAGE_SIZE, items
 from sources.errors import CredentialsRefused, NotFound, ProviderError
-from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently
+from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently, segment
 from sources.redaction import redact, register_secret
 
 # docs/providers/emailoctopus-v2.md, "Endpoints": a call per contact status reads every contact
@@ -172,7 +172,7 @@ class _Summaries:
         with lock:
             if campaign_id not in self.known:
                 try:
-                    self.known[campaign_id] = self.http.get(f"campaigns/{campaign_id}/reports/summary")
+                    self.known[campaign_id] = self.http.get(f"campaigns/{segment(campaign_id)}/reports/summary")
                 except NotFound:
                     self.known[campaign_id] = None
             return self.known[campaign_id]
@@ -270,7 +270,7 @@ class EmailOctopusV2Api:
     ) -> Iterator[list[dict[str, Any]]]:
         """A report's pages: none when the summary counts the rows read before, from its stored cursor
         when that holds (`_resumed`), else whole."""
-        path = f"campaigns/{campaign_id}/reports"
+        path = f"campaigns/{segment(campaign_id)}/reports"
         stored = resume.stored
         if stored is not None and stored.get("ordered"):
             if self._counts(campaign_id, (SUMMARY_COUNTS[report],)) == [stored.get("rows")]:
@@ -298,7 +298,7 @@ class EmailOctopusV2Api:
         tail = []
         params = {"status": report, "starting_after": stored.get("starting_after")}
         try:
-            for after, page in self._walk(f"campaigns/{campaign_id}/reports", params):
+            for after, page in self._walk(f"campaigns/{segment(campaign_id)}/reports", params):
                 position.page(after, page)
                 tail.append(page)
         except NotFound:
@@ -338,7 +338,7 @@ class EmailOctopusV2Api:
         if kept is not None and resume.stored == kept:
             resume.unchanged, resume.reached = True, kept
             return
-        yield from self._pages(f"campaigns/{campaign_id}/reports", {"status": status})
+        yield from self._pages(f"campaigns/{segment(campaign_id)}/reports", {"status": status})
         resume.reached = kept
 
     def summary_reads(self, campaign: Row) -> list[ReportRead]:
@@ -371,4 +371,4 @@ class EmailOctopusV2Api:
         changed_since = parse_utc(since)
         params = {"last_updated_at.gte": (changed_since - self.settings.lookback).isoformat()} if changed_since else {}
         for status in CONTACT_STATUSES:
-            yield from self._pages(f"lists/{list_id}/contacts", {"status": status, **params})
+            yield from self._pages(f"lists/{segment(list_id)}/contacts", {"status": status, **params})
