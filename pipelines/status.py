@@ -17,6 +17,7 @@ from pipelines.providers import Provider
 from pipelines.reconcile import existing_tables, reconcile
 from pipelines.runner import LAST_RUN, LAST_SUCCESS, Target, dataset_client, pipeline_view
 from sources.canonical import CANONICAL_TABLES, DEFAULT_ACCOUNT, OWNER_FILTER
+from sources.redaction import LINE_CHARACTERS, printable
 
 
 def attribution_window_days(provider: Provider) -> int:
@@ -108,7 +109,8 @@ def print_status(target: Target, providers: list[Provider], as_json: bool = Fals
         print(json.dumps({"providers": statuses}, indent=2))
         return 0
     for status in statuses:
-        print("\n".join(_text(status)))
+        # provider text (campaign names and ids) escaped and shortened, as in every message
+        print("\n".join(printable(line, LINE_CHARACTERS) for line in _text(status)))
     return 0
 
 

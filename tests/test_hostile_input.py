@@ -227,3 +227,18 @@ def test_a_next_link_that_is_not_a_link_ends_the_read(fake, capsys):
             "{'href': '/elsewhere'}") in err, err
     assert not any("elsewhere" in path or "href" in path for path in octopus.seen), octopus.seen
     assert harness.count("contacts") == 1  # the rest loads
+
+
+@pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
+def test_status_shows_provider_text_short_and_escaped(fake, capsys):
+    harness, octopus = fake
+    octopus.listing("/campaigns", [campaign("c1", "\u202egnp.exe\u001b[2J" + "n" * 100_000)])
+    octopus.listing("/lists", [])
+    harness.setenv(SOURCES__EMAILOCTOPUS__ATTRIBUTION_WINDOW_DAYS=100_000)  # the campaign is still open
+    assert harness.cli("run", PROVIDER) in (0, 1)  # its reports are not served: only its row matters here
+    capsys.readouterr()
+    assert harness.cli("status") == 0
+    out = capsys.readouterr().out
+    assert "c1 \\u202egnp.exe\\u001b[2Jnnn" in out, out[:2000]
+    assert "\u202e" not in out and "\u001b" not in out
+    assert len(out) < 20_000, len(out)
