@@ -36,10 +36,11 @@ from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
 from pipelines.erasure import forget_after_load, forgotten
 from pipelines.providers import Provider
-from pipelines.reconcile import existing_tables, reconcile, table_columns
+from pipelines.reconcile import existing_tables, reconcile, summary_counts, table_columns
 from pipelines.views import create_views, unmapped_v2_campaigns
 from sources.canonical import CANONICAL_TABLES, DEFAULT_ACCOUNT, OWNER_FILTER, SyncOutcome, SyncPlan
-from sources.emailoctopus.upgrade import upgrade_click_ids
+from sources.canonical.resources import backfill_listings_cost
+from sources.emailoctopus.upgrade import click_ids_stale, upgrade_click_ids
 from sources.errors import CampaignSyncError, ConfigurationError, Interrupted
 from sources.redaction import LINE_CHARACTERS, printable, redact
 
@@ -567,9 +568,13 @@ def upgrade_loaded_ids(load: dlt.Pipeline, provider: Provider, target: Target) -
     """Give the account's rows an earlier release loaded the ids this one computes, where they changed
     (EmailOctopus clicks: `upgrade_click_ids`): after the packages an earlier run left pending, which that
     release may have made, and before this run reads, so its rows meet the loaded ones."""
-    if provider.name == "emailoctopus":
-        with dataset_lock(load, target), load.sql_client() as client:
-            upgrade_click_ids(client, provider.account)
+    if provider.name != "emailoctopus":
+        return
+    with load.sql_client() as client:  # most nights: nothing to upgrade, and no wait for the dataset
+        if not click_ids_stale(client, provider.account):
+            return
+    with dataset_lock(load, target), load.sql_client() as client:
+        upgrade_click_ids(client, provider.account)
 
 
 def missing_setting(missing: ConfigFieldMissingException, provider: Provider | None = None) -> ConfigurationError:

@@ -248,8 +248,14 @@ def test_no_credential_anywhere_with_every_provider_at_debug_and_faults_on(make_
     harness = make_harness(faults=Faults(error_rate=0.05, reset_rate=0.02, truncate_rate=0.02, burst_rate=0.02))
     harness.setenv(RUNTIME__REQUEST_MAX_ATTEMPTS=12)  # so that no request fails every attempt by chance
     caplog.set_level("DEBUG")
-    for provider in harness.sandbox.apps:
+    for provider in PROVIDERS:
         assert harness.cli("run", provider, "--debug") == 0, provider
+    # EmailOctopus through its API v2 too: the key goes in a header there
+    harness.setenv(SOURCES__EMAILOCTOPUS__API_VERSION="2",
+                   SOURCES__EMAILOCTOPUS__BASE_URL=harness.sandbox.base_url("emailoctopus_v2"))
+    harness.sandbox.advance(hours=24)
+    assert harness.cli("run", "emailoctopus", "--debug") == 0
+    assert harness.sandbox.requests["emailoctopus_v2"] > 0
     out, err = capfd.readouterr()
 
     oauth = harness.sandbox.apps["constant_contact_v3"].simulator.oauth

@@ -33,6 +33,25 @@ _COLUMNS = "activity_id, campaign_id, campaign_activity_id, contact_id, occurred
 _DETAILS = ("url", "bounce_type")
 
 
+def click_ids_stale(client: Any, account: str) -> bool:
+    """Whether the account's loaded clicks still hold ids an earlier release computed (with the link):
+    one click with a link, and the clicks of its (contact, time), tell (`upgrade_click_ids`)."""
+    table = client.make_qualified_table_name(CONTACT_ACTIVITY["name"])
+    if "url" not in _loaded_columns(client):  # no click with a link loaded: nothing to change
+        return False
+    one = client.execute_sql(f"SELECT {_COLUMNS} FROM {table} WHERE {_CLICKS} AND url IS NOT NULL LIMIT 1",
+                             NAME, account)
+    if not one:
+        return False
+    _id, campaign_id, campaign_activity_id, contact_id, occurred_at, _url = one[0]
+    alike = client.execute_sql(
+        f"SELECT {_COLUMNS} FROM {table} WHERE {_CLICKS} AND campaign_id = %s AND campaign_activity_id IS NOT "
+        "DISTINCT FROM %s AND contact_id IS NOT DISTINCT FROM %s AND occurred_at IS NOT DISTINCT FROM %s",
+        NAME, account, campaign_id, campaign_activity_id, contact_id, occurred_at,
+    )
+    return bool(_renamed(alike, account))
+
+
 def upgrade_click_ids(client: Any, account: str) -> int:
     """Give the account's loaded clicks that have a link the ids this release computes for them; returns
     how many changed. `client`: a dlt sql client of the dataset, before a load of the account.
@@ -44,21 +63,9 @@ def upgrade_click_ids(client: Any, account: str) -> int:
     its first run of this release: one click with a link tells whether there is anything to do (a run
     that finds it upgraded reads one click and its like, no more).
     """
+    if not click_ids_stale(client, account):
+        return 0
     table = client.make_qualified_table_name(CONTACT_ACTIVITY["name"])
-    if "url" not in _loaded_columns(client):  # no click with a link loaded: nothing to change
-        return 0
-    one = client.execute_sql(f"SELECT {_COLUMNS} FROM {table} WHERE {_CLICKS} AND url IS NOT NULL LIMIT 1",
-                             NAME, account)
-    if not one:
-        return 0
-    _id, campaign_id, campaign_activity_id, contact_id, occurred_at, _url = one[0]
-    alike = client.execute_sql(
-        f"SELECT {_COLUMNS} FROM {table} WHERE {_CLICKS} AND campaign_id = %s AND campaign_activity_id IS NOT "
-        "DISTINCT FROM %s AND contact_id IS NOT DISTINCT FROM %s AND occurred_at IS NOT DISTINCT FROM %s",
-        NAME, account, campaign_id, campaign_activity_id, contact_id, occurred_at,
-    )
-    if not _renamed(alike, account):
-        return 0
     renamed = _renamed(client.execute_sql(f"SELECT {_COLUMNS} FROM {table} WHERE {_CLICKS}", NAME, account), account)
     with client.begin_transaction():
         for start in range(0, len(renamed), _BATCH):
