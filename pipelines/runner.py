@@ -291,6 +291,12 @@ def _load(
         _count_requests(source, load, plan.outcome)
     drop_normalized_extracts(load)
     load.sync_destination()  # what dlt's `run` does first: the destination's state, when it is newer
+    if plan.backfill_since is not None:  # a backfill's listings take what the last one's took: a smaller cap is refused
+        plan.outcome.listings_cost = backfill_listings_cost(load.state.get("sources", {}).get(source.name) or {})
+        result.error = plan.outcome.cap_too_small()
+        if result.error is not None:
+            return
+    earlier = False  # whether packages an earlier run read were loaded: then after_load looks at everything
     try:
         if load.list_extracted_load_packages():
             load.normalize()

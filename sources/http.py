@@ -25,6 +25,7 @@ import weakref
 from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar, copy_context
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlsplit
@@ -53,7 +54,12 @@ from sources.errors import (
 from sources.redaction import redact, shown
 
 K = TypeVar("K")
+T = TypeVar("T")
 log = logging.getLogger("campaign_sync")
+
+# the listing (`as_listing`) whose requests the current thread makes, counted in `ProviderHttp.listing_requests`;
+# the threads of `fetch_concurrently` take it from the thread that starts them
+_LISTING: ContextVar[str | None] = ContextVar("listing", default=None)
 
 # set when the run is interrupted (the command line's SIGINT and SIGTERM handler): no request starts
 # after it, every wait ends, and every read stops as at a used-up quota (`Interrupted`)
@@ -310,6 +316,7 @@ class ProviderHttp:
     # `--max-requests`: how many requests this run may start (None: no cap), and how many it has
     max_requests: int | None = field(default=None, init=False)
     started: int = field(default=0, init=False)
+    listing_requests: Counter[str] = field(default_factory=Counter, init=False)  # of `started`, by listing
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -395,6 +402,8 @@ class ProviderHttp:
                 )
                 raise self.quota_exhausted
             self.started += 1
+            if (listing := _LISTING.get()) is not None:
+                self.listing_requests[listing] += 1
         failure = None
         try:
             yield
@@ -533,6 +542,13 @@ class Job(Generic[K]):
     pages: Callable[[], Iterable[Any]]
 
 
+def as_listing(listing: str, pages: Iterable[T]) -> Iterator[T]:
+    """`pages`, their requests counted as `listing`'s (`ProviderHttp.listing_requests`): read them in a
+    thread of their own (`prefetched`), which the count stays with."""
+    _LISTING.set(listing)
+    yield from pages
+
+
 def prefetched(pages: Iterable[Any], name: str) -> Iterator[Any]:
     """Read `pages` (a listing) in a worker of `fetch_concurrently`, a few pages ahead; raise its error
     here. Yields None while no page is ready (see `fetch_concurrently_or_idle`).
@@ -617,7 +633,11 @@ def _fetch(jobs: Iterable[Job[K]], max_concurrency: int, wait: bool) -> Generato
         except _Stopped:
             return
 
-    threads = [threading.Thread(target=work, daemon=True, name=f"fetch-{i}") for i in range(workers)]
+    # each in a copy of this thread's context: a listing's count (`as_listing`) goes on in its reads
+    threads = [
+        threading.Thread(target=copy_context().run, args=(work,), daemon=True, name=f"fetch-{i}")
+        for i in range(workers)
+    ]
     for thread in threads:
         thread.start()
     running = workers

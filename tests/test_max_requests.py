@@ -80,3 +80,52 @@ def test_a_capped_backfill_resumes_its_range(harness):
     assert loaded_activity(harness) == expected_activity(dataset)
     assert harness.count("campaign_summaries") == len(sent)
     assert _one_pass(dataset) <= _report_requests(served) <= _one_pass(dataset) + runs - 1
+
+
+def _last_error(capsys) -> str:
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_a_cap_the_listings_use_up_is_refused_naming_the_smallest_that_progresses(make_harness, capsys):
+    harness = make_harness(scale=(3, 40))  # one sent campaign, and each of its reports is one page
+    dataset = harness.sandbox.datasets[PROVIDER]
+    (campaign,) = dataset.sent_campaigns()
+    backfill = ("backfill", PROVIDER, "--since", campaign.send_at.date().isoformat())
+    listings = nightly_requests(dataset, [])  # campaigns, lists and contacts: every run lists them again
+    assert listings == 4
+
+    # before a backfill read its listings whole, what they take is not known: a cap that ended neither
+    # them nor a report read says what they had taken
+    harness.sandbox.reset_counts()
+    assert harness.cli(*backfill, "--max-requests", "1") == 2
+    assert harness.sandbox.requests[PROVIDER] == 1
+    assert _last_error(capsys) == (
+        f"campaign-sync: {PROVIDER}: --max-requests 1 was used up before the listings (campaigns, contacts) ended "
+        "(they had taken 1) and before any report read ended, so runs with this cap cannot progress; run once "
+        "without the cap or with a larger one (`campaign-sync plan` estimates it)"
+    )
+
+    # one request more than the listings: every run reads a report (exit 4), and the runs add up to the
+    # whole backfill, whose last run read the listings whole
+    runs, served = _capped_until_done(harness, listings + 1, *backfill)
+    assert runs >= 3
+    assert _report_requests(served) == _one_pass(dataset)  # each report read once
+    assert loaded_activity(harness) == expected_activity(dataset)
+    assert loaded_snapshot(harness) == expected_snapshot(dataset)
+    assert harness.count("campaign_summaries") == 1
+    assert harness.count("contacts") == len(dataset.contacts)
+
+    # now a backfill's cap that its listings use up is refused before any request, naming the smallest
+    # that progresses; that one does
+    for cap in (1, listings):
+        harness.sandbox.reset_counts()
+        assert harness.cli(*backfill, "--max-requests", str(cap)) == 2
+        assert harness.sandbox.requests[PROVIDER] == 0
+        assert _last_error(capsys) == (
+            f"campaign-sync: {PROVIDER}: --max-requests {cap} is used up by the listings (campaigns, contacts) "
+            f"before any report is read, so runs with this cap cannot progress; use at least {listings + 1}"
+        )
+    harness.sandbox.reset_counts()
+    assert harness.cli(*backfill, "--max-requests", str(listings + 1)) == 4
+    assert harness.sandbox.requests[PROVIDER] == listings + 1
+    assert sum(n for path, n in harness.sandbox.paths.items() if "/reports/" in path) >= 1  # read a report

@@ -20,9 +20,11 @@ from sources.canonical.times import parse_utc
 from sources.erasure import Forgotten
 from sources.errors import (
     CampaignSyncError,
+    ConfigurationError,
     CredentialsRefused,
     NotFound,
     QuotaExhausted,
+    RequestCapReached,
     UnusableValue,
     setting_name,
 )
@@ -135,6 +137,11 @@ class SyncOutcome:
     rows_skipped: int = 0  # events read again but left out of the load, as an earlier run loaded them
     set_aside: list[str] = field(default_factory=list)  # the items whose values cannot load, named
 
+    reads_ended: int = 0  # report reads that ended well: a run stopped by `--max-requests` with none made no progress
+    # the requests each listing (`LISTINGS`) took in this run, once it was read whole; and what they took
+    # together in the last backfill that read them whole (kept in the source state), None when unknown
+    listings_read: dict[str, int] = field(default_factory=dict)
+    listings_cost: int | None = None
     @property
     def quota(self) -> QuotaExhausted | None:
         """What stopped the run's requests, if anything did: the used-up daily quota, `--max-requests` or an
@@ -203,12 +210,49 @@ class SyncOutcome:
     def error(self) -> CampaignSyncError | None:
         """The error to end the run with, after what was read has been loaded."""
         if self.quota is not None:
+        if isinstance(self.quota, RequestCapReached) and self.reads_ended == 0:
+            return self.cap_too_small() or self._cap_before_listings_ended() or self.quota
             return self.quota
         if self.failures:
             more = f" (and {len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
             return CampaignSyncError(f"{self.failures[0]}{more}; the next run retries them")
         return None
 
+
+    @property
+    def listings_took(self) -> int | None:
+        """The requests the listings take: this run's, if it read them whole, else `listings_cost` (or None)."""
+        if set(self.listings_read) == set(LISTINGS):
+            return sum(self.listings_read.values())
+        return self.listings_cost
+
+    def cap_too_small(self) -> ConfigurationError | None:
+        """The error of a `--max-requests` cap that the listings use up (`listings_took`), so that runs with
+        it cannot progress; None for any other."""
+        cap = self.http.max_requests if self.http is not None else None
+        took = self.listings_took
+        if cap is None or took is None or cap > took:
+            return None
+        return ConfigurationError(
+            f"--max-requests {cap} is used up by the listings ({', '.join(LISTINGS)}) before any report is read, "
+            f"so runs with this cap cannot progress; use at least {took + 1}"
+        )
+
+    def _cap_before_listings_ended(self) -> ConfigurationError | None:
+        """The error of a `--max-requests` run that ended neither a report read nor the listings, whose cost is
+        not known."""
+        if self.http is None or self.listings_took is not None:
+            return None
+        return ConfigurationError(
+            f"--max-requests {self.http.max_requests} was used up before the listings ({', '.join(LISTINGS)}) "
+            f"ended (they had taken {self.http.listing_requests.total()}) and before any report read ended, so "
+            "runs with this cap cannot progress; run once without the cap or with a larger one "
+            "(`campaign-sync plan` estimates it)"
+        )
+
+
+# the listings every run makes before (and while) it reads the reports of what they list
+LISTINGS = ("campaigns", "contacts")
 
 @dataclass
 class SyncPlan:
@@ -354,6 +398,7 @@ def read_due_reports(
                     else:
                         outcome.rows_skipped += tally.left_out
                     yield ReadDone(read, _advance(cursors, read, tally, settings.now))
+                    outcome.reads_ended += 1
                 elif isinstance(page.error, QuotaExhausted):  # `outcome.quota` says so: the reads still
                     read_pass["finished"] = False  # running end without a request; those done are kept
                 else:
@@ -471,6 +516,12 @@ def _resumed_pass(source_state: dict[str, Any], settings: SyncSettings) -> dict[
 
 
 def _advance(cursors: dict[str, Any], read: ReportRead, tally: _ReadTally, now: datetime) -> ReportCursor:
+def pass_unfinished(settings: SyncSettings) -> None:
+    """A run stopped outside its report reads (in a listing) leaves its pass unfinished too: the next run
+    resumes it, and does not read again the reports this one read."""
+    _resumed_pass(dlt.current.source_state(), settings)["finished"] = False
+
+
     """Move a read's cursor after its last page: never back, and for a whole read its size and recheck."""
     cursor = ReportCursor.of(cursors, read)
     if tally.newest is not None and (cursor.cursor is None or tally.newest > cursor.cursor):

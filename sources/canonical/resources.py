@@ -16,6 +16,7 @@ from dlt.extract.resource import DltResource
 from sources.canonical.arrow import to_arrow, with_activity_ids
 from sources.canonical.plan import CampaignCost
 from sources.canonical.reads import (
+    LISTINGS,
     ReadDone,
     ReadPage,
     ReportCursor,
@@ -23,6 +24,7 @@ from sources.canonical.reads import (
     SyncOutcome,
     SyncSettings,
     is_due,
+    pass_unfinished,
     read_due_reports,
 )
 from sources.canonical.tables import (
@@ -37,7 +39,7 @@ from sources.canonical.tables import (
 )
 from sources.canonical.times import parse_utc
 from sources.errors import CampaignSyncError, QuotaExhausted
-from sources.http import ProviderHttp, prefetched
+from sources.http import ProviderHttp, as_listing, prefetched
 
 
 class ProviderApi(Protocol):
@@ -112,21 +114,51 @@ def snapshot_digest(rows: Iterable[Row]) -> str:
     return hashlib.blake2b("\x1e".join(entries).encode(), digest_size=16).hexdigest()
 
 
-def isolated(pages: Iterable[list[Row]], outcome: SyncOutcome, what: str) -> Iterator[list[Row] | None]:
+# where a backfill keeps the requests each of its listings took when it read them whole (source state)
+LISTING_REQUESTS = "listing_requests"
+
+
+def backfill_listings_cost(source_state: dict[str, Any]) -> int | None:
+    """The requests a backfill's listings took together, as the last backfill that read them whole kept
+    them (None before one did): the least `--max-requests` of a backfill that reads a report is one more."""
+    kept = source_state.get(LISTING_REQUESTS, {})
+    return sum(kept[listing] for listing in LISTINGS) if set(LISTINGS) <= set(kept) else None
+
+
+def isolated(
+    pages: Iterable[list[Row]],
+    outcome: SyncOutcome,
+    what: str,
+    listing: str | None = None,
+    settings: SyncSettings | None = None,
+) -> Iterator[list[Row] | None]:
     """Read a listing's pages ahead in a worker (`prefetched`: None while none is ready) and pass
     them on until it ends, fails or the daily quota runs out.
 
     A failure is recorded in `outcome` (as `what`) and costs only the rest of this listing:
     the other resources go on, what was read loads, and the listing's cursor stays.
+
+    One of `LISTINGS` (`listing`, with the run's `settings`): stopped (the quota, `--max-requests`), it
+    leaves the run's pass over the reports unfinished; read whole without a failure, it counts its
+    requests in `outcome.listings_read`, and a backfill keeps them (`backfill_listings_cost`).
     """
-    if outcome.quota is not None:
-        return
+    failures, whole = len(outcome.failures), False
     try:
-        yield from prefetched(pages, what)
+        if outcome.quota is None:  # not begun once the quota is used up
+            yield from prefetched(pages if listing is None else as_listing(listing, pages), what)
+            whole = len(outcome.failures) == failures
     except QuotaExhausted:  # `outcome.quota` says so
-        return
+        pass
     except CampaignSyncError as error:
         outcome.record(what, error)
+    if listing is None or settings is None or outcome.http is None:
+        return
+    if whole:
+        took = outcome.listings_read[listing] = outcome.http.listing_requests[listing]
+        if settings.is_backfill:
+            dlt.current.source_state().setdefault(LISTING_REQUESTS, {})[listing] = took
+    if outcome.quota is not None:
+        pass_unfinished(settings)
 
 
 def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncOutcome) -> list[DltResource]:
@@ -148,7 +180,9 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         state = dlt.current.resource_state()
         recent: dict[str, Row] = state.setdefault("recent", {})
         listed: set[str] = set()
-        for page in isolated(api.campaigns(state), outcome, f"{api.name} campaign listing"):
+        for page in isolated(
+            api.campaigns(state), outcome, f"{api.name} campaign listing", "campaigns", settings
+        ):
             if page is None:  # the next page is not here yet: dlt advances the other resources
                 yield None
                 continue
@@ -253,7 +287,9 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
 
     @dlt.resource(**CONTACTS)
     def contacts() -> Iterator[list[Row] | None]:
-        for page in isolated(api.contacts(dlt.current.resource_state()), outcome, f"{api.name} contacts"):
+        for page in isolated(
+            api.contacts(dlt.current.resource_state()), outcome, f"{api.name} contacts", "contacts", settings
+        ):
             if page is None:
                 yield None
                 continue
