@@ -296,7 +296,6 @@ def _load(
         result.error = plan.outcome.cap_too_small()
         if result.error is not None:
             return
-    earlier = False  # whether packages an earlier run read were loaded: then after_load looks at everything
     try:
         if load.list_extracted_load_packages():
             load.normalize()

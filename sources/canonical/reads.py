@@ -136,12 +136,12 @@ class SyncOutcome:
     reports_done: int = 0
     rows_skipped: int = 0  # events read again but left out of the load, as an earlier run loaded them
     set_aside: list[str] = field(default_factory=list)  # the items whose values cannot load, named
-
     reads_ended: int = 0  # report reads that ended well: a run stopped by `--max-requests` with none made no progress
     # the requests each listing (`LISTINGS`) took in this run, once it was read whole; and what they took
     # together in the last backfill that read them whole (kept in the source state), None when unknown
     listings_read: dict[str, int] = field(default_factory=dict)
     listings_cost: int | None = None
+
     @property
     def quota(self) -> QuotaExhausted | None:
         """What stopped the run's requests, if anything did: the used-up daily quota, `--max-requests` or an
@@ -209,15 +209,14 @@ class SyncOutcome:
 
     def error(self) -> CampaignSyncError | None:
         """The error to end the run with, after what was read has been loaded."""
-        if self.quota is not None:
         if isinstance(self.quota, RequestCapReached) and self.reads_ended == 0:
             return self.cap_too_small() or self._cap_before_listings_ended() or self.quota
+        if self.quota is not None:
             return self.quota
         if self.failures:
             more = f" (and {len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
             return CampaignSyncError(f"{self.failures[0]}{more}; the next run retries them")
         return None
-
 
     @property
     def listings_took(self) -> int | None:
@@ -253,6 +252,7 @@ class SyncOutcome:
 
 # the listings every run makes before (and while) it reads the reports of what they list
 LISTINGS = ("campaigns", "contacts")
+
 
 @dataclass
 class SyncPlan:
@@ -397,8 +397,8 @@ def read_due_reports(
                         again.append(read)
                     else:
                         outcome.rows_skipped += tally.left_out
-                    yield ReadDone(read, _advance(cursors, read, tally, settings.now))
                     outcome.reads_ended += 1
+                    yield ReadDone(read, _advance(cursors, read, tally, settings.now))
                 elif isinstance(page.error, QuotaExhausted):  # `outcome.quota` says so: the reads still
                     read_pass["finished"] = False  # running end without a request; those done are kept
                 else:
@@ -515,13 +515,13 @@ def _resumed_pass(source_state: dict[str, Any], settings: SyncSettings) -> dict[
     return current
 
 
-def _advance(cursors: dict[str, Any], read: ReportRead, tally: _ReadTally, now: datetime) -> ReportCursor:
 def pass_unfinished(settings: SyncSettings) -> None:
     """A run stopped outside its report reads (in a listing) leaves its pass unfinished too: the next run
     resumes it, and does not read again the reports this one read."""
     _resumed_pass(dlt.current.source_state(), settings)["finished"] = False
 
 
+def _advance(cursors: dict[str, Any], read: ReportRead, tally: _ReadTally, now: datetime) -> ReportCursor:
     """Move a read's cursor after its last page: never back, and for a whole read its size and recheck."""
     cursor = ReportCursor.of(cursors, read)
     if tally.newest is not None and (cursor.cursor is None or tally.newest > cursor.cursor):
