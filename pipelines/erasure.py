@@ -11,8 +11,9 @@ another key is refused rather than letting a forgotten address through unrecogni
 
 Who is forgotten: every contact erased on request, and every contact erased as deleted at the
 provider while the provider still has it deleted (one it restores loads again). After each load
-the erasure runs again over them (`forget_after_load`): a load package extracted before an
-erasure, or a person whose address reappears under a new contact id, is caught there.
+the erasure looks again (`forget_after_load`): for the people forgotten since the run's reads began
+(the reads left the others out), and for everyone when the run loaded a package an earlier run
+read (extracted before an erasure).
 """
 
 from __future__ import annotations
@@ -80,9 +81,16 @@ def checked_key(client: Any) -> str:
     return key
 
 
-def forget_after_load(client: Any, provider: str, account: str, forget_deleted: bool) -> None:
+def forget_after_load(
+    client: Any, provider: str, account: str, forget_deleted: bool, before: Forgotten | None = None
+) -> None:
     """After a load of `provider`'s `account`: record the contacts it reports deleted (if `forget_deleted`) and
-    those whose address was asked to be forgotten, then empty the personal data of everyone forgotten."""
+    those whose address was asked to be forgotten, then empty the personal data of everyone forgotten.
+
+    `before`: whom the run's reads left out already (its `SyncPlan.forgotten`): the rows it loaded hold
+    nothing of theirs and what was loaded before was erased then, so only the people forgotten since
+    are looked for, by their contact ids; None (the run loaded packages an earlier run read): everyone.
+    """
     tables = table_columns(client, client.dataset_name)
     if not forget_deleted and ERASURES not in tables:
         return
@@ -97,7 +105,7 @@ def forget_after_load(client: Any, provider: str, account: str, forget_deleted: 
             DELETED_AT_PROVIDER, now, provider, account, provider, account,
         )
     hashes = {row[0] for row in client.execute_sql(f"SELECT address_hash FROM {_name(client, ERASURE_REQUESTS)}")}
-    if hashes:
+    if hashes and (before is None or not hashes <= before.address_hashes):  # a request the reads did not know
         key = checked_key(client)
         addresses = set()
         for table, columns in tables.items():
@@ -110,7 +118,7 @@ def forget_after_load(client: Any, provider: str, account: str, forget_deleted: 
         asked = sorted({normalized_address(a) for a in addresses if address_hash(a, key) in hashes})
         if asked:
             _forget_addresses_of(client, asked, now, (provider, account))
-    _erase_forgotten(client, provider, account)
+    _erase_forgotten(client, provider, account, None if before is None else before.contact_ids | before.deleted_ids)
 
 
 def forget_addresses(client: Any, addresses: Iterable[str]) -> list[tuple[str, str, str]]:
@@ -191,34 +199,45 @@ def _forget_addresses_of(
     return sorted(found)
 
 
-def _erase_forgotten(client: Any, provider: str, account: str) -> None:
+def _erase_forgotten(client: Any, provider: str, account: str, erased_before: frozenset[str] | None = None) -> None:
     """Empty the personal fields of everyone forgotten of `provider`'s `account`, in every table (staging
-    included): only rows that still hold some are written."""
-    forgotten_ids = f"SELECT contact_id FROM ({_forgotten_ids(client, with_reason=False)}) AS forgotten"
+    included): only rows that still hold some are written. `erased_before`: the contacts whose rows were
+    erased already (they are left alone); None: everyone's rows are looked at."""
+    forgotten_ids = _forgotten_ids(client, with_reason=False)
+    if erased_before is None:
+        groups = [(f"SELECT contact_id FROM ({forgotten_ids}) AS forgotten", [provider, account])]
+    else:
+        ids = sorted({row[0] for row in client.execute_sql(forgotten_ids, provider, account)} - erased_before)
+        groups = [(", ".join(["%s"] * len(chunk)), chunk) for chunk in _chunks(ids)]
     for schema in (client.dataset_name, f"{client.dataset_name}_staging"):
-        tables = table_columns(client, schema)
-        if "contacts" in tables:  # their tags and list memberships go with them
-            erased_contacts = (
-                f"SELECT _dlt_id FROM {_qualified(schema, 'contacts')} "
-                f"WHERE {OWNER_FILTER} AND contact_id IN ({forgotten_ids})"
-            )
-            for child, columns in tables.items():
-                if child.startswith("contacts__") and "_dlt_root_id" in columns:
-                    client.execute_sql(
-                        f"DELETE FROM {_qualified(schema, child)} WHERE _dlt_root_id IN ({erased_contacts})",
-                        provider, account, provider, account,
-                    )
-        for table, columns in tables.items():
-            assignments = _assignments(columns)
-            if table == ERASURES or not {*OWNER, "contact_id"} <= set(columns) or not assignments:
-                continue
-            personal = [c for c in columns if c not in KEPT_AFTER_ERASURE and not c.startswith("_dlt_")]
-            holding = " OR ".join([f'"{column}" IS NOT NULL' for column in personal] + _url_with_query(columns))
-            client.execute_sql(
-                f"UPDATE {_qualified(schema, table)} SET {assignments} "
-                f"WHERE {OWNER_FILTER} AND contact_id IN ({forgotten_ids}) AND ({holding})",
-                provider, account, provider, account,
-            )
+        tables = table_columns(client, schema) if groups else {}
+        for contact_ids, params in groups:
+            if "contacts" in tables:  # their tags and list memberships go with them
+                erased_contacts = (
+                    f"SELECT _dlt_id FROM {_qualified(schema, 'contacts')} "
+                    f"WHERE {OWNER_FILTER} AND contact_id IN ({contact_ids})"
+                )
+                for child, columns in tables.items():
+                    if child.startswith("contacts__") and "_dlt_root_id" in columns:
+                        client.execute_sql(
+                            f"DELETE FROM {_qualified(schema, child)} WHERE _dlt_root_id IN ({erased_contacts})",
+                            provider, account, *params,
+                        )
+            for table, columns in tables.items():
+                assignments = _assignments(columns)
+                if table == ERASURES or not {*OWNER, "contact_id"} <= set(columns) or not assignments:
+                    continue
+                personal = [c for c in columns if c not in KEPT_AFTER_ERASURE and not c.startswith("_dlt_")]
+                holding = " OR ".join([f'"{column}" IS NOT NULL' for column in personal] + _url_with_query(columns))
+                client.execute_sql(
+                    f"UPDATE {_qualified(schema, table)} SET {assignments} "
+                    f"WHERE {OWNER_FILTER} AND contact_id IN ({contact_ids}) AND ({holding})",
+                    provider, account, *params,
+                )
+
+
+def _chunks(values: list[str]) -> list[list[str]]:
+    return [values[start:start + _CHUNK] for start in range(0, len(values), _CHUNK)]
 
 
 def _forgotten_ids(client: Any, with_reason: bool) -> str:

@@ -1,8 +1,9 @@
 """Load reconciliation: the loaded counts per campaign against the provider's own summary counts.
 
-The loaded counts are those of the `campaign_engagement` view (pipelines/views.py), the one
-place that says how `contact_activity` counts sends, unique opens and clicks, bounces and
-unsubscribes.
+The loaded counts are those of the `campaign_engagement` view (pipelines/views.py): counted by
+its `CAMPAIGN_COUNTS`, the one place that says how `contact_activity` counts sends, unique opens
+and clicks, bounces and unsubscribes, over the events of the campaigns compared only (a run
+compares the campaigns its load changed, `status` every one).
 
 A difference is a data-quality signal (events a report did not return, rows deleted by hand, a
 provider whose summary counts differently), never a failure: it is printed after a run and
@@ -11,6 +12,7 @@ shown by `campaign-sync status`, and the exit code stays what the load made it.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,12 +22,12 @@ from dlt.destinations.sql_client import SqlClientBase
 MIN_DIFFERENCE = 1
 MIN_SHARE = 0.02
 
-# (label, campaign_summaries column, campaign_engagement column) of what is compared
+# (label, campaign_summaries column, views.CAMPAIGN_COUNTS column) of what is compared
 MEASURES = (
     ("sent", "sent", "sent"),
     ("unique opens", "opened_unique", "unique_opens"),
     ("unique clicks", "clicked_unique", "unique_clicks"),
-    ("bounces", "bounced", "bounces"),
+    ("bounces", "bounced", "bounced"),
     ("unsubscribes", "unsubscribed", "unsubscribes"),
 )
 
@@ -84,22 +86,51 @@ def is_significant(loaded: int, reported: int) -> bool:
     return difference > MIN_DIFFERENCE and difference > MIN_SHARE * max(reported, 1)
 
 
-def reconcile(client: SqlClientBase[Any], provider: str, account: str) -> list[Discrepancy]:
-    """Compare, per campaign with a summary, the loaded counts (the `campaign_engagement` view) with the provider's."""
-    if not {"campaign_summaries", "campaign_engagement"} <= existing_tables(client):
+def summary_counts(client: SqlClientBase[Any], provider: str, account: str) -> dict[str, tuple[Any, ...]]:
+    """The compared summary counts of each campaign of `provider`'s `account`, as loaded now."""
+    if "campaign_summaries" not in existing_tables(client):
+        return {}
+    columns = ", ".join(reported for _label, reported, _loaded in MEASURES)
+    rows = client.execute_sql(
+        f"SELECT campaign_id, {columns} FROM {client.make_qualified_table_name('campaign_summaries')} "
+        "WHERE provider = %s AND account = %s",
+        provider, account,
+    )
+    return {campaign_id: tuple(counts) for campaign_id, *counts in rows or ()}
+
+
+def reconcile(
+    client: SqlClientBase[Any], provider: str, account: str, campaigns: Collection[str] | None = None
+) -> list[Discrepancy]:
+    """Compare, per campaign with a summary (of `campaigns`; None: all), the loaded counts (as the
+    `campaign_engagement` view counts them) with the provider's."""
+    from pipelines.views import CAMPAIGN_COUNTS  # views reads this module's table helpers
+
+    if not {"campaign_summaries", "campaigns", "contact_activity"} <= existing_tables(client):
+        return []
+    if campaigns is not None and not campaigns:
         return []
     table = client.make_qualified_table_name
-    columns = ", ".join(f"s.{reported}, coalesce(e.{loaded}, 0)" for _label, reported, loaded in MEASURES)
+    among, chosen = "", sorted(campaigns or ())
+    if campaigns is not None:
+        among = f" AND campaign_id IN ({', '.join(['%s'] * len(chosen))})"
+    events = f"{table('contact_activity')} WHERE provider = %s AND account = %s{among}"
+    columns = ", ".join(f"s.{reported}, coalesce(a.{loaded}, 0)" for _label, reported, loaded in MEASURES)
+    # the campaign_engagement view's rows: the sent campaigns, with their events' counts
     sql = f"""
-        SELECT s.campaign_id, e.name, {columns}
+        WITH counts AS ({CAMPAIGN_COUNTS.replace("{events}", events)})
+        SELECT s.campaign_id, c.name, {columns}
         FROM {table("campaign_summaries")} s
-        LEFT JOIN {table("campaign_engagement")} e
-            ON e.provider = s.provider AND e.account = s.account AND e.campaign_id = s.campaign_id
-        WHERE s.provider = %s AND s.account = %s
+        LEFT JOIN {table("campaigns")} c
+            ON c.provider = s.provider AND c.account = s.account AND c.campaign_id = s.campaign_id
+           AND c.sent_at IS NOT NULL
+        LEFT JOIN counts a ON a.provider = c.provider AND a.account = c.account AND a.campaign_id = c.campaign_id
+        WHERE s.provider = %s AND s.account = %s{among.replace("campaign_id", "s.campaign_id")}
         ORDER BY s.campaign_id
     """
     found = []
-    for campaign_id, name, *counts in client.execute_sql(sql, provider, account) or ():
+    params = [provider, account, *chosen]
+    for campaign_id, name, *counts in client.execute_sql(sql, *params, *params) or ():
         for index, (label, _reported, _loaded) in enumerate(MEASURES):
             reported, loaded = counts[2 * index], counts[2 * index + 1]
             if reported is not None and is_significant(int(loaded), int(reported)):

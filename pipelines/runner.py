@@ -7,7 +7,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
@@ -296,25 +296,29 @@ def _load(
         result.error = plan.outcome.cap_too_small()
         if result.error is not None:
             return
+    earlier = False  # whether packages an earlier run read were loaded: then after_load looks at everything
     try:
         if load.list_extracted_load_packages():
             load.normalize()
         if load.list_normalized_load_packages():
             with dataset_lock(load, target):
                 load.load()
+            earlier = True
     except PipelineStepFailed as failure:
         result.error = _load_failed(failure, provider, "a load package left by an earlier run could not load")
         return
     upgrade_loaded_ids(load, provider, target)
-    before = table_rows(load, provider)
     try:
         reading = time.monotonic()
         extracted = load.extract(source, loader_file_format=LOADER_FILE_FORMATS[target.destination])
         result.extract_seconds = time.monotonic() - reading
         load.normalize()
         with dataset_lock(load, target):
+            # counted in the tables this load can change (it leaves the others as they are: `+0 rows`)
+            before = table_rows(load, provider, extracted_rows(extracted))
+            reported = _summaries(load, provider)
             load.load()
-            warnings = after_load(load, provider)
+            warnings = after_load(load, provider, None if earlier else plan, reported)
     except PipelineStepFailed as failure:
         if failure.step == "load":
             result.error = _load_failed(failure, provider, "the load failed")
@@ -325,7 +329,9 @@ def _load(
         result.requests = plan.outcome.requests
         result.warnings = plan.outcome.notes()  # values replaced or set aside, whatever else happened
     result.rows = extracted_rows(extracted)
-    result.new_rows = {table: n - before.get(table, 0) for table, n in table_rows(load, provider).items()}
+    result.new_rows = {
+        table: n - before.get(table, 0) for table, n in table_rows(load, provider, result.rows).items()
+    }
     result.rows_read_again = plan.outcome.rows_skipped
     result.error = plan.outcome.error()
     if result.error is None:  # an incomplete run differs from the summaries anyway, and its error says so
@@ -389,8 +395,8 @@ def _load_failed(failure: PipelineStepFailed, provider: Provider, what: str) -> 
     )
 
 
-def table_rows(load: dlt.Pipeline, provider: Provider) -> dict[str, int]:
-    """The provider's rows in each canonical table of the destination (none before the first load)."""
+def table_rows(load: dlt.Pipeline, provider: Provider, among: Collection[str] = CANONICAL_TABLES) -> dict[str, int]:
+    """The provider's rows in each canonical table of the destination (of `among`; none before the first load)."""
     try:
         with load.sql_client() as client:
             tables = existing_tables(client)
@@ -400,7 +406,7 @@ def table_rows(load: dlt.Pipeline, provider: Provider) -> dict[str, int]:
                     provider.name, provider.account,
                 ) or [[0]])[0][0])
                 for table in CANONICAL_TABLES
-                if table in tables
+                if table in tables and table in among
             }
     except DestinationUndefinedEntity:  # no dataset yet
         return {}
@@ -484,14 +490,39 @@ def abort_pending(provider: Provider, target: Target) -> int:
     return pending
 
 
-def after_load(load: dlt.Pipeline, provider: Provider) -> list[str]:
+def after_load(
+    load: dlt.Pipeline, provider: Provider, plan: SyncPlan | None, reported: dict[str, tuple[Any, ...]]
+) -> list[str]:
     """What follows every load (command line or Airflow): the contacts deleted at the provider are
-    forgotten (unless FORGET_DELETED_CONTACTS is false), the analysis views, then the reconciliation warnings."""
+    forgotten (unless FORGET_DELETED_CONTACTS is false), the analysis views, then the reconciliation warnings.
+
+    They look at what the load changed: the people forgotten since the run's reads began (`plan.forgotten`
+    left the others out), and the campaigns whose events the run passed on (`plan.outcome`) or whose summary
+    counts differ from `reported` (those loaded before); with no `plan` (the run loaded packages an earlier
+    run read), at everyone and every campaign.
+    """
     with load.sql_client() as client:
-        forget_after_load(client, provider.name, provider.account, provider.forgets_deleted_contacts())
+        forget_after_load(
+            client, provider.name, provider.account, provider.forgets_deleted_contacts(),
+            None if plan is None else plan.forgotten,
+        )
     create_views(load)
     with load.sql_client() as client:
-        return [found.message for found in reconcile(client, provider.name, provider.account)]
+        campaigns = None
+        if plan is not None:
+            changed = {cid for cid, counts in summary_counts(client, provider.name, provider.account).items()
+                       if reported.get(cid) != counts}
+            campaigns = plan.outcome.campaigns_with_events | changed
+        return [found.message for found in reconcile(client, provider.name, provider.account, campaigns)]
+
+
+def _summaries(load: dlt.Pipeline, provider: Provider) -> dict[str, tuple[Any, ...]]:
+    """The summary counts of the provider's campaigns loaded now (none before the first load)."""
+    try:
+        with load.sql_client() as client:
+            return summary_counts(client, provider.name, provider.account)
+    except DestinationUndefinedEntity:  # no dataset yet
+        return {}
 
 
 def _count_requests(source: Any, load: dlt.Pipeline, outcome: SyncOutcome) -> None:

@@ -7,6 +7,7 @@ delivered once (README "One person across providers"). The engagement views read
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import dlt
@@ -256,6 +257,8 @@ VIEWS = {
     "person_engagement": (PERSON_ENGAGEMENT, ("contact_activity", "contacts")),
 }
 XREFS = "constant_contact_id_xrefs"
+# the pipeline's local state key of the digest of the view statements it last ran
+VIEWS_DIGEST = "campaign_sync_views"
 CAMPAIGN_XREFS_TABLE = CAMPAIGN_XREFS["name"]
 
 
@@ -275,7 +278,8 @@ def unmapped_v2_campaigns(client: Any, account: str) -> list[str]:
 
 
 def create_views(pipeline: dlt.Pipeline) -> list[str]:
-    """(Re)create the analysis views whose tables exist; return their names."""
+    """(Re)create the analysis views whose tables exist; return their names. Views that are there as the
+    pipeline last made them (the digest of their statements in its local state) are left as they are."""
     with pipeline.sql_client() as client:
         columns = table_columns(client, client.dataset_name)  # base tables only
         names = {
@@ -287,19 +291,23 @@ def create_views(pipeline: dlt.Pipeline) -> list[str]:
         names["primary_email"] = (
             PRIMARY_EMAIL.format(**names) if "campaign_activities" in columns else "CAST(NULL AS VARCHAR)"
         )
-        # dropped first, dependents before what they read: PostgreSQL's CREATE OR REPLACE cannot change columns
-        for view in (*reversed(VIEWS), XREFS):
-            client.execute_sql(f"DROP VIEW IF EXISTS {names[view]}")
         parts = []
         if "v3_contact_id" in columns.get("contacts", []):
             parts.append(CONTACT_XREF_ROWS)
         if CAMPAIGN_XREFS_TABLE in columns:
             parts.append(CAMPAIGN_XREF_ROWS)
         xrefs = " UNION ALL ".join(parts) or NO_XREFS
-        client.execute_sql(f"CREATE VIEW {names[XREFS]} AS " + xrefs.format(**names))
-        created = [XREFS]
+        statements = {XREFS: f"CREATE VIEW {names[XREFS]} AS " + xrefs.format(**names)}
         for view, (sql, tables) in VIEWS.items():
             if all(table in columns for table in tables):
-                client.execute_sql(sql.format(**names))
-                created.append(view)
-    return created
+                statements[view] = sql.format(**names)
+        digest = hashlib.sha256("\n".join(statements.values()).encode()).hexdigest()
+        if pipeline.state.get("_local", {}).get(VIEWS_DIGEST) == digest and set(statements) <= existing_tables(client):
+            return list(statements)
+        # dropped first, dependents before what they read: PostgreSQL's CREATE OR REPLACE cannot change columns
+        for view in (*reversed(VIEWS), XREFS):
+            client.execute_sql(f"DROP VIEW IF EXISTS {names[view]}")
+        for statement in statements.values():
+            client.execute_sql(statement)
+    pipeline.set_local_state_val(VIEWS_DIGEST, digest)
+    return list(statements)

@@ -225,6 +225,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
                 continue
             if not event.rows:
                 continue
+            outcome.campaigns_with_events.add(read.campaign_id)
             counts = occurrences.setdefault(read.state_key, Counter())
             page = to_arrow(event.rows, CONTACT_ACTIVITY)
             batch.append(with_activity_ids(page, read, api.name, settings.account, counts))
