@@ -58,7 +58,8 @@ def forgotten(client: Any, provider: str, account: str) -> Forgotten:
     """Whose personal data a run of `provider`'s `account` must not load, as the dataset records it."""
     if ERASURES not in table_columns(client, client.dataset_name):
         return Forgotten()
-    rows = client.execute_sql(_forgotten_ids(client, with_reason=True), provider, account)
+    sql, params = _forgotten_ids(client, True, provider, account)
+    rows = client.execute_sql(sql, *params)
     hashes = client.execute_sql(f"SELECT address_hash FROM {_name(client, ERASURE_REQUESTS)}")
     return Forgotten(
         contact_ids=frozenset(contact_id for contact_id, reason in rows if reason == REQUEST),
@@ -203,11 +204,11 @@ def _erase_forgotten(client: Any, provider: str, account: str, erased_before: fr
     """Empty the personal fields of everyone forgotten of `provider`'s `account`, in every table (staging
     included): only rows that still hold some are written. `erased_before`: the contacts whose rows were
     erased already (they are left alone); None: everyone's rows are looked at."""
-    forgotten_ids = _forgotten_ids(client, with_reason=False)
+    forgotten_ids, forgotten_params = _forgotten_ids(client, False, provider, account)
     if erased_before is None:
-        groups = [(f"SELECT contact_id FROM ({forgotten_ids}) AS forgotten", [provider, account])]
+        groups = [(f"SELECT contact_id FROM ({forgotten_ids}) AS forgotten", forgotten_params)]
     else:
-        ids = sorted({row[0] for row in client.execute_sql(forgotten_ids, provider, account)} - erased_before)
+        ids = sorted({row[0] for row in client.execute_sql(forgotten_ids, *forgotten_params)} - erased_before)
         groups = [(", ".join(["%s"] * len(chunk)), chunk) for chunk in _chunks(ids)]
     for schema in (client.dataset_name, f"{client.dataset_name}_staging"):
         tables = table_columns(client, schema) if groups else {}
@@ -240,21 +241,24 @@ def _chunks(values: list[str]) -> list[list[str]]:
     return [values[start:start + _CHUNK] for start in range(0, len(values), _CHUNK)]
 
 
-def _forgotten_ids(client: Any, with_reason: bool) -> str:
-    """The contacts of a provider's account (the two parameters) that are forgotten: erased on request,
-    or erased as deleted at the provider while their contacts row still says deleted."""
+def _forgotten_ids(client: Any, with_reason: bool, provider: str, account: str) -> tuple[str, list[str]]:
+    """The query of the contacts of `provider`'s `account` that are forgotten, and its parameters: erased
+    on request, or erased as deleted at the provider while their contacts row still says deleted."""
     erasures, contacts = _name(client, ERASURES), _name(client, "contacts")
-    still_deleted = "TRUE"
+    still_deleted, params = "TRUE", [provider, account]
     if "deleted" in table_columns(client, client.dataset_name).get("contacts", []):
+        # not correlated, so that it is looked up in one hash (a NOT EXISTS under the OR runs once per erasure)
         still_deleted = (
-            f"NOT EXISTS (SELECT 1 FROM {contacts} c WHERE c.provider = e.provider AND c.account = e.account "
-            "AND c.contact_id = e.contact_id AND NOT c.deleted)"
+            f"e.contact_id NOT IN (SELECT c.contact_id FROM {contacts} c WHERE c.provider = %s AND c.account = %s "
+            "AND NOT c.deleted AND c.contact_id IS NOT NULL)"
         )
+        params += [provider, account]
     reason = ", e.reason" if with_reason else ""
-    return (
+    sql = (
         f"SELECT DISTINCT e.contact_id{reason} FROM {erasures} e WHERE e.provider = %s AND e.account = %s "
         f"AND (e.reason = '{REQUEST}' OR {still_deleted})"
     )
+    return sql, params
 
 
 def _assignments(columns: list[str]) -> str:
