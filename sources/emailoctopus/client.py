@@ -61,6 +61,20 @@ def items(body: Any) -> list[dict[str, Any]]:
     return data
 
 
+def listed_campaign_costs(campaign_pages: Iterator[list[Row]], events_whole: bool) -> list[CampaignCost]:
+    """What reading each listed campaign takes through either API: a sent one's summary, its event
+    reports (read whole, or from their cursors), and its snapshots read whole (no listing tells their sizes)."""
+    reports = (
+        *(ReportCost(kind, PAGE_SIZE, whole=events_whole) for kind in mapping.ACTIVITY_REPORTS.values()),
+        *(ReportCost(kind, PAGE_SIZE, whole=True) for kind in mapping.NON_ENGAGEMENT_REPORTS.values()),
+    )
+    return [
+        CampaignCost(row["campaign_id"], row["sent_at"], lookups=0, summaries=1, reports=reports)
+        for page in campaign_pages
+        for row in page
+    ]
+
+
 class EmailOctopusApi:
     """The EmailOctopus reads, as the canonical resources need them."""
 
@@ -95,17 +109,8 @@ class EmailOctopusApi:
             yield [mapping.campaign_row(raw) for raw in self.outcome.with_ids(page, "id", f"{NAME} campaign")]
 
     def campaign_costs(self) -> list[CampaignCost]:
-        """What reading each campaign takes, from the campaign listing: a sent one's summary, and
-        its reports read whole (no listing tells their sizes)."""
-        reports = tuple(
-            ReportCost(kind, PAGE_SIZE, whole=True)
-            for kind in (*mapping.ACTIVITY_REPORTS.values(), *mapping.NON_ENGAGEMENT_REPORTS.values())
-        )
-        return [
-            CampaignCost(row["campaign_id"], row["sent_at"], lookups=0, summaries=1, reports=reports)
-            for page in self.campaigns({})
-            for row in page
-        ]
+        """What reading each campaign takes, from the campaign listing: its reports read whole."""
+        return listed_campaign_costs(self.campaigns({}), events_whole=True)
 
     def recall(self, campaigns: list[Row]) -> None:
         """Nothing to look up: a remembered campaign's reads are planned from its row."""

@@ -26,7 +26,6 @@ from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
 
 from sources.canonical import (
     CampaignCost,
-    ReportCost,
     ReportRead,
     ResumePoint,
     Row,
@@ -36,7 +35,7 @@ from sources.canonical import (
     summary_read,
 )
 from sources.emailoctopus import mapping, mapping_v2
-from sources.emailoctopus.client import NAME, PAGE_SIZE, items
+from sources.emailoctopus.client import NAME, PAGE_SIZE, items, listed_campaign_costs
 from sources.errors import CredentialsRefused, NotFound, ProviderError
 from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently, segment
 from sources.redaction import redact, register_secret
@@ -224,17 +223,8 @@ class EmailOctopusV2Api:
             yield [mapping_v2.campaign_row(raw) for raw in page]
 
     def campaign_costs(self) -> list[CampaignCost]:
-        """What reading each campaign takes: a sent one's summary, its event reports from their cursors,
-        and its snapshots whole."""
-        reports = (
-            *(ReportCost(kind, PAGE_SIZE) for kind in mapping.ACTIVITY_REPORTS.values()),
-            *(ReportCost(kind, PAGE_SIZE, whole=True) for kind in mapping.NON_ENGAGEMENT_REPORTS.values()),
-        )
-        return [
-            CampaignCost(row["campaign_id"], row["sent_at"], lookups=0, summaries=1, reports=reports)
-            for page in self.campaigns({})
-            for row in page
-        ]
+        """What reading each campaign takes, from the campaign listing: its event reports from their cursors."""
+        return listed_campaign_costs(self.campaigns({}), events_whole=False)
 
     def recall(self, campaigns: list[Row]) -> None:
         """Nothing to look up: a remembered campaign's reads are planned from its row."""
