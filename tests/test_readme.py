@@ -9,6 +9,7 @@ PostgreSQL commands load a dataset of the test's own (`--dataset`), never the RE
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -113,7 +114,8 @@ def test_the_readme_runs_as_written(tmp_path):
         try:
             process.wait(timeout=900)
         finally:
-            os.killpg(process.pid, signal.SIGTERM)  # the sandbox the README started in the background
+            with contextlib.suppress(ProcessLookupError):  # none left: the README's commands stopped it
+                os.killpg(process.pid, signal.SIGTERM)  # the sandbox the README started in the background
             drop_own_dataset(dataset)
     assert postgres_schemas("campaign_activity") == readers  # the README's own dataset, untouched
     output = log.read_text()
