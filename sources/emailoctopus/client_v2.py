@@ -177,6 +177,16 @@ class _Summaries:
             return self.known[campaign_id]
 
 
+def _resumable_read(campaign: Row, report: str, pages: Any, to_rows: Any, **options: Any) -> ReportRead:
+    """A read of one report of `campaign` whose `pages(resume, since)` learn where its last read
+    ended, and tell where this one ends (`ResumePoint`)."""
+    resume = ResumePoint()
+    return ReportRead(
+        campaign_id=campaign["campaign_id"], report=report, sent_at=campaign["sent_at"],
+        pages=partial(pages, resume), to_rows=to_rows, resume=resume, **options,
+    )
+
+
 class EmailOctopusV2Api:
     """The EmailOctopus v2 reads, as the canonical resources need them."""
 
@@ -231,20 +241,14 @@ class EmailOctopusV2Api:
 
     def activity_reads(self, campaign: Row) -> list[ReportRead]:
         """One read per event report of the campaign, resumed where its order allows."""
-        cid = campaign["campaign_id"]
-        reads = []
-        for report, activity_type in mapping.ACTIVITY_REPORTS.items():
-            resume = ResumePoint()
-            reads.append(ReportRead(
-                campaign_id=cid,
-                report=report,
-                sent_at=campaign["sent_at"],
-                pages=partial(self._report_pages, cid, report, resume),
-                to_rows=partial(mapping_v2.activity_rows, activity_type),
-                resume=resume,
+        return [
+            _resumable_read(
+                campaign, report, partial(self._report_pages, campaign["campaign_id"], report),
+                partial(mapping_v2.activity_rows, activity_type),
                 link_in_identity=False,  # v2's rows have no link: 1.6's and v2's ids agree without it
-            ))
-        return reads
+            )
+            for report, activity_type in mapping.ACTIVITY_REPORTS.items()
+        ]
 
     def _counts(self, campaign_id: str, names: tuple[str, ...]) -> list[int] | None:
         """Counts of the campaign's summary (None when it has none, or not all of them)."""
@@ -304,19 +308,13 @@ class EmailOctopusV2Api:
     def non_engagement_reads(self, campaign: Row) -> list[ReportRead]:
         """The not-opened and not-clicked snapshots of the campaign, read whole when the counts that
         decide them changed."""
-        cid = campaign["campaign_id"]
-        reads = []
-        for status, kind in mapping.NON_ENGAGEMENT_REPORTS.items():
-            resume = ResumePoint()
-            reads.append(ReportRead(
-                campaign_id=cid,
-                report=kind,
-                sent_at=campaign["sent_at"],
-                pages=partial(self._snapshot_pages, cid, status, resume),
-                to_rows=mapping_v2.non_engagement_rows,
-                resume=resume,
-            ))
-        return reads
+        return [
+            _resumable_read(
+                campaign, kind, partial(self._snapshot_pages, campaign["campaign_id"], status),
+                mapping_v2.non_engagement_rows,
+            )
+            for status, kind in mapping.NON_ENGAGEMENT_REPORTS.items()
+        ]
 
     def _snapshot_pages(
         self, campaign_id: str, status: str, resume: ResumePoint, _since: datetime | None
