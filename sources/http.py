@@ -4,11 +4,11 @@ A provider builds one `ProviderHttp` per run. Every request of the run, from any
 passes the same `RateLimiter`, so the provider's request budget holds however many requests
 are in flight.
 
-Concurrency is this module's `fetch_concurrently` and nothing else: every request is made in one
-of its worker threads (a listing's pages through `prefetched`, the reports and lookups of many
-campaigns as jobs). dlt's extract thread only maps pages into rows and moves cursors, and never
-waits for a page: a resource with none ready yields None (`fetch_concurrently_or_idle`), and
-dlt advances its other resources meanwhile.
+Concurrency is this module's and nothing else: the requests of a run's reads are made in the
+account's one `ReadPool` (at most `MAX_CONCURRENCY` threads), the report reads and lookups of many
+campaigns as jobs of `fetch_concurrently`, and each listing's pages in a thread of its own
+(`read_ahead`). dlt's resources are plain generators: dlt's extract thread maps pages into rows
+and moves cursors, and waits when the page it asks for is not read yet.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ import re
 import threading
 import time
 import weakref
-from collections import Counter
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, copy_context
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -58,7 +59,7 @@ T = TypeVar("T")
 log = logging.getLogger("campaign_sync")
 
 # the listing (`as_listing`) whose requests the current thread makes, counted in `ProviderHttp.listing_requests`;
-# the threads of `fetch_concurrently` take it from the thread that starts them
+# the reads of `fetch_concurrently` take it from the thread that starts them
 _LISTING: ContextVar[str | None] = ContextVar("listing", default=None)
 
 # set when the run is interrupted (the command line's SIGINT and SIGTERM handler): no request starts
@@ -330,6 +331,7 @@ class ProviderHttp:
             self.provider, self.base_url, self.limiter, max(self.max_concurrency, 1), self.is_throttled
         )
         self.rest = ProviderRestClient(self, self._session(), self.auth)
+        self.pool = ReadPool(self.max_concurrency, f"{self.provider}-read")
         self._started_lock = threading.Lock()
 
     def cap_requests(self, max_requests: int | None) -> None:
@@ -530,138 +532,207 @@ class JobDone:
     error: Exception | None = None
 
 
-class _Stopped(Exception):
-    pass
-
-
 @dataclass
 class Job(Generic[K]):
-    """One paged read: a key that names it and a function that yields its pages."""
+    """One paged read: a key that names it and a function that yields its pages.
+
+    Its pages are read in `ReadPool` workers, which have no dlt context (`dlt.current`): what the
+    read needs from dlt's state is given to it. A job never calls `fetch_concurrently` itself."""
 
     key: K
     pages: Callable[[], Iterable[Any]]
 
 
+# a worker with nothing to do for this long ends; the pool starts another when work comes
+IDLE_WORKER_SECONDS = 1.0
+# how many pages of a listing are read ahead of the resource that passes them on
+LISTING_PAGES_AHEAD = 4
+
+
+class ReadPool:
+    """The worker threads that make one provider account's requests: at most `size` (the account's
+    `MAX_CONCURRENCY`), however many campaigns, reports or lists the run reads.
+
+    Work comes as steps (one page of one job, `_Fetch`); a worker takes the oldest step, so the
+    reads of every resource share the workers in turn. A step never waits for a consumer: a
+    `fetch_concurrently` whose consumer is behind stops scheduling its steps instead. Workers start
+    as work comes and end after `IDLE_WORKER_SECONDS` without any.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self.size = max(1, size)
+        self.name = name
+        self._steps: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._workers = 0
+
+    def submit(self, step: Callable[[], None]) -> None:
+        """Run `step` in a worker, after the steps submitted before it."""
+        self._steps.put(step)  # before the count is read: a worker that ends sees it (`_work`)
+        with self._lock:
+            if self._workers < self.size:
+                self._workers += 1
+                threading.Thread(target=self._work, daemon=True, name=f"{self.name}-{self._workers}").start()
+
+    def _work(self) -> None:
+        while True:
+            try:
+                step = self._steps.get(timeout=IDLE_WORKER_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if self._steps.empty():
+                        self._workers -= 1
+                        return
+                continue
+            step()
+
+
+class _Fetch(Generic[K]):
+    """One `fetch_concurrently`: its jobs' pages, read in a `ReadPool` and handed to the consumer in
+    the order they arrive. At most `pool.size` of its jobs are read at once, each one page at a time,
+    and at most `2 * pool.size` pages are read ahead of the consumer (the rest of its steps wait)."""
+
+    def __init__(self, pool: ReadPool, jobs: Iterable[Job[K]]) -> None:
+        self.pool = pool
+        self.room = 2 * pool.size
+        self.changed = threading.Condition()
+        self.ready: deque[tuple[Job[K], Any]] = deque()
+        self.not_started: deque[Job[K]] = deque(jobs)
+        self.unfinished = {id(job): job for job in self.not_started}  # by id: a key need not be hashable
+        self.waiting: deque[_JobPages[K]] = deque()  # started, their next page waiting for room
+        self.in_flight = 0
+        self.closed = False
+        with self.changed:
+            for _ in range(min(pool.size, len(self.not_started))):
+                self._schedule(_JobPages(self.not_started.popleft()))
+
+    def _schedule(self, job_pages: _JobPages[K]) -> None:
+        """Read the next page of `job_pages` now if there is room, else after the consumer takes one (lock held)."""
+        if self.in_flight + len(self.ready) < self.room:
+            self.in_flight += 1
+            self.pool.submit(partial(self._step, job_pages))
+        else:
+            self.waiting.append(job_pages)
+
+    def _step(self, job_pages: _JobPages[K]) -> None:
+        if self.closed:
+            return
+        item = job_pages.next_page()
+        with self.changed:
+            self.in_flight -= 1
+            if self.closed:
+                return
+            self.ready.append((job_pages.job, item))
+            if not isinstance(item, JobDone):
+                self._schedule(job_pages)
+            elif self.not_started:
+                self._schedule(_JobPages(self.not_started.popleft()))
+            self.changed.notify()
+
+    def results(self) -> Iterator[tuple[K, Any]]:
+        """Yield `(key, page)` as pages arrive, `(key, JobDone(...))` after each job. Interrupted, every
+        job not done yet ends at once (`JobDone(Interrupted())`), without waiting for its request."""
+        try:
+            while self.unfinished:
+                with self.changed:
+                    while not self.ready and not INTERRUPTION.is_set():
+                        self.changed.wait(0.1)
+                    if INTERRUPTION.is_set():
+                        break
+                    job, item = self.ready.popleft()
+                    if self.waiting and self.in_flight + len(self.ready) < self.room:
+                        self._schedule(self.waiting.popleft())
+                if isinstance(item, JobDone):
+                    del self.unfinished[id(job)]
+                yield job.key, item
+            for job in list(self.unfinished.values()):  # interrupted
+                yield job.key, JobDone(Interrupted())
+        finally:
+            with self.changed:  # the consumer stopped: its steps not begun are dropped
+                self.closed = True
+                self.waiting.clear()
+                self.not_started.clear()
+
+
+class _JobPages(Generic[K]):
+    """A job being read: its page iterator, advanced by one worker at a time in a context of its own
+    (copied from the thread that started the fetch: a listing's request count goes on, `as_listing`)."""
+
+    def __init__(self, job: Job[K]) -> None:
+        self.job = job
+        self.context = copy_context()
+        self.pages: Iterator[Any] | None = None
+
+    def next_page(self) -> Any:
+        """The job's next page, or `JobDone` (with the error that ended it, if any)."""
+        try:
+            if self.pages is None:
+                self.pages = iter(self.context.run(self.job.pages))
+            return self.context.run(next, self.pages)
+        except StopIteration:
+            return JobDone()
+        except Exception as exc:  # handed to the consumer, which decides
+            return JobDone(exc)
+
+
+def fetch_concurrently(pool: ReadPool, jobs: Iterable[Job[K]]) -> Iterator[tuple[K, Any]]:
+    """Read paged jobs in `pool`'s workers and yield `(key, page)` as pages arrive.
+
+    After a job's last page comes `(key, JobDone())`, or `(key, JobDone(error))` when it failed. The
+    consumer waits for the next page (a plain generator: dlt's extract thread may be the one waiting).
+    At most `2 * pool.size` pages wait in memory. Closing the iterator drops the steps not begun.
+    """
+    return _Fetch(pool, jobs).results()
+
+
 def as_listing(listing: str, pages: Iterable[T]) -> Iterator[T]:
     """`pages`, their requests counted as `listing`'s (`ProviderHttp.listing_requests`): read them in a
-    thread of their own (`prefetched`), which the count stays with."""
+    thread of their own (`read_ahead`), which the count stays with."""
     _LISTING.set(listing)
     yield from pages
 
 
-def prefetched(pages: Iterable[Any], name: str) -> Iterator[Any]:
-    """Read `pages` (a listing) in a worker of `fetch_concurrently`, a few pages ahead; raise its error
-    here. Yields None while no page is ready (see `fetch_concurrently_or_idle`).
+def read_ahead(pages: Iterable[Any], name: str) -> Iterator[Any]:
+    """Read `pages` (a listing) in a thread of its own, up to `LISTING_PAGES_AHEAD` pages ahead of the
+    consumer; raise its error here. Its requests' waits do not hold up the consumer (dlt's extract
+    thread), and it may itself fetch concurrently in the pool (a page of campaigns' details).
 
-    So that no request blocks the thread that consumes them (dlt's extract thread): the code
-    behind `pages` must not use dlt's context (`dlt.current`), which that worker does not have.
+    The code behind `pages` must not use dlt's context (`dlt.current`), which that thread does not have.
     """
-    for item in fetch_concurrently_or_idle([Job(name, lambda: pages)], 1):
-        if item is None:
-            yield None
-            continue
-        page = item[1]
-        if not isinstance(page, JobDone):
-            yield page
-        elif page.error is not None:
-            raise page.error
-
-
-def fetch_concurrently(jobs: Iterable[Job[K]], max_concurrency: int) -> Iterator[tuple[K, Any]]:
-    """Run paged reads in parallel threads and yield `(key, page)` as pages arrive.
-
-    After a job's last page comes `(key, JobDone())`, or `(key, JobDone(error))` when it
-    failed. At most `2 * max_concurrency` pages wait in memory: workers pause while the
-    consumer is behind. Closing the iterator stops the workers at their next page.
-    """
-    fetching = _fetch(jobs, max_concurrency, wait=True)
-    try:
-        for item in fetching:
-            if item is not None:  # never None when waiting
-                yield item
-    finally:
-        fetching.close()  # stops the workers when the consumer stops early
-
-
-def fetch_concurrently_or_idle(jobs: Iterable[Job[K]], max_concurrency: int) -> Iterator[tuple[K, Any] | None]:
-    """`fetch_concurrently` that yields None while no page is ready, never waiting itself.
-
-    A dlt resource passes the None on: dlt then advances its other resources and transformers
-    (its extract loop takes None as "nothing now"), so one thread consumes every read at once.
-    """
-    return _fetch(jobs, max_concurrency, wait=False)
-
-
-_WORKER_DONE = object()
-
-
-def _fetch(jobs: Iterable[Job[K]], max_concurrency: int, wait: bool) -> Generator[tuple[K, Any] | None, None, None]:
-    """The reads of `jobs` in worker threads. When the run is interrupted, every job not done yet ends
-    at once (`JobDone(Interrupted())`), without waiting for the requests in flight."""
-    job_queue: queue.Queue[Job[K] | None] = queue.Queue()
-    workers = max(1, max_concurrency)
-    unfinished: dict[int, Job[K]] = {}  # by id: a key need not be hashable
-    for job in jobs:
-        job_queue.put(job)
-        unfinished[id(job)] = job
-    for _ in range(workers):
-        job_queue.put(None)
-    results: queue.Queue[Any] = queue.Queue(maxsize=2 * workers)
+    ahead: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=LISTING_PAGES_AHEAD)
     stop = threading.Event()
 
-    def put(item: Any) -> None:
+    def put(item: tuple[bool, Any]) -> bool:
         while not stop.is_set():
             try:
-                results.put(item, timeout=0.1)
-                return
+                ahead.put(item, timeout=0.1)
+                return True
             except queue.Full:
                 continue
-        raise _Stopped
+        return False
 
-    def work() -> None:
+    def read() -> None:
         try:
-            while not stop.is_set() and (job := job_queue.get()) is not None:
-                try:
-                    for page in job.pages():
-                        put((job, page))
-                    put((job, JobDone()))
-                except _Stopped:
-                    raise
-                except Exception as exc:  # handed to the consumer, which decides
-                    put((job, JobDone(exc)))
-            put(_WORKER_DONE)
-        except _Stopped:
+            for page in pages:
+                if not put((False, page)):
+                    return
+        except Exception as exc:  # raised in the consumer
+            put((True, exc))
             return
+        put((True, None))
 
-    # each in a copy of this thread's context: a listing's count (`as_listing`) goes on in its reads
-    threads = [
-        threading.Thread(target=copy_context().run, args=(work,), daemon=True, name=f"fetch-{i}")
-        for i in range(workers)
-    ]
-    for thread in threads:
-        thread.start()
-    running = workers
+    threading.Thread(target=copy_context().run, args=(read,), daemon=True, name=f"listing-{name}").start()
     try:
-        while running:
-            if INTERRUPTION.is_set():
-                for job in unfinished.values():
-                    yield job.key, JobDone(Interrupted())
-                return
+        while not INTERRUPTION.is_set():
             try:
-                item = results.get(timeout=0.1) if wait else results.get(block=False)
+                ended, item = ahead.get(timeout=0.1)
             except queue.Empty:
-                if not wait:
-                    yield None
                 continue
-            if item is _WORKER_DONE:
-                running -= 1
-                continue
-            job, page = item
-            if isinstance(page, JobDone):
-                unfinished.pop(id(job), None)
-            yield job.key, page
+            if ended:
+                if item is not None:
+                    raise item
+                return
+            yield item
+        raise Interrupted()
     finally:
         stop.set()
-        if not INTERRUPTION.is_set():  # interrupted: the workers end after their request, unwaited
-            for thread in threads:
-                thread.join(timeout=5)

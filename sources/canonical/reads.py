@@ -28,7 +28,7 @@ from sources.errors import (
     UnusableValue,
     setting_name,
 )
-from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently_or_idle
+from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently
 from sources.redaction import printable
 
 
@@ -356,9 +356,9 @@ def _since(cursor: ReportCursor, settings: SyncSettings) -> datetime | None:
 
 def read_due_reports(
     provider: str, reads: Iterable[ReportRead], settings: SyncSettings, outcome: SyncOutcome
-) -> Iterator[ReadPage | ReadDone | None]:
-    """Read the due reports concurrently; yield each page (`ReadPage`) and each read that ended
-    (`ReadDone`), and None while none is ready (for dlt to advance its other resources meanwhile).
+) -> Iterator[ReadPage | ReadDone]:
+    """Read the due reports concurrently (in the account's `ReadPool`); yield each page (`ReadPage`)
+    and each read that ended (`ReadDone`), as they arrive.
 
     The cursor of a read (its newest `occurred_at`, and when it was last read whole) is
     advanced only after its last page, in the state that dlt commits with the data. A
@@ -380,16 +380,14 @@ def read_due_reports(
     for read, cursor in due:
         if read.resume is not None:
             read.resume.stored = None if settings.is_backfill else cursor.resume
+    http = outcome.http
+    assert http is not None, "canonical_resources gives the outcome its client"
     jobs = [Job(read, _job_pages(read, _since(cursor, settings))) for read, cursor in due]
     tallies = {read.state_key: _ReadTally(cursor, settings) for read, cursor in due}
     while jobs:  # at most twice: a read made again passes everything it must
         outcome.reports_due += len(jobs)
         again: list[ReportRead] = []
-        for item in fetch_concurrently_or_idle(jobs, settings.max_concurrency):
-            if item is None:  # no page ready: dlt advances the other resources meanwhile
-                yield None
-                continue
-            read, page = item
+        for read, page in fetch_concurrently(http.pool, jobs):
             tally = tallies[read.state_key]
             if isinstance(page, JobDone):
                 outcome.reports_done += 1

@@ -39,7 +39,7 @@ from sources.canonical.tables import (
 )
 from sources.canonical.times import parse_utc
 from sources.errors import CampaignSyncError, QuotaExhausted
-from sources.http import ProviderHttp, as_listing, prefetched
+from sources.http import ProviderHttp, as_listing, read_ahead
 
 
 class ProviderApi(Protocol):
@@ -131,9 +131,9 @@ def isolated(
     what: str,
     listing: str | None = None,
     settings: SyncSettings | None = None,
-) -> Iterator[list[Row] | None]:
-    """Read a listing's pages ahead in a worker (`prefetched`: None while none is ready) and pass
-    them on until it ends, fails or the daily quota runs out.
+) -> Iterator[list[Row]]:
+    """Read a listing's pages ahead in a thread of its own (`read_ahead`) and pass them on until it
+    ends, fails or the daily quota runs out.
 
     A failure is recorded in `outcome` (as `what`) and costs only the rest of this listing:
     the other resources go on, what was read loads, and the listing's cursor stays.
@@ -145,7 +145,7 @@ def isolated(
     failures, whole = len(outcome.failures), False
     try:
         if outcome.quota is None:  # not begun once the quota is used up
-            yield from prefetched(pages if listing is None else as_listing(listing, pages), what)
+            yield from read_ahead(pages if listing is None else as_listing(listing, pages), what)
             whole = len(outcome.failures) == failures
     except QuotaExhausted:  # `outcome.quota` says so
         pass
@@ -164,17 +164,17 @@ def isolated(
 def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncOutcome) -> list[DltResource]:
     """The canonical dlt resources of a provider: campaigns, their reports, and contacts.
 
-    dlt advances them in its extract thread, which makes no request and never waits: the listings
-    are read ahead (`prefetched`) and a transformer reads its page of campaigns' reports with
-    `fetch_concurrently_or_idle`, in their worker threads; a resource with no page ready yields
-    None, and dlt moves on to the others. All of them pass the provider's one limiter and
-    in-flight cap (sources/http.py).
+    They are plain generators, which dlt advances in its extract thread; that thread makes no
+    request. The listings are read ahead, each in a thread of its own (`read_ahead`), and a
+    transformer reads its page of campaigns' reports in the account's `ReadPool`
+    (`read_due_reports`), waiting for the next page when it is not read yet. Every request passes
+    the provider's one limiter and in-flight cap (sources/http.py).
     """
     outcome.http = api.http
     api.http.cap_requests(settings.max_requests)
 
     @dlt.resource(**CAMPAIGNS)
-    def campaigns() -> Iterator[list[Row] | None]:
+    def campaigns() -> Iterator[list[Row]]:
         # A provider may list only the campaigns changed since the last run; the sent ones whose
         # reports may still be due are remembered here and passed on to the reports again.
         state = dlt.current.resource_state()
@@ -183,9 +183,6 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         for page in isolated(
             api.campaigns(state), outcome, f"{api.name} campaign listing", "campaigns", settings
         ):
-            if page is None:  # the next page is not here yet: dlt advances the other resources
-                yield None
-                continue
             stamp(page, api.name, settings.account)
             for row in page:
                 listed.add(row["campaign_id"])
@@ -211,14 +208,11 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
             yield unlisted
 
     @dlt.transformer(data_from=campaigns, **CONTACT_ACTIVITY)
-    def contact_activity(campaign_page: list[Row]) -> Iterator[pa.Table | None]:
+    def contact_activity(campaign_page: list[Row]) -> Iterator[pa.Table]:
         reads = [read for campaign in campaign_page for read in api.activity_reads(campaign)]
         occurrences: dict[str, Counter[str]] = {}
         batch: list[pa.Table] = []
         for event in read_due_reports(api.name, reads, settings, outcome):
-            if event is None:
-                yield None
-                continue
             read = event.read
             if isinstance(event, ReadDone):
                 occurrences.pop(read.state_key, None)  # held for one report only
@@ -242,9 +236,6 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         snapshots: dict[str, list[Row]] = {}
         batch: list[Row] = []
         for event in read_due_reports(api.name, reads, settings, outcome):
-            if event is None:
-                yield None
-                continue
             read = event.read
             if isinstance(event, ReadPage):
                 snapshots.setdefault(read.state_key, []).extend(event.rows)
@@ -276,24 +267,19 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
             yield to_arrow(batch, CAMPAIGN_NON_ENGAGEMENT)
 
     @dlt.transformer(data_from=campaigns, **CAMPAIGN_SUMMARIES)
-    def campaign_summaries(campaign_page: list[Row]) -> Iterator[list[Row] | None]:
+    def campaign_summaries(campaign_page: list[Row]) -> Iterator[list[Row]]:
         reads = [read for campaign in campaign_page for read in api.summary_reads(campaign)]
         for event in read_due_reports(api.name, reads, settings, outcome):
-            if event is None:
-                yield None
-            elif isinstance(event, ReadPage):
+            if isinstance(event, ReadPage):
                 for row in event.rows:
                     row["as_of"] = settings.now
                 yield event.rows
 
     @dlt.resource(**CONTACTS)
-    def contacts() -> Iterator[list[Row] | None]:
+    def contacts() -> Iterator[list[Row]]:
         for page in isolated(
             api.contacts(dlt.current.resource_state()), outcome, f"{api.name} contacts", "contacts", settings
         ):
-            if page is None:
-                yield None
-                continue
             settings.forgotten.scrub(page)
             stamp(page, api.name, settings.account)
             yield page

@@ -180,7 +180,7 @@ class ConstantContactV2Api:
         modified = {cid: raw.get("modified_date") for cid, raw in zip(ids, listed, strict=True)}
         jobs = [Job(cid, partial(self._one_campaign, cid)) for cid in ids]
         details: dict[str, dict[str, Any]] = {}
-        for cid, page in fetch_concurrently(jobs, self.settings.max_concurrency):
+        for cid, page in fetch_concurrently(self.http.pool, jobs):
             if isinstance(page, JobDone):
                 if page.error is not None:
                     self.outcome.record(f"{NAME} details of campaign {cid}", page.error)

@@ -69,13 +69,10 @@ def constant_contact_v3_source(
             yield rows
 
     @dlt.resource(**CAMPAIGN_XREFS)
-    def campaign_xrefs() -> Iterator[list[Row] | None]:
+    def campaign_xrefs() -> Iterator[list[Row]]:
         """The v3 campaigns of the account's v2 campaigns loaded and not looked up yet: each is asked once."""
         for rows in isolated(api.campaign_xrefs(plan.unmapped_v2_campaigns), plan.outcome,
                              "constant_contact_v3 campaign cross-references"):
-            if rows is None:
-                yield None
-                continue
             stamp(rows, api.name, settings.account)
             yield rows
 

@@ -156,7 +156,6 @@ class ConstantContactV3Api:
     ) -> None:
         self.settings = settings
         self.outcome = outcome
-        self.max_concurrency = max_concurrency
         secret_settings = {key: settings.setting(NAME, key) for key in SECRET_KEYS}  # the account's, for messages
         token_file = RefreshTokenFile(refresh_token_file, refresh_token, secret_settings["refresh_token"])
         self.tokens = RefreshingAccessToken(
@@ -228,7 +227,7 @@ class ConstantContactV3Api:
         jobs = [Job(raw["campaign_id"], partial(self._campaign_pages, raw, only_if_changed)) for raw in listed]
         updated = {raw["campaign_id"]: raw.get("updated_at") for raw in listed}
         rows = []
-        for campaign_id, result in fetch_concurrently(jobs, self.max_concurrency):
+        for campaign_id, result in fetch_concurrently(self.http.pool, jobs):
             if isinstance(result, JobDone):
                 if result.error is not None:
                     self.outcome.record(f"{NAME} campaign {campaign_id}", result.error)
@@ -316,7 +315,7 @@ class ConstantContactV3Api:
             if activity.tracked and activity.sent_at is None
         ]
         jobs = [Job((cid, activity), partial(self._look_up, activity)) for cid, activity in resends]
-        for (campaign_id, activity), result in fetch_concurrently(jobs, self.max_concurrency):
+        for (campaign_id, activity), result in fetch_concurrently(self.http.pool, jobs):
             failed = result.error if isinstance(result, JobDone) else None
             if failed is not None and not isinstance(failed, QuotaExhausted):  # a used-up quota: `outcome.quota`
                 self.outcome.record(f"{NAME} activity {activity.id} of campaign {campaign_id}", failed)

@@ -84,7 +84,6 @@ class EmailOctopusApi:
         self, api_key: str, base_url: str, requests_per_second: float, settings: SyncSettings, outcome: SyncOutcome
     ) -> None:
         register_secret(api_key)
-        self.max_concurrency = settings.max_concurrency
         self.outcome = outcome
         self.http = ProviderHttp(
             provider=NAME,
@@ -158,7 +157,7 @@ class EmailOctopusApi:
             raw["id"] for page in self._pages("lists") for raw in self.outcome.with_ids(page, "id", f"{NAME} list")
         ]
         jobs = [Job(list_id, partial(self._pages, f"lists/{segment(list_id)}/contacts")) for list_id in lists]
-        for list_id, page in fetch_concurrently(jobs, self.max_concurrency):
+        for list_id, page in fetch_concurrently(self.http.pool, jobs):
             if isinstance(page, JobDone):
                 if page.error is not None and not isinstance(page.error, NotFound):
                     self.outcome.record(f"{NAME} contacts of list {list_id}", page.error)

@@ -341,7 +341,7 @@ class EmailOctopusV2Api:
         lists = [raw["id"] for page in self._pages("lists") for raw in page]
         jobs = [Job(list_id, partial(self._list_contacts, list_id, cursors.get(list_id))) for list_id in lists]
         newest: dict[str, datetime] = {}
-        for list_id, page in fetch_concurrently(jobs, self.settings.max_concurrency):
+        for list_id, page in fetch_concurrently(self.http.pool, jobs):
             if isinstance(page, JobDone):
                 if page.error is None and list_id in newest:
                     cursors[list_id] = newest[list_id].isoformat()
