@@ -25,7 +25,7 @@ import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar, copy_context
+from contextvars import Context, ContextVar, copy_context
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Generic, TypeVar
@@ -602,9 +602,14 @@ class _Fetch(Generic[K]):
         self.waiting: deque[_JobPages[K]] = deque()  # started, their next page waiting for room
         self.in_flight = 0
         self.closed = False
+        self.context = copy_context()  # the starting thread's: each job reads in a copy of it
         with self.changed:
             for _ in range(min(pool.size, len(self.not_started))):
-                self._schedule(_JobPages(self.not_started.popleft()))
+                self._start_next()
+
+    def _start_next(self) -> None:
+        """Start the next job not started yet (lock held)."""
+        self._schedule(_JobPages(self.not_started.popleft(), self.context.copy()))
 
     def _schedule(self, job_pages: _JobPages[K]) -> None:
         """Read the next page of `job_pages` now if there is room, else after the consumer takes one (lock held)."""
@@ -626,7 +631,7 @@ class _Fetch(Generic[K]):
             if not isinstance(item, JobDone):
                 self._schedule(job_pages)
             elif self.not_started:
-                self._schedule(_JobPages(self.not_started.popleft()))
+                self._start_next()
             self.changed.notify()
 
     def results(self) -> Iterator[tuple[K, Any]]:
@@ -656,11 +661,11 @@ class _Fetch(Generic[K]):
 
 class _JobPages(Generic[K]):
     """A job being read: its page iterator, advanced by one worker at a time in a context of its own
-    (copied from the thread that started the fetch: a listing's request count goes on, `as_listing`)."""
+    (a copy of the thread's that started the fetch: a listing's request count goes on, `as_listing`)."""
 
-    def __init__(self, job: Job[K]) -> None:
+    def __init__(self, job: Job[K], context: Context) -> None:
         self.job = job
-        self.context = copy_context()
+        self.context = context
         self.pages: Iterator[Any] | None = None
 
     def next_page(self) -> Any:

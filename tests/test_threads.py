@@ -3,6 +3,7 @@ pool of `MAX_CONCURRENCY` workers and a thread per listing read ahead, at 40 cam
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,3 +67,19 @@ def test_threads_follow_max_concurrency_not_the_number_of_campaigns(make_harness
         assert first["all"] <= 40 and nightly["all"] <= 40
     # dlt's own threads come and go with its steps; ours are the same at 300 campaigns as at 40
     assert peaks[300][0]["pool"] + peaks[300][0]["listings"] <= MAX_CONCURRENCY + 2
+
+
+@DUCKDB_ONLY
+def test_a_listings_requests_are_counted_whichever_worker_reads_them(make_harness):
+    # one worker reads the second list's contacts after the first's: it reads them in the listing's context
+    harness = make_harness(scale=(6, 300))
+    harness.setenv(**{f"SOURCES__{PROVIDER.upper()}__MAX_CONCURRENCY": 1})
+    since = (harness.sandbox.datasets[PROVIDER].clock.date().replace(year=2000)).isoformat()
+    assert harness.cli("backfill", PROVIDER, "--since", since) == 0
+    served = harness.sandbox.paths
+    contacts = sum(n for path, n in served.items() if path.startswith(f"{PROVIDER} GET /api/1.6/lists"))
+    campaigns = sum(n for path, n in served.items() if path == f"{PROVIDER} GET /api/1.6/campaigns")
+    state_file = harness.pipelines_dir / f"campaign_sync_{PROVIDER}" / "state.json"
+    kept = json.loads(state_file.read_text())["sources"][PROVIDER]["listing_requests"]
+    assert len(harness.sandbox.datasets[PROVIDER].lists) == 2 and contacts >= 3  # the lists, then each list's
+    assert kept == {"campaigns": campaigns, "contacts": contacts}
