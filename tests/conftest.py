@@ -1,9 +1,14 @@
 """Fixtures: a sandbox on a free port, the environment that points campaign-sync at it, and
 helpers to run the command line and read the loaded tables.
 
-Every test that uses `harness` / `make_harness` runs twice: on a DuckDB file and on the
-PostgreSQL server (127.0.0.1:5432, database `test`, a schema of its own per test). When the
-server is down the PostgreSQL half fails, unless CAMPAIGN_SYNC_SKIP_POSTGRES=1 says to skip it.
+A test that uses `harness` / `make_harness` runs on a DuckDB file. Where the behaviour depends on
+the destination's SQL (merges, views, erasure, reconciliation, schema changes, the local work after a
+load), a test runs on PostgreSQL too (127.0.0.1:5432, database `test`, a schema of its own per
+test): `@BOTH_DESTINATIONS`, or `@POSTGRES_ONLY`. When the server is down the PostgreSQL half fails,
+unless CAMPAIGN_SYNC_SKIP_POSTGRES=1 says to skip it.
+
+Tests that only read what one load left share it: a module-scoped fixture builds its harness with
+`harnesses(folder, destination)` and loads once (see tests/test_emailoctopus.py).
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import os
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +67,9 @@ class CurrentStderrHandler(logging.StreamHandler):
 logging.getLogger("dlt").addHandler(CurrentStderrHandler())  # dlt takes it up as its own
 POSTGRES_URL = "postgresql://postgres:postgres@127.0.0.1:5432/test"  # trust auth: any password
 DESTINATIONS = ("duckdb", "postgres")
+# a test whose behaviour depends on the destination's SQL runs on both; the others on DuckDB only
+BOTH_DESTINATIONS = pytest.mark.parametrize("destination", DESTINATIONS, indirect=True)
+POSTGRES_ONLY = pytest.mark.parametrize("destination", ["postgres"], indirect=True)
 
 
 @dataclass
@@ -149,19 +158,41 @@ def _postgres_available() -> bool:
         return False
 
 
-@pytest.fixture(params=DESTINATIONS)
-def destination(request: pytest.FixtureRequest) -> Iterator[str]:
-    """The destination a test runs on; a PostgreSQL test gets a schema of its own, dropped after."""
-    if request.param == "postgres" and not _postgres_available():
+def require_destination(destination: str) -> None:
+    """Fail (or skip, with CAMPAIGN_SYNC_SKIP_POSTGRES=1) a PostgreSQL test when the server is down."""
+    if destination == "postgres" and not _postgres_available():
         if os.environ.get("CAMPAIGN_SYNC_SKIP_POSTGRES") == "1":
             pytest.skip("PostgreSQL is down and CAMPAIGN_SYNC_SKIP_POSTGRES=1")
         pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL} (set CAMPAIGN_SYNC_SKIP_POSTGRES=1 to skip)")
-    yield request.param
 
 
 @pytest.fixture
-def make_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, destination: str) -> Iterator[Any]:
-    """Build a harness around a started sandbox; extra kwargs go to `Sandbox`."""
+def destination(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The destination a test runs on: DuckDB, unless the test parametrizes it (`BOTH_DESTINATIONS`)."""
+    chosen = getattr(request, "param", "duckdb")
+    require_destination(chosen)
+    yield chosen
+
+
+def drop_schemas(datasets: list[str]) -> None:
+    """Drop PostgreSQL datasets and their staging schemas."""
+    with psycopg2.connect(POSTGRES_URL) as con, con.cursor() as cur:
+        for dataset in datasets:
+            pattern = dataset + "\\_%"  # and its staging schema
+            query = "SELECT nspname FROM pg_namespace WHERE nspname = %s OR nspname LIKE %s"
+            cur.execute(query, [dataset, pattern])
+            for (schema,) in cur.fetchall():
+                cur.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@contextmanager
+def harnesses(
+    folder: Path, destination: str, monkeypatch: pytest.MonkeyPatch | None = None
+) -> Iterator[Callable[..., Harness]]:
+    """Build harnesses around started sandboxes (extra kwargs go to `Sandbox`) in `folder`; on leaving,
+    stop the sandboxes, drop their PostgreSQL schemas and undo the environment they set."""
+    require_destination(destination)
+    patch = monkeypatch or pytest.MonkeyPatch()
     started: list[Sandbox] = []
     datasets: list[str] = []
 
@@ -172,29 +203,34 @@ def make_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, destination: s
                 app.bucket.rate = 0
         started.append(sandbox.start())
         for key in [k for k in os.environ if k.startswith(("SOURCES__", "DESTINATION__"))]:
-            monkeypatch.delenv(key)
+            patch.delenv(key)
         for key, value in {**sandbox.environment(), **FAST_RETRIES}.items():
-            monkeypatch.setenv(key, value)
+            patch.setenv(key, value)
         for name in SIMULATED_PROVIDERS:  # named accounts take the provider's setting
-            monkeypatch.setenv(f"SOURCES__{name.upper()}__REQUESTS_PER_SECOND", "0")
-        monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", POSTGRES_URL)
+            patch.setenv(f"SOURCES__{name.upper()}__REQUESTS_PER_SECOND", "0")
+        patch.setenv("DESTINATION__POSTGRES__CREDENTIALS", POSTGRES_URL)
         dataset = f"cs_{uuid.uuid4().hex[:12]}" if destination == "postgres" else "campaign_activity"
         datasets.append(dataset)
-        folder = tmp_path / f"harness{len(started)}"
-        folder.mkdir()
-        return Harness(sandbox, folder, monkeypatch, destination, dataset)
+        harness_folder = folder / f"harness{len(started)}"
+        harness_folder.mkdir()
+        return Harness(sandbox, harness_folder, patch, destination, dataset)
 
-    yield build
-    for sandbox in started:
-        sandbox.stop()
-    if destination == "postgres":
-        with psycopg2.connect(POSTGRES_URL) as con, con.cursor() as cur:
-            for dataset in datasets:
-                pattern = dataset + "\\_%"  # and its staging schema
-                query = "SELECT nspname FROM pg_namespace WHERE nspname = %s OR nspname LIKE %s"
-                cur.execute(query, [dataset, pattern])
-                for (schema,) in cur.fetchall():
-                    cur.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    try:
+        yield build
+    finally:
+        for sandbox in started:
+            sandbox.stop()
+        if destination == "postgres":
+            drop_schemas(datasets)
+        if monkeypatch is None:
+            patch.undo()
+
+
+@pytest.fixture
+def make_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, destination: str) -> Iterator[Any]:
+    """Build a harness around a started sandbox; extra kwargs go to `Sandbox`."""
+    with harnesses(tmp_path, destination, monkeypatch) as build:
+        yield build
 
 
 @pytest.fixture

@@ -7,13 +7,31 @@ import uuid
 
 import psycopg2
 import pytest
-from conftest import POSTGRES_URL
+from conftest import DESTINATIONS, POSTGRES_URL, harnesses
 
 from pipelines.cli import main
 
 PROVIDER = "emailoctopus"
-duckdb_only = pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
-postgres_only = pytest.mark.parametrize("destination", ["postgres"], indirect=True)
+# every test here only reads the load: one load per destination, on one worker
+pytestmark = pytest.mark.xdist_group("sql_safety")
+
+
+@pytest.fixture(scope="module", params=DESTINATIONS)
+def loaded(request, tmp_path_factory):
+    """One EmailOctopus load per destination, which every statement here is run against."""
+    with harnesses(tmp_path_factory.mktemp("sql_safety"), request.param) as build:
+        harness = build()
+        assert harness.cli("run", PROVIDER) == 0
+        yield harness
+
+
+@pytest.fixture
+def harness(loaded):
+    return loaded
+
+
+duckdb_only = pytest.mark.parametrize("loaded", ["duckdb"], indirect=True)
+postgres_only = pytest.mark.parametrize("loaded", ["postgres"], indirect=True)
 
 
 def one_error(capsys) -> str:
@@ -39,7 +57,6 @@ def tables(harness) -> set[str]:
     ("", "no statement"),
 ])
 def test_sql_refuses_what_is_not_one_read_before_it_runs(harness, capsys, statement, says):
-    assert harness.cli("run", PROVIDER) == 0
     before, contacts = tables(harness), harness.count("contacts")
     capsys.readouterr()
     assert harness.cli("sql", statement) == 2
@@ -48,7 +65,6 @@ def test_sql_refuses_what_is_not_one_read_before_it_runs(harness, capsys, statem
 
 
 def test_a_write_inside_a_read_is_refused_by_the_database(harness, capsys):
-    assert harness.cli("run", PROVIDER) == 0
     contacts = harness.count("contacts")
     capsys.readouterr()
     assert harness.cli("sql", "WITH gone AS (DELETE FROM contacts RETURNING 1) SELECT count(*) FROM gone") == 1
@@ -68,7 +84,6 @@ def test_a_write_inside_a_read_is_refused_by_the_database(harness, capsys):
     "ATTACH '{secret}' AS other",
 ])
 def test_duckdb_sql_reads_no_other_file_and_no_network(harness, capsys, statement):
-    assert harness.cli("run", PROVIDER) == 0
     secret = harness.folder / "sandbox.env"
     secret.write_text("SECRET=do-not-print-7f3a\n")
     capsys.readouterr()
@@ -79,15 +94,14 @@ def test_duckdb_sql_reads_no_other_file_and_no_network(harness, capsys, statemen
 
 
 @postgres_only
-def test_postgres_sql_with_a_read_only_role(harness, capsys):
-    assert harness.cli("run", PROVIDER) == 0
+def test_postgres_sql_with_a_read_only_role(harness, capsys, monkeypatch):
     role = f"cs_reader_{uuid.uuid4().hex[:10]}"
     with psycopg2.connect(POSTGRES_URL) as con, con.cursor() as cur:
         cur.execute(f'CREATE ROLE "{role}" LOGIN')
         cur.execute(f'GRANT USAGE ON SCHEMA "{harness.dataset}" TO "{role}"')
         cur.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{harness.dataset}" TO "{role}"')
     try:
-        harness.setenv(CAMPAIGN_SYNC__SQL_CREDENTIALS=f"postgresql://{role}:any@127.0.0.1:5432/test")
+        monkeypatch.setenv("CAMPAIGN_SYNC__SQL_CREDENTIALS", f"postgresql://{role}:any@127.0.0.1:5432/test")
         capsys.readouterr()
         assert harness.cli("sql", "SELECT current_user AS who, count(*) AS n FROM contacts") == 0
         assert role in capsys.readouterr().out
@@ -100,7 +114,6 @@ def test_postgres_sql_with_a_read_only_role(harness, capsys):
 
 
 def test_sql_names_a_dataset_that_is_not_there(harness, capsys):
-    assert harness.cli("run", PROVIDER) == 0
     capsys.readouterr()
     assert main([*harness.argv("sql", "SELECT 1"), "--dataset", "no_such_dataset"]) == 2
     assert "has no dataset 'no_such_dataset'" in one_error(capsys)
