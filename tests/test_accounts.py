@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from conftest import POSTGRES_URL
+from conftest import BOTH_DESTINATIONS, POSTGRES_URL
 from helpers import expected_activity, expected_v3_activity, nightly_requests, resources_state
 
 PROVIDER = "emailoctopus"
@@ -47,6 +47,7 @@ def _assert_each_account_holds_its_truth(harness) -> None:
         assert harness.count("contacts", f"account = '{account}'") == len(dataset.contacts), account
 
 
+@BOTH_DESTINATIONS
 def test_three_accounts_load_their_own_data_into_one_dataset(make_harness):
     harness = make_harness(accounts={PROVIDER: NAMED})
     datasets = {account: harness.sandbox.datasets[_key(account)] for account in ACCOUNTS}
@@ -98,6 +99,7 @@ def test_a_named_account_never_borrows_the_default_accounts_credentials(make_har
     assert not (harness.pipelines_dir / "campaign_sync_emailoctopus__acme").exists()
 
 
+@BOTH_DESTINATIONS
 def test_a_dataset_loaded_before_accounts_upgrades_in_place(harness, tmp_path):
     """Loaded by the release before accounts, then run by this one: same rows, same ids, no duplicate."""
     old = tmp_path / "before_accounts"

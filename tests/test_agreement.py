@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 import pytest
+from conftest import BOTH_DESTINATIONS
 from helpers import (
     ENGAGEMENT_MEASURES,
     as_events,
@@ -30,6 +31,9 @@ from pipelines.demo import ENGAGEMENT_SQL, engagement_lines
 from sandbox import Faults
 from sandbox import constant_contact_v2 as cc2
 from sandbox import emailoctopus as eo
+
+# what these tests check depends on the destination's SQL: they run on DuckDB and PostgreSQL
+pytestmark = BOTH_DESTINATIONS
 
 EO, V2, V3 = "emailoctopus", "constant_contact_v2", "constant_contact_v3"
 ACCOUNTS = ("default", "acme")

@@ -5,6 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from conftest import BOTH_DESTINATIONS
+
+# what these tests check depends on the destination's SQL: they run on DuckDB and PostgreSQL
+pytestmark = BOTH_DESTINATIONS
+
 PROVIDER = "emailoctopus"
 
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 import requests
+from conftest import BOTH_DESTINATIONS
 from helpers import resources_state
 
 from sandbox import Sandbox
@@ -77,6 +78,7 @@ def state(harness) -> dict:
     return resources_state(harness, PROVIDER)
 
 
+@BOTH_DESTINATIONS
 def test_first_run_then_a_rerun_without_news(harness):
     sim = simulator(harness)
     dataset = sim.dataset
@@ -165,6 +167,7 @@ def test_first_run_then_a_rerun_without_news(harness):
     assert not any(cid in path for cid in closed for path, _params in sim.calls)
 
 
+@BOTH_DESTINATIONS
 def test_advancing_time_brings_exactly_the_news_and_marks_a_deletion(harness):
     sim = simulator(harness)
     dataset = sim.dataset
@@ -341,6 +344,7 @@ def test_sandbox_answers_like_v2(sandbox):
         sandbox.apps[PROVIDER].bucket.rate = 0
 
 
+@BOTH_DESTINATIONS
 def test_contacts_load_every_status_with_their_v3_ids_and_a_quiet_night_costs_one_request(harness):
     sim = simulator(harness)
     dataset = sim.dataset

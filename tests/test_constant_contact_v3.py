@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 import pytest
 import requests
+from conftest import BOTH_DESTINATIONS
 from helpers import expected_v3_activity, resources_state
 
 from sandbox.constant_contact_v3 import (
@@ -139,6 +140,7 @@ def open_campaigns(acc: Account) -> list:
     return [c for c in acc.dataset.campaigns if acc.sent_at(c) and acc.sent_at(c) + WINDOW > acc.dataset.clock]
 
 
+@BOTH_DESTINATIONS
 def test_first_run_loads_exactly_the_ground_truth(harness):
     acc = account(harness)
     assert harness.cli("run", PROVIDER) == 0
@@ -269,6 +271,7 @@ def expected_tracking_requests(acc: Account, cursors: dict, page_rows: int) -> i
     return total
 
 
+@BOTH_DESTINATIONS
 def test_advancing_time_brings_exactly_the_news_paging_back_only_to_the_cursor(make_v3, caplog, capfd):
     """New events, a removal, a scheduled send and a resend; and no token in any log, state or table."""
     harness = make_v3(variants={"cc3_page_rows": "10"})  # small pages, so that stopping early shows

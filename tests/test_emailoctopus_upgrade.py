@@ -16,11 +16,15 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
+from conftest import BOTH_DESTINATIONS
 from helpers import expected_activity, open_campaigns
 
 from pipelines.runner import Target, dataset_client
 from sandbox.emailoctopus import NAME_V2
 from sources.emailoctopus.upgrade import upgrade_click_ids
+
+# what these tests check depends on the destination's SQL: they run on DuckDB and PostgreSQL
+pytestmark = BOTH_DESTINATIONS
 
 PROVIDER = "emailoctopus"
 ACCOUNTS = ("default", "acme")

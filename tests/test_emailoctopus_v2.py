@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
+from conftest import BOTH_DESTINATIONS
 from helpers import cursors, expected_activity, expected_snapshot, loaded_activity, loaded_snapshot, open_campaigns
 
 from sandbox import Sandbox
@@ -80,6 +81,7 @@ def test_rerun_adds_nothing_and_a_later_night_is_exact(make_harness):
     assert untimed and {key for key, resume in kept.items() if not resume["ordered"]} == untimed
 
 
+@BOTH_DESTINATIONS
 def test_switching_from_1_6_to_v2_and_back_doubles_nothing_and_loses_nothing(make_harness):
     harness = make_harness()
     assert harness.cli("run", PROVIDER) == 0  # 1.6

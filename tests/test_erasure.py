@@ -7,6 +7,10 @@ import json
 from datetime import timedelta
 
 import pytest
+from conftest import BOTH_DESTINATIONS
+
+# what these tests check depends on the destination's SQL: they run on DuckDB and PostgreSQL
+pytestmark = BOTH_DESTINATIONS
 
 PROVIDERS = ("emailoctopus", "constant_contact_v2", "constant_contact_v3")
 ERASURE_KEY = "test-erasure-key-5c1d9e"

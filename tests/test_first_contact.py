@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from conftest import POSTGRES_URL
+from conftest import BOTH_DESTINATIONS, POSTGRES_URL
 from helpers import expected_activity, loaded_activity
 
 from pipelines.cli import main
@@ -43,6 +43,7 @@ def test_every_command_works_with_its_defaults_in_an_empty_folder(harness, tmp_p
     assert events == sum(expected_activity(harness.sandbox.datasets[PROVIDER]).values())
 
 
+@BOTH_DESTINATIONS
 def test_sql_prints_a_table_csv_and_json_and_names_a_missing_table(harness, capsys):
     assert harness.cli("run", PROVIDER) == 0
     capsys.readouterr()

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from conftest import BOTH_DESTINATIONS
 
 from sources import http
 
@@ -92,6 +93,7 @@ def opened(contact_id: Any, email: str, minute: int) -> dict[str, Any]:
     return {"contact": contact(contact_id, email), "occurred_at": f"2026-11-02T11:{minute:02d}:00+00:00"}
 
 
+@BOTH_DESTINATIONS
 def test_a_nul_a_lone_surrogate_and_an_object_id_load_everything_else_and_are_named(fake, capsys):
     harness, octopus = fake
     octopus.listing("/campaigns", [campaign("c1", "Spring\ud800 sale"), campaign("c2"), campaign({"x": 1})])

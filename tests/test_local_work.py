@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import json
 
+from conftest import BOTH_DESTINATIONS
 from helpers import open_campaigns
+
+# what these tests check depends on the destination's SQL: they run on DuckDB and PostgreSQL
+pytestmark = BOTH_DESTINATIONS
 
 PROVIDER = "emailoctopus"
 ERASURE_KEY = "test-erasure-key-local-work"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+from conftest import BOTH_DESTINATIONS
 from helpers import cursors, expected_activity, expected_snapshot, loaded_activity, loaded_snapshot
 
 from sandbox.dataset import Event
@@ -27,6 +28,7 @@ def assert_exact(harness) -> None:
     assert harness.count("contacts") == len(dataset.contacts)
 
 
+@BOTH_DESTINATIONS
 def test_a_real_sized_account_backfills_reruns_and_runs_nightly_exactly(make_harness, capsys):
     harness = make_harness(scale=REAL_SIZE)
     dataset = harness.sandbox.datasets[PROVIDER]
@@ -84,6 +86,7 @@ def repair_contact_activity(harness) -> None:
     harness.execute("ALTER TABLE contact_activity_hidden RENAME TO contact_activity")
 
 
+@BOTH_DESTINATIONS
 def test_a_load_that_fails_stays_pending_is_shown_and_the_next_run_loads_it(harness, capsys):
     assert harness.cli("run", PROVIDER) == 0
     break_contact_activity(harness)
@@ -112,6 +115,7 @@ def test_a_load_that_fails_stays_pending_is_shown_and_the_next_run_loads_it(harn
     assert status["pending_packages"] == []
 
 
+@BOTH_DESTINATIONS
 def test_abort_pending_drops_a_package_that_cannot_load_and_its_data_is_read_again(harness, capsys):
     assert harness.cli("run", PROVIDER) == 0
     loaded_cursors = cursors(harness)

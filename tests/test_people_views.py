@@ -3,6 +3,11 @@ Contact APIs delivered counted once), `people` and `person_engagement`, on real 
 
 from __future__ import annotations
 
+from conftest import BOTH_DESTINATIONS
+
+# what these tests check depends on the destination's SQL: they run on DuckDB and PostgreSQL
+pytestmark = BOTH_DESTINATIONS
+
 V2, V3 = "constant_contact_v2", "constant_contact_v3"
 
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import BOTH_DESTINATIONS
 
 from pipelines.cli import main
 from pipelines.providers import PROVIDERS
@@ -52,6 +53,7 @@ def test_read_only_commands_in_an_empty_folder_create_nothing(harness, tmp_path)
     ).stdout
 
 
+@BOTH_DESTINATIONS
 def test_read_only_commands_elsewhere_keep_the_run_record_and_a_pending_package(harness, capsys):
     assert harness.cli("run", PROVIDER) == 0
     harness.sandbox.advance(24)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import BOTH_DESTINATIONS
 from helpers import cursors, expected_activity, expected_snapshot, loaded_activity, loaded_snapshot
 
 from pipelines import runner
@@ -65,6 +66,7 @@ def test_a_persistent_fault_fails_the_run_keeps_its_cursor_and_the_next_run_fill
     assert loaded_activity(harness) == expected_activity(dataset)
 
 
+@BOTH_DESTINATIONS
 def test_killed_anywhere_a_rerun_ends_in_exactly_the_ground_truth(make_harness):
     harness = make_harness(scale="tiny")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -168,6 +170,7 @@ def test_the_same_history_in_any_order_ends_in_identical_tables(make_harness, or
     assert loaded_activity(harness) == expected_activity(harness.sandbox.datasets[PROVIDER])
 
 
+@BOTH_DESTINATIONS
 def test_bad_rows_load_with_what_is_known(make_harness):
     harness = make_harness(variants={"eo_bad_data": "yes"})
     dataset = harness.sandbox.datasets[PROVIDER]

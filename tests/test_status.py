@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import BOTH_DESTINATIONS
 from helpers import open_campaigns
 
 from sandbox.emailoctopus import API_KEY, REPORTS
@@ -58,6 +59,7 @@ def test_status_through_failed_and_successful_runs(harness, capsys):
     assert f"{PROVIDER}: last load {first['finished_at']}" in out and "  last run failed " in out
 
 
+@BOTH_DESTINATIONS
 def test_status_after_a_load(harness, capsys):
     dataset = harness.sandbox.datasets[PROVIDER]
     assert harness.cli("run", PROVIDER) == 0
@@ -99,6 +101,7 @@ def test_status_after_a_load(harness, capsys):
     assert len(status["open_campaigns"]) == len(dataset.sent_campaigns())
 
 
+@BOTH_DESTINATIONS
 def test_reconciliation_warns_about_rows_missing_from_a_campaign(harness, capsys):
     dataset = harness.sandbox.datasets[PROVIDER]
     assert harness.cli("run", PROVIDER) == 0
