@@ -70,8 +70,8 @@ INTERRUPTION = threading.Event()
 class RateLimiter:
     """Spaces request starts at least `1 / requests_per_second` apart, across threads.
 
-    A provider's throttling answer slows it down for the rest of the run (`slow_down`): every
-    thread waits out the answer's `Retry-After`, and the interval between starts grows.
+    A provider's throttling response slows it down for the rest of the run (`slow_down`): every
+    thread waits out the response's `Retry-After`, and the interval between starts grows.
     """
 
     def __init__(self, requests_per_second: float) -> None:
@@ -93,15 +93,15 @@ class RateLimiter:
         return start
 
     def speed_up(self) -> None:
-        """An answer that was not throttled: win back a little of the rate a throttling answer took."""
+        """A response that was not throttled: win back a little of the rate a throttling response took."""
         if self.interval > self.budget_interval:
             with self._lock:
                 self.interval = max(self.budget_interval, self.interval * THROTTLE_RECOVERY)
 
     def slow_down(self, retry_after: float | None, started: float) -> None:
-        """A throttling answer came to a request that started at `started`: pause every request for
+        """A throttling response came to a request that started at `started`: pause every request for
         `retry_after` (or one interval), and lower the rate (an unlimited budget starts at
-        THROTTLED_START_RATE), once for all the requests that were sent at the old rate. Each answer
+        THROTTLED_START_RATE), once for all the requests that were sent at the old rate. Each response
         that is not throttled wins a little back (`speed_up`): the rate settles under the limit."""
         with self._lock:
             if started >= self._slowed_at:
@@ -130,14 +130,14 @@ def shared_limiter(budget: str, requests_per_second: float) -> RateLimiter:
 
 
 # how a throttled run slows down: the first rate of a budget that was unlimited, the factor on the
-# interval per throttling answer and per other answer, the slowest rate, and how many throttling
-# answers one request may meet before it fails (far more than any per-second limit needs)
+# interval per throttling response and per other response, the slowest rate, and how many throttling
+# responses one request may meet before it fails (far more than any per-second limit needs)
 THROTTLED_START_RATE = 10.0
 THROTTLE_SLOWDOWN = 1.5
 THROTTLE_RECOVERY = 0.95
 MAX_THROTTLED_INTERVAL = 0.5
 MAX_THROTTLED_ATTEMPTS = 50
-# the longest a request waits on throttling answers (one `Retry-After`, or all of them): beyond it the
+# the longest a request waits on throttling responses (one `Retry-After`, or all of them): beyond it the
 # read ends with an error (the next run reads it again); a wait longer than LOGGED_WAIT is logged
 MAX_WAIT = 300.0
 LOGGED_WAIT = 5.0
@@ -146,7 +146,7 @@ MAX_PAGES = 100_000
 
 
 def retry_after_seconds(response: requests.Response) -> float | None:
-    """The `Retry-After` of an answer in seconds (a number of seconds; an HTTP date is not used here), or
+    """The `Retry-After` of a response in seconds (a number of seconds; an HTTP date is not used here), or
     EmailOctopus v2's `X-RateLimit-Retry-After` (docs/providers/emailoctopus-v2.md § Limits)."""
     value = response.headers.get("Retry-After", response.headers.get("X-RateLimit-Retry-After"))
     try:
@@ -158,7 +158,7 @@ def retry_after_seconds(response: requests.Response) -> float | None:
 class RateLimitedAdapter(HTTPAdapter):
     """Holds every request to the budget: at most `max_in_flight` at once, starts spaced by the limiter.
 
-    A throttling answer (`is_throttled`) is not a failure: the limiter slows down and the request
+    A throttling response (`is_throttled`) is not a failure: the limiter slows down and the request
     is sent again, without using up one of dlt's retry attempts.
     """
 
@@ -181,7 +181,7 @@ class RateLimitedAdapter(HTTPAdapter):
         self._sent_lock = threading.Lock()
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        """Send `request` within the budget, again after each throttling answer (its wait logged when
+        """Send `request` within the budget, again after each throttling response (its wait logged when
         long); a wait beyond MAX_WAIT ends the request with an error. A request outside the API's base
         URL (another host, or a path that leaves the base path) is refused."""
         url = urlsplit(str(request.url))
@@ -235,7 +235,7 @@ class BothAuth(AuthBase):
 
 
 class LinkPaginator(BaseNextUrlPaginator):
-    """Follows the next link each answer carries (`next_of(body)`, None on the last page) verbatim.
+    """Follows the next link each response carries (`next_of(body)`, None on the last page) verbatim.
 
     Only links to the base URL's host are followed (the credentials go along); a link that was
     already followed, or a next link that is not text (an object, a number), ends the read with an
@@ -270,7 +270,7 @@ class LinkPaginator(BaseNextUrlPaginator):
 
 
 class ProviderRestClient(RESTClient):
-    """dlt's `RESTClient` whose every answer passes the provider's `check` and is decoded once.
+    """dlt's `RESTClient` whose every response passes the provider's `check` and is decoded once.
 
     A page's data is its whole decoded body, as one item: the provider's `items_of` takes the
     rows from it and `LinkPaginator` the next link.
@@ -281,7 +281,7 @@ class ProviderRestClient(RESTClient):
         self.http = http
 
     def extract_response(self, response: requests.Response, data_selector: Any) -> list[Any]:
-        """The answer's decoded body, after the provider's `check`."""
+        """The response's decoded body, after the provider's `check`."""
         return [self.http.body_of(response)]
 
 
@@ -289,11 +289,11 @@ class ProviderRestClient(RESTClient):
 class ProviderHttp:
     """A provider's HTTP access: base URL, auth, budget, retries and error mapping.
 
-    `is_throttled(response)` says which answers are the provider's per-second limit: they slow
+    `is_throttled(response)` says which responses are the provider's per-second limit: they slow
     the run down and are sent again (see `RateLimitedAdapter`);
-    `check(response)` raises the provider's own error for an answer that is not a success.
+    `check(response)` raises the provider's own error for a response that is not a success.
     `params` go with every request the client starts (not with the links it follows); `auth`
-    with every request. Once an answer says the daily quota is used up, no further request is
+    with every request. Once a response says the daily quota is used up, no further request is
     sent in this run.
     """
 
@@ -311,7 +311,7 @@ class ProviderHttp:
     # a token endpoint's), or None for a limiter of its own; either is `requests_per_second`
     budget: str | None = None
     limiter: RateLimiter = field(init=False)
-    # the values of answers that held what no database stores, replaced (`storable`), by field name
+    # the values of responses that held what no database stores, replaced (`storable`), by field name
     replaced: Counter[str] = field(default_factory=Counter, init=False)
     quota_exhausted: QuotaExhausted | None = field(default=None, init=False)
     # `--max-requests`: how many requests this run may start (None: no cap), and how many it has
@@ -339,12 +339,12 @@ class ProviderHttp:
         self.max_requests = max_requests
 
     def _session(self) -> requests.Session:
-        """dlt's retrying session (5xx, connection errors and passing faults), its every attempt under the budget."""
+        """dlt's retrying session (5xx, connection errors and transient faults), its every attempt under the budget."""
         try:
             retrying = Client(
                 raise_for_status=False,
                 status_codes=tuple(range(500, 600)),
-                retry_condition=lambda response, _exc: response is not None and self._is_passing(response),
+                retry_condition=lambda response, _exc: response is not None and self._is_transient(response),
             )
             retrying.configure()
         except ConfigValueCannotBeCoercedException as wrong:  # dlt's `runtime` settings of its requests
@@ -353,14 +353,14 @@ class ProviderHttp:
         session.mount("http://", self.adapter)
         session.mount("https://", self.adapter)
         # the proxy and CA settings of the environment, read once: requests would walk all of
-        # `os.environ` on every request, which costs more CPU than decoding the answer
+        # `os.environ` on every request, which costs more CPU than decoding the response
         session.proxies = get_environ_proxies(self.base_url)
         session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         session.trust_env = False
         return session
 
-    def _is_passing(self, response: requests.Response) -> bool:
-        # a 200 that is not JSON (cut off, empty, a proxy's page) is a passing fault too
+    def _is_transient(self, response: requests.Response) -> bool:
+        # a 200 that is not JSON (cut off, empty, a proxy's page) is a transient fault too
         return self.is_throttled(response) or (response.status_code == 200 and _json_body(response) is _NOT_JSON)
 
     @property
@@ -369,7 +369,7 @@ class ProviderHttp:
         return self.adapter.sent
 
     def body_of(self, response: requests.Response) -> Any:
-        """The decoded JSON body of an answer that passes the provider's `check`, its text storable
+        """The decoded JSON body of a response that passes the provider's `check`, its text storable
         (`storable`: what no database stores replaced, and counted in `replaced`)."""
         try:
             self.check(response)
@@ -443,7 +443,7 @@ class ProviderHttp:
             path,
             params={**self.params, **(params or {})},
             paginator=paginator,
-            hooks={"response": []},  # answers are checked by the provider's `check`, not raise_for_status
+            hooks={"response": []},  # responses are checked by the provider's `check`, not raise_for_status
         )
         previous = None
         for number in range(1, MAX_PAGES + 1):
@@ -462,7 +462,7 @@ class ProviderHttp:
 
 
 _NOT_JSON = object()
-# in a JSON answer, the only way to a character no database stores: an escaped NUL or surrogate
+# in a JSON response, the only way to a character no database stores: an escaped NUL or surrogate
 _MAYBE_UNSTORABLE = re.compile(rb"\\u(?:0000|[dD][89abcdefABCDEF])")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
@@ -484,7 +484,7 @@ def storable(value: Any, replaced: Counter[str], key: str = "") -> Any:
 
 
 def error_entries(response: requests.Response) -> list[tuple[str, str]]:
-    """`(error_key, error_message)` pairs of a Constant Contact error answer: an array, or a single object."""
+    """`(error_key, error_message)` pairs of a Constant Contact error response: an array, or a single object."""
     try:
         body = response.json()
     except ValueError:
@@ -497,7 +497,7 @@ def error_entries(response: requests.Response) -> list[tuple[str, str]]:
     ]
 
 
-# each answer's decoded body, kept while the answer lives: the retry condition and the reader both need it
+# each response's decoded body, kept while the response lives: the retry condition and the reader both need it
 _DECODED: weakref.WeakKeyDictionary[requests.Response, Any] = weakref.WeakKeyDictionary()
 
 
@@ -520,7 +520,7 @@ def _decode_json(provider: str, response: requests.Response) -> Any:
     if body is _NOT_JSON:
         kind = "an empty body" if not response.content else response.headers.get("Content-Type", "unknown content")
         raise ProviderError(
-            f"{provider}: answer from {shown(response.url)} is not JSON ({kind}, HTTP {response.status_code})"
+            f"{provider}: response from {shown(response.url)} is not JSON ({kind}, HTTP {response.status_code})"
         )
     return body
 
