@@ -1,7 +1,8 @@
 """The report reads of a run: which are due, reading them concurrently, and their cursors.
 
 A cursor per (campaign or campaign activity, report) lives in dlt resource state and moves only
-after its read's last page, in the state dlt commits with the data.
+after its read's last page, in the state dlt commits with the data. A campaign that no nightly
+reads any more (closed by the attribution window) keeps one compact marker instead (`ReportCursors`).
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ class ReportRead:
     def state_key(self) -> str:
         """The key of this read's cursor in resource state."""
         return f"{self.campaign_activity_id or self.campaign_id}:{self.report}"
+
+    @property
+    def key_in_campaign(self) -> str:
+        """The key of this read among its campaign's reads (in a closed campaign's marker)."""
+        return f"{self.campaign_activity_id}:{self.report}" if self.campaign_activity_id else self.report
 
 
 @dataclass
@@ -271,11 +277,11 @@ class SyncPlan:
 
 @dataclass
 class ReportCursor:
-    """Where one report read stands, as dlt resource state keeps it (JSON values under the read's
-    `state_key` in `cursors`): the newest `occurred_at` loaded, when it was last read whole, and for a
-    whole read its size then (`rows`) and whether it must be read uncut once (`recheck`); for a
-    not-opened / not-clicked snapshot the digest of the one loaded; for a read with a `ResumePoint`
-    the provider's own place in the report (`resume`)."""
+    """Where one report read stands (JSON values under the read's `state_key` in `ReportCursors`): the
+    newest `occurred_at` loaded, when it was last read whole, and for a whole read its size then (`rows`)
+    and whether it must be read uncut once (`recheck`); for a not-opened / not-clicked snapshot the
+    digest of the one loaded; for a read with a `ResumePoint` the provider's own place in the report
+    (`resume`)."""
 
     campaign_id: str
     report: str
@@ -287,9 +293,9 @@ class ReportCursor:
     resume: dict[str, Any] | None = None
 
     @classmethod
-    def of(cls, cursors: dict[str, Any], read: ReportRead) -> ReportCursor:
+    def of(cls, cursors: ReportCursors, read: ReportRead) -> ReportCursor:
         """The read's cursor in `cursors` (a new one if it has none)."""
-        kept = cursors.get(read.state_key, {})
+        kept = cursors.kept(read)
         return cls(
             campaign_id=read.campaign_id,
             report=read.report,
@@ -301,7 +307,7 @@ class ReportCursor:
             resume=kept.get("resume"),
         )
 
-    def save(self, cursors: dict[str, Any], read: ReportRead) -> None:
+    def save(self, cursors: ReportCursors, read: ReportRead) -> None:
         """Write the cursor back under the read's key (only the fields it uses)."""
         kept: dict[str, Any] = {
             "campaign_id": self.campaign_id,
@@ -315,7 +321,79 @@ class ReportCursor:
             kept["digest"] = self.digest
         if self.resume is not None:
             kept["resume"] = self.resume
-        cursors[read.state_key] = kept
+        cursors.state.setdefault("cursors", {})[read.state_key] = kept
+
+
+class ReportCursors:
+    """The cursors of one report resource, in its dlt resource state (`state`).
+
+    `cursors` holds a `ReportCursor` per read of the campaigns a nightly still reads. A campaign that no
+    nightly reads any more (each of its reads made whole after its attribution window closed, `close`)
+    keeps a marker instead, in `closed`: {last read: {campaign: {read: snapshot digest}}}, its reads
+    grouped by when the last of them was made. That time is what every read of the campaign takes as
+    its `read_at`, so `is_due` and a resumed pass decide as they did on the cursors; a backfill over
+    the campaign's range reads it again from no cursor, as it always did, and keeps the digests so that
+    a snapshot the same as the one loaded is not loaded again. A state written before markers (only
+    `cursors`) is read as it is, and its closed campaigns become markers as the reads meet them.
+    """
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+        self._groups: dict[str, str] | None = None  # campaign -> its group (last read) in `closed`
+
+    def kept(self, read: ReportRead) -> dict[str, Any]:
+        """The JSON values of the read's cursor: its own, else its closed campaign's marker (or none)."""
+        own: dict[str, Any] | None = self.state.get("cursors", {}).get(read.state_key)
+        if own is not None:
+            return own
+        group = self._group_of(read.campaign_id)
+        if group is None:
+            return {}
+        digest = self.state["closed"][group][read.campaign_id].get(read.key_in_campaign)
+        return {"read_at": group, "digest": digest}
+
+    def close(self, reads: Iterable[ReportRead], window: timedelta, began: datetime) -> None:
+        """Keep a marker instead of the cursors of each campaign of `reads` that no nightly reads any more:
+        every read of it sent (`sent_at`) was made after its attribution window closed and is not to be
+        made again (`recheck`). `began`: when the run's pass began; a campaign some of whose reads a
+        resumed pass made, and others not, waits for the next pass (the pass must know which it made)."""
+        by_campaign: dict[str, list[ReportRead]] = {}
+        for read in reads:
+            if read.sent_at is not None:
+                by_campaign.setdefault(read.campaign_id, []).append(read)
+        own = self.state.get("cursors", {})
+        closing: dict[str, tuple[datetime, dict[str, str]]] = {}
+        for campaign_id, its_reads in by_campaign.items():
+            if not any(read.state_key in own for read in its_reads):
+                continue  # closed already, or not read yet
+            cursors = [(read, ReportCursor.of(self, read)) for read in its_reads]
+            read_at = [cursor.read_at for _read, cursor in cursors if cursor.read_at is not None]
+            if len(read_at) < len(cursors) or len({at >= began for at in read_at}) > 1:
+                continue
+            if any(cursor.recheck or read.sent_at is None or cursor.read_at < read.sent_at + window
+                   for read, cursor in cursors if cursor.read_at is not None):
+                continue
+            digests = {read.key_in_campaign: cursor.digest for read, cursor in cursors if cursor.digest is not None}
+            closing[campaign_id] = (max(read_at), digests)
+        if not closing:
+            return
+        for key in [key for key, kept in own.items() if kept.get("campaign_id") in closing]:
+            del own[key]
+        closed = self.state.setdefault("closed", {})
+        for campaign_id, (last_read, digests) in closing.items():
+            group = self._group_of(campaign_id)
+            if group is not None:
+                del closed[group][campaign_id]
+                if not closed[group]:
+                    del closed[group]
+            closed.setdefault(last_read.isoformat(), {})[campaign_id] = digests
+        self._groups = None
+
+    def _group_of(self, campaign_id: str) -> str | None:
+        if self._groups is None:
+            closed = self.state.get("closed", {})
+            self._groups = {campaign: group for group, campaigns in closed.items() for campaign in campaigns}
+        return self._groups.get(campaign_id)
 
 
 @dataclass
@@ -371,7 +449,11 @@ def read_due_reports(
     if outcome.quota is not None:
         read_pass["finished"] = False
         return
-    cursors = dlt.current.resource_state().setdefault("cursors", {})
+    reads = list(reads)
+    began = parse_utc(read_pass["began"])
+    assert began is not None
+    cursors = ReportCursors(dlt.current.resource_state())
+    cursors.close(reads, settings.attribution_window, began)  # (and the closed campaigns of an older state)
     due = [
         (read, cursor) for read in reads
         if is_due(read, cursor := ReportCursor.of(cursors, read), settings)
@@ -414,6 +496,7 @@ def read_due_reports(
         # made again in this run, passing what it left out; its cursor says `recheck` until that read ends
         jobs = [Job(read, _job_pages(read, None)) for read in again if outcome.quota is None]
         tallies = {read.state_key: tallies[read.state_key].again() for read in again}
+    cursors.close(reads, settings.attribution_window, began)  # the campaigns this run closed
 
 
 class _ReadTally:
@@ -520,7 +603,7 @@ def pass_unfinished(settings: SyncSettings) -> None:
     _resumed_pass(dlt.current.source_state(), settings)["finished"] = False
 
 
-def _advance(cursors: dict[str, Any], read: ReportRead, tally: _ReadTally, now: datetime) -> ReportCursor:
+def _advance(cursors: ReportCursors, read: ReportRead, tally: _ReadTally, now: datetime) -> ReportCursor:
     """Move a read's cursor after its last page: never back, and for a whole read its size and recheck."""
     cursor = ReportCursor.of(cursors, read)
     if tally.newest is not None and (cursor.cursor is None or tally.newest > cursor.cursor):

@@ -20,6 +20,7 @@ from sources.canonical.reads import (
     ReadDone,
     ReadPage,
     ReportCursor,
+    ReportCursors,
     ReportRead,
     SyncOutcome,
     SyncSettings,
@@ -102,7 +103,7 @@ def _reads_pending(api: ProviderApi, campaign: Row, settings: SyncSettings) -> b
         (CAMPAIGN_SUMMARIES, api.summary_reads),
     )
     for table, reads_of in groups:
-        cursors = dlt.current.resource_state(table["name"]).get("cursors", {})  # that report resource's
+        cursors = ReportCursors(dlt.current.resource_state(table["name"]))  # that report resource's
         if any(is_due(read, ReportCursor.of(cursors, read), nightly) for read in reads_of(campaign)):
             return True
     return False
@@ -232,7 +233,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
     @dlt.transformer(data_from=campaigns, **CAMPAIGN_NON_ENGAGEMENT)
     def campaign_non_engagement(campaign_page: list[Row]) -> Iterator[pa.Table | None]:
         reads = [read for campaign in campaign_page for read in api.non_engagement_reads(campaign)]
-        cursors = dlt.current.resource_state().setdefault("cursors", {})
+        cursors = ReportCursors(dlt.current.resource_state())
         snapshots: dict[str, list[Row]] = {}
         batch: list[Row] = []
         for event in read_due_reports(api.name, reads, settings, outcome):
