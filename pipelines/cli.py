@@ -16,9 +16,8 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 import pendulum
-from dlt.common.configuration.exceptions import ConfigFieldMissingException, ConfigValueCannotBeCoercedException
-from dlt.common.normalizers.naming.snake_case import NamingConvention
 
+from pipelines.dlt_adapter import SnakeCaseNaming, dlt_logger
 from pipelines.erasure import erasure_key, forget_addresses
 from pipelines.providers import PROVIDERS, Provider
 from pipelines.runner import (
@@ -35,6 +34,7 @@ from pipelines.runner import (
     run_provider,
 )
 from sources.canonical import DEFAULT_ACCOUNT
+from sources.dlt_adapter import ConfigFieldMissingException, ConfigValueCannotBeCoercedException
 from sources.erasure import normalized_address
 from sources.errors import INTERRUPTED, CampaignSyncError, ConfigurationError, Interrupted, wrong_type
 from sources.http import INTERRUPTION
@@ -52,9 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
-    _configure_logging(args)
-    _private()
     try:
+        _private()  # before dlt reads its settings (`_configure_logging`): its telemetry is off from the start
+        _configure_logging(args)
         with _interruptible(args.command in (cmd_run, cmd_backfill, cmd_plan, cmd_demo)):
             code = int(args.command(args) or 0)
         if INTERRUPTION.is_set():  # the reads stopped and what they read loaded: one line says so
@@ -188,16 +188,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
+    """The command's logs go to stderr in one format, dlt's among them: everything with --debug;
+    otherwise campaign-sync's from INFO (WARNING with --quiet), and dlt's only from the level
+    RUNTIME__LOG_LEVEL asks for (dlt logs a failed step with its traceback, and the command's one
+    line says it all)."""
     level = logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("urllib3").setLevel(logging.DEBUG if args.debug else logging.WARNING)
-    # dlt logs a failed step with its traceback; without --debug the command's one line says it all.
-    # dlt reads the level when it first sets its logger up, so a later command in the same process
-    # (Airflow, tests) sets it again
-    os.environ.setdefault("RUNTIME__LOG_LEVEL", "DEBUG" if args.debug else "CRITICAL")
-    dlt_level = os.environ["RUNTIME__LOG_LEVEL"].upper()
-    if dlt_level in logging.getLevelNamesMapping():  # another value is dlt's to refuse
-        logging.getLogger("dlt").setLevel(dlt_level)
+    dlt_logs = dlt_logger()
+    for handler in list(dlt_logs.handlers):  # its records go where the command's go, in their format
+        dlt_logs.removeHandler(handler)
+    dlt_logs.propagate = True
+    asked = os.environ.get("RUNTIME__LOG_LEVEL", "").upper()
+    if args.debug:
+        dlt_logs.setLevel(logging.DEBUG)
+    else:  # a value that is not a level is dlt's to refuse
+        dlt_logs.setLevel(asked if asked in logging.getLevelNamesMapping() else logging.CRITICAL)
 
 
 def _private() -> None:
@@ -211,7 +217,7 @@ def _private() -> None:
 
 def _dataset(name: str) -> str:
     """The --dataset name, refused when dlt would store it (or its staging dataset) under another name."""
-    stored = NamingConvention(max_length=DATASET_NAME_LENGTH).normalize_identifier(name)
+    stored = SnakeCaseNaming(max_length=DATASET_NAME_LENGTH).normalize_identifier(name)
     if stored != name:
         raise ConfigurationError(
             f"--dataset {name[:80]!r} would be stored as {stored!r}: use lower-case letters, digits and _ "

@@ -12,14 +12,11 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import pendulum
-from dlt.common.configuration.container import Container
-from dlt.common.destination.exceptions import DestinationUndefinedEntity
-from dlt.common.pipeline import StateInjectableContext, TPipelineState
-from dlt.extract.exceptions import ResourceExtractionError
 
+from pipelines.dlt_adapter import DestinationUndefinedEntity, ResourceExtractionError, source_state
 from pipelines.providers import Provider
 from pipelines.reconcile import existing_tables
 from pipelines.runner import Target, _unwrap, build_source, dataset_client, pipeline_view
@@ -47,7 +44,7 @@ def plan_provider(
         loaded, loaded_rows = ({}, {}) if first_run or client is None else _loaded(client.sql_client, provider)
         plan = SyncPlan(account=provider.account)
         # the source reads the pipeline's state as a run would; a copy, so nothing of it is kept
-        with Container().injectable_context(StateInjectableContext(state=cast(TPipelineState, copy.deepcopy(state)))):
+        with source_state(copy.deepcopy(state)):
             source = build_source(provider, _ReadOnly(client), plan)
             try:
                 costs: list[CampaignCost] = list(source.resources["campaign_costs"])  # dlt passes them one by one

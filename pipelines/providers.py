@@ -13,11 +13,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import dlt
-from dlt.common.configuration.exceptions import ConfigValueCannotBeCoercedException
 
 from sources.canonical import DEFAULT_ACCOUNT, parse_utc
 from sources.constant_contact_v2 import constant_contact_v2_source
 from sources.constant_contact_v3 import constant_contact_v3_source
+from sources.dlt_adapter import ConfigValueCannotBeCoercedException
 from sources.emailoctopus import emailoctopus_source
 from sources.errors import ConfigurationError, setting_name, wrong_type
 

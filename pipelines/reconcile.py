@@ -16,7 +16,7 @@ from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from dlt.destinations.sql_client import SqlClientBase
+from pipelines.dlt_adapter import SqlClientBase
 
 # a difference is reported when it is larger than both of these
 MIN_DIFFERENCE = 1

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,28 +18,33 @@ from urllib.parse import urlsplit
 
 import dlt
 import pendulum
-from dlt.common.configuration.exceptions import (
-    ConfigFieldMissingException,
-    ConfigValueCannotBeCoercedException,
-    LookupTrace,
-    LookupTraces,
-)
-from dlt.common.destination.exceptions import DestinationException, DestinationUndefinedEntity
-from dlt.common.pipeline import ExtractInfo, get_dlt_pipelines_dir
-from dlt.common.runtime.collector import LogCollector, TqdmCollector
-from dlt.common.schema import Schema
-from dlt.common.storages import NormalizeStorage, NormalizeStorageConfiguration
-from dlt.common.typing import TLoaderFileFormat
-from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
-from dlt.pipeline.exceptions import CannotRestorePipelineException, PipelineStepFailed
-from dlt.pipeline.state_sync import load_pipeline_state_from_destination
 
+from pipelines.dlt_adapter import (
+    CannotRestorePipelineException,
+    DestinationException,
+    DestinationUndefinedEntity,
+    DuckDbCredentials,
+    ExtractInfo,
+    PipelineStepFailed,
+    TLoaderFileFormat,
+    delete_extracted_package,
+    destination_state,
+    local_state,
+    newer_state,
+    pipelines_dir,
+)
 from pipelines.erasure import forget_after_load, forgotten
 from pipelines.providers import Provider
 from pipelines.reconcile import existing_tables, reconcile, summary_counts, table_columns
 from pipelines.views import create_views, unmapped_v2_campaigns
 from sources.canonical import CANONICAL_TABLES, DEFAULT_ACCOUNT, OWNER_FILTER, SyncOutcome, SyncPlan
 from sources.canonical.resources import backfill_listings_cost
+from sources.dlt_adapter import (
+    ConfigFieldMissingException,
+    ConfigValueCannotBeCoercedException,
+    LookupTrace,
+    LookupTraces,
+)
 from sources.emailoctopus.upgrade import click_ids_stale, upgrade_click_ids
 from sources.errors import CampaignSyncError, ConfigurationError, Interrupted
 from sources.redaction import LINE_CHARACTERS, printable, redact
@@ -142,7 +147,7 @@ def pipeline(provider: Provider, target: Target) -> dlt.Pipeline:
         dlt.config["load.delete_completed_jobs"] = True
     loads_into = _loads_into(target)
     attached = _attached(provider, target)  # read before dlt.pipeline() records the new target in it
-    known = attached.state.get("_local", {}).get(LOADS_INTO) if attached is not None else None
+    known = local_state(attached.state).get(LOADS_INTO) if attached is not None else None
     if attached is not None and known not in (None, loads_into) and _pending(attached):
         raise ConfigurationError(
             f"{provider.label}: pipeline {provider.pipeline_name} has load packages pending for {known}; "
@@ -153,7 +158,7 @@ def pipeline(provider: Provider, target: Target) -> dlt.Pipeline:
         pipeline_name=provider.pipeline_name,
         destination=destination(target),
         dataset_name=target.dataset,
-        pipelines_dir=target.pipelines_dir or get_dlt_pipelines_dir(),
+        pipelines_dir=pipelines_dir(target.pipelines_dir),
         progress=progress_collector(target.progress),
     )
     if known is not None and known != loads_into:
@@ -171,20 +176,15 @@ def pipeline_view(provider: Provider, target: Target, client: Any | None) -> tup
     local: dict[str, Any] | None = None
     pending: list[str] = []
     attached = _attached(provider, target)
-    if attached is not None and attached.state.get("_local", {}).get(LOADS_INTO) == _loads_into(target):
+    if attached is not None and local_state(attached.state).get(LOADS_INTO) == _loads_into(target):
         local, pending = dict(attached.state), _pending(attached)
-    remote = None
-    if client is not None:
-        with suppress(DestinationUndefinedEntity):  # nothing loaded yet
-            remote = load_pipeline_state_from_destination(provider.pipeline_name, client)
-    if remote is not None and (local is None or remote["_state_version"] > local["_state_version"]):
-        return {**remote, "_local": (local or {}).get("_local", {})}, pending
-    return local or {}, pending
+    stored = destination_state(provider.pipeline_name, client) if client is not None else None
+    return newer_state(local, stored), pending
 
 
 def _attached(provider: Provider, target: Target) -> dlt.Pipeline | None:
     """The provider's pipeline as its local state has it (nothing written), None when there is none."""
-    folder = Path(target.pipelines_dir or get_dlt_pipelines_dir())
+    folder = Path(pipelines_dir(target.pipelines_dir))
     if not (folder / provider.pipeline_name).is_dir():  # dlt.attach would create a missing folder
         return None
     try:
@@ -216,8 +216,11 @@ def progress_collector(enabled: bool) -> Any:
     if not enabled:
         return None
     if sys.stderr.isatty():
-        return TqdmCollector()
-    return LogCollector(log_period=PROGRESS_LOG_SECONDS, logger=log, dump_system_stats=False)
+        return "tqdm"
+    # `dlt.progress.log` is dlt's public name for its log collector; its module names it without `__all__`
+    return dlt.progress.log(  # type: ignore[attr-defined]
+        log_period=PROGRESS_LOG_SECONDS, logger=log, dump_system_stats=False
+    )
 
 
 def run_provider(
@@ -377,12 +380,10 @@ def drop_normalized_extracts(load: dlt.Pipeline) -> None:
     """
     done = set(load.list_extracted_load_packages()) & set(load.list_normalized_load_packages())
     if done:
-        volume = NormalizeStorageConfiguration(normalize_volume_path=str(Path(load.working_dir, "normalize")))
-        extracted = NormalizeStorage(False, volume).extracted_packages
         for load_id in sorted(done):
             log.warning("%s: package %s was normalized by a run that was killed; dropping its extracted copy",
                         load.pipeline_name, load_id)
-            extracted.delete_package(load_id)
+            delete_extracted_package(load, load_id)
 
 
 def _load_failed(failure: PipelineStepFailed, provider: Provider, what: str) -> CampaignSyncError:
@@ -438,7 +439,7 @@ def dataset_client(target: Target, read_only: bool = False) -> Iterator[Any]:
         yield None
         return
     try:
-        dataset = dlt.dataset(destination(target, read_only), target.dataset, Schema(target.dataset))
+        dataset = dlt.dataset(destination(target, read_only), target.dataset, dlt.Schema(target.dataset))
         client: Any = dataset.destination_client
         client.sql_client.open_connection()
     except ConfigFieldMissingException as missing:
@@ -460,7 +461,7 @@ def dataset_client(target: Target, read_only: bool = False) -> Iterator[Any]:
 def run_locks(providers: list[Provider], target: Target) -> Iterator[None]:
     """One run of a pipeline at a time: all the pipelines of a command are locked before anything
     runs, and if one is taken the command refuses at once, touching no state or data."""
-    folder = Path(target.pipelines_dir or get_dlt_pipelines_dir())
+    folder = Path(pipelines_dir(target.pipelines_dir))
     folder.mkdir(parents=True, exist_ok=True)
     with ExitStack() as held:
         for provider in providers:

@@ -24,10 +24,10 @@ from typing import Any
 import dlt
 import duckdb
 import psycopg2
-from dlt.common.configuration.exceptions import ConfigFieldMissingException
-from dlt.destinations.impl.postgres.configuration import PostgresCredentials
 
+from pipelines.dlt_adapter import PostgresCredentials
 from pipelines.runner import Target
+from sources.dlt_adapter import ConfigFieldMissingException
 from sources.errors import CampaignSyncError, ConfigurationError
 from sources.redaction import redact
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import dlt
 
+from pipelines.dlt_adapter import local_state
 from pipelines.reconcile import existing_tables, table_columns
 from sources.canonical import CAMPAIGN_XREFS
 
@@ -302,7 +303,7 @@ def create_views(pipeline: dlt.Pipeline) -> list[str]:
             if all(table in columns for table in tables):
                 statements[view] = sql.format(**names)
         digest = hashlib.sha256("\n".join(statements.values()).encode()).hexdigest()
-        if pipeline.state.get("_local", {}).get(VIEWS_DIGEST) == digest and set(statements) <= existing_tables(client):
+        if local_state(pipeline.state).get(VIEWS_DIGEST) == digest and set(statements) <= existing_tables(client):
             return list(statements)
         # dropped first, dependents before what they read: PostgreSQL's CREATE OR REPLACE cannot change columns
         for view in (*reversed(VIEWS), XREFS):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dlt.common.configuration.exceptions import ConfigValueCannotBeCoercedException
-from dlt.common.configuration.specs import RuntimeConfiguration
+from sources.dlt_adapter import ConfigValueCannotBeCoercedException, RuntimeConfiguration
 
 # how a setting that cannot be read as its type is described
 TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Required, TypedDict
 
-from dlt.common.schema.typing import TColumnSchema, TTableSchemaColumns, TWriteDisposition
-from dlt.common.typing import TColumnNames
-
+from sources.dlt_adapter import TColumnNames, TColumnSchema, TTableSchemaColumns, TWriteDisposition
 from sources.errors import UnusableValue
 from sources.redaction import printable
 

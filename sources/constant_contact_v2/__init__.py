@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import dlt
-from dlt.extract.resource import DltResource
+from dlt.sources import DltResource
 
 from sources.canonical import SyncPlan, SyncSettings, canonical_resources
 from sources.constant_contact_v2.client import ConstantContactV2Api

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import dlt
-from dlt.extract.resource import DltResource
+from dlt.sources import DltResource
 
 from sources.canonical import CONTACT_ACTIVITY, ProviderApi, SyncPlan, SyncSettings, canonical_resources
 from sources.emailoctopus.client import EmailOctopusApi
