@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
+from conftest import harnesses
 from helpers import resources_state
 
 from sandbox import Sandbox
@@ -17,6 +18,8 @@ from sandbox.constant_contact_v3 import stable_id
 from sources.canonical import parse_utc
 
 CLOCK = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
+# the cases of a provider share its reference run: on one worker
+pytestmark = pytest.mark.xdist_group("failure_isolation")
 
 
 def _sent(sandbox: Sandbox, provider: str, n: int = -1):
@@ -78,11 +81,21 @@ CASES: dict[str, FaultCase] = {
 }
 
 
-def _reference(make_harness, provider: str):
-    """A run of `provider` without faults, and a second harness over the same data for the run under test."""
-    reference = make_harness(scale="tiny", clock=CLOCK)
-    assert reference.cli("run", provider) == 0
-    return reference, make_harness(scale="tiny", clock=CLOCK)
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """A run without faults of each provider over the CLOCK data, made once and shared by its cases:
+    `reference(provider)` is (what it loaded, its listing cursors)."""
+    made: dict[str, tuple[dict[str, Counter], dict[str, object]]] = {}
+    with harnesses(tmp_path_factory.mktemp("reference"), "duckdb") as build:
+
+        def of(provider: str) -> tuple[dict[str, Counter], dict[str, object]]:
+            if provider not in made:
+                healthy = build(scale="tiny", clock=CLOCK)
+                assert healthy.cli("run", provider) == 0
+                made[provider] = healthy.loaded(provider), _listing_cursors(healthy, provider)
+            return made[provider]
+
+        yield of
 
 
 def _listing_cursors(harness, provider: str) -> dict[str, object]:
@@ -91,11 +104,10 @@ def _listing_cursors(harness, provider: str) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_a_failed_read_costs_only_its_item_and_the_next_run_heals_it(make_harness, capsys, case):
+def test_a_failed_read_costs_only_its_item_and_the_next_run_heals_it(reference, make_harness, capsys, case):
     provider, fault, short_tables = CASES[case]
-    reference, harness = _reference(make_harness, provider)
-    expected = reference.loaded(provider)
-    healthy_cursors = _listing_cursors(reference, provider)
+    expected, healthy_cursors = reference(provider)
+    harness = make_harness(scale="tiny", clock=CLOCK)  # the same data as the reference's
     harness.setenv(RUNTIME__REQUEST_MAX_ATTEMPTS=2)
     pattern, named = fault(harness.sandbox)
     harness.sandbox.faults.fail_paths = pattern
@@ -151,10 +163,10 @@ VANISHED: dict[str, VanishCase] = {
 
 
 @pytest.mark.parametrize("case", list(VANISHED))
-def test_something_deleted_since_it_was_listed_is_gone_never_a_failure(make_harness, capsys, case):
+def test_something_deleted_since_it_was_listed_is_gone_never_a_failure(reference, make_harness, capsys, case):
     provider, vanished, short_tables = VANISHED[case]
-    reference, harness = _reference(make_harness, provider)
-    expected = reference.loaded(provider)
+    expected, _cursors = reference(provider)
+    harness = make_harness(scale="tiny", clock=CLOCK)  # the same data as the reference's
     harness.sandbox.faults.gone_paths = vanished(harness.sandbox)
     capsys.readouterr()
     assert harness.cli("run", provider) == 0, capsys.readouterr().err
