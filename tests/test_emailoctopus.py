@@ -22,8 +22,8 @@ from sandbox.emailoctopus import REPORTS
 
 PROVIDER = "emailoctopus"
 WINDOW = timedelta(days=30)
-# the tests that read the first night share its load: on one worker
-pytestmark = pytest.mark.xdist_group("emailoctopus")
+# the tests that read the first night share its load, on one worker
+FIRST_NIGHT = pytest.mark.xdist_group("emailoctopus_first_night")
 
 
 @pytest.fixture(scope="module", params=DESTINATIONS)
@@ -35,6 +35,7 @@ def first_night(request, tmp_path_factory):
         yield harness
 
 
+@FIRST_NIGHT
 def test_first_run_loads_exactly_the_ground_truth(first_night):
     harness = first_night
     dataset = harness.sandbox.datasets[PROVIDER]
@@ -63,6 +64,7 @@ def test_first_run_loads_exactly_the_ground_truth(first_night):
     assert harness.sandbox.requests[PROVIDER] == nightly_requests(dataset, [c.id for c in dataset.sent_campaigns()])
 
 
+@FIRST_NIGHT
 def test_custom_fields_become_columns_and_tags_a_child_table(first_night):
     harness = first_night
     dataset = harness.sandbox.datasets[PROVIDER]
@@ -75,6 +77,7 @@ def test_custom_fields_become_columns_and_tags_a_child_table(first_night):
     assert Counter(tags) == Counter((c.id, tag) for c in dataset.contacts if not c.deleted for tag in c.tags)
 
 
+@FIRST_NIGHT
 def test_cursors_are_kept_per_campaign_and_report(first_night):
     harness = first_night
     dataset = harness.sandbox.datasets[PROVIDER]
