@@ -51,3 +51,19 @@ def test_every_listed_file_exists_and_names_a_provider():
     assert missing == [], f"CONTRIBUTING.md lists files that do not exist: {missing}"
     stale = sorted(path for path in listed if not names_a_provider(path))
     assert stale == [], f"CONTRIBUTING.md lists files that name no provider: {stale}"
+
+
+# every provider package holds these modules, and a provider that serves a second API version the pair for it
+PACKAGE_SHAPE = {"__init__.py", "client.py", "mapping.py"}
+SECOND_API_SHAPE = {"client_v2.py", "mapping_v2.py", "upgrade.py"}
+
+
+def test_every_provider_package_has_the_one_module_shape():
+    shapes = {
+        name: {path.name for path in (ROOT / "sources" / name).glob("*.py")} for name in PROVIDERS
+    }
+    assert all(modules >= PACKAGE_SHAPE for modules in shapes.values()), shapes
+    odd = {name: modules - PACKAGE_SHAPE for name, modules in shapes.items()
+           if modules - PACKAGE_SHAPE not in (set(), SECOND_API_SHAPE)}
+    assert odd == {}, f"provider packages outside the shape CONTRIBUTING.md gives: {odd}"
+    assert any(modules == PACKAGE_SHAPE | SECOND_API_SHAPE for modules in shapes.values())  # one serves two APIs

@@ -34,9 +34,9 @@ from sources.canonical import (
     utc_millis,
 )
 from sources.constant_contact_v3 import mapping
-from sources.constant_contact_v3.oauth import RefreshingAccessToken, RefreshingBearerAuth, RefreshTokenFile
 from sources.errors import CredentialsRefused, NotFound, ProviderError, QuotaExhausted, setting_name
 from sources.http import Job, JobDone, ProviderHttp, error_entries, fetch_concurrently, segment, shared_budget
+from sources.oauth import RefreshingAccessToken, RefreshingBearerAuth, RefreshTokenFile
 from sources.redaction import shown
 
 NAME = "constant_contact_v3"

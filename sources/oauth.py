@@ -1,6 +1,7 @@
-"""OAuth2 for Constant Contact v3: access tokens from a rotating refresh token.
+"""OAuth2 access tokens from a rotating refresh token (Constant Contact v3 uses it,
+docs/providers/constant-contact-v3.md § OAuth), for any provider whose refresh tokens rotate.
 
-Every refresh answers a new refresh token and kills the old one, so the new one is written
+Every refresh returns a new refresh token and kills the old one, so the new one is written
 to a file only its owner can read (atomically, under a lock shared with other runs) before
 the new access token is used. The next run starts from that file, unless the configured
 refresh token has changed since (the user authorized again), which then wins.
@@ -184,7 +185,7 @@ class RefreshingAccessToken:
             register_secret(access)
             register_secret(rotated)
             if not isinstance(access, str) or not access:
-                raise ProviderError(f"{self.provider}: the token endpoint answered without an access token")
+                raise ProviderError(f"{self.provider}: the token endpoint responded without an access token")
             if isinstance(rotated, str) and rotated and rotated != current:
                 self.file.save(rotated)  # before the new access token is used: the old one is dead
         lifetime = _seconds(body.get("expires_in"))
@@ -211,7 +212,7 @@ class RefreshingAccessToken:
                 code or f"HTTP {response.status_code}",
             )
         detail = redact(f"{code} {description}".strip())
-        raise ProviderError(f"{self.provider}: token endpoint answered HTTP {response.status_code} {detail}".strip())
+        raise ProviderError(f"{self.provider}: token endpoint responded HTTP {response.status_code} {detail}".strip())
 
 
 def _seconds(value: Any) -> float:
@@ -222,7 +223,7 @@ def _seconds(value: Any) -> float:
 
 
 class RefreshingBearerAuth(AuthBase):
-    """Sends the current access token; an answer of 401 refreshes it once and sends the request again."""
+    """Sends the current access token; a response of 401 refreshes it once and sends the request again."""
 
     def __init__(self, tokens: RefreshingAccessToken) -> None:
         self.tokens = tokens
@@ -238,9 +239,9 @@ class RefreshingBearerAuth(AuthBase):
         refused = str(response.request.headers.get("Authorization", "")).removeprefix("Bearer ")
         again = response.request.copy()
         again.headers["Authorization"] = f"Bearer {self.tokens.get(stale=refused)}"
-        again.deregister_hook("response", self._refresh_on_401)  # a second 401 is the answer
+        again.deregister_hook("response", self._refresh_on_401)  # a second 401 is the response
         response.close()
-        answer: requests.Response = response.connection.send(again, **send_kwargs)
-        answer.history.append(response)
-        answer.request = again
-        return answer
+        response: requests.Response = response.connection.send(again, **send_kwargs)
+        response.history.append(response)
+        response.request = again
+        return response
