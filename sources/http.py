@@ -33,7 +33,6 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 import requests
-from dlt.common.configuration.exceptions import ConfigValueCannotBeCoercedException
 from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.rest_client.client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import BaseNextUrlPaginator
@@ -43,6 +42,7 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from requests.utils import get_environ_proxies
 
+from sources.dlt_adapter import ConfigValueCannotBeCoercedException
 from sources.errors import (
     ConfigurationError,
     Interrupted,

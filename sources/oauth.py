@@ -241,7 +241,7 @@ class RefreshingBearerAuth(AuthBase):
         again.headers["Authorization"] = f"Bearer {self.tokens.get(stale=refused)}"
         again.deregister_hook("response", self._refresh_on_401)  # a second 401 is the response
         response.close()
-        response: requests.Response = response.connection.send(again, **send_kwargs)
-        response.history.append(response)
-        response.request = again
-        return response
+        retried: requests.Response = response.connection.send(again, **send_kwargs)
+        retried.history.append(response)
+        retried.request = again
+        return retried

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import dlt
 import pyarrow as pa
-from dlt.extract.resource import DltResource
+from dlt.sources import DltResource
 
 from sources.canonical.arrow import to_arrow, with_activity_ids
 from sources.canonical.plan import CampaignCost
@@ -231,7 +231,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
             yield pa.concat_tables(batch, promote_options="default")
 
     @dlt.transformer(data_from=campaigns, **CAMPAIGN_NON_ENGAGEMENT)
-    def campaign_non_engagement(campaign_page: list[Row]) -> Iterator[pa.Table | None]:
+    def campaign_non_engagement(campaign_page: list[Row]) -> Iterator[pa.Table]:
         reads = [read for campaign in campaign_page for read in api.non_engagement_reads(campaign)]
         cursors = ReportCursors(dlt.current.resource_state())
         snapshots: dict[str, list[Row]] = {}
