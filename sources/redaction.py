@@ -54,7 +54,7 @@ def printable(text: str, limit: int = SHOWN_CHARACTERS) -> str:
 
 
 def shown(text: str) -> str:
-    """A provider's text (an answer's message, a URL) for a message: redacted, escaped and shortened."""
+    """A provider's text (a response's message, a URL) for a message: redacted, escaped and shortened."""
     return printable(redact(text))
 
 

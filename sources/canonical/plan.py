@@ -47,7 +47,7 @@ class CampaignCost:
 
     campaign_id: str
     sent_at: datetime | None
-    lookups: int  # one-answer requests made when the campaign is new or changed (details, send history)
+    lookups: int  # one-response requests made when the campaign is new or changed (details, send history)
     summaries: int  # requests for its summary counts, every run while it is open
     reports: tuple[ReportCost, ...]
     partial: bool = False  # it may have reads no listing shows (v3 resends): not counted

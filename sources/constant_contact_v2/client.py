@@ -53,7 +53,7 @@ LISTING_STATUSES = ("ALL", DELETED)
 
 
 def is_throttled(response: requests.Response) -> bool:
-    """The per-second limit's answers (403 over.qps, or 429): the run slows down and sends them again."""
+    """The per-second limit's responses (403 over.qps, or 429): the run slows down and sends them again."""
     if response.status_code == 429:
         return not _is_daily_limit(response)
     return response.status_code == 403 and any(key == OVER_QPS for key, _ in error_entries(response))
@@ -73,7 +73,7 @@ def _refused_setting(errors: list[tuple[str, str]], key_setting: str, token_sett
 
 
 def check(response: requests.Response, key_setting: str = KEY_SETTING, token_setting: str = TOKEN_SETTING) -> None:
-    """Raise the error a v2 answer stands for, if it is not a success (a refusal names the account's
+    """Raise the error a v2 response stands for, if it is not a success (a refusal names the account's
     settings, `key_setting` and `token_setting`)."""
     if response.status_code == 200:
         return
@@ -102,7 +102,7 @@ def items(body: Any) -> list[dict[str, Any]]:
     """The rows of a list envelope."""
     results = body.get("results") if isinstance(body, dict) else None
     if not isinstance(results, list):
-        raise ProviderError(f"{NAME}: a list answer without a `results` array")
+        raise ProviderError(f"{NAME}: a list response without a `results` array")
     return results
 
 
@@ -174,7 +174,7 @@ class ConstantContactV2Api:
 
     def _details(self, listed: list[dict[str, Any]], listing: ListingCursor) -> list[dict[str, Any]]:
         """Each listed campaign's details (read concurrently), in listing order. A campaign deleted
-        since it was listed (its details answer 404) is its listing row, marked DELETED; one whose
+        since it was listed (its details request gets 404) is its listing row, marked DELETED; one whose
         details fail is left out, and recorded."""
         ids = [mapping.campaign_id(raw["id"]) for raw in listed]
         modified = {cid: raw.get("modified_date") for cid, raw in zip(ids, listed, strict=True)}

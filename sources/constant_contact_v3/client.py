@@ -65,7 +65,7 @@ def _is_quota(response: requests.Response) -> bool:
 
 
 def check(response: requests.Response, client_setting: str = SECRET_SETTINGS["client_id"]) -> None:
-    """Raise the error a v3 answer stands for, if it is not a success (a refusal names the account's
+    """Raise the error a v3 response stands for, if it is not a success (a refusal names the account's
     `client_setting`)."""
     if response.status_code == 200:
         return
@@ -93,10 +93,10 @@ def next_link(body: Any) -> Any:
 
 
 def items(key: str, body: Any) -> list[dict[str, Any]]:
-    """The rows of a list answer, under `key` (an answer without it is an empty list)."""
+    """The rows of a list response, under `key` (a response without it is an empty list)."""
     rows = body.get(key) if isinstance(body, dict) else None
     if not isinstance(body, dict) or not isinstance(rows, list | None):
-        raise ProviderError(f"{NAME}: a list answer without a `{key}` array")
+        raise ProviderError(f"{NAME}: a list response without a `{key}` array")
     return rows or []
 
 

@@ -32,7 +32,7 @@ def _error_of(response: requests.Response) -> tuple[str, str]:
 
 
 def check(response: requests.Response, key_setting: str = KEY_SETTING) -> None:
-    """Raise the error an EmailOctopus answer stands for, if it is not a success (`key_setting`: the
+    """Raise the error an EmailOctopus response stands for, if it is not a success (`key_setting`: the
     account's API key setting, which a refusal names)."""
     if response.status_code == 200:
         return
@@ -57,7 +57,7 @@ def items(body: Any) -> list[dict[str, Any]]:
     """The rows of a list envelope."""
     data = body.get("data") if isinstance(body, dict) else None
     if not isinstance(data, list):
-        raise ProviderError(f"{NAME}: a list answer without a `data` array")
+        raise ProviderError(f"{NAME}: a list response without a `data` array")
     return data
 
 

@@ -71,7 +71,7 @@ def _problem(response: requests.Response) -> str:
 
 
 def check(response: requests.Response, key_setting: str, version_setting: str) -> None:
-    """Raise the error a v2 answer stands for, if it is not a success: a refused key names its setting
+    """Raise the error a v2 response stands for, if it is not a success: a refused key names its setting
     (and that a legacy key works only with 1.6), a 404 is `NotFound`."""
     status = response.status_code
     if status == 200:
@@ -330,7 +330,7 @@ class EmailOctopusV2Api:
         resume.reached = kept
 
     def summary_reads(self, campaign: Row) -> list[ReportRead]:
-        """The summary counts of the campaign (the same answer its reports are checked against)."""
+        """The summary counts of the campaign (the same response its reports are checked against)."""
         return [summary_read(campaign, partial(self.summaries.get, campaign["campaign_id"]), mapping.summary_row)]
 
     def contacts(self, state: dict[str, Any]) -> Iterator[list[Row]]:
