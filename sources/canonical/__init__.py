@@ -26,7 +26,7 @@ from sources.canonical.reads import (
     read_due_reports,
     summary_read,
 )
-from sources.canonical.resources import ProviderApi, canonical_resources, isolated, snapshot_digest
+from sources.canonical.resources import ProviderApi, canonical_resources, read_listing, snapshot_digest
 from sources.canonical.tables import (
     ACTIVITY_TYPES,
     BOUNCE_TYPES,
@@ -80,12 +80,12 @@ __all__ = [
     "TableHints",
     "backfill_estimate",
     "canonical_resources",
-    "isolated",
     "nightly_estimate",
     "optional_id",
     "parse_utc",
     "provider_id",
     "read_due_reports",
+    "read_listing",
     "snapshot_digest",
     "stamp",
     "summary_read",

@@ -67,7 +67,7 @@ class ProviderApi(Protocol):
     def campaign_costs(self) -> list[CampaignCost]:
         """What reading each sent campaign takes, from listing calls only (`campaign-sync plan`)."""
 
-    def recall(self, campaigns: list[Row]) -> None:
+    def remember(self, campaigns: list[Row]) -> None:
         """Make what planning the reads of remembered (sent, not listed this run) campaigns needs.
 
         Planning (`*_reads`) makes no request: a provider that must look something up for a
@@ -126,7 +126,7 @@ def backfill_listings_cost(source_state: dict[str, Any]) -> int | None:
     return sum(kept[listing] for listing in LISTINGS) if set(LISTINGS) <= set(kept) else None
 
 
-def isolated(
+def read_listing(
     pages: Iterable[list[Row]],
     outcome: SyncOutcome,
     what: str,
@@ -181,7 +181,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         state = dlt.current.resource_state()
         recent: dict[str, Row] = state.setdefault("recent", {})
         listed: set[str] = set()
-        for page in isolated(
+        for page in read_listing(
             api.campaigns(state), outcome, f"{api.name} campaign listing", "campaigns", settings
         ):
             stamp(page, api.name, settings.account)
@@ -196,7 +196,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
                 if row.get("sent_at") is not None:
                     recent[row["campaign_id"]] = _to_state(row)
             yield page
-        api.recall([_from_state(row) for campaign_id, row in recent.items() if campaign_id not in listed])
+        api.remember([_from_state(row) for campaign_id, row in recent.items() if campaign_id not in listed])
         horizon = settings.now - settings.attribution_window - REMEMBER_AFTER_WINDOW
         # forgotten only once none of its reads is due (a stopped run may have left some unread)
         for campaign_id in [
@@ -278,7 +278,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
 
     @dlt.resource(**CONTACTS)
     def contacts() -> Iterator[list[Row]]:
-        for page in isolated(
+        for page in read_listing(
             api.contacts(dlt.current.resource_state()), outcome, f"{api.name} contacts", "contacts", settings
         ):
             settings.forgotten.scrub(page)

@@ -219,7 +219,7 @@ class ConstantContactV2Api:
             params["created_since"] = utc_millis(since)
         yield from self.http.pages(path, params, items_of=items, next_of=next_link)
 
-    def recall(self, campaigns: list[Row]) -> None:
+    def remember(self, campaigns: list[Row]) -> None:
         """Nothing to look up: a remembered campaign's reads are planned from its row."""
 
     def activity_reads(self, campaign: Row) -> list[ReportRead]:

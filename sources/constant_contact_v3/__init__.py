@@ -15,7 +15,7 @@ from sources.canonical import (
     SyncPlan,
     SyncSettings,
     canonical_resources,
-    isolated,
+    read_listing,
     stamp,
 )
 from sources.constant_contact_v3.client import ConstantContactV3Api
@@ -71,7 +71,7 @@ def constant_contact_v3_source(
     @dlt.resource(**CAMPAIGN_XREFS)
     def campaign_xrefs() -> Iterator[list[Row]]:
         """The v3 campaigns of the account's v2 campaigns loaded and not looked up yet: each is asked once."""
-        for rows in isolated(api.campaign_xrefs(plan.unmapped_v2_campaigns), plan.outcome,
+        for rows in read_listing(api.campaign_xrefs(plan.unmapped_v2_campaigns), plan.outcome,
                              "constant_contact_v3 campaign cross-references"):
             stamp(rows, api.name, settings.account)
             yield rows

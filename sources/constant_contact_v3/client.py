@@ -299,7 +299,7 @@ class ConstantContactV3Api:
                 ))
         return costs
 
-    def recall(self, campaigns: list[Row]) -> None:
+    def remember(self, campaigns: list[Row]) -> None:
         """Look up the resends of remembered (sent, not listed) campaigns: they may have been sent since.
 
         A remembered campaign carries the `campaign_activities` of its last listing, and its send
@@ -338,7 +338,7 @@ class ConstantContactV3Api:
         return []
 
     def _campaign(self, campaign: Row) -> CampaignInfo | None:
-        """The activities of a sent campaign, as this run listed or recalled it (no request is made here)."""
+        """The activities of a sent campaign, as this run listed or remembered it (no request is made here)."""
         with self._campaigns_lock:
             known = self._campaigns.get(campaign["campaign_id"])
         if known is not None:

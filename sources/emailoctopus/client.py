@@ -111,7 +111,7 @@ class EmailOctopusApi:
         """What reading each campaign takes, from the campaign listing: its reports read whole."""
         return listed_campaign_costs(self.campaigns({}), events_whole=True)
 
-    def recall(self, campaigns: list[Row]) -> None:
+    def remember(self, campaigns: list[Row]) -> None:
         """Nothing to look up: a remembered campaign's reads are planned from its row."""
 
     def activity_reads(self, campaign: Row) -> list[ReportRead]:

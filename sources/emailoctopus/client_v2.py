@@ -236,7 +236,7 @@ class EmailOctopusV2Api:
         """What reading each campaign takes, from the campaign listing: its event reports from their cursors."""
         return listed_campaign_costs(self.campaigns({}), events_whole=False)
 
-    def recall(self, campaigns: list[Row]) -> None:
+    def remember(self, campaigns: list[Row]) -> None:
         """Nothing to look up: a remembered campaign's reads are planned from its row."""
 
     def activity_reads(self, campaign: Row) -> list[ReportRead]:
