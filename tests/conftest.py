@@ -13,9 +13,7 @@ Tests that only read what one load left share it: a module-scoped fixture builds
 
 from __future__ import annotations
 
-import logging
 import os
-import sys
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -50,21 +48,6 @@ LOADED_IDENTITY = {
 }
 
 
-class CurrentStderrHandler(logging.StreamHandler):
-    """Writes to the `sys.stderr` of the moment. dlt keeps its logger's first handler for the
-    whole process, and a plain one would keep writing to the captured stderr of the test that
-    ran a pipeline first, closed since ("--- Logging error ---" in a later test's output)."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: Any) -> None:
-        pass
-
-
-logging.getLogger("dlt").addHandler(CurrentStderrHandler())  # dlt takes it up as its own
 POSTGRES_URL = "postgresql://postgres:postgres@127.0.0.1:5432/test"  # trust auth: any password
 DESTINATIONS = ("duckdb", "postgres")
 # a test whose behaviour depends on the destination's SQL runs on both; the others on DuckDB only
