@@ -79,7 +79,7 @@ def state(harness) -> dict:
 
 
 @BOTH_DESTINATIONS
-def test_first_run_then_a_rerun_without_news(harness):
+def test_first_run_then_a_rerun_without_news_and_a_changed_contact(harness):
     sim = simulator(harness)
     dataset = sim.dataset
     assert harness.cli("run", PROVIDER) == 0
@@ -133,6 +133,24 @@ def test_first_run_then_a_rerun_without_news(harness):
             cursor = cursors[f"{campaign_id(campaign)}:{report}"]["cursor"]
             assert (parse_utc(cursor) if cursor else None) == (max(times) if times else None)
 
+    # contacts: every status, with their v3 ids; a REMOVED contact is forgotten (README "Erasure"): only its
+    # ids and status stay
+    loaded_contacts = {row[0]: row[1:] for row in harness.query(
+        "SELECT contact_id, v3_contact_id, email_address, status, custom_fields__city FROM contacts "
+        f"WHERE provider = '{PROVIDER}'"
+    )}
+    assert loaded_contacts == {
+        str(c.number): (c.id, None, "REMOVED", None) if c.deleted else (c.id, c.email, sim.contact_status(c),
+                                                                        c.fields.get("City"))
+        for c in dataset.contacts
+    }
+    assert {"REMOVED", "OPTOUT", "UNCONFIRMED", "ACTIVE"} <= {s for _v3, _email, s, _city in loaded_contacts.values()}
+    contact_calls = [params for path, params in sim.calls if path == "/v2/contacts"]
+    assert contact_calls == [{"status": "ALL", "limit": "500", "include_contact_id": "true"}]
+    contacts_listing = state(harness)["contacts"]["listing"]
+    newest = max(c.updated_at or c.created_at for c in dataset.contacts)
+    assert parse_utc(contacts_listing["cursor"]) == newest
+
     # a rerun with no news: one request per open report (plus the two campaign listings and the
     # contacts listing), no new row
     listing = state(harness)["campaigns"]["listing"]
@@ -165,6 +183,17 @@ def test_first_run_then_a_rerun_without_news(harness):
                 expected_params["created_since"] = v2_date(parse_utc(cursor) - LOOKBACK)
             assert params == expected_params, (cid, report)
     assert not any(cid in path for cid in closed for path, _params in sim.calls)
+    # the quiet night's contacts: one request, from the cursor minus the lookback, and no row
+    contact_calls = [params for path, params in sim.calls if path == "/v2/contacts"]
+    assert contact_calls == [{"status": "ALL", "limit": "500", "include_contact_id": "true",
+                              "modified_since": v2_date(newest - LOOKBACK)}]
+
+    # a contact changed (opted out) at the provider is loaded again with its new status
+    changed = next(c for c in dataset.contacts if c.status == "SUBSCRIBED" and not c.deleted)
+    changed.status, changed.updated_at = "UNSUBSCRIBED", dataset.clock
+    assert harness.cli("run", PROVIDER) == 0
+    assert harness.query(f"SELECT status FROM contacts WHERE contact_id = '{changed.number}'") == [("OPTOUT",)]
+    assert harness.count("contacts", f"provider = '{PROVIDER}'") == len(dataset.contacts)
 
 
 @BOTH_DESTINATIONS
@@ -342,40 +371,3 @@ def test_sandbox_answers_like_v2(sandbox):
         assert over.json()[0]["error_key"] == "mashery.not.authorized.over.qps"
     finally:
         sandbox.apps[PROVIDER].bucket.rate = 0
-
-
-@BOTH_DESTINATIONS
-def test_contacts_load_every_status_with_their_v3_ids_and_a_quiet_night_costs_one_request(harness):
-    sim = simulator(harness)
-    dataset = sim.dataset
-    assert harness.cli("run", PROVIDER) == 0
-
-    loaded = {row[0]: row[1:] for row in harness.query(
-        "SELECT contact_id, v3_contact_id, email_address, status, custom_fields__city FROM contacts "
-        f"WHERE provider = '{PROVIDER}'"
-    )}
-    assert loaded == {  # a REMOVED contact is forgotten (README "Erasure"): only its ids and status stay
-        str(c.number): (c.id, None, "REMOVED", None) if c.deleted else (c.id, c.email, sim.contact_status(c),
-                                                                        c.fields.get("City"))
-        for c in dataset.contacts
-    }
-    assert {"REMOVED", "OPTOUT", "UNCONFIRMED", "ACTIVE"} <= {status for _v3, _email, status, _city in loaded.values()}
-    calls = [params for path, params in sim.calls if path == "/v2/contacts"]
-    assert calls == [{"status": "ALL", "limit": "500", "include_contact_id": "true"}]
-    listing = state(harness)["contacts"]["listing"]
-    newest = max(c.updated_at or c.created_at for c in dataset.contacts)
-    assert parse_utc(listing["cursor"]) == newest
-
-    # a night without changes: one request, from the cursor minus the lookback, and no row
-    sim.calls.clear()
-    assert harness.cli("run", PROVIDER) == 0
-    calls = [params for path, params in sim.calls if path == "/v2/contacts"]
-    assert calls == [{"status": "ALL", "limit": "500", "include_contact_id": "true",
-                      "modified_since": v2_date(newest - LOOKBACK)}]
-
-    # a contact changed (opted out) at the provider is loaded again with its new status
-    changed = next(c for c in dataset.contacts if c.status == "SUBSCRIBED" and not c.deleted)
-    changed.status, changed.updated_at = "UNSUBSCRIBED", dataset.clock
-    assert harness.cli("run", PROVIDER) == 0
-    assert harness.query(f"SELECT status FROM contacts WHERE contact_id = '{changed.number}'") == [("OPTOUT",)]
-    assert harness.count("contacts", f"provider = '{PROVIDER}'") == len(dataset.contacts)
