@@ -44,7 +44,10 @@ def assert_exact(harness) -> None:
     assert summaries == {c.id: len(dataset.events(c, "sent")) for c in dataset.sent_campaigns()}
 
 
-def test_first_run_through_v2_loads_the_ground_truth_with_the_key_in_a_header(make_harness):
+def test_v2_first_run_quiet_rerun_and_later_night_are_exact_and_plan_and_status_name_the_api(make_harness, capsys):
+    """The first run through v2 loads the ground truth with the key in a header; a rerun adds nothing; a later
+    night is exact and reads the contacts changed since the last, and no others; `plan` and `status` say
+    which API the account uses."""
     harness = make_harness(variants=V2)
     dataset = harness.sandbox.datasets[PROVIDER]
     assert harness.cli("run", PROVIDER) == 0
@@ -57,28 +60,45 @@ def test_first_run_through_v2_loads_the_ground_truth_with_the_key_in_a_header(ma
     # a call per contact status per list (each fits one page)
     contact_calls = [p for p in harness.sandbox.paths if "/contacts" in p]
     assert sum(harness.sandbox.paths[p] for p in contact_calls) == 3 * len(dataset.lists)
-
-
-def test_rerun_adds_nothing_and_a_later_night_is_exact(make_harness):
-    harness = make_harness(variants=V2)
-    assert harness.cli("run", PROVIDER) == 0
     rows = harness.count("contact_activity")
 
     assert harness.cli("run", PROVIDER) == 0
     assert harness.count("contact_activity") == rows
     assert_exact(harness)
 
+    # a later night, with a contact changed since the last: it is read, and no other
     harness.sandbox.advance(hours=24)
+    changed = next(c for c in dataset.contacts if not c.deleted and c.status == "SUBSCRIBED")
+    changed.status, changed.updated_at = "UNSUBSCRIBED", dataset.clock
+    harness.sandbox.reset_counts()
     assert harness.cli("run", PROVIDER) == 0
     assert harness.count("contact_activity") > rows
     assert_exact(harness)
+    assert harness.query(f"SELECT status FROM contacts WHERE contact_id = '{changed.id}'") == [("UNSUBSCRIBED",)]
+    assert set(harness.query("SELECT contact_id, email_address, status FROM contacts")) == contacts_of(dataset)
+    contact_calls = sum(n for path, n in harness.sandbox.paths.items() if "/contacts" in path)
+    assert contact_calls == 3 * len(dataset.lists)
     # each report's cursor keeps where its last page began, verbatim, and whether the report was in order:
     # not where a row has no time (the oldest campaign's)
-    dataset = harness.sandbox.datasets[PROVIDER]
     kept = {key: c["resume"] for key, c in cursors(harness).items()}
     untimed = {f"{e.campaign_id}:{e.type}" for c in dataset.sent_campaigns() for e in dataset.events(c)
                if e.timestamp_missing}
     assert untimed and {key for key, resume in kept.items() if not resume["ordered"]} == untimed
+
+    # plan and status say which API the account uses
+    capsys.readouterr()
+    assert harness.cli("plan", PROVIDER, "--json") == 0
+    (estimate,) = json.loads(capsys.readouterr().out)
+    assert estimate["api_version"] == "2"
+    assert harness.cli("status", "--json") == 0
+    statuses = json.loads(capsys.readouterr().out)["providers"]
+    assert [s["api_version"] for s in statuses if s["provider"] == PROVIDER] == ["2"]
+    assert harness.cli("status") == 0
+    assert "  API 2 (API_VERSION)" in capsys.readouterr().out
+
+    use_api(harness, "1.6")
+    assert harness.cli("plan", PROVIDER) == 0
+    assert f"{PROVIDER} (API 1.6): tonight's run" in capsys.readouterr().out
 
 
 @BOTH_DESTINATIONS
@@ -145,24 +165,6 @@ def test_a_key_v2_refuses_exits_3_naming_the_setting_and_the_legacy_case(make_ha
 
     use_api(harness, "1.6")  # the same key through 1.6
     assert harness.cli("run", PROVIDER) == 0
-
-
-def test_plan_and_status_say_which_api_the_account_uses(make_harness, capsys):
-    harness = make_harness(variants=V2)
-    assert harness.cli("run", PROVIDER) == 0
-    capsys.readouterr()
-    assert harness.cli("plan", PROVIDER, "--json") == 0
-    (estimate,) = json.loads(capsys.readouterr().out)
-    assert estimate["api_version"] == "2"
-    assert harness.cli("status", "--json") == 0
-    statuses = json.loads(capsys.readouterr().out)["providers"]
-    assert [s["api_version"] for s in statuses if s["provider"] == PROVIDER] == ["2"]
-    assert harness.cli("status") == 0
-    assert "  API 2 (API_VERSION)" in capsys.readouterr().out
-
-    use_api(harness, "1.6")
-    assert harness.cli("plan", PROVIDER) == 0
-    assert f"{PROVIDER} (API 1.6): tonight's run" in capsys.readouterr().out
 
 
 # ---- the sandbox's v2 against docs/providers/emailoctopus-v2.md ----
@@ -268,23 +270,6 @@ def test_every_unsure_v2_variant_loads_the_same_truth_throttled_or_not(make_harn
     assert harness.cli("run", PROVIDER) == 0
     assert harness.sandbox.throttled[NAME_V2] > 0
     assert_exact(harness)
-
-
-@pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
-def test_contacts_changed_since_the_last_night_are_read_and_no_others(make_harness):
-    harness = make_harness(variants=V2)
-    dataset = harness.sandbox.datasets[PROVIDER]
-    assert harness.cli("run", PROVIDER) == 0
-    harness.sandbox.advance(hours=24)
-    changed = next(c for c in dataset.contacts if not c.deleted and c.status == "SUBSCRIBED")
-    changed.status, changed.updated_at = "UNSUBSCRIBED", dataset.clock
-    harness.sandbox.reset_counts()
-
-    assert harness.cli("run", PROVIDER) == 0
-    assert harness.query(f"SELECT status FROM contacts WHERE contact_id = '{changed.id}'") == [("UNSUBSCRIBED",)]
-    assert set(harness.query("SELECT contact_id, email_address, status FROM contacts")) == contacts_of(dataset)
-    contact_calls = sum(n for path, n in harness.sandbox.paths.items() if "/contacts" in path)
-    assert contact_calls == 3 * len(dataset.lists)
 
 
 @pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
