@@ -39,12 +39,7 @@ from pipelines.reconcile import existing_tables, reconcile, summary_counts, tabl
 from pipelines.views import create_views, unmapped_v2_campaigns
 from sources.canonical import CANONICAL_TABLES, DEFAULT_ACCOUNT, OWNER_FILTER, SyncOutcome, SyncPlan
 from sources.canonical.resources import backfill_listings_cost
-from sources.dlt_adapter import (
-    ConfigFieldMissingException,
-    ConfigValueCannotBeCoercedException,
-    LookupTrace,
-    LookupTraces,
-)
+from sources.dlt_adapter import ConfigFieldMissingException, ConfigValueCannotBeCoercedException, missing_fields
 from sources.emailoctopus.upgrade import click_ids_stale, upgrade_click_ids
 from sources.errors import CampaignSyncError, ConfigurationError, Interrupted
 from sources.redaction import LINE_CHARACTERS, printable, redact
@@ -617,23 +612,14 @@ def upgrade_loaded_ids(load: dlt.Pipeline, provider: Provider, target: Target) -
 def missing_setting(missing: ConfigFieldMissingException, provider: Provider | None = None) -> ConfigurationError:
     """Name the environment variables of the missing settings (nested ones, what they lack)."""
     names = []
-    for field_name, traces in missing.traces.items():
-        nested = [trace for trace in traces if isinstance(trace, LookupTraces)]
-        plain = [trace for trace in traces if isinstance(trace, LookupTrace)]
-        if not nested and provider is not None:
-            names.append(provider.setting(field_name))
-            continue
-        if not nested:  # a setting outside the sources (the destination's): named by where dlt looked
-            sections = next((trace.sections for trace in plain if trace.sections), [])
-            names.append("__".join([*sections, field_name]).upper())
-            continue
-        lacking = sorted({name for trace in nested for name in trace.traces})
-        tried = [
-            t for trace in nested for found in trace.traces.values() for t in found
-            if isinstance(t, LookupTrace) and t.sections
-        ]
-        setting = "__".join(tried[0].sections).upper() if tried else field_name
-        names.append(f"{setting} (it lacks {', '.join(lacking)})")
+    for absent in missing_fields(missing):
+        if absent.lacking is None and provider is not None:
+            names.append(provider.setting(absent.name))
+        elif absent.lacking is None:  # a setting outside the sources (the destination's): named by where dlt looked
+            names.append("__".join([*absent.sections, absent.name]).upper())
+        else:
+            setting = "__".join(absent.lacking_sections).upper() if absent.lacking_sections else absent.name
+            names.append(f"{setting} (it lacks {', '.join(absent.lacking)})")
     hint = ""
     if any(name.startswith("DESTINATION__POSTGRES__CREDENTIALS") for name in names):
         hint = "; give the whole URL postgresql://user:password@host:5432/database (dlt needs a password in it)"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sources.dlt_adapter import ConfigValueCannotBeCoercedException, RuntimeConfiguration
+from sources.dlt_adapter import RUNTIME_SETTINGS, ConfigValueCannotBeCoercedException
 
 # how a setting that cannot be read as its type is described
 TYPE_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
@@ -20,7 +20,7 @@ def wrong_type(wrong: ConfigValueCannotBeCoercedException, setting: str | None =
     name, or one of dlt's `runtime` settings)."""
     if setting is None:
         sections = wrong.field_name.split(".")
-        if len(sections) == 1 and sections[0] in RuntimeConfiguration.__annotations__:
+        if len(sections) == 1 and sections[0] in RUNTIME_SETTINGS:
             sections.insert(0, "runtime")
         setting = "__".join(sections).upper()
     must_be = TYPE_NAMES.get(wrong.hint, getattr(wrong.hint, "__name__", str(wrong.hint)))
