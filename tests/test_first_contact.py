@@ -148,7 +148,9 @@ def test_a_stopped_sandbox_leaves_no_files(tmp_path):
 
 
 def test_the_command_line_sandbox_prints_a_shell_script_and_stops_cleanly_on_sigterm():
-    settings = len(Sandbox(scale="tiny").environment())
+    counted = Sandbox(scale="tiny")
+    settings = len(counted.environment())
+    counted.stop()  # it made a folder for its refresh token: removed, as a stopped sandbox's is
     process = subprocess.Popen(
         [sys.executable, "-m", "pipelines", "sandbox", "--port", "0", "--scale", "tiny"],
         stdout=subprocess.PIPE, text=True, cwd=ROOT,
