@@ -3,10 +3,12 @@
 Read from dlt 1.31.0. dlt's public API is `dlt` itself (the names it exports: `dlt.pipeline`,
 `dlt.attach`, `dlt.Pipeline` with its `state`, `extract`/`normalize`/`load`, `abort_packages`,
 `set_local_state_val`; `dlt.destinations`, `dlt.dataset`, `dlt.progress`, `dlt.Schema`) and
-`dlt.sources` with everything under it; what it does not offer is below, each name with why it is
-needed. Only this module and `sources/dlt_adapter.py` import dlt's other modules (CONTRIBUTING.md,
-"dlt's internals"; `tests/test_dlt_adapter.py` checks it): when dlt is upgraded, read each name
-again against the new version and say so above.
+`dlt.sources` with everything under it. What it does not offer is below: names from dlt's other
+modules, each with why it is needed, and what the code relies on of how dlt keeps things (a state's
+local part and version, the folder of extracted packages, when dlt sets its logger up). Only this
+module and `sources/dlt_adapter.py` import dlt's other modules (CONTRIBUTING.md, "dlt's internals";
+`tests/test_dlt_adapter.py` checks it): when dlt is upgraded, read each name again against the new
+version and say so above.
 """
 
 from __future__ import annotations
