@@ -86,8 +86,14 @@ def open_campaigns(dataset: Dataset) -> list[str]:
 
 
 def cursors(harness) -> dict:
-    """The EmailOctopus report cursors."""
+    """The EmailOctopus report cursors (of the campaigns a nightly still reads)."""
     return resources_state(harness, EMAILOCTOPUS)["contact_activity"]["cursors"]
+
+
+def closed_campaigns(harness, resource: str = "contact_activity") -> set[str]:
+    """The EmailOctopus campaigns closed by the attribution window: a marker each, no cursors."""
+    groups = resources_state(harness, EMAILOCTOPUS)[resource].get("closed", {})
+    return {campaign for campaigns in groups.values() for campaign in campaigns}
 
 
 # ---- what each way of counting must show (tests/test_agreement.py) ----
