@@ -1,5 +1,6 @@
 """`campaign-sync status`: per provider, the last load, row counts, the time range of the events,
-the campaigns inside the attribution window, the cursors and the load reconciliation.
+the campaigns inside the attribution window, the cursors (of the campaigns not closed yet) and the load
+reconciliation.
 
 What a run knows (rows by table, requests, duration) comes from the record the runner keeps in
 the pipeline's local state; everything else from the destination (standard SQL through the
@@ -38,7 +39,9 @@ def provider_status(provider: Provider, target: Target, client: Any | None) -> d
             "provider": provider.name, "account": provider.account, "loaded": False, "last_run_error": failed,
             "pending_packages": pending, "api_version": provider.api_version,
         }
-    cursors = source_state.get("resources", {}).get("contact_activity", {}).get("cursors", {})
+    activity = source_state.get("resources", {}).get("contact_activity", {})
+    cursors = activity.get("cursors", {})
+    closed = {campaign for campaigns in activity.get("closed", {}).values() for campaign in campaigns}
     window = attribution_window_days(provider)
     status: dict[str, Any] = {
         "provider": provider.name,
@@ -54,6 +57,7 @@ def provider_status(provider: Provider, target: Target, client: Any | None) -> d
             {"key": key, **{name: cursor.get(name) for name in ("campaign_id", "report", "cursor", "read_at")}}
             for key, cursor in sorted(cursors.items())
         ],
+        "closed_campaigns": len(closed),
     }
     schema_name = state.get("default_schema_name") or provider.name
     status.update(_from_tables(client.sql_client, provider, schema_name, window))
@@ -153,6 +157,10 @@ def _text(status: dict[str, Any]) -> list[str]:
         campaign = cursor["key"].rsplit(":", 1)[0]
         by_campaign.setdefault(campaign, []).append(f"{cursor['report']} {cursor['cursor'] or '-'}")
     lines.extend(f"    {campaign}: {', '.join(reports)}" for campaign, reports in by_campaign.items())
+    lines.append(
+        f"  closed campaigns: {status['closed_campaigns']} (past the attribution window: no cursors kept, "
+        "only `backfill` reads them again)"
+    )
     # what is compared: this API's own events per campaign (campaign_engagement) with its summaries
     counted = "this API's events per campaign (campaign_engagement)"
     if status["reconciliation"]:

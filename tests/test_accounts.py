@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 from conftest import BOTH_DESTINATIONS, POSTGRES_URL
-from helpers import expected_activity, expected_v3_activity, nightly_requests, resources_state
+from helpers import expected_activity, expected_v3_activity, nightly_requests, open_campaigns, resources_state
 
 PROVIDER = "emailoctopus"
 NAMED = ["acme", "globex"]
@@ -67,10 +67,12 @@ def test_three_accounts_load_their_own_data_into_one_dataset(make_harness):
         sent = [campaign.id for campaign in dataset.sent_campaigns()]
         assert harness.sandbox.requests[_key(account)] == nightly_requests(dataset, sent), account
     acme_state = json.loads((harness.pipelines_dir / "campaign_sync_emailoctopus__acme" / "state.json").read_text())
-    acme_cursors = acme_state["sources"][PROVIDER]["resources"]["contact_activity"]["cursors"]
-    assert {cursor["campaign_id"] for cursor in acme_cursors.values()} == {
+    acme_activity = acme_state["sources"][PROVIDER]["resources"]["contact_activity"]
+    acme_cursors = acme_activity["cursors"]  # the open campaigns', and a marker for each closed one
+    assert {cursor["campaign_id"] for cursor in acme_cursors.values()} == set(open_campaigns(datasets["acme"]))
+    assert {cid for group in acme_activity["closed"].values() for cid in group} == {
         campaign.id for campaign in datasets["acme"].sent_campaigns()
-    }
+    } - set(open_campaigns(datasets["acme"]))
     default_cursors = resources_state(harness, PROVIDER)["contact_activity"]["cursors"]
     assert not set(acme_cursors) & set(default_cursors)
 

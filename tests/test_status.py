@@ -80,7 +80,9 @@ def test_status_after_a_load(harness, capsys):
 
     assert [c["campaign_id"] for c in status["open_campaigns"]] == open_campaigns(dataset)
     assert status["attribution_window_days"] == 30
-    assert {c["key"] for c in status["cursors"]} == {f"{c.id}:{r}" for c in dataset.sent_campaigns() for r in REPORTS}
+    # the campaigns closed by the attribution window keep a marker, not cursors
+    assert {c["key"] for c in status["cursors"]} == {f"{c}:{r}" for c in open_campaigns(dataset) for r in REPORTS}
+    assert status["closed_campaigns"] == len(dataset.sent_campaigns()) - len(open_campaigns(dataset)) > 0
     campaign = dataset.sent_campaigns()[-1]
     cursor = next(c for c in status["cursors"] if c["key"] == f"{campaign.id}:opened")
     assert cursor["cursor"] == max(e.at for e in dataset.events(campaign, "opened")).isoformat()
@@ -93,6 +95,7 @@ def test_status_after_a_load(harness, capsys):
     assert f", {last['requests']} requests)" in out
     assert f"campaigns in the attribution window (30 days): {len(status['open_campaigns'])}" in out
     assert f"    {campaign.id}: " in out
+    assert f"  closed campaigns: {status['closed_campaigns']} (past the attribution window" in out
     assert "reconciliation of this API's events per campaign (campaign_engagement): they agree" in out
 
     harness.setenv(SOURCES__EMAILOCTOPUS__ATTRIBUTION_WINDOW_DAYS=365)
