@@ -29,7 +29,7 @@ lint:  ## ruff, and mypy (strict on sources/ and pipelines/, see pyproject.toml)
 clean:
 	rm -rf .venv-airflow .campaign_sync_demo campaign_sync_demo.duckdb .pytest_cache
 
-bench:  ## the performance suite (several minutes): table on stdout, figures in benchmarks/results/latest.json
+bench:  ## the performance suite (an hour or more, with a 10M-event account): table on stdout, figures in benchmarks/results/latest.json
 	$(BIN)/python -m benchmarks.run
 
 bench-quick:  ## the same scenarios at small scale, one run each (under a minute)

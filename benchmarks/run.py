@@ -63,7 +63,7 @@ class Settings:
     runs: int
     backfill_scale: tuple[int, int]
     cpu_scale: tuple[int, int]
-    memory_scale: tuple[int, int] | None
+    memory_scale: tuple[int, int] | None  # (d)/(e): about 52 EmailOctopus activity rows a contact
     latency: float = 0.1
     budget: float = 50.0
     saturation_latency: float = 0.15
@@ -72,7 +72,7 @@ class Settings:
     apis_scale: tuple[int, int] = (30, 2_000)  # (g): one EmailOctopus account through API 1.6 and v2
 
 
-FULL = Settings(runs=3, backfill_scale=(20, 1_000), cpu_scale=(60, 4_000), memory_scale=(60, 40_000))
+FULL = Settings(runs=3, backfill_scale=(20, 1_000), cpu_scale=(60, 4_000), memory_scale=(60, 193_000))
 QUICK = Settings(runs=1, backfill_scale=(6, 200), cpu_scale=(8, 1_000), memory_scale=None, latency=0.05,
                  accounts=4, apis_scale=(12, 1_200))
 
@@ -84,23 +84,35 @@ def _serve(options: dict[str, Any], ready: Any) -> None:
 
 
 class SandboxProcess:
-    """The sandbox in a child process; its ground truth regenerated here from the same seed and clock."""
+    """The sandbox in a child process; its ground truth regenerated here from the same seed and clock.
+
+    `providers` limits both to those providers' data sets (`Sandbox`'s own option)."""
 
     def __init__(
         self, scale: tuple[int, int], latency: float = 0.0, budget: float = 0.0,
-        accounts: dict[str, list[str]] | None = None,
+        accounts: dict[str, list[str]] | None = None, providers: list[str] | None = None,
     ) -> None:
         self.clock = datetime.now(UTC).replace(microsecond=0)
         self.port = _free_port()
         rates = {name: budget for name in SIMULATED_PROVIDERS}
         options = {"seed": 7, "scale": scale, "port": self.port, "latency": latency,
-                   "requests_per_second": rates, "clock": self.clock, "accounts": accounts}
+                   "requests_per_second": rates, "clock": self.clock, "accounts": accounts, "providers": providers}
         ready = multiprocessing.Event()
+        started = time.perf_counter()
         self.process = multiprocessing.Process(target=_serve, args=(options, ready), daemon=True)
         self.process.start()
-        ready.wait(120)
-        self.truth = Sandbox(seed=7, scale=scale, port=self.port, clock=self.clock, accounts=accounts)
+        while not ready.wait(1):  # a 10M-event data set takes minutes to make on a busy machine
+            if not self.process.is_alive():
+                raise RuntimeError(f"the sandbox process ended ({self.process.exitcode}) before serving")
+        self.startup_seconds = time.perf_counter() - started
+        self.truth = Sandbox(seed=7, scale=scale, port=self.port, clock=self.clock, accounts=accounts,
+                             providers=providers)
         self.url = f"http://127.0.0.1:{self.port}"
+
+    def peak_rss_mb(self) -> float:
+        """The sandbox process' peak RSS so far (its own VmHWM)."""
+        found = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{self.process.pid}/status").read_text())
+        return int(found.group(1)) / 1024 if found else 0.0
 
     def cpu_seconds(self) -> float:
         """CPU time (user and system) the sandbox process has used so far."""
@@ -486,35 +498,46 @@ def raw_duckdb_baseline(settings: Settings) -> dict[str, float]:
 
 
 def scenario_memory(settings: Settings, destination: str) -> dict[str, Any]:
-    """(d) and (e): an account of about two million activity rows, as a user runs it: a backfill,
-    a rerun with no news, and a nightly after a simulated day (about 1% new events), each checked
-    against the sandbox's truth; then the same nightly's data merged whole (a backfill of the
-    attribution window: what every nightly cost before whole reads left loaded events out)."""
-    sandbox = SandboxProcess(settings.memory_scale)
+    """(d) and (e): an EmailOctopus account of `memory_scale` (ten million activity rows in `make bench`),
+    as a user runs it: a backfill, a rerun with no news, and a nightly after a simulated day (about 1.5%
+    new events), each checked against the sandbox's truth; then the same nightly's data merged whole (a
+    backfill of the attribution window: what every nightly cost before whole reads left loaded events out).
+    Only EmailOctopus' data set is made, in the sandbox and here (each takes gigabytes at this scale)."""
+    assert settings.memory_scale is not None
+    started = time.perf_counter()
+    sandbox = SandboxProcess(settings.memory_scale, providers=[EO])
+    sandbox_seconds = time.perf_counter() - started
     ours = Ours(sandbox, budget=0, destination=destination)
     steps: dict[str, Any] = {}
     try:
         since = (sandbox.clock - timedelta(days=365)).date().isoformat()
         window = (sandbox.clock + timedelta(hours=24) - timedelta(days=30)).date().isoformat()
+        truth_before = eo_truth_rows(sandbox.truth.datasets[EO])
         steps["backfill"] = ours.run("backfill", EO, "--since", since)
         steps["rerun"] = ours.run("run", EO)
-        sandbox.advance(24)
+        sandbox.advance(24)  # about 1.5% new events, whatever the number of contacts
         steps["nightly"] = ours.run("run", EO)
         steps["full_remerge"] = ours.run("backfill", EO, "--since", window)
         truth = eo_truth_rows(sandbox.truth.datasets[EO])
+        sandbox_peak_rss_mb = sandbox.peak_rss_mb()
     finally:
         sandbox.stop()
         ours.drop()
-    exact = all(step["activity_rows"] == truth for step in (steps["nightly"], steps["full_remerge"]))
-    before = steps["rerun"]["activity_rows"]
+    for name, step in steps.items():
+        step["exact"] = step["activity_rows"] == (truth_before if name in ("backfill", "rerun") else truth)
+        step["local_seconds"] = step["seconds"] - step["extract_seconds"]  # all but the reading
+    before = truth_before
     return {
         "destination": destination,
+        "scale": settings.memory_scale,
+        "sandbox_start_seconds": sandbox.startup_seconds, "sandbox_and_truth_seconds": sandbox_seconds,
+        "sandbox_peak_rss_mb": sandbox_peak_rss_mb,
         "activity_rows": steps["backfill"]["activity_rows"],
         "new_rows": truth - before,
         "new_share": (truth - before) / before,
-        "exact": exact and steps["rerun"]["activity_rows"] == steps["backfill"]["activity_rows"],
+        "exact": all(step["exact"] for step in steps.values()),
         **{f"{name}_{key}": step[key] for name, step in steps.items()
-           for key in ("seconds", "peak_rss_mb", "merged_rows")},
+           for key in ("seconds", "local_seconds", "peak_rss_mb", "merged_rows", "activity_rows", "exact")},
     }
 
 
@@ -528,93 +551,128 @@ def _median(figures: list[dict[str, Any]], key: str) -> dict[str, Any]:
     return ordered[len(ordered) // 2]
 
 
+SCENARIOS = "abcdfg"  # (e) is the nightly step of (d)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small scales, one run each, no memory scenario")
-    settings = QUICK if parser.parse_args().quick else FULL
+    parser.add_argument("--only", default=SCENARIOS, metavar="LETTERS",
+                        help=f"run only these scenarios (of {SCENARIOS!r}; d includes e), e.g. --only c")
+    parser.add_argument("--destination", choices=("duckdb", "postgres"), action="append",
+                        help="(d)/(e) on this destination only (repeatable; default: both)")
+    parser.add_argument("--output", type=Path, default=RESULTS, help=f"the JSON results (default: {RESULTS})")
+    options = parser.parse_args()
+    settings = QUICK if options.quick else FULL
+    chosen = set(options.only)
+    if not chosen <= set(SCENARIOS):
+        parser.error(f"--only takes letters of {SCENARIOS!r}")
     started = time.perf_counter()
-    results: dict[str, Any] = {
-        "a_backfill": scenario_backfill(settings, settings.latency, settings.budget, with_naive=True),
-        "a_saturation": scenario_backfill(settings, settings.saturation_latency, settings.saturation_budget,
-                                          with_naive=False),
-        "b_nightly": scenario_nightly(settings),
-        "c_cpu": scenario_cpu(settings),
-        "f_accounts": scenario_accounts(settings),
-        "g_emailoctopus_apis": scenario_emailoctopus_apis(settings),
-    }
+    results: dict[str, Any] = {}
+    runs: list[tuple[str, str, Any]] = [
+        ("a", "a_backfill", lambda: scenario_backfill(settings, settings.latency, settings.budget, with_naive=True)),
+        ("a", "a_saturation", lambda: scenario_backfill(
+            settings, settings.saturation_latency, settings.saturation_budget, with_naive=False
+        )),
+        ("b", "b_nightly", lambda: scenario_nightly(settings)),
+        ("c", "c_cpu", lambda: scenario_cpu(settings)),
+        ("f", "f_accounts", lambda: scenario_accounts(settings)),
+        ("g", "g_emailoctopus_apis", lambda: scenario_emailoctopus_apis(settings)),
+    ]
     if settings.memory_scale is not None:
-        results["d_memory"] = scenario_memory(settings, "duckdb")
-        results["d_memory_postgres"] = scenario_memory(settings, "postgres")
-    results["machine"] = {"python": platform.python_version(), "platform": platform.platform(),
-                          "cpus": os.cpu_count(), "dlt": dlt.__version__, "duckdb": duckdb.__version__,
-                          "mode": "quick" if settings is QUICK else "full", "seconds": time.perf_counter() - started,
-                          "at": datetime.now(UTC).isoformat()}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, default=str))
+        for destination in options.destination or ("duckdb", "postgres"):
+            key = "d_memory" if destination == "duckdb" else "d_memory_postgres"
+            runs.append(("d", key, partial(scenario_memory, settings, destination)))
+    for letter, key, scenario in runs:
+        if letter not in chosen:
+            continue
+        results[key] = scenario()
+        results["machine"] = {
+            "python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+            "dlt": dlt.__version__, "duckdb": duckdb.__version__, "mode": "quick" if settings is QUICK else "full",
+            "seconds": time.perf_counter() - started, "at": datetime.now(UTC).isoformat(),
+        }
+        options.output.parent.mkdir(parents=True, exist_ok=True)  # after each scenario: a long run that
+        options.output.write_text(json.dumps(results, indent=2, default=str))  # stops keeps what it measured
     print(render(results))
 
 
 def render(results: dict[str, Any]) -> str:
-    """The results as a Markdown table."""
-    a, s, b, c = results["a_backfill"], results["a_saturation"], results["b_nightly"], results["c_cpu"]
-    raw = c["raw_duckdb"]
-    lines = [
-        "| scenario | ours | baseline | ratio |",
-        "|---|---|---|---|",
-        f"| (a) backfill, {a['latency_ms']:.0f} ms latency, budget {a['budget_rps']:.0f}/s | "
-        f"{a['ours_seconds']:.1f} s, {a['ours_requests']} requests at {a['ours_rate_rps']:.1f}/s "
-        f"({a['ours_rate_of_budget']:.0%} of budget), {a['ours_429']} x 429 | naive dlt {a['naive_seconds']:.1f} s, "
-        f"{a['naive_requests']} requests | {a['speedup_vs_naive']:.1f}x faster |",
-        f"| (a) saturation, {s['latency_ms']:.0f} ms latency, budget {s['budget_rps']:.0f}/s | "
-        f"{s['ours_requests']} requests at {s['ours_rate_rps']:.1f}/s, {s['ours_429']} x 429 | budget "
-        f"{s['budget_rps']:.0f}/s | {s['ours_rate_of_budget']:.0%} of budget |",
-        f"| (b) nightly after one day | {b['ours_requests']} requests | minimum {b['minimum_requests']}; "
-        f"full re-read {b['naive_requests_full_reread']} | {b['ours_over_minimum']:.2f}x minimum |",
-        f"| (c) CPU, {c['provider']}, {c['activity_rows']} activity rows | {c['ours_rows_per_second']:,.0f} rows/s | "
-        f"raw DuckDB read_json of the pages in hand {c['raw_duckdb_rows_per_second']:,.0f} rows/s | "
-        f"{c['ours_of_raw']:.0%} of raw |",
-        f"| (c) the same, end to end | {c['ours_rows_per_second']:,.0f} rows/s ({c['ours_requests']} requests; "
-        f"the sandbox's CPU {c['ours_sandbox_cpu_seconds']:.1f} s) | raw DuckDB with the pages fetched first "
-        f"(plain requests, {raw['fetch_concurrency']} at a time: {raw['fetch_seconds']:.1f} s; the sandbox's CPU "
-        f"{raw['sandbox_serving_cpu_seconds']:.1f} s) {c['raw_duckdb_fetched_rows_per_second']:,.0f} rows/s | "
-        f"{c['ours_of_raw_fetched']:.0%} of raw |",
-    ]
-    f = results["f_accounts"]
-    lines.append(
-        f"| (f) {f['accounts']} Constant Contact v2 accounts of one application in one run, {f['latency_ms']:.0f} ms "
-        f"latency, budget {f['budget_rps']:.0f}/s | {f['many_seconds']:.1f} s, {f['many_requests']} requests at "
-        f"{f['many_rate_rps']:.1f}/s ({f['many_rate_of_budget']:.0%} of budget), {f['many_429']} x 429"
-        f"{'' if f['exact'] else ', NOT EXACT'} | one account {f['one_seconds']:.1f} s, {f['one_requests']} "
-        f"requests at {f['one_rate_rps']:.1f}/s | {f['many_over_one_seconds']:.1f}x one account's time |"
-    )
-    g = results["g_emailoctopus_apis"]
-    campaigns, contacts = g["scale"]
-    lines.append(
-        f"| (g) EmailOctopus nightly after one day, API v2 against 1.6 ({campaigns} campaigns, {contacts:,} "
-        f"contacts, {g['latency_ms']:.0f} ms latency, {g['rate_rps']:.0f}/s){'' if g['exact'] else ', NOT EXACT'} | "
-        f"v2: {g['v2_requests']} requests, {g['v2_seconds']:.1f} s | 1.6: {g['v1_6_requests']} requests, "
-        f"{g['v1_6_seconds']:.1f} s | {g['v2_share_of_requests']:.0%} of 1.6's requests |"
-    )
+    """The results (the scenarios that ran) as a Markdown table."""
+    lines = ["| scenario | ours | baseline | ratio |", "|---|---|---|---|"]
+    if "a_backfill" in results:
+        a, s = results["a_backfill"], results["a_saturation"]
+        lines += [
+            f"| (a) backfill, {a['latency_ms']:.0f} ms latency, budget {a['budget_rps']:.0f}/s | "
+            f"{a['ours_seconds']:.1f} s, {a['ours_requests']} requests at {a['ours_rate_rps']:.1f}/s "
+            f"({a['ours_rate_of_budget']:.0%} of budget), {a['ours_429']} x 429 | naive dlt "
+            f"{a['naive_seconds']:.1f} s, "
+            f"{a['naive_requests']} requests | {a['speedup_vs_naive']:.1f}x faster |",
+            f"| (a) saturation, {s['latency_ms']:.0f} ms latency, budget {s['budget_rps']:.0f}/s | "
+            f"{s['ours_requests']} requests at {s['ours_rate_rps']:.1f}/s, {s['ours_429']} x 429 | budget "
+            f"{s['budget_rps']:.0f}/s | {s['ours_rate_of_budget']:.0%} of budget |",
+        ]
+    if "b_nightly" in results:
+        b = results["b_nightly"]
+        lines.append(
+            f"| (b) nightly after one day | {b['ours_requests']} requests | minimum {b['minimum_requests']}; "
+            f"full re-read {b['naive_requests_full_reread']} | {b['ours_over_minimum']:.2f}x minimum |"
+        )
+    if "c_cpu" in results:
+        c = results["c_cpu"]
+        raw = c["raw_duckdb"]
+        lines += [
+            f"| (c) CPU, {c['provider']}, {c['activity_rows']} activity rows | {c['ours_rows_per_second']:,.0f} "
+            f"rows/s | raw DuckDB read_json of the pages in hand {c['raw_duckdb_rows_per_second']:,.0f} rows/s | "
+            f"{c['ours_of_raw']:.0%} of raw |",
+            f"| (c) the same, end to end | {c['ours_rows_per_second']:,.0f} rows/s ({c['ours_requests']} requests; "
+            f"the sandbox's CPU {c['ours_sandbox_cpu_seconds']:.1f} s) | raw DuckDB with the pages fetched first "
+            f"(plain requests, {raw['fetch_concurrency']} at a time: {raw['fetch_seconds']:.1f} s; the sandbox's "
+            f"CPU {raw['sandbox_serving_cpu_seconds']:.1f} s) {c['raw_duckdb_fetched_rows_per_second']:,.0f} "
+            f"rows/s | {c['ours_of_raw_fetched']:.0%} of raw |",
+        ]
+    if "f_accounts" in results:
+        f = results["f_accounts"]
+        lines.append(
+            f"| (f) {f['accounts']} Constant Contact v2 accounts of one application in one run, {f['latency_ms']:.0f} "
+            f"ms latency, budget {f['budget_rps']:.0f}/s | {f['many_seconds']:.1f} s, {f['many_requests']} requests "
+            f"at {f['many_rate_rps']:.1f}/s ({f['many_rate_of_budget']:.0%} of budget), {f['many_429']} x 429"
+            f"{'' if f['exact'] else ', NOT EXACT'} | one account {f['one_seconds']:.1f} s, {f['one_requests']} "
+            f"requests at {f['one_rate_rps']:.1f}/s | {f['many_over_one_seconds']:.1f}x one account's time |"
+        )
+    if "g_emailoctopus_apis" in results:
+        g = results["g_emailoctopus_apis"]
+        campaigns, contacts = g["scale"]
+        lines.append(
+            f"| (g) EmailOctopus nightly after one day, API v2 against 1.6 ({campaigns} campaigns, {contacts:,} "
+            f"contacts, {g['latency_ms']:.0f} ms latency, {g['rate_rps']:.0f}/s){'' if g['exact'] else ', NOT EXACT'}"
+            f" | v2: {g['v2_requests']} requests, {g['v2_seconds']:.1f} s | 1.6: {g['v1_6_requests']} requests, "
+            f"{g['v1_6_seconds']:.1f} s | {g['v2_share_of_requests']:.0%} of 1.6's requests |"
+        )
     for key in ("d_memory", "d_memory_postgres"):
         if key not in results:
             continue
         d = results[key]
-        where, exact = d["destination"], "exact" if d["exact"] else "NOT EXACT"
+        where = d["destination"]
+
+        def exact(step: str, d: dict[str, Any] = d) -> str:
+            return "exact" if d[f"{step}_exact"] else "NOT EXACT"
+
         lines += [
-            f"| (d) {where}: backfill of {d['activity_rows']:,} activity rows ({exact}) | peak RSS "
+            f"| (d) {where}: backfill of {d['activity_rows']:,} activity rows ({exact('backfill')}) | peak RSS "
             f"{d['backfill_peak_rss_mb']:.0f} MB in {d['backfill_seconds']:.0f} s | limit 1,000 MB | "
             f"{d['backfill_peak_rss_mb'] / 1000:.0%} of limit |",
-            f"| (d) {where}: rerun with no news | {d['rerun_merged_rows']:,} events merged, peak RSS "
-            f"{d['rerun_peak_rss_mb']:.0f} MB in {d['rerun_seconds']:.0f} s | limit 1,000 MB | "
-            f"{d['rerun_peak_rss_mb'] / 1000:.0%} of limit |",
-            f"| (e) {where}: nightly with {d['new_rows']:,} new events ({d['new_share']:.1%}) | "
+            f"| (d) {where}: rerun with no news ({exact('rerun')}) | {d['rerun_merged_rows']:,} events merged, "
+            f"peak RSS {d['rerun_peak_rss_mb']:.0f} MB in {d['rerun_seconds']:.0f} s (local work "
+            f"{d['rerun_local_seconds']:.0f} s) | limit 1,000 MB | {d['rerun_peak_rss_mb'] / 1000:.0%} of limit |",
+            f"| (e) {where}: nightly with {d['new_rows']:,} new events ({d['new_share']:.1%}, {exact('nightly')}) | "
             f"{d['nightly_merged_rows']:,} events merged, peak RSS {d['nightly_peak_rss_mb']:.0f} MB in "
-            f"{d['nightly_seconds']:.0f} s | full re-merge {d['full_remerge_merged_rows']:,} events, "
-            f"{d['full_remerge_peak_rss_mb']:.0f} MB in {d['full_remerge_seconds']:.0f} s | "
+            f"{d['nightly_seconds']:.0f} s (local work {d['nightly_local_seconds']:.0f} s) | full re-merge "
+            f"{d['full_remerge_merged_rows']:,} events, {d['full_remerge_peak_rss_mb']:.0f} MB in "
+            f"{d['full_remerge_seconds']:.0f} s ({exact('full_remerge')}) | "
             f"{d['full_remerge_seconds'] / d['nightly_seconds']:.1f}x faster |",
         ]
     return "\n".join(lines)
-
 
 if __name__ == "__main__":
     main()
