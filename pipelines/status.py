@@ -13,6 +13,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pipelines.dlt_adapter import local_state
 from pipelines.erasure import erasure_count
 from pipelines.providers import Provider
 from pipelines.reconcile import existing_tables, reconcile
@@ -31,7 +32,7 @@ def provider_status(provider: Provider, target: Target, client: Any | None) -> d
     `client` is a read-only `dataset_client` (None: no dataset)."""
     state, pending = pipeline_view(provider, target, client)
     source_state = state.get("sources", {}).get(provider.name) or {}
-    local: dict[str, Any] = dict(state.get("_local", {}))
+    local = local_state(state)
     last_run = local.get(LAST_RUN)
     failed = last_run if last_run and last_run.get("error") else None
     if not source_state or client is None:
