@@ -26,13 +26,22 @@ def to_arrow(rows: list[Row], table: TableHints) -> pa.Table:
     """
     declared = table["columns"]
     keys = {*_names(table.get("primary_key")), *_names(table.get("merge_key"))}
+    names = list(dict.fromkeys(chain.from_iterable(rows)))
+    data_types = [declared.get(name, {}).get("data_type") for name in names]
+    struct = pa.struct([
+        (name, _ARROW_TYPES.get(data_type, pa.string())) for name, data_type in zip(names, data_types, strict=True)
+    ])
+    try:  # the whole page in one pass of Arrow's own, where every value already has its column's type
+        columns = pa.array(rows, type=struct).flatten()
+    except (pa.ArrowTypeError, pa.ArrowInvalid, OverflowError):  # a value to convert first: column by column
+        columns = [
+            _ARRAY_BUILDERS.get(data_type, _text_array)([row.get(name) for row in rows])
+            for name, data_type in zip(names, data_types, strict=True)
+        ]
     arrays, fields = [], []
-    for name in dict.fromkeys(chain.from_iterable(rows)):
-        values = [row.get(name) for row in rows]
-        data_type = declared.get(name, {}).get("data_type")
-        if data_type is None and values.count(None) == len(values):
+    for name, data_type, array in zip(names, data_types, columns, strict=True):
+        if data_type is None and array.null_count == len(array):
             continue
-        array = _ARRAY_BUILDERS.get(data_type, _text_array)(values)
         arrays.append(array)
         fields.append(pa.field(name, array.type, nullable=name not in keys))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
@@ -60,6 +69,10 @@ def _timestamp_array(values: list[Any]) -> pa.Array:
 
 
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
+# the declared types as Arrow's; any other column is text
+_ARROW_TYPES: dict[str | None, pa.DataType] = {
+    "text": pa.string(), "timestamp": _TIMESTAMP, "bigint": pa.int64(), "bool": pa.bool_(),
+}
 _ARRAY_BUILDERS: dict[str | None, Callable[[list[Any]], pa.Array]] = {
     "text": _text_array,
     "timestamp": _timestamp_array,

@@ -64,30 +64,32 @@ def activity_rows(report: str, links: dict[str, str], page: list[dict[str, Any]]
     canonical column are kept as they are.
     """
     rows = []
-    for raw in page:
-        extra = dict(raw)
-        extra.pop("campaign_id", None)  # the read's own id, always a string, is set instead
-        word = extra.pop("activity_type", None)
-        contact = extra.pop("contact_id", None)
-        occurred = next((extra.pop(name) for name in _DATE_FIELDS if name in extra), None)
-        row: Row = {
-            "activity_type": ACTIVITY_TYPES.get(str(word), ACTIVITY_REPORTS[report]),
-            "contact_id": optional_id(contact, "contact_id"),
-            "email_address": extra.pop("email_address", None),
-            "occurred_at": parse_utc(occurred),
-        }
+    for raw in page:  # each row is the provider's (copied), its fields with a canonical column replaced by it
+        row: Row = dict(raw)
+        row.pop("campaign_id", None)  # the read's own id, always a string, is set instead
+        word = row.pop("activity_type", None)
+        contact = row.pop("contact_id", None)
+        occurred = next((row.pop(name) for name in _DATE_FIELDS if name in row), None)
+        email_address = row.pop("email_address", None)
+        url = None
+        if "link_id" in row:
+            row["link_id"] = None if row["link_id"] is None else str(row["link_id"])
+            url = row.pop("link_uri", None) or links.get(str(row["link_id"]))
+        unsubscribed = "unsubscribe_reason" in row
+        reason = row.pop("unsubscribe_reason", None)
+        row["activity_type"] = ACTIVITY_TYPES.get(str(word), ACTIVITY_REPORTS[report])
+        row["contact_id"] = optional_id(contact, "contact_id")
+        row["email_address"] = email_address
+        row["occurred_at"] = parse_utc(occurred)
         if word is not None and str(word) not in ACTIVITY_TYPES:  # the list decides the type; the word is kept
             row["provider_activity_type"] = str(word)
-        if "link_id" in extra:
-            extra["link_id"] = None if extra["link_id"] is None else str(extra["link_id"])
-            url = extra.pop("link_uri", None) or links.get(str(extra["link_id"]))
-            if url is not None:
-                row["url"] = url
-        if "unsubscribe_reason" in extra:
-            row["reason"] = extra.pop("unsubscribe_reason")
-        if extra.get("bounce_code") is not None:
-            row["bounce_type"] = BOUNCE_TYPES.get(str(extra["bounce_code"]).upper(), "other")
-        rows.append({**extra, **row})
+        if url is not None:
+            row["url"] = url
+        if unsubscribed:
+            row["reason"] = reason
+        if row.get("bounce_code") is not None:
+            row["bounce_type"] = BOUNCE_TYPES.get(str(row["bounce_code"]).upper(), "other")
+        rows.append(row)
     return rows
 
 

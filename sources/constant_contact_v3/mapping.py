@@ -31,8 +31,7 @@ SUMMARY_COUNTS = {
 }
 # the counts of unique contacts that size a report of every event (one contact may open twice)
 UNIQUE_COUNTS = {"opened_unique", "clicked_unique"}
-# the provider's words for what canonical columns already say; the message body is not activity
-_TRACKING_DROPPED = {"tracking_activity_type", "campaign_activity_id"}
+# a campaign activity's fields that canonical columns already say, and its message body (not activity)
 _ACTIVITY_DROPPED = {"html_content", "campaign_activity_id", "campaign_id", "role", "current_status"}
 
 
@@ -94,29 +93,35 @@ def first_send(history: Any) -> datetime | None:
 
 
 def activity_rows(activity_type: str, page: list[dict[str, Any]]) -> list[Row]:
-    """Canonical `contact_activity` rows (without ids) from a tracking report page."""
+    """Canonical `contact_activity` rows (without ids) from a tracking report page.
+
+    Each row is the provider's own (copied), its fields with a canonical column replaced by that
+    column, after the fields it keeps: one copy a row, as this runs for every event.
+    """
     rows = []
     for raw in page:
-        extra = {key: value for key, value in raw.items() if key not in _TRACKING_DROPPED}
-        row = {
-            "activity_type": activity_type,
-            "contact_id": optional_id(extra.pop("contact_id", None), "contact_id"),
-            "email_address": extra.pop("email_address", None),
-            "occurred_at": parse_utc(extra.pop("created_time", None)),
-        }
-        word = raw.get("tracking_activity_type")
+        row = dict(raw)
+        word = row.pop("tracking_activity_type", None)
+        row.pop("campaign_activity_id", None)
+        contact_id = row.pop("contact_id", None)
+        email_address = row.pop("email_address", None)
+        created_time = row.pop("created_time", None)
+        url = row.pop("link_url", None)
+        reason = row.pop("opt_out_reason", None)
+        row["activity_type"] = activity_type
+        row["contact_id"] = optional_id(contact_id, "contact_id")
+        row["email_address"] = email_address
+        row["occurred_at"] = parse_utc(created_time)
         if word is not None and word not in TRACKING_WORDS:  # the report decides the type; the word is kept
             row["provider_activity_type"] = str(word)
-        url = extra.pop("link_url", None)
         if url is not None:
             row["url"] = url
-        reason = extra.pop("opt_out_reason", None)
         if reason is not None:
             row["reason"] = reason
-        code = extra.get("bounce_code")
+        code = row.get("bounce_code")
         if code is not None:
             row["bounce_type"] = BOUNCE_TYPES.get(str(code).upper(), "other")
-        rows.append({**extra, **row})
+        rows.append(row)
     return rows
 
 

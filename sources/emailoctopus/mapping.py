@@ -43,22 +43,21 @@ def campaign_row(raw: dict[str, Any]) -> Row:
 def activity_rows(activity_type: str, page: list[dict[str, Any]]) -> list[Row]:
     """Canonical `contact_activity` rows (without ids) from a report page."""
     rows = []
-    for raw in page:
-        extra = dict(raw)
-        contact = _object(extra.pop("contact", None))
-        row = {
-            "activity_type": activity_type,
-            "contact_id": optional_id(contact.get("id"), "contact id"),
-            "email_address": contact.get("email_address"),
-            "occurred_at": parse_utc(extra.pop("occurred_at", None)),
-        }
-        url = _pop_first(extra, _URL_FIELDS)
+    for raw in page:  # each row is the provider's (copied), its fields with a canonical column replaced by it
+        row = dict(raw)
+        contact = _object(row.pop("contact", None))
+        occurred_at = row.pop("occurred_at", None)
+        url = _pop_first(row, _URL_FIELDS)
+        bounce_type = _pop_first(row, _BOUNCE_TYPE_FIELDS)
+        row["activity_type"] = activity_type
+        row["contact_id"] = optional_id(contact.get("id"), "contact id")
+        row["email_address"] = contact.get("email_address")
+        row["occurred_at"] = parse_utc(occurred_at)
         if url is not None:
             row["url"] = url
-        bounce_type = _pop_first(extra, _BOUNCE_TYPE_FIELDS)
         if bounce_type is not None:
             row["bounce_type"] = str(bounce_type).lower()
-        rows.append({**extra, **row})
+        rows.append(row)
     return rows
 
 

@@ -12,9 +12,6 @@ from typing import Any
 from sources.canonical import Row, parse_utc
 from sources.emailoctopus import mapping
 
-# a report row's fields that become canonical columns; any other is kept as its own column
-_REPORT_FIELDS = ("contact_id", "contact_email_address", "occurred_at")
-
 
 def campaign_row(raw: dict[str, Any]) -> Row:
     """A canonical `campaigns` row from a v2 campaign."""
@@ -29,15 +26,16 @@ def contact_row(raw: dict[str, Any], list_id: str) -> Row:
 def activity_rows(activity_type: str, page: list[dict[str, Any]]) -> list[Row]:
     """Canonical `contact_activity` rows (without ids) from a v2 report page."""
     rows = []
-    for raw in page:
-        extra = {key: value for key, value in raw.items() if key not in _REPORT_FIELDS}
-        rows.append({
-            **extra,
-            "activity_type": activity_type,
-            "contact_id": raw.get("contact_id"),
-            "email_address": raw.get("contact_email_address"),
-            "occurred_at": parse_utc(raw.get("occurred_at")),
-        })
+    for raw in page:  # each row is the provider's (copied), its fields with a canonical column replaced by it
+        row = dict(raw)
+        contact_id = row.pop("contact_id", None)
+        email_address = row.pop("contact_email_address", None)
+        occurred_at = row.pop("occurred_at", None)
+        row["activity_type"] = activity_type
+        row["contact_id"] = contact_id
+        row["email_address"] = email_address
+        row["occurred_at"] = parse_utc(occurred_at)
+        rows.append(row)
     return rows
 
 
