@@ -529,7 +529,7 @@ def _decode_json(provider: str, response: requests.Response) -> Any:
 class JobDone:
     """Marks the end of one job in `fetch_concurrently`: `error` is None when it completed."""
 
-    error: Exception | None = None
+    error: BaseException | None = None
 
 
 @dataclass
@@ -566,6 +566,10 @@ class ReadPool:
         self._lock = threading.Lock()
         self._workers = 0
 
+    def in_worker(self) -> bool:
+        """Whether the calling thread is one of this pool's workers."""
+        return getattr(_worker_of, "pool", None) is self
+
     def submit(self, step: Callable[[], None]) -> None:
         """Run `step` in a worker, after the steps submitted before it."""
         self._steps.put(step)  # before the count is read: a worker that ends sees it (`_work`)
@@ -575,6 +579,7 @@ class ReadPool:
                 threading.Thread(target=self._work, daemon=True, name=f"{self.name}-{self._workers}").start()
 
     def _work(self) -> None:
+        _worker_of.pool = self
         while True:
             try:
                 step = self._steps.get(timeout=IDLE_WORKER_SECONDS)
@@ -585,6 +590,10 @@ class ReadPool:
                         return
                 continue
             step()
+            del step  # a closed fetch is not kept alive (with its pages) while this worker waits for work
+
+
+_worker_of = threading.local()
 
 
 class _Fetch(Generic[K]):
@@ -655,6 +664,7 @@ class _Fetch(Generic[K]):
         finally:
             with self.changed:  # the consumer stopped: its steps not begun are dropped
                 self.closed = True
+                self.ready.clear()
                 self.waiting.clear()
                 self.not_started.clear()
 
@@ -676,7 +686,7 @@ class _JobPages(Generic[K]):
             return self.context.run(next, self.pages)
         except StopIteration:
             return JobDone()
-        except Exception as exc:  # handed to the consumer, which decides
+        except BaseException as exc:  # handed to the consumer, which decides; a worker never dies of a job
             return JobDone(exc)
 
 
@@ -685,9 +695,14 @@ def fetch_concurrently(pool: ReadPool, jobs: Iterable[Job[K]]) -> Iterator[tuple
 
     After a job's last page comes `(key, JobDone())`, or `(key, JobDone(error))` when it failed. The
     consumer waits for the next page (a plain generator: dlt's extract thread may be the one waiting).
-    At most `2 * pool.size` pages wait in memory. Closing the iterator drops the steps not begun.
+    At most `2 * pool.size` pages of this fetch wait in memory; a run has a fetch per transformer
+    generator dlt keeps open (at most dlt's `EXTRACT__MAX_PARALLEL_ITEMS`, 20), so its pages in memory
+    are bounded by settings too. Closing the iterator drops the steps not begun. A job of the pool
+    must not fetch in it again (it would wait on its own workers): that raises `RuntimeError`.
     """
-    return _Fetch(pool, jobs).results()
+    if pool.in_worker():
+        raise RuntimeError("fetch_concurrently called from a job of the same pool: it would wait on its own workers")
+    yield from _Fetch(pool, jobs).results()
 
 
 def as_listing(listing: str, pages: Iterable[T]) -> Iterator[T]:
@@ -721,7 +736,7 @@ def read_ahead(pages: Iterable[Any], name: str) -> Iterator[Any]:
             for page in pages:
                 if not put((False, page)):
                     return
-        except Exception as exc:  # raised in the consumer
+        except BaseException as exc:  # raised in the consumer
             put((True, exc))
             return
         put((True, None))
