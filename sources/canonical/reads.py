@@ -465,28 +465,28 @@ def read_due_reports(
     http = outcome.http
     assert http is not None, "canonical_resources gives the outcome its client"
     jobs = [Job(read, _job_pages(read, _since(cursor, settings))) for read, cursor in due]
-    tallies = {read.state_key: _ReadTally(cursor, settings) for read, cursor in due}
+    progress_of = {read.state_key: _ReadProgress(cursor, settings) for read, cursor in due}
     while jobs:  # at most twice: a read made again passes everything it must
         outcome.reports_due += len(jobs)
         again: list[ReportRead] = []
         for read, page in fetch_concurrently(http.pool, jobs):
-            tally = tallies[read.state_key]
+            progress = progress_of[read.state_key]
             if isinstance(page, JobDone):
                 outcome.reports_done += 1
                 if page.error is None:
-                    if tally.needs_recheck():
+                    if progress.needs_recheck():
                         again.append(read)
                     else:
-                        outcome.rows_skipped += tally.left_out
+                        outcome.rows_skipped += progress.left_out
                     outcome.reads_ended += 1
-                    yield ReadDone(read, _advance(cursors, read, tally, settings.now))
+                    yield ReadDone(read, _advance(cursors, read, progress, settings.now))
                 elif isinstance(page.error, QuotaExhausted):  # `outcome.quota` says so: the reads still
                     read_pass["finished"] = False  # running end without a request; those done are kept
                 else:
                     outcome.record(f"{provider} {read.report} of campaign {read.campaign_id}", page.error)
                 continue
             what = f"{provider} {read.report} of campaign {read.campaign_id}"
-            rows = tally.new_rows(outcome.mapped(page, read.to_rows, what), read.whole)
+            rows = progress.new_rows(outcome.mapped(page, read.to_rows, what), read.whole)
             settings.forgotten.scrub(rows)
             stamp(rows, provider, settings.account)
             for row in rows:
@@ -495,11 +495,11 @@ def read_due_reports(
         # a whole read whose history up to its cursor changed (an event came late with an older time) is
         # made again in this run, passing what it left out; its cursor says `recheck` until that read ends
         jobs = [Job(read, _job_pages(read, None)) for read in again if outcome.quota is None]
-        tallies = {read.state_key: tallies[read.state_key].again() for read in again}
+        progress_of = {read.state_key: progress_of[read.state_key].again() for read in again}
     cursors.close(reads, settings.attribution_window, began)  # the campaigns this run closed
 
 
-class _ReadTally:
+class _ReadProgress:
     """What one read has seen: its newest event, its size, and which events it leaves out of the load.
 
     A whole read (a report without a date filter, EmailOctopus) passes on only the events newer than
@@ -524,11 +524,11 @@ class _ReadTally:
         self.rows_up_to_cursor = 0
         self.left_out = 0
 
-    def again(self) -> _ReadTally:
-        """The tally of the same report read again in this run: it passes the events this one left out."""
-        tally = _ReadTally(replace(self.cursor, recheck=True), self.settings)  # it leaves nothing out
-        tally.passed_after = self.cut
-        return tally
+    def again(self) -> _ReadProgress:
+        """The progress of the same report read again in this run: it passes the events this one left out."""
+        progress = _ReadProgress(replace(self.cursor, recheck=True), self.settings)  # it leaves nothing out
+        progress.passed_after = self.cut
+        return progress
 
     def new_rows(self, rows: list[Row], whole: bool) -> list[Row]:
         """Count a page, and return its rows that go on to the load."""
@@ -564,7 +564,7 @@ def _job_pages(read: ReportRead, since: datetime | None) -> Callable[[], Iterabl
 
 
 def summary_read(campaign: Row, fetch: Callable[[], Any], to_row: Callable[[Any], Row]) -> ReportRead:
-    """A campaign's summary counts as a read: one answer (`fetch()`, None if there is none), one row."""
+    """A campaign's summary counts as a read: one response (`fetch()`, None if there is none), one row."""
 
     def pages(_since: datetime | None) -> list[list[Any]]:
         summary = fetch()
@@ -603,15 +603,15 @@ def pass_unfinished(settings: SyncSettings) -> None:
     _resumed_pass(dlt.current.source_state(), settings)["finished"] = False
 
 
-def _advance(cursors: ReportCursors, read: ReportRead, tally: _ReadTally, now: datetime) -> ReportCursor:
+def _advance(cursors: ReportCursors, read: ReportRead, progress: _ReadProgress, now: datetime) -> ReportCursor:
     """Move a read's cursor after its last page: never back, and for a whole read its size and recheck."""
     cursor = ReportCursor.of(cursors, read)
-    if tally.newest is not None and (cursor.cursor is None or tally.newest > cursor.cursor):
-        cursor.cursor = tally.newest
+    if progress.newest is not None and (cursor.cursor is None or progress.newest > cursor.cursor):
+        cursor.cursor = progress.newest
     if cursor.read_at is None or now > cursor.read_at:
         cursor.read_at = now
     if read.whole:
-        cursor.rows, cursor.recheck = tally.rows, tally.needs_recheck()
+        cursor.rows, cursor.recheck = progress.rows, progress.needs_recheck()
     if read.resume is not None:
         cursor.resume = read.resume.reached
     cursor.save(cursors, read)
