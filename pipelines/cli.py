@@ -153,7 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--seed", type=int, default=7)
     sandbox.add_argument("--scale", default="small", choices=("tiny", "small", "medium", "large"))
     sandbox.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
-    sandbox.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 503")
+    sandbox.add_argument("--error-rate", type=float, default=0.0, help="share of requests that get 503")
     sandbox.set_defaults(command=cmd_sandbox, quiet=False)
 
     demo = commands.add_parser("demo", parents=[common], help="sandbox + load + summary, no credentials needed")

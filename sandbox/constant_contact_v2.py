@@ -6,11 +6,11 @@ in some rows), UTC dates with milliseconds, newest rows first, `{"meta": {"pagin
 `{error_key, error_message}` for errors. Two sent campaigns are deleted (for v2 only): one
 before the sandbox starts, one six hours after, so an incremental run meets a deletion. As
 documented (docs/providers/constant-contact-v2.md § Deleted campaigns), a deleted campaign is listed only
-with `status=DELETED`, and its details, summary and tracking lists answer 404.
+with `status=DELETED`, and its details, summary and tracking lists return 404.
 
-Limits: the per-second one is the shared token bucket (answer: 403
+Limits: the per-second one is the shared token bucket (response: 403
 `mashery.not.authorized.over.qps`); the daily quota (`simulator.daily_quota`, per day of
-the sandbox clock) answers 403 `mashery.not.authorized.over.ratelimit`.
+the sandbox clock) returns 403 `mashery.not.authorized.over.ratelimit`.
 
 Variants (Sandbox(variants=...)) for what the real API leaves unsure:
 - `cc2_link_uri`: `yes` (default) or `no` `link_uri` field on click rows;
@@ -19,7 +19,7 @@ Variants (Sandbox(variants=...)) for what the real API leaves unsure:
   the order of a campaign's tracking lists;
 - `cc2_page_rows`: at most this many rows per page whatever the `limit` (default: the limit).
 
-Fault: `cc2_throttle_every` = N answers every Nth call with the per-second over-limit answer
+Fault: `cc2_throttle_every` = N responds to every Nth call with the per-second over-limit response
 (counted in `simulator.throttled`), a burst that does not depend on timing.
 """
 
@@ -105,7 +105,7 @@ def settings_of(account: str) -> Callable[[str], dict[str, str]]:
 
 
 def error(status: int, key: str, message: str) -> SandboxError:
-    """A v2 error answer: an array of `{error_key, error_message}` (docs/providers/constant-contact-v2.md § Errors)."""
+    """A v2 error: an array of `{error_key, error_message}` (docs/providers/constant-contact-v2.md § Errors)."""
     return SandboxError(status, [{"error_key": key, "error_message": message}])
 
 
@@ -330,7 +330,7 @@ class Simulator:
         return campaign
 
     def handle(self, request: Request, path: str) -> Response:
-        """Answer one v2 call (the sandbox prefix stripped)."""
+        """Respond to one v2 call (the sandbox prefix stripped)."""
         # docs/providers/constant-contact-v2.md § Authentication: a request whose Accept header is not JSON gets 406
         if request.headers.get("Accept") and not request.accept_mimetypes.accept_json:
             raise error(406, "http.status.not_acceptable", "The Accept header must allow application/json.")
@@ -380,7 +380,7 @@ class Simulator:
 
     def live(self, cid: str) -> Campaign:
         """A campaign that is not deleted. docs/providers/constant-contact-v2.md § Deleted campaigns: "details
-        of a deleted campaign cannot be retrieved", GET of a deleted campaign answers 404, and its
+        of a deleted campaign cannot be retrieved", GET of a deleted campaign returns 404, and its
         tracking lists cannot be read either."""
         campaign = self.campaign(cid)
         if self.is_deleted(campaign):
@@ -494,7 +494,7 @@ class Simulator:
         self.used, self._lock = application.used, application._lock
 
     def throttled(self) -> SandboxError:
-        """The per-second over-limit answer, `...over.qps` (docs/providers/constant-contact-v2.md § Limits)."""
+        """The per-second over-limit response, `...over.qps` (docs/providers/constant-contact-v2.md § Limits)."""
         return error(self.over_limit_status(), OVER_QPS, "Account Over Queries Per Second Limit")
 
 

@@ -6,16 +6,16 @@ It renders the shared data set the v3 way:
   a `resend` to non-openers 36 hours after the send; the data set's opens, clicks, forwards
   and opt-outs of its recipients from then on belong to the resend);
 - tracking reports newest first, `created_time` to the minute, `limit` 1..500, paged by
-  `_links.next.href`; an activity that is not sent answers an empty list;
+  `_links.next.href`; an activity that is not sent returns an empty list;
 - two campaigns are removed (`Removed`): one before the sandbox starts, one six hours after,
   so an incremental run meets a removal. A removal changes `updated_at`; a send does not.
 - contacts: deleted ones only with `status=all`, subresources (`custom_fields`, `list_memberships`,
   `taggings`) only when `include` names them;
-- OAuth2 with rotating refresh tokens (a reused one answers `invalid_grant`), Basic client
+- OAuth2 with rotating refresh tokens (a reused one gets `invalid_grant`), Basic client
   auth and the parameters in a form body or the query string, and 1 request a second.
 
 Limits: the per-second one is the shared token bucket (429 `{"error_key": "throttled"}`);
-the daily quota (`simulator.daily_quota`, per day of the sandbox clock) answers 429
+the daily quota (`simulator.daily_quota`, per day of the sandbox clock) returns 429
 `{"error_key": "quota_exceeded"}`. 401 and 429 are single objects; other errors are arrays.
 
 Variants (Sandbox(variants=...)) for what the real API leaves unsure, and for tests:
@@ -114,7 +114,7 @@ def stable_id(*parts: object) -> str:
 
 
 def error(status: int, key: str, message: str, single: bool = False) -> SandboxError:
-    """A v3 error answer: `[{error_key, error_message}]`, or one object (401, 429, variant).
+    """A v3 error response: `[{error_key, error_message}]`, or one object (401, 429, variant).
 
     docs/providers/constant-contact-v3.md § Errors: documented as an array, but 401 and 429 come as a single object.
     """
@@ -345,7 +345,7 @@ class OAuthServer:
         presented = params.get("refresh_token", "")
         with self.lock:
             self.presented.append(presented)
-            # docs/providers/constant-contact-v3.md § OAuth: a reused or expired refresh token answers `invalid_grant`
+            # docs/providers/constant-contact-v3.md § OAuth: a reused or expired refresh token gets `invalid_grant`
             if presented not in self.valid_refresh_tokens:
                 raise SandboxError(400, {"error": "invalid_grant",
                                          "error_description": "The refresh token is invalid or expired."})
@@ -361,7 +361,7 @@ class OAuthServer:
         })
 
     def check(self, request: Request) -> None:
-        """Accept a live Bearer token, or answer 401, one object (docs/providers/constant-contact-v3.md § Errors)."""
+        """Accept a live Bearer token, or return 401, one object (docs/providers/constant-contact-v3.md § Errors)."""
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else ""
         with self.lock:
@@ -440,7 +440,7 @@ class Simulator:
         return error(status, key, message, single=self.single_errors)
 
     def throttled(self) -> SandboxError:
-        """The per-second over-limit answer: a single object, not an array, no rate-limit headers.
+        """The per-second over-limit response: a single object, not an array, no rate-limit headers.
 
         docs/providers/constant-contact-v3.md § Limits: HTTP 429 `{"error_key": "throttled", ...}`.
         """
@@ -631,7 +631,7 @@ class Simulator:
         return row
 
     def tracking(self, path: str, args: dict[str, Any], activity: Activity, report: str) -> Response:
-        # docs/providers/constant-contact-v3.md § Tracking reports: a never-sent activity answers 200 with an empty list
+        # docs/providers/constant-contact-v3.md § Tracking reports: a never-sent activity returns 200 with an empty list
         sent = self.account.is_sent(activity) and activity.role in TRACKED_ROLES
         if report == "didnotopens":  # `created_time` is the send time
             at = to_minute(send_time(activity)) if sent else None
@@ -738,7 +738,7 @@ def _newest_first(events: list[Event]) -> list[Event]:
 
 
 def _xrefs(asked: list[str], v3_of: dict[str, str], v2_key: str, v3_key: str) -> Response:
-    """An xref endpoint's answer: `xrefs[{v2_key, v3_key}]` for the asked v2 ids it knows, in order."""
+    """An xref endpoint's response: `xrefs[{v2_key, v3_key}]` for the asked v2 ids it knows, in order."""
     return json_response({"xrefs": [{v2_key: v2_id, v3_key: v3_of[v2_id]} for v2_id in asked if v2_id in v3_of]})
 
 

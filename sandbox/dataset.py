@@ -98,7 +98,7 @@ class Dataset:
         if not self.is_sent(campaign):
             return []
         key = (campaign.id, activity_type)
-        if key not in self._visible:  # every page of a report asks again: answer from memory
+        if key not in self._visible:  # every page of a report asks again: response from memory
             self._visible[key] = [
                 e for e in campaign.events if e.at <= self.clock and (activity_type in (None, e.type))
             ]

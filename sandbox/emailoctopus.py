@@ -162,7 +162,7 @@ def app(dataset: Dataset, variants: dict[str, str], requests_per_second: float, 
     statuses = ERROR_STATUSES[variants.get("eo_error_status", "mapped")]
 
     def fail(code: str, message: str) -> SandboxError:
-        """An error answer whose status the variant `eo_error_status` picks for the code."""
+        """An error response whose status the variant `eo_error_status` picks for the code."""
         return error(statuses[code], code, message)
 
     def campaign_object(campaign: Campaign) -> dict[str, Any]:
@@ -325,7 +325,7 @@ V2_REPORTS = (*REPORTS, *SNAPSHOTS)
 
 
 def problem(status: int, kind: str, title: str, detail: str, **extra: Any) -> SandboxError:
-    """An RFC 7807 error answer (docs/providers/emailoctopus-v2.md § Errors)."""
+    """An RFC 7807 error response (docs/providers/emailoctopus-v2.md § Errors)."""
     return SandboxError(status, {"type": PROBLEM_TYPE + kind, "title": title, "detail": detail, "status": status,
                                  **extra})
 

@@ -22,7 +22,7 @@ from sandbox.dataset import Dataset, generate
 
 
 class SandboxError(Exception):
-    """An API error answer: status, JSON body and headers."""
+    """An API error response: status, JSON body and headers."""
 
     def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         super().__init__(status)
@@ -30,7 +30,7 @@ class SandboxError(Exception):
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """A JSON answer; values JSON has no type for (datetimes, ids) are written as text."""
+    """A JSON response; values JSON has no type for (datetimes, ids) are written as text."""
     text = orjson.dumps(body, default=str, option=orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS)
     return Response(text, status=status, headers=headers, content_type="application/json")
 
@@ -62,8 +62,8 @@ class TokenBucket:
 class ProviderApp:
     """A simulated provider API mounted under a path prefix.
 
-    `handle(request, path)` answers one request (the prefix stripped) or raises SandboxError;
-    `throttled()` is the provider's over-limit answer; `settings(base_url)` the environment
+    `handle(request, path)` responds to one request (the prefix stripped) or raises SandboxError;
+    `throttled()` is the provider's over-limit response; `settings(base_url)` the environment
     variables that point campaign-sync at it.
     """
 
@@ -77,8 +77,8 @@ class ProviderApp:
     not_found: Callable[[], SandboxError] | None = None  # the provider's own 404 (for `Faults.gone_paths`)
     # whether a request carries this app's account's credentials (several accounts share a prefix)
     owns: Callable[[Request], bool] = lambda _request: True
-    # a path whose answer hands out a new credential and voids the old one (v3's token endpoint):
-    # the faults that cut an answer after it was made spare it, as no client could recover a token
+    # a path whose response hands out a new credential and voids the old one (v3's token endpoint):
+    # the faults that cut a response after it was made spare it, as no client could recover a token
     # rotated and then lost (docs/providers/constant-contact-v3.md § OAuth)
     rotates_credentials: str | None = None
     bucket: TokenBucket = field(init=False)
@@ -89,20 +89,20 @@ class ProviderApp:
 
 @dataclass
 class Faults:
-    """Faults to inject into API answers (not the control endpoints), each a share of requests.
+    """Faults to inject into API responses (not the control endpoints), each a share of requests.
 
-    `fail_paths` is a regular expression: matching API paths always answer 500 (a persistent fault).
-    `gone_paths` too: matching API paths answer the provider's own 404, as for something deleted
+    `fail_paths` is a regular expression: matching API paths always return 500 (a persistent fault).
+    `gone_paths` too: matching API paths return the provider's own 404, as for something deleted
     since it was listed (docs/providers/constant-contact-v2.md § Deleted campaigns: any call about one
-    campaign may answer 404).
+    campaign may return 404).
     """
 
-    error_rate: float = 0.0  # answered 503
-    burst_rate: float = 0.0  # start a burst of `burst_length` throttling answers (the provider's own 429/403)
+    error_rate: float = 0.0  # the share of requests that get 503
+    burst_rate: float = 0.0  # start a burst of `burst_length` throttling responses (the provider's own 429/403)
     burst_length: int = 3
     reset_rate: float = 0.0  # the connection drops after half the body
     truncate_rate: float = 0.0  # 200 with the body cut off mid-JSON
-    hang_rate: float = 0.0  # the answer comes only after `hang_seconds`
+    hang_rate: float = 0.0  # the response comes only after `hang_seconds`
     hang_seconds: float = 3.0
     html_rate: float = 0.0  # 200 with a proxy's HTML error page instead of JSON
     empty_rate: float = 0.0  # 200 with an empty body

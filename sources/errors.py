@@ -75,7 +75,7 @@ INTERRUPTED = "interrupted; what loaded is kept; the next run resumes"
 
 
 class ProviderError(CampaignSyncError):
-    """The provider kept failing, or answered something that is not its API."""
+    """The provider kept failing, or returned something that is not its API."""
 
     exit_code = 1
 
