@@ -17,6 +17,7 @@ from typing import Any
 
 from conftest import BOTH_DESTINATIONS
 from helpers import (
+    WINDOW,
     expected_activity,
     expected_snapshot,
     loaded_activity,
@@ -119,8 +120,14 @@ def assert_follows_what_is_open(harness) -> dict[str, Any]:
 
 
 def first_run_and_nightly(harness) -> int:
-    """The first run, then a nightly without news: the nightly's requests."""
+    """The first run, then a nightly without news: the nightly's requests. The first run already forgets
+    the campaigns it has read whole past their window (and the week after it): its state is as small."""
     assert harness.cli("run", PROVIDER) == 0
+    dataset = harness.sandbox.datasets[PROVIDER]
+    horizon = dataset.clock - WINDOW - timedelta(days=7)
+    remembered = set(resources(local_state(harness))["campaigns"]["recent"])
+    assert remembered == {c.id for c in dataset.sent_campaigns() if c.send_at >= horizon}
+    assert (harness.pipelines_dir / f"campaign_sync_{PROVIDER}" / "state.json").stat().st_size < STATE_LIMIT
     harness.sandbox.reset_counts()
     assert harness.cli("run", PROVIDER) == 0
     return harness.sandbox.requests[PROVIDER]

@@ -94,6 +94,24 @@ def _from_state(row: Row) -> Row:
     }
 
 
+def _forget_read_campaigns(api: ProviderApi, campaigns: list[Row], settings: SyncSettings) -> None:
+    """Forget the remembered campaigns of `campaigns` that are `REMEMBER_AFTER_WINDOW` past their attribution
+    window and have none of their reads due (a stopped run may have left some unread).
+
+    Asked when the listing ends (for what earlier runs read) and when each report resource has read a
+    page of campaigns (for what this run read: the last of the three forgets them), so that a first run
+    does not keep every old campaign it has just read whole."""
+    recent = dlt.current.resource_state(str(CAMPAIGNS["name"])).get("recent", {})
+    horizon = settings.now - settings.attribution_window - REMEMBER_AFTER_WINDOW
+    for campaign in campaigns:
+        if (
+            campaign["campaign_id"] in recent
+            and (campaign.get("sent_at") or horizon) < horizon
+            and not _reads_pending(api, campaign, settings)
+        ):
+            del recent[campaign["campaign_id"]]
+
+
 def _reads_pending(api: ProviderApi, campaign: Row, settings: SyncSettings) -> bool:
     """Whether a nightly run still has a report of `campaign` to read (per the report resources' cursors)."""
     nightly = replace(settings, backfill_since=None, backfill_until=None)
@@ -197,13 +215,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
                     recent[row["campaign_id"]] = _to_state(row)
             yield page
         api.remember([_from_state(row) for campaign_id, row in recent.items() if campaign_id not in listed])
-        horizon = settings.now - settings.attribution_window - REMEMBER_AFTER_WINDOW
-        # forgotten only once none of its reads is due (a stopped run may have left some unread)
-        for campaign_id in [
-            cid for cid, row in recent.items()
-            if (parse_utc(row["sent_at"]) or horizon) < horizon and not _reads_pending(api, _from_state(row), settings)
-        ]:
-            del recent[campaign_id]
+        _forget_read_campaigns(api, [_from_state(row) for row in recent.values()], settings)
         unlisted = [_from_state(row) for campaign_id, row in recent.items() if campaign_id not in listed]
         if unlisted:
             yield unlisted
@@ -229,6 +241,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
                 batch = []
         if batch:
             yield pa.concat_tables(batch, promote_options="default")
+        _forget_read_campaigns(api, campaign_page, settings)
 
     @dlt.transformer(data_from=campaigns, **CAMPAIGN_NON_ENGAGEMENT)
     def campaign_non_engagement(campaign_page: list[Row]) -> Iterator[pa.Table]:
@@ -266,6 +279,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
                 batch = []
         if batch:
             yield to_arrow(batch, CAMPAIGN_NON_ENGAGEMENT)
+        _forget_read_campaigns(api, campaign_page, settings)
 
     @dlt.transformer(data_from=campaigns, **CAMPAIGN_SUMMARIES)
     def campaign_summaries(campaign_page: list[Row]) -> Iterator[list[Row]]:
@@ -275,6 +289,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
                 for row in event.rows:
                     row["as_of"] = settings.now
                 yield event.rows
+        _forget_read_campaigns(api, campaign_page, settings)
 
     @dlt.resource(**CONTACTS)
     def contacts() -> Iterator[list[Row]]:
