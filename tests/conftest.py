@@ -4,7 +4,7 @@ helpers to run the command line and read the loaded tables.
 A test that uses `harness` / `make_harness` runs on a DuckDB file. Where the behaviour depends on
 the destination's SQL (merges, views, erasure, reconciliation, schema changes, the local work after a
 load), a test runs on PostgreSQL too (127.0.0.1:5432, database `test`, a schema of its own per
-test): `@BOTH_DESTINATIONS`, or `@POSTGRES_ONLY`. When the server is down the PostgreSQL half fails,
+test): `@BOTH_DESTINATIONS`. When the server is down the PostgreSQL half fails,
 unless CAMPAIGN_SYNC_SKIP_POSTGRES=1 says to skip it.
 
 Tests that only read what one load left share it: a module-scoped fixture builds its harness with
@@ -52,7 +52,6 @@ POSTGRES_URL = "postgresql://postgres:postgres@127.0.0.1:5432/test"  # trust aut
 DESTINATIONS = ("duckdb", "postgres")
 # a test whose behaviour depends on the destination's SQL runs on both; the others on DuckDB only
 BOTH_DESTINATIONS = pytest.mark.parametrize("destination", DESTINATIONS, indirect=True)
-POSTGRES_ONLY = pytest.mark.parametrize("destination", ["postgres"], indirect=True)
 
 
 @dataclass
