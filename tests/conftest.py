@@ -8,7 +8,7 @@ test): `@BOTH_DESTINATIONS`. When the server is down the PostgreSQL half fails,
 unless CAMPAIGN_SYNC_SKIP_POSTGRES=1 says to skip it.
 
 Tests that only read what one load left share it: a module-scoped fixture builds its harness with
-`harnesses(folder, destination)` and loads once (see tests/test_emailoctopus.py).
+`harnesses(folder, destination)` and loads once (see tests/test_sql_safety.py).
 """
 
 from __future__ import annotations
