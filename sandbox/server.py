@@ -173,7 +173,7 @@ class Sandbox:
     Constant Contact's v3 API serves the same accounts as v2 (the same data set object), as the
     real APIs do (docs/providers/constant-contact-v3.md § Cross-references).
     `providers` names the data sets to make and serve (default: every provider's); an API that serves
-    another's data set comes with it (`emailoctopus` brings its v2 API): at the benchmarks' 10M-event
+    another's data set comes with it (a provider's second API version with its first): at the benchmarks' 10M-event
     scale each data set takes gigabytes and a minute to make.
     """
 
