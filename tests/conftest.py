@@ -208,6 +208,15 @@ def harnesses(
             patch.undo()
 
 
+def first_run_shared(folder: Path, destination: str, provider: str) -> Iterator[Harness]:
+    """One first run of a provider on the default sandbox, for a module-scoped fixture whose tests only
+    read what it loaded (`yield from` it; stopped and dropped after the module)."""
+    with harnesses(folder, destination) as build:
+        harness = build()
+        assert harness.cli("run", provider) == 0
+        yield harness
+
+
 @pytest.fixture
 def make_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, destination: str) -> Iterator[Any]:
     """Build a harness around a started sandbox; extra kwargs go to `Sandbox`."""

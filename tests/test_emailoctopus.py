@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from conftest import BOTH_DESTINATIONS, DESTINATIONS, harnesses
+from conftest import BOTH_DESTINATIONS, DESTINATIONS, first_run_shared
 from helpers import (
     closed_campaigns,
     cursors,
@@ -29,10 +29,7 @@ FIRST_NIGHT = pytest.mark.xdist_group("emailoctopus_first_night")
 @pytest.fixture(scope="module", params=DESTINATIONS)
 def first_night(request, tmp_path_factory):
     """One first run of the default sandbox per destination, which the tests that only read it share."""
-    with harnesses(tmp_path_factory.mktemp("first_night"), request.param) as build:
-        harness = build()
-        assert harness.cli("run", PROVIDER) == 0
-        yield harness
+    yield from first_run_shared(tmp_path_factory.mktemp("first_night"), request.param, PROVIDER)
 
 
 @FIRST_NIGHT

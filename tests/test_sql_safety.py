@@ -7,7 +7,7 @@ import uuid
 
 import psycopg2
 import pytest
-from conftest import DESTINATIONS, POSTGRES_URL, harnesses
+from conftest import DESTINATIONS, POSTGRES_URL, first_run_shared
 
 from pipelines.cli import main
 
@@ -19,10 +19,7 @@ pytestmark = pytest.mark.xdist_group("sql_safety")
 @pytest.fixture(scope="module", params=DESTINATIONS)
 def loaded(request, tmp_path_factory):
     """One EmailOctopus load per destination, which every statement here is run against."""
-    with harnesses(tmp_path_factory.mktemp("sql_safety"), request.param) as build:
-        harness = build()
-        assert harness.cli("run", PROVIDER) == 0
-        yield harness
+    yield from first_run_shared(tmp_path_factory.mktemp("sql_safety"), request.param, PROVIDER)
 
 
 @pytest.fixture
