@@ -5,7 +5,7 @@ passes the same `RateLimiter`, so the provider's request budget holds however ma
 are in flight.
 
 Concurrency is this module's and nothing else: the requests of a run's reads are made in the
-account's one `ReadPool` (at most 2 x `MAX_CONCURRENCY` threads), the report reads and lookups of many
+account's one `ReadPool` (at most `MAX_CONCURRENCY` threads), the report reads and lookups of many
 campaigns as jobs of `fetch_concurrently`, and each listing's pages in a thread of its own
 (`read_ahead`). dlt's resources are plain generators: dlt's extract thread maps pages into rows
 and moves cursors, and waits when the page it asks for is not read yet.
@@ -331,8 +331,7 @@ class ProviderHttp:
             self.provider, self.base_url, self.limiter, max(self.max_concurrency, 1), self.is_throttled
         )
         self.rest = ProviderRestClient(self, self._session(), self.auth)
-        # twice the requests in flight: while a worker decodes a response, another holds its slot
-        self.pool = ReadPool(READ_WORKERS_PER_REQUEST_IN_FLIGHT * self.max_concurrency, f"{self.provider}-read")
+        self.pool = ReadPool(self.max_concurrency, f"{self.provider}-read")
         self._started_lock = threading.Lock()
 
     def cap_requests(self, max_requests: int | None) -> None:
@@ -544,10 +543,6 @@ class Job(Generic[K]):
     pages: Callable[[], Iterable[Any]]
 
 
-# the workers of an account's `ReadPool` per request it may have in flight (`MAX_CONCURRENCY`): the
-# in-flight cap (`RateLimitedAdapter`) holds the requests, and the spare workers decode responses
-# and map pages meanwhile, so that a slot is taken again as soon as a response is read
-READ_WORKERS_PER_REQUEST_IN_FLIGHT = 2
 # a worker with nothing to do for this long ends; the pool starts another when work comes
 IDLE_WORKER_SECONDS = 1.0
 # how many pages of a listing are read ahead of the resource that passes them on
@@ -604,11 +599,11 @@ _worker_of = threading.local()
 class _Fetch(Generic[K]):
     """One `fetch_concurrently`: its jobs' pages, read in a `ReadPool` and handed to the consumer in
     the order they arrive. At most `pool.size` of its jobs are read at once, each one page at a time,
-    and at most `pool.size` pages are read ahead of the consumer (the rest of its steps wait)."""
+    and at most `2 * pool.size` pages are read ahead of the consumer (the rest of its steps wait)."""
 
     def __init__(self, pool: ReadPool, jobs: Iterable[Job[K]]) -> None:
         self.pool = pool
-        self.room = pool.size
+        self.room = 2 * pool.size
         self.changed = threading.Condition()
         self.ready: deque[tuple[Job[K], Any]] = deque()
         self.not_started: deque[Job[K]] = deque(jobs)
@@ -700,7 +695,7 @@ def fetch_concurrently(pool: ReadPool, jobs: Iterable[Job[K]]) -> Iterator[tuple
 
     After a job's last page comes `(key, JobDone())`, or `(key, JobDone(error))` when it failed. The
     consumer waits for the next page (a plain generator: dlt's extract thread may be the one waiting).
-    At most `pool.size` pages of this fetch wait in memory; a run has a fetch per transformer
+    At most `2 * pool.size` pages of this fetch wait in memory; a run has a fetch per transformer
     generator dlt keeps open (at most dlt's `EXTRACT__MAX_PARALLEL_ITEMS`, 20), so its pages in memory
     are bounded by settings too. Closing the iterator drops the steps not begun. A job of the pool
     must not fetch in it again (it would wait on its own workers): that raises `RuntimeError`.

@@ -1,5 +1,5 @@
 """The threads a run starts follow its settings, not its data: an account's requests are made in one
-pool of 2 x `MAX_CONCURRENCY` workers and a thread per listing read ahead, at 40 campaigns as at 300."""
+pool of `MAX_CONCURRENCY` workers and a thread per listing read ahead, at 40 campaigns as at 300."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from helpers import expected_activity, loaded_activity
 
 PROVIDER = "emailoctopus"
 MAX_CONCURRENCY = 4
-WORKERS = 2 * MAX_CONCURRENCY  # the pool's: twice the requests in flight
 DUCKDB_ONLY = pytest.mark.parametrize("destination", ["duckdb"], indirect=True)  # threads are the source's
 
 
@@ -62,12 +61,12 @@ def test_threads_follow_max_concurrency_not_the_number_of_campaigns(make_harness
 
     for first, nightly in peaks.values():
         # the reports are read at the concurrency the settings allow, and no more
-        assert first["pool"] == WORKERS
-        assert nightly["pool"] <= WORKERS
+        assert first["pool"] == MAX_CONCURRENCY
+        assert nightly["pool"] <= MAX_CONCURRENCY
         assert first["listings"] <= 2 and nightly["listings"] <= 2  # campaigns and contacts
         assert first["all"] <= 40 and nightly["all"] <= 40
     # dlt's own threads come and go with its steps; ours are the same at 300 campaigns as at 40
-    assert peaks[300][0]["pool"] + peaks[300][0]["listings"] <= WORKERS + 2
+    assert peaks[300][0]["pool"] + peaks[300][0]["listings"] <= MAX_CONCURRENCY + 2
 
 
 @DUCKDB_ONLY
