@@ -537,7 +537,8 @@ class Job(Generic[K]):
     """One paged read: a key that names it and a function that yields its pages.
 
     Its pages are read in `ReadPool` workers, which have no dlt context (`dlt.current`): what the
-    read needs from dlt's state is given to it. A job never calls `fetch_concurrently` itself."""
+    read needs from dlt's state is given to it. A job must not fetch in its own pool: that raises
+    `RuntimeError` (`fetch_concurrently`)."""
 
     key: K
     pages: Callable[[], Iterable[Any]]
