@@ -7,7 +7,7 @@ are in flight.
 Concurrency is this module's and nothing else: the requests of a run's reads are made in the
 account's one `ReadPool` (at most `MAX_CONCURRENCY` threads), the report reads and lookups of many
 campaigns as jobs of `fetch_concurrently`, and each listing's pages in a thread of its own
-(`read_ahead`). dlt's resources are plain generators: dlt's extract thread maps pages into rows
+(`ReadAhead`). dlt's resources are plain generators: dlt's extract thread maps pages into rows
 and moves cursors, and waits when the page it asks for is not read yet.
 """
 
@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import Context, ContextVar, copy_context
 from dataclasses import dataclass, field
+from enum import Enum
 from functools import partial
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlsplit
@@ -708,52 +709,107 @@ def fetch_concurrently(pool: ReadPool, jobs: Iterable[Job[K]]) -> Iterator[tuple
 
 def as_listing(listing: str, pages: Iterable[T]) -> Iterator[T]:
     """`pages`, their requests counted as `listing`'s (`ProviderHttp.listing_requests`): read them in a
-    thread of their own (`read_ahead`), which the count stays with."""
+    thread of their own (`ReadAhead`), which the count stays with."""
     _LISTING.set(listing)
     yield from pages
 
 
-def read_ahead(pages: Iterable[Any], name: str) -> Iterator[Any]:
-    """Read `pages` (a listing) in a thread of its own, up to `LISTING_PAGES_AHEAD` pages ahead of the
-    consumer; raise its error here. Its requests' waits do not hold up the consumer (dlt's extract
-    thread), and it may itself fetch concurrently in the pool (a page of campaigns' details).
+class ReadAhead(Generic[T]):
+    """A listing's pages, read in a thread of its own up to `LISTING_PAGES_AHEAD` pages ahead of the
+    consumer, which gets the listing's error raised. Its requests' waits do not hold up the consumer
+    (dlt's extract thread), and it may itself fetch concurrently in the pool (a page of campaigns' details).
+
+    Reading begins at `start`, or when the pages are first iterated. It stops when that iteration ends
+    or is closed, at an interruption, or when the object is dropped without being read. `name` says
+    what is read (in messages); one of the run's counted listings (`listing`) counts its requests
+    (`as_listing`).
 
     The code behind `pages` must not use dlt's context (`dlt.current`), which that thread does not have.
     """
-    ahead: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=LISTING_PAGES_AHEAD)
-    stop = threading.Event()
 
-    def put(item: tuple[bool, Any]) -> bool:
-        while not stop.is_set():
+    def __init__(self, pages: Iterable[T], name: str, listing: str | None = None) -> None:
+        self.name = name
+        self.listing = listing
+        self._pages = pages if listing is None else as_listing(listing, pages)
+        self._ahead: queue.Queue[tuple[_Ahead, Any]] = queue.Queue(maxsize=2 * LISTING_PAGES_AHEAD)  # and their writes
+        self._stop = threading.Event()
+        self._started = False
+        weakref.finalize(self, self._stop.set)  # the thread holds no reference to this object
+
+    def start(self) -> None:
+        """Begin reading, if not begun yet."""
+        if not self._started:
+            self._started = True
+            reader = partial(_read_ahead, self._pages, self._ahead, self._stop)
+            name = f"listing-{self.name}"
+            threading.Thread(target=copy_context().run, args=(reader,), daemon=True, name=name).start()
+
+    def __iter__(self) -> Iterator[T]:
+        self.start()
+        try:
+            while not INTERRUPTION.is_set():
+                try:
+                    kind, item = self._ahead.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if kind is _Ahead.WRITE:  # the pages before it are handed on
+                    item()
+                elif kind is _Ahead.END:
+                    if item is not None:
+                        raise item
+                    return
+                else:
+                    yield item
+            raise Interrupted()
+        finally:
+            self._stop.set()
+
+
+class _Ahead(Enum):
+    """What `ReadAhead`'s thread puts: a page, a state write (`after_pages_handed_on`), the end."""
+
+    PAGE = "page"
+    WRITE = "write"
+    END = "end"
+
+
+# set in a `ReadAhead` thread: hands a state write to the consumer, in order with the pages
+_STATE_WRITES: ContextVar[Callable[[Callable[[], None]], None] | None] = ContextVar("state_writes", default=None)
+
+
+def after_pages_handed_on(write: Callable[[], None]) -> None:
+    """Run `write`, a change of dlt state that the pages read so far justify (a cursor moved past
+    them), once those pages are handed on to dlt: at once in dlt's thread, and in a `ReadAhead`
+    listing when its consumer has taken them. Pages read ahead and never handed on (an interrupted
+    run) thus leave the state as it was, and the next run reads them again."""
+    hand_over = _STATE_WRITES.get()
+    if hand_over is None:
+        write()
+    else:
+        hand_over(write)
+
+
+def _read_ahead(pages: Iterable[Any], ahead: queue.Queue[tuple[_Ahead, Any]], stop: threading.Event) -> None:
+    """`ReadAhead`'s thread: put each page and each state write in order, then the end (with the error)."""
+
+    def put(kind: _Ahead, item: Any) -> bool:
+        while not stop.is_set() and not INTERRUPTION.is_set():
             try:
-                ahead.put(item, timeout=0.1)
+                ahead.put((kind, item), timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def read() -> None:
-        try:
-            for page in pages:
-                if not put((False, page)):
-                    return
-        except BaseException as exc:  # raised in the consumer
-            put((True, exc))
-            return
-        put((True, None))
+    def hand_over(write: Callable[[], None]) -> None:
+        put(_Ahead.WRITE, write)
 
-    threading.Thread(target=copy_context().run, args=(read,), daemon=True, name=f"listing-{name}").start()
+    _STATE_WRITES.set(hand_over)
     try:
-        while not INTERRUPTION.is_set():
-            try:
-                ended, item = ahead.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if ended:
-                if item is not None:
-                    raise item
+        for page in pages:
+            if not put(_Ahead.PAGE, page):
                 return
-            yield item
-        raise Interrupted()
-    finally:
-        stop.set()
+    except BaseException as exc:  # raised in the consumer
+        put(_Ahead.END, exc)
+        return
+    put(_Ahead.END, None)

@@ -1,5 +1,6 @@
 """The account's `ReadPool` and `fetch_concurrently` on their own, with jobs that stand for paged reads:
-every job ends once, in order within itself, on at most `size` threads, and no job can wedge the pool."""
+every job ends once, in order within itself, on at most `size` threads, and no job can wedge the pool.
+And a listing read ahead (`ReadAhead`): its state writes wait for the pages before them to be taken."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 
-from sources.http import Job, JobDone, ReadPool, fetch_concurrently
+from sources.http import Job, JobDone, ReadAhead, ReadPool, after_pages_handed_on, fetch_concurrently
 
 
 def pages_of(job_id: int, count: int, seen: set[str]) -> Iterator[list[str]]:
@@ -59,3 +60,32 @@ def test_a_job_that_fetches_in_its_own_pool_fails_instead_of_waiting_on_itself()
 
     ((key, done),) = list(fetch_concurrently(pool, [Job("outer", nested)]))
     assert key == "outer" and isinstance(done.error, RuntimeError)
+
+
+def test_a_listing_read_ahead_writes_its_state_only_for_the_pages_taken():
+    state: dict[str, int] = {}
+    read: list[int] = []
+
+    def listing() -> Iterator[int]:
+        for number in range(1, 6):
+            read.append(number)
+            yield number
+            after_pages_handed_on(lambda number=number: state.__setitem__("cursor", number))
+
+    pages = iter(ReadAhead(listing(), "test-listing"))
+    assert next(pages) == 1
+    deadline = time.monotonic() + 5
+    while len(read) < 5 and time.monotonic() < deadline:  # the thread reads on, ahead of the consumer
+        time.sleep(0.01)
+    assert read == [1, 2, 3, 4, 5] and state == {}
+    assert next(pages) == 2
+    assert state == {"cursor": 1}  # page 1 was handed on before page 2 was taken
+    pages.close()  # the consumer stops: pages 3 to 5 were read, never taken, and move nothing
+    time.sleep(0.3)
+    assert state == {"cursor": 1}
+
+    state.clear()
+    assert list(ReadAhead(listing(), "test-listing")) == [1, 2, 3, 4, 5]
+    assert state == {"cursor": 5}  # read whole: every write made, the last after the last page
+    after_pages_handed_on(lambda: state.__setitem__("cursor", 6))  # outside a listing thread: at once
+    assert state == {"cursor": 6}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sources.canonical.times import parse_utc
+from sources.http import after_pages_handed_on
 
 
 class ListingCursor:
@@ -63,19 +65,25 @@ class ListingCursor:
         self._failed_at.append(parse_utc(modified))
 
     def handled(self) -> None:
-        """The items passed on so far went through (their page was handed on): they count as seen."""
-        self.state["seen"].update({item_id: v for item_id, v in self._passed.items() if v is not None})
+        """The items passed on so far went through (their page was handed on): they count as seen,
+        in the state once that page is handed on to dlt (`after_pages_handed_on`)."""
+        passed = {item_id: v for item_id, v in self._passed.items() if v is not None}
         self._passed.clear()
+        after_pages_handed_on(partial(self.state["seen"].update, passed))
 
     def commit(self) -> None:
-        """After the whole listing: move the cursor to the newest time listed, or to the earliest
-        failed item (where the next listing must start), and forget the items that the next listing
-        cannot return again. A failed item without a time keeps the cursor where it was."""
+        """After the whole listing, once its pages are handed on to dlt: move the cursor to the newest
+        time listed, or to the earliest failed item (where the next listing must start), and forget
+        the items that the next listing cannot return again. A failed item without a time keeps the
+        cursor where it was."""
         self.handled()
-        if not self._failed_at and self.newest is not None:
-            self.state["cursor"] = self.newest.isoformat()
-        elif self._failed_at and None not in self._failed_at:
-            earliest = min(at for at in self._failed_at if at is not None)
+        after_pages_handed_on(partial(self._commit, self.newest, list(self._failed_at)))
+
+    def _commit(self, newest: datetime | None, failed_at: list[datetime | None]) -> None:
+        if not failed_at and newest is not None:
+            self.state["cursor"] = newest.isoformat()
+        elif failed_at and None not in failed_at:
+            earliest = min(at for at in failed_at if at is not None)
             self.state["cursor"] = earliest.isoformat()
         cursor = parse_utc(self.state["cursor"])
         if cursor is not None:

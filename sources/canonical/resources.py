@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
+from itertools import zip_longest
 from typing import Any, Protocol
 
 import dlt
@@ -40,7 +41,7 @@ from sources.canonical.tables import (
 )
 from sources.canonical.times import parse_utc
 from sources.errors import CampaignSyncError, QuotaExhausted
-from sources.http import ProviderHttp, as_listing, read_ahead
+from sources.http import ProviderHttp, ReadAhead
 
 
 class ProviderApi(Protocol):
@@ -75,7 +76,7 @@ class ProviderApi(Protocol):
         """
 
 
-# rows per Arrow table handed to dlt: dlt's cost per item is fixed, so fewer, larger items
+# at most this many rows per Arrow table handed to dlt: dlt's cost per item is fixed, so fewer, larger items
 ARROW_BATCH_ROWS = 5_000
 # how long past its attribution window a sent campaign is still offered to the report reads,
 # so that the read after the window closes happens even when a run is missed or fails
@@ -137,6 +138,16 @@ def snapshot_digest(rows: Iterable[Row]) -> str:
 LISTING_REQUESTS = "listing_requests"
 
 
+def longest_first(reads_of_campaigns: Iterable[list[ReportRead]]) -> list[ReportRead]:
+    """The reads of a page of campaigns, every campaign's first report, then every one's second, and so on.
+
+    Each provider lists a campaign's sends first, its longest report (a page is read only after the one
+    before it): started first, the long reads end with the short ones instead of after them, alone.
+    """
+    by_position = zip_longest(*reads_of_campaigns)
+    return [read for position in by_position for read in position if read is not None]
+
+
 def backfill_listings_cost(source_state: dict[str, Any]) -> int | None:
     """The requests a backfill's listings took together, as the last backfill that read them whole kept
     them (None before one did): the least `--max-requests` of a backfill that reads a report is one more."""
@@ -145,31 +156,28 @@ def backfill_listings_cost(source_state: dict[str, Any]) -> int | None:
 
 
 def read_listing(
-    pages: Iterable[list[Row]],
-    outcome: SyncOutcome,
-    what: str,
-    listing: str | None = None,
-    settings: SyncSettings | None = None,
+    reader: ReadAhead[list[Row]], outcome: SyncOutcome, settings: SyncSettings | None = None
 ) -> Iterator[list[Row]]:
-    """Read a listing's pages ahead in a thread of its own (`read_ahead`) and pass them on until it
-    ends, fails or the daily quota runs out.
+    """Pass on a listing's pages, read ahead in a thread of its own (`reader`), until it ends, fails or
+    the daily quota runs out.
 
-    A failure is recorded in `outcome` (as `what`) and costs only the rest of this listing:
+    A failure is recorded in `outcome` (as `reader.name`) and costs only the rest of this listing:
     the other resources go on, what was read loads, and the listing's cursor stays.
 
-    One of `LISTINGS` (`listing`, with the run's `settings`): stopped (the quota, `--max-requests`), it
-    leaves the run's pass over the reports unfinished; read whole without a failure, it counts its
+    One of `LISTINGS` (`reader.listing`, with the run's `settings`): stopped (the quota, `--max-requests`),
+    it leaves the run's pass over the reports unfinished; read whole without a failure, it counts its
     requests in `outcome.listings_read`, and a backfill keeps them (`backfill_listings_cost`).
     """
+    listing = reader.listing
     failures, whole = len(outcome.failures), False
     try:
         if outcome.quota is None:  # not begun once the quota is used up
-            yield from read_ahead(pages if listing is None else as_listing(listing, pages), what)
+            yield from reader
             whole = len(outcome.failures) == failures
     except QuotaExhausted:  # `outcome.quota` says so
         pass
     except CampaignSyncError as error:
-        outcome.record(what, error)
+        outcome.record(reader.name, error)
     if listing is None or settings is None or outcome.http is None:
         return
     if whole:
@@ -184,13 +192,23 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
     """The canonical dlt resources of a provider: campaigns, their reports, and contacts.
 
     They are plain generators, which dlt advances in its extract thread; that thread makes no
-    request. The listings are read ahead, each in a thread of its own (`read_ahead`), and a
+    request. The listings are read ahead, each in a thread of its own (`ReadAhead`), and a
     transformer reads its page of campaigns' reports in the account's `ReadPool`
     (`read_due_reports`), waiting for the next page when it is not read yet. Every request passes
     the provider's one limiter and in-flight cap (sources/http.py).
     """
     outcome.http = api.http
     api.http.cap_requests(settings.max_requests)
+
+    started: list[ReadAhead[list[Row]]] = []
+
+    def contacts_listing() -> ReadAhead[list[Row]]:
+        """The contacts listing, begun by the campaigns resource: dlt advances a resource only after the
+        one before has handed on a page, and the report reads would wait for the contacts' first page."""
+        if not started:
+            contacts_state = dlt.current.resource_state("contacts")  # named: called from either resource
+            started.append(ReadAhead(api.contacts(contacts_state), f"{api.name} contacts", "contacts"))
+        return started[0]
 
     @dlt.resource(**CAMPAIGNS)
     def campaigns() -> Iterator[list[Row]]:
@@ -199,8 +217,9 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         state = dlt.current.resource_state()
         recent: dict[str, Row] = state.setdefault("recent", {})
         listed: set[str] = set()
+        contacts_listing().start()
         for page in read_listing(
-            api.campaigns(state), outcome, f"{api.name} campaign listing", "campaigns", settings
+            ReadAhead(api.campaigns(state), f"{api.name} campaign listing", "campaigns"), outcome, settings
         ):
             stamp(page, api.name, settings.account)
             for row in page:
@@ -222,21 +241,21 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
 
     @dlt.transformer(data_from=campaigns, **CONTACT_ACTIVITY)
     def contact_activity(campaign_page: list[Row]) -> Iterator[pa.Table]:
-        reads = [read for campaign in campaign_page for read in api.activity_reads(campaign)]
+        reads = longest_first(api.activity_reads(campaign) for campaign in campaign_page)
         occurrences: dict[str, Counter[str]] = {}
         batch: list[pa.Table] = []
         for event in read_due_reports(api.name, reads, settings, outcome):
             read = event.read
             if isinstance(event, ReadDone):
                 occurrences.pop(read.state_key, None)  # held for one report only
-                continue
-            if not event.rows:
-                continue
-            outcome.campaigns_with_events.add(read.campaign_id)
-            counts = occurrences.setdefault(read.state_key, Counter())
-            page = to_arrow(event.rows, CONTACT_ACTIVITY)
-            batch.append(with_activity_ids(page, read, api.name, settings.account, counts))
-            if sum(page.num_rows for page in batch) >= ARROW_BATCH_ROWS:
+            elif event.rows:
+                outcome.campaigns_with_events.add(read.campaign_id)
+                counts = occurrences.setdefault(read.state_key, Counter())
+                page = to_arrow(event.rows, CONTACT_ACTIVITY)
+                batch.append(with_activity_ids(page, read, api.name, settings.account, counts))
+            # handed on when full, and when a read ends: dlt then gives the turn to the other resources,
+            # whose reads stop while their pages wait for it (sources/http.py, `_Fetch`)
+            if batch and (isinstance(event, ReadDone) or sum(page.num_rows for page in batch) >= ARROW_BATCH_ROWS):
                 yield pa.concat_tables(batch, promote_options="default")
                 batch = []
         if batch:
@@ -245,10 +264,9 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
 
     @dlt.transformer(data_from=campaigns, **CAMPAIGN_NON_ENGAGEMENT)
     def campaign_non_engagement(campaign_page: list[Row]) -> Iterator[pa.Table]:
-        reads = [read for campaign in campaign_page for read in api.non_engagement_reads(campaign)]
+        reads = longest_first(api.non_engagement_reads(campaign) for campaign in campaign_page)
         cursors = ReportCursors(dlt.current.resource_state())
         snapshots: dict[str, list[Row]] = {}
-        batch: list[Row] = []
         for event in read_due_reports(api.name, reads, settings, outcome):
             read = event.read
             if isinstance(event, ReadPage):
@@ -264,7 +282,8 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
                 continue
             event.cursor.digest = digest
             event.cursor.save(cursors, read)
-            # the whole snapshot, after a marker that deletes the previous one
+            # the whole snapshot, after a marker that deletes the previous one, handed on at once (dlt then
+            # gives the turn to the other resources: `contact_activity`)
             reset = {
                 "provider": api.name, "account": settings.account, "campaign_id": read.campaign_id,
                 "kind": read.report, "contact_id": "",
@@ -273,17 +292,12 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
             for row in snapshot:
                 row["kind"] = read.report
                 row["as_of"] = settings.now
-            batch += [{**reset, SNAPSHOT_RESET: True}, *snapshot]
-            if len(batch) >= ARROW_BATCH_ROWS:
-                yield to_arrow(batch, CAMPAIGN_NON_ENGAGEMENT)
-                batch = []
-        if batch:
-            yield to_arrow(batch, CAMPAIGN_NON_ENGAGEMENT)
+            yield to_arrow([{**reset, SNAPSHOT_RESET: True}, *snapshot], CAMPAIGN_NON_ENGAGEMENT)
         _forget_read_campaigns(api, campaign_page, settings)
 
     @dlt.transformer(data_from=campaigns, **CAMPAIGN_SUMMARIES)
     def campaign_summaries(campaign_page: list[Row]) -> Iterator[list[Row]]:
-        reads = [read for campaign in campaign_page for read in api.summary_reads(campaign)]
+        reads = longest_first(api.summary_reads(campaign) for campaign in campaign_page)
         for event in read_due_reports(api.name, reads, settings, outcome):
             if isinstance(event, ReadPage):
                 for row in event.rows:
@@ -293,9 +307,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
 
     @dlt.resource(**CONTACTS)
     def contacts() -> Iterator[list[Row]]:
-        for page in read_listing(
-            api.contacts(dlt.current.resource_state()), outcome, f"{api.name} contacts", "contacts", settings
-        ):
+        for page in read_listing(contacts_listing(), outcome, settings):
             settings.forgotten.scrub(page)
             stamp(page, api.name, settings.account)
             yield page

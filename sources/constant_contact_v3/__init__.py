@@ -19,6 +19,7 @@ from sources.canonical import (
     stamp,
 )
 from sources.constant_contact_v3.client import ConstantContactV3Api
+from sources.http import ReadAhead
 
 BASE_URL = "https://api.cc.email/v3"
 TOKEN_URL = "https://authz.constantcontact.com/oauth2/default/v1/token"
@@ -71,8 +72,8 @@ def constant_contact_v3_source(
     @dlt.resource(**CAMPAIGN_XREFS)
     def campaign_xrefs() -> Iterator[list[Row]]:
         """The v3 campaigns of the account's v2 campaigns loaded and not looked up yet: each is asked once."""
-        for rows in read_listing(api.campaign_xrefs(plan.unmapped_v2_campaigns), plan.outcome,
-                             "constant_contact_v3 campaign cross-references"):
+        xrefs = ReadAhead(api.campaign_xrefs(plan.unmapped_v2_campaigns), f"{api.name} campaign cross-references")
+        for rows in read_listing(xrefs, plan.outcome):
             stamp(rows, api.name, settings.account)
             yield rows
 

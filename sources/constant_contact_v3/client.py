@@ -35,7 +35,16 @@ from sources.canonical import (
 )
 from sources.constant_contact_v3 import mapping
 from sources.errors import CredentialsRefused, NotFound, ProviderError, QuotaExhausted, setting_name
-from sources.http import Job, JobDone, ProviderHttp, error_entries, fetch_concurrently, segment, shared_budget
+from sources.http import (
+    Job,
+    JobDone,
+    ProviderHttp,
+    after_pages_handed_on,
+    error_entries,
+    fetch_concurrently,
+    segment,
+    shared_budget,
+)
 from sources.oauth import RefreshingAccessToken, RefreshingBearerAuth, RefreshTokenFile
 from sources.redaction import shown
 
@@ -215,9 +224,10 @@ class ConstantContactV3Api:
             pending.update({row["campaign_id"]: row["status"] for row in rows})
             if rows:
                 yield rows
-        state["pending"] = {
+        still_pending = {
             cid: status for cid, status in pending.items() if status in PENDING_STATUSES and cid not in self._gone
         }
+        after_pages_handed_on(partial(state.__setitem__, "pending", still_pending))
         listing.commit()
 
     def _enrich(

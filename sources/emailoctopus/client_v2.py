@@ -37,7 +37,7 @@ from sources.canonical import (
 from sources.emailoctopus import mapping, mapping_v2
 from sources.emailoctopus.client import NAME, PAGE_SIZE, items, listed_campaign_costs
 from sources.errors import CredentialsRefused, NotFound, ProviderError
-from sources.http import Job, JobDone, ProviderHttp, fetch_concurrently, segment
+from sources.http import Job, JobDone, ProviderHttp, after_pages_handed_on, fetch_concurrently, segment
 from sources.redaction import redact, register_secret
 
 # docs/providers/emailoctopus-v2.md, "Endpoints": a call per contact status reads every contact
@@ -344,7 +344,7 @@ class EmailOctopusV2Api:
         for list_id, page in fetch_concurrently(self.http.pool, jobs):
             if isinstance(page, JobDone):
                 if page.error is None and list_id in newest:
-                    cursors[list_id] = newest[list_id].isoformat()
+                    after_pages_handed_on(partial(cursors.__setitem__, list_id, newest[list_id].isoformat()))
                 elif page.error is not None and not isinstance(page.error, NotFound):
                     self.outcome.record(f"{NAME} contacts of list {list_id}", page.error)
                 continue
