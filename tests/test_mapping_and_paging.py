@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
+from sources.canonical.resources import longest_first
 from sources.constant_contact_v2 import client as cc2
 from sources.constant_contact_v2 import mapping as cc2_mapping
 from sources.constant_contact_v3 import client as cc3
@@ -195,3 +196,13 @@ def test_v3_campaign_xref_rows_map_what_the_answer_maps_and_mark_the_rest_asked(
                     {"v2_campaign_id": "1100394165002", "v3_campaign_id": "c2"}]
     assert cc3_mapping.campaign_xref_rows(["1"], {}) == [{"v2_campaign_id": "1", "v3_campaign_id": None}]
 
+
+
+def test_a_page_of_campaigns_starts_every_campaigns_sends_first():
+    """`longest_first`: each campaign's first report, then each one's second...; every provider lists
+    the sends (a row per recipient, its longest report) first, so the long reads start first."""
+    reads = longest_first([["a-sent", "a-opened"], ["b-sent"], [], ["c-sent", "c-opened", "c-clicked"]])
+    assert reads == ["a-sent", "b-sent", "c-sent", "a-opened", "c-opened", "c-clicked"]
+    firsts = [next(iter(reports)) for reports in (eo_mapping.ACTIVITY_REPORTS, cc2_mapping.ACTIVITY_REPORTS,
+                                                  cc3_mapping.ACTIVITY_REPORTS)]
+    assert firsts == ["sent", "sends", "sends"]
