@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from itertools import zip_longest
@@ -34,7 +35,10 @@ from sources.canonical.tables import (
     CAMPAIGN_SUMMARIES,
     CAMPAIGNS,
     CONTACT_ACTIVITY,
+    CONTACT_DIGEST,
+    CONTACT_DIGEST_VERSION,
     CONTACTS,
+    OWNER_FILTER,
     SNAPSHOT_RESET,
     Row,
     stamp,
@@ -132,6 +136,47 @@ def snapshot_digest(rows: Iterable[Row]) -> str:
     """A digest of a not-opened / not-clicked snapshot's contacts and addresses, in any order."""
     entries = sorted(f"{row['contact_id']}\x1f{row.get('email_address') or ''}" for row in rows)
     return hashlib.blake2b("\x1e".join(entries).encode(), digest_size=16).hexdigest()
+
+
+def contact_digest(row: Row) -> str:
+    """A digest of a canonical `contacts` row as it is loaded (key, stamp and every field, nested ones
+    included; not its own `CONTACT_DIGEST`): the same digest, the same row."""
+    text = json.dumps(
+        [CONTACT_DIGEST_VERSION, {key: value for key, value in row.items() if key != CONTACT_DIGEST}],
+        sort_keys=True, default=str, separators=(",", ":"),
+    )
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def changed_contacts(page: list[Row], loaded: Collection[str]) -> list[Row]:
+    """The rows of a page of contacts (scrubbed and stamped) that the destination does not hold as they are
+    (`loaded`: the digests it holds), each with its `CONTACT_DIGEST`, which is loaded with it."""
+    changed = []
+    for row in page:
+        digest = contact_digest(row)
+        if digest not in loaded:
+            row[CONTACT_DIGEST] = digest
+            changed.append(row)
+    return changed
+
+
+def loaded_contact_digests(provider: str, account: str) -> frozenset[str]:
+    """The `CONTACT_DIGEST`s of the account's contacts in the destination of the pipeline that runs (none
+    before the first load). Read from the destination, not kept in dlt state: whatever changed the table
+    (a load, an erasure, a table dropped or restored) is what the digests say; an erasure empties them."""
+    with dlt.current.pipeline().sql_client() as client:
+        if not client.execute_sql(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+            "AND column_name = %s",
+            client.dataset_name, CONTACTS["name"], CONTACT_DIGEST,
+        ):
+            return frozenset()
+        rows = client.execute_sql(
+            f"SELECT {CONTACT_DIGEST} FROM {client.make_qualified_table_name(CONTACTS['name'])} "
+            f"WHERE {OWNER_FILTER} AND {CONTACT_DIGEST} IS NOT NULL",
+            provider, account,
+        )
+    return frozenset(row[0] for row in rows or [])
 
 
 # where a backfill keeps the requests each of its listings took when it read them whole (source state)
@@ -266,18 +311,22 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
     def campaign_non_engagement(campaign_page: list[Row]) -> Iterator[pa.Table]:
         reads = longest_first(api.non_engagement_reads(campaign) for campaign in campaign_page)
         cursors = ReportCursors(dlt.current.resource_state())
-        snapshots: dict[str, list[Row]] = {}
+        # per read: its contacts' addresses (one per contact, the last a page gives), not its rows, which
+        # take several times the memory, and the reads of many large snapshots run at once
+        snapshots: dict[str, dict[str, str | None]] = {}
         for event in read_due_reports(api.name, reads, settings, outcome):
             read = event.read
             if isinstance(event, ReadPage):
-                snapshots.setdefault(read.state_key, []).extend(event.rows)
+                addresses = snapshots.setdefault(read.state_key, {})
+                addresses.update((row["contact_id"], row.get("email_address")) for row in event.rows
+                                 if row.get("contact_id"))
                 continue
+            addresses = snapshots.pop(read.state_key, {})
             if read.resume is not None and read.resume.unchanged:  # the provider knows it is the one loaded
                 continue
-            # one row per contact, even where a page repeats one
-            by_contact = {row["contact_id"]: row for row in snapshots.pop(read.state_key, []) if row.get("contact_id")}
+            snapshot: list[Row] = [{"contact_id": cid, "email_address": email} for cid, email in addresses.items()]
             # a snapshot the same as the one loaded is not replaced (its rows keep their `as_of`)
-            digest = snapshot_digest(by_contact.values())
+            digest = snapshot_digest(snapshot)
             if event.cursor.digest == digest:
                 continue
             event.cursor.digest = digest
@@ -288,10 +337,9 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
                 "provider": api.name, "account": settings.account, "campaign_id": read.campaign_id,
                 "kind": read.report, "contact_id": "",
             }
-            snapshot = list(by_contact.values())
             for row in snapshot:
-                row["kind"] = read.report
-                row["as_of"] = settings.now
+                row.update(provider=api.name, account=settings.account, campaign_id=read.campaign_id,
+                           kind=read.report, as_of=settings.now)
             yield to_arrow([{**reset, SNAPSHOT_RESET: True}, *snapshot], CAMPAIGN_NON_ENGAGEMENT)
         _forget_read_campaigns(api, campaign_page, settings)
 
@@ -307,10 +355,14 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
 
     @dlt.resource(**CONTACTS)
     def contacts() -> Iterator[list[Row]]:
+        # a contact loaded as it is listed now is not passed on again (most providers list them all each run)
+        loaded = loaded_contact_digests(api.name, settings.account)
         for page in read_listing(contacts_listing(), outcome, settings):
             settings.forgotten.scrub(page)
             stamp(page, api.name, settings.account)
-            yield page
+            changed = changed_contacts(page, loaded)
+            if changed:
+                yield changed
 
     @dlt.resource(selected=False)
     def campaign_costs() -> Iterator[list[CampaignCost]]:
