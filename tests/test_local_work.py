@@ -6,6 +6,7 @@ began, unless the run loaded a package an earlier run read (then for everyone)."
 from __future__ import annotations
 
 import json
+import re
 
 from conftest import BOTH_DESTINATIONS
 from helpers import open_campaigns
@@ -118,3 +119,50 @@ def test_a_package_read_before_an_erasure_is_erased_when_a_later_run_loads_it(ha
     assert harness.query(f"SELECT count(*) FROM contact_activity WHERE contact_id = '{person.id}' "
                          f"AND occurred_at > '{day_1.isoformat()}'")[0][0] > 0
     assert holding(harness, person.email) == []
+
+
+def contacts_passed_on(out: str) -> int:
+    """The contacts a run passed on to dlt, as its line says (none: no `contacts N read`)."""
+    found = re.search(rf"^{PROVIDER}: .*\bcontacts (\d+) read", out, re.MULTILINE)
+    return int(found.group(1)) if found else 0
+
+
+def test_a_run_passes_on_only_the_contacts_not_loaded_as_they_are_listed(harness, capsys):
+    """EmailOctopus lists every contact every run: those the table holds as they are listed (their digest)
+    are not normalized and merged again, a changed one is, and the table stays what a full load gives."""
+    dataset = harness.sandbox.datasets[PROVIDER]
+    assert harness.cli("run", PROVIDER) == 0
+    assert contacts_passed_on(capsys.readouterr().out) == len(dataset.contacts)
+    # the contacts deleted at the provider were erased after that load (their digests too): the next run
+    # loads them once more, as it scrubs them, and nothing of theirs comes back
+    deleted = [c for c in dataset.contacts if c.deleted]
+    assert deleted
+    assert harness.cli("run", PROVIDER) == 0
+    assert contacts_passed_on(capsys.readouterr().out) == len(deleted)
+    assert harness.count("contacts", "deleted AND (email_address IS NOT NULL OR row_digest IS NULL)") == 0
+
+    # a rerun with no news passes on no contact: no row is merged again
+    loaded = harness.query("SELECT contact_id, _dlt_load_id, row_digest FROM contacts ORDER BY contact_id")
+    assert len(loaded) == len(dataset.contacts)
+    assert harness.cli("run", PROVIDER) == 0
+    assert contacts_passed_on(capsys.readouterr().out) == 0
+    assert harness.query("SELECT contact_id, _dlt_load_id, row_digest FROM contacts ORDER BY contact_id") == loaded
+
+    # changed at the provider (a tag, a custom field; a status): exactly those two are passed on and merged
+    tagged, unsubscribed = [c for c in dataset.contacts if not c.deleted and c.status == "SUBSCRIBED"][:2]
+    tagged.tags = [*tagged.tags, "vip"]
+    tagged.fields = {**tagged.fields, "City": "Reykjavik"}
+    unsubscribed.status = "UNSUBSCRIBED"
+    assert harness.cli("run", PROVIDER) == 0
+    assert contacts_passed_on(capsys.readouterr().out) == 2
+    after = harness.query("SELECT contact_id, _dlt_load_id, row_digest FROM contacts ORDER BY contact_id")
+    assert {row[0] for row in set(after) - set(loaded)} == {tagged.id, unsubscribed.id}
+    assert harness.query(f"SELECT custom_fields__city FROM contacts WHERE contact_id = '{tagged.id}'") == [
+        ("Reykjavik",)
+    ]
+    assert sorted(row[0] for row in harness.query(
+        "SELECT t.value FROM contacts c JOIN contacts__tags t ON t._dlt_parent_id = c._dlt_id "
+        f"WHERE c.contact_id = '{tagged.id}'"
+    )) == sorted(tagged.tags)
+    statuses = dict(harness.query("SELECT contact_id, status FROM contacts WHERE NOT deleted"))
+    assert statuses == {c.id: c.status for c in dataset.contacts if not c.deleted}

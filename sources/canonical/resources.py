@@ -139,12 +139,9 @@ def snapshot_digest(rows: Iterable[Row]) -> str:
 
 
 def contact_digest(row: Row) -> str:
-    """A digest of a canonical `contacts` row as it is loaded (key, stamp and every field, nested ones
-    included; not its own `CONTACT_DIGEST`): the same digest, the same row."""
-    text = json.dumps(
-        [CONTACT_DIGEST_VERSION, {key: value for key, value in row.items() if key != CONTACT_DIGEST}],
-        sort_keys=True, default=str, separators=(",", ":"),
-    )
+    """A digest of a canonical `contacts` row as it is loaded, before it has its `CONTACT_DIGEST` (key, stamp
+    and every field, nested ones included): the same digest, the same row."""
+    text = json.dumps([CONTACT_DIGEST_VERSION, row], sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 

@@ -111,12 +111,21 @@ CAMPAIGN_NON_ENGAGEMENT: TableHints = {
         SNAPSHOT_RESET: {"data_type": "bool", "hard_delete": True},
     },
 }
+# a contacts row's digest of itself as loaded (`resources.contact_digest`): a run passes on only the contacts
+# whose digest the table does not hold. Not kept after an erasure (it is not in KEPT_AFTER_ERASURE): the
+# erased row is loaded again, as the run scrubs it, the next time it is listed
+CONTACT_DIGEST = "row_digest"
+# changed when what a digest covers changes, so that every contact loads again once
+CONTACT_DIGEST_VERSION = 1
 CONTACTS: TableHints = {
     "name": "contacts",
     "write_disposition": "merge",
     "primary_key": [*OWNER, "contact_id"],
     "columns": {
-        **_columns(text=(*OWNER, "contact_id", "email_address", "status"), timestamp=("created_at", "updated_at")),
+        **_columns(
+            text=(*OWNER, "contact_id", "email_address", "status", CONTACT_DIGEST),
+            timestamp=("created_at", "updated_at"),
+        ),
         "deleted": {"data_type": "bool"},  # deleted at the provider (EmailOctopus, v3) or REMOVED (v2)
     },
 }
