@@ -116,9 +116,11 @@ def reconcile(
         among = f" AND campaign_id IN ({', '.join(['%s'] * len(chosen))})"
     events = f"{table('contact_activity')} WHERE provider = %s AND account = %s{among}"
     columns = ", ".join(f"s.{reported}, coalesce(a.{loaded}, 0)" for _label, reported, loaded in MEASURES)
-    # the campaign_engagement view's rows: the sent campaigns, with their events' counts
+    # the campaign_engagement view's rows: the sent campaigns, with their events' counts, counted once
+    # (MATERIALIZED): PostgreSQL, taking a table without statistics for a few rows, joined them in a
+    # nested loop that counted all the events again for every campaign (over 5 minutes at 10M events)
     sql = f"""
-        WITH counts AS ({CAMPAIGN_COUNTS.replace("{events}", events)})
+        WITH counts AS MATERIALIZED ({CAMPAIGN_COUNTS.replace("{events}", events)})
         SELECT s.campaign_id, c.name, {columns}
         FROM {table("campaign_summaries")} s
         LEFT JOIN {table("campaigns")} c
