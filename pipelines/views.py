@@ -17,19 +17,34 @@ from pipelines.reconcile import existing_tables, table_columns
 from sources.canonical import CAMPAIGN_XREFS
 
 # the counts of one campaign's events, the same in both ways of counting (`{events}` is the activity
-# they are counted from, grouped by `provider, account, campaign_id`)
+# they are counted from, grouped by `provider, account, campaign_id`). No DISTINCT aggregate: first one
+# row per campaign, type and contact (the contact only for the types counted in contacts: a campaign's
+# sends and forwards are one row each) with its number of events `n`, then per campaign a count of
+# contacts (`count(contact_id)`, which leaves out events without a contact as count(DISTINCT contact_id)
+# did) or a sum of `n`, cast to BIGINT (an integer on both destinations, as count(*) is) and 0 when the
+# campaign has none. On ten million events (benchmarks/counts.py) DuckDB counts about 6 times faster
+# this way than with count(DISTINCT) (0.9 s, was 5.4 s), PostgreSQL 2.4 times slower (19 s, was 8 s)
+# once the plan runs the counts once (reconcile's MATERIALIZED, statistics after a load: runner.analyze).
+COUNTED_CONTACT = (
+    "CASE WHEN activity_type IN ('bounced', 'opened', 'clicked', 'unsubscribed', 'complained') THEN contact_id END"
+)
 CAMPAIGN_COUNTS = """
     SELECT provider, account, campaign_id,
-           count(*) FILTER (WHERE activity_type = 'sent') AS sent,
-           count(DISTINCT contact_id) FILTER (WHERE activity_type = 'bounced') AS bounced,
-           count(DISTINCT contact_id) FILTER (WHERE activity_type = 'opened') AS unique_opens,
-           count(*) FILTER (WHERE activity_type = 'opened') AS total_opens,
-           count(DISTINCT contact_id) FILTER (WHERE activity_type = 'clicked') AS unique_clicks,
-           count(*) FILTER (WHERE activity_type = 'clicked') AS total_clicks,
-           count(DISTINCT contact_id) FILTER (WHERE activity_type = 'unsubscribed') AS unsubscribes,
-           count(DISTINCT contact_id) FILTER (WHERE activity_type = 'complained') AS complaints,
-           count(*) FILTER (WHERE activity_type = 'forwarded') AS forwards
-    FROM {events}
+           coalesce(CAST(sum(n) FILTER (WHERE activity_type = 'sent') AS BIGINT), 0) AS sent,
+           count(contact_id) FILTER (WHERE activity_type = 'bounced') AS bounced,
+           count(contact_id) FILTER (WHERE activity_type = 'opened') AS unique_opens,
+           coalesce(CAST(sum(n) FILTER (WHERE activity_type = 'opened') AS BIGINT), 0) AS total_opens,
+           count(contact_id) FILTER (WHERE activity_type = 'clicked') AS unique_clicks,
+           coalesce(CAST(sum(n) FILTER (WHERE activity_type = 'clicked') AS BIGINT), 0) AS total_clicks,
+           count(contact_id) FILTER (WHERE activity_type = 'unsubscribed') AS unsubscribes,
+           count(contact_id) FILTER (WHERE activity_type = 'complained') AS complaints,
+           coalesce(CAST(sum(n) FILTER (WHERE activity_type = 'forwarded') AS BIGINT), 0) AS forwards
+    FROM (
+        SELECT provider, account, campaign_id, activity_type, """ + COUNTED_CONTACT + """ AS contact_id,
+               count(*) AS n
+        FROM {events}
+        GROUP BY provider, account, campaign_id, activity_type, """ + COUNTED_CONTACT + """
+    ) per_contact
     GROUP BY provider, account, campaign_id
 """
 CAMPAIGN_MEASURES = """
