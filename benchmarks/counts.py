@@ -253,7 +253,6 @@ def main() -> None:
     args = parser.parse_args()
     postgres = args.destination == "postgres"
     folder = Path(tempfile.gettempdir()) / "campaign_sync_counts"
-    folder.mkdir(exist_ok=True)
     if postgres:
         connection: Any = psycopg2.connect(POSTGRES_URL)
         connection.autocommit = True
@@ -261,6 +260,7 @@ def main() -> None:
         cursor.execute("SHOW work_mem")
         print(f"PostgreSQL work_mem {cursor.fetchone()[0]}")
     else:
+        folder.mkdir(exist_ok=True)
         connection = duckdb.connect(str(folder / "counts.duckdb"))
         cursor = connection
     client = Client(connection, args.schema, qmark=not postgres)
