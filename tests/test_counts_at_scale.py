@@ -19,25 +19,11 @@ import psycopg2
 import pytest
 from conftest import BOTH_DESTINATIONS, POSTGRES_URL
 
+from benchmarks.counts import DISTINCT_COUNTS  # the form CAMPAIGN_COUNTS replaced
 from pipelines import views
 from pipelines.reconcile import reconcile
 
 PROVIDER, ACCOUNT = "emailoctopus", "main"
-# the form CAMPAIGN_COUNTS replaced (PostgreSQL sorts each campaign's rows for every DISTINCT aggregate)
-DISTINCT_COUNTS = """
-    SELECT provider, account, campaign_id,
-           count(*) FILTER (WHERE activity_type = 'sent') AS sent,
-           count(DISTINCT contact_id) FILTER (WHERE activity_type = 'bounced') AS bounced,
-           count(DISTINCT contact_id) FILTER (WHERE activity_type = 'opened') AS unique_opens,
-           count(*) FILTER (WHERE activity_type = 'opened') AS total_opens,
-           count(DISTINCT contact_id) FILTER (WHERE activity_type = 'clicked') AS unique_clicks,
-           count(*) FILTER (WHERE activity_type = 'clicked') AS total_clicks,
-           count(DISTINCT contact_id) FILTER (WHERE activity_type = 'unsubscribed') AS unsubscribes,
-           count(DISTINCT contact_id) FILTER (WHERE activity_type = 'complained') AS complaints,
-           count(*) FILTER (WHERE activity_type = 'forwarded') AS forwards
-    FROM {events}
-    GROUP BY provider, account, campaign_id
-"""
 # 6,000 events: (campaign, type, contact) come round again every 3,150, so some contacts have two of a kind
 ACTIVITY = """
 CREATE TABLE {schema}.contact_activity AS
