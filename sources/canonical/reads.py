@@ -211,7 +211,8 @@ class SyncOutcome:
             )
         if self.set_aside:
             more = f" (and {len(self.set_aside) - 1} more)" if len(self.set_aside) > 1 else ""
-            notes.append(f"{len(self.set_aside)} item(s) set aside, the rest loads: {self.set_aside[0]}{more}")
+            # the first in order of the text: the listings are read at once, so the first set aside varies
+            notes.append(f"{len(self.set_aside)} item(s) set aside, the rest loads: {min(self.set_aside)}{more}")
         return notes
 
     def error(self) -> CampaignSyncError | None:
