@@ -19,8 +19,11 @@ install-airflow:  ## a second environment, .venv-airflow, with Airflow and campa
 demo:  ## start the sandbox, load every provider into campaign_sync_demo.duckdb, print a summary
 	$(BIN)/campaign-sync demo
 
-test:  ## the whole test suite, one worker per core (needs PostgreSQL on 127.0.0.1:5432 for the tests that run on both destinations)
-	$(BIN)/pytest -q -n auto
+# two test workers per core: many tests wait on the sandbox's rate limits and latency, not on the CPU
+TEST_WORKERS ?= $(shell echo $$(( 2 * $$(nproc) )))
+
+test:  ## the whole test suite, two workers per core (needs PostgreSQL on 127.0.0.1:5432 for the tests that run on both destinations)
+	$(BIN)/pytest -q -n $(TEST_WORKERS)
 
 lint:  ## ruff, and mypy (strict on sources/ and pipelines/, see pyproject.toml)
 	$(BIN)/ruff check .

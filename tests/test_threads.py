@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,9 +22,19 @@ def campaign_sync_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name != "sandbox" and "process_request" not in t.name]
 
 
+def wait_for_idle_workers_to_end() -> None:
+    """Until the pool workers of the runs before have ended (`IDLE_WORKER_SECONDS` after their last work)."""
+    deadline = time.monotonic() + 30
+    while any(name.startswith(f"{PROVIDER}-read-") for name in campaign_sync_threads()):
+        assert time.monotonic() < deadline, campaign_sync_threads()
+        time.sleep(0.05)
+
+
 @contextmanager
 def peak_threads() -> Iterator[dict[str, int]]:
-    """Sample the threads while the block runs: the most at once, all of them and the reading ones."""
+    """Sample the threads while the block runs: the most at once, all of them and the reading ones (after the
+    pool workers of the runs before have ended: a busy machine may keep them a while past their run)."""
+    wait_for_idle_workers_to_end()
     peak = {"all": 0, "pool": 0, "listings": 0}
     done = threading.Event()
 
