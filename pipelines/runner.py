@@ -313,10 +313,11 @@ def _load(
         load.normalize()
         with dataset_lock(load, target):
             # counted in the tables this load can change (it leaves the others as they are: `+0 rows`)
-            before = table_rows(load, provider, extracted_rows(extracted))
-            reported = _summaries(load, provider)
+            before, reported = _loaded_now(load, provider, extracted_rows(extracted))
             load.load()
-            warnings = after_load(load, provider, None if earlier else plan, reported)
+            with load.sql_client() as client:
+                warnings = after_load(load, client, provider, None if earlier else plan, reported)
+                after = table_rows(client, provider, extracted_rows(extracted))
     except PipelineStepFailed as failure:
         if failure.step == "load":
             result.error = _load_failed(failure, provider, "the load failed")
@@ -327,9 +328,7 @@ def _load(
         result.requests = plan.outcome.requests
         result.warnings = plan.outcome.notes()  # values replaced or set aside, whatever else happened
     result.rows = extracted_rows(extracted)
-    result.new_rows = {
-        table: n - before.get(table, 0) for table, n in table_rows(load, provider, result.rows).items()
-    }
+    result.new_rows = {table: n - before.get(table, 0) for table, n in after.items()}
     result.rows_read_again = plan.outcome.rows_skipped
     result.error = plan.outcome.error()
     if result.error is None:  # an incomplete run differs from the summaries anyway, and its error says so
@@ -391,21 +390,29 @@ def _load_failed(failure: PipelineStepFailed, provider: Provider, what: str) -> 
     )
 
 
-def table_rows(load: dlt.Pipeline, provider: Provider, among: Collection[str] = CANONICAL_TABLES) -> dict[str, int]:
+def table_rows(client: Any, provider: Provider, among: Collection[str] = CANONICAL_TABLES) -> dict[str, int]:
     """The provider's rows in each canonical table of the destination (of `among`; none before the first load)."""
+    tables = existing_tables(client)
+    return {
+        table: int((client.execute_sql(
+            f"SELECT count(*) FROM {client.make_qualified_table_name(table)} WHERE {OWNER_FILTER}",
+            provider.name, provider.account,
+        ) or [[0]])[0][0])
+        for table in CANONICAL_TABLES
+        if table in tables and table in among
+    }
+
+
+def _loaded_now(
+    load: dlt.Pipeline, provider: Provider, among: Collection[str]
+) -> tuple[dict[str, int], dict[str, tuple[Any, ...]]]:
+    """Before a load: the provider's rows in the tables of `among` (`table_rows`) and the summary counts of
+    its campaigns (nothing before the first load)."""
     try:
         with load.sql_client() as client:
-            tables = existing_tables(client)
-            return {
-                table: int((client.execute_sql(
-                    f"SELECT count(*) FROM {client.make_qualified_table_name(table)} WHERE {OWNER_FILTER}",
-                    provider.name, provider.account,
-                ) or [[0]])[0][0])
-                for table in CANONICAL_TABLES
-                if table in tables and table in among
-            }
+            return table_rows(client, provider, among), summary_counts(client, provider.name, provider.account)
     except DestinationUndefinedEntity:  # no dataset yet
-        return {}
+        return {}, {}
 
 
 def extracted_rows(extracted: ExtractInfo) -> dict[str, int]:
@@ -487,32 +494,30 @@ def abort_pending(provider: Provider, target: Target) -> int:
 
 
 def after_load(
-    load: dlt.Pipeline, provider: Provider, plan: SyncPlan | None, reported: dict[str, tuple[Any, ...]]
+    load: dlt.Pipeline, client: Any, provider: Provider, plan: SyncPlan | None, reported: dict[str, tuple[Any, ...]]
 ) -> list[str]:
     """What follows every load (command line or Airflow): the contacts deleted at the provider are
     forgotten (unless FORGET_DELETED_CONTACTS is false), the tables analyzed (PostgreSQL), the analysis views,
-    then the reconciliation warnings.
+    then the reconciliation warnings, through `client` (a SQL client of the pipeline's dataset).
 
     They look at what the load changed: the people forgotten since the run's reads began (`plan.forgotten`
     left the others out), and the campaigns whose events the run passed on (`plan.outcome`) or whose summary
     counts differ from `reported` (those loaded before); with no `plan` (the run loaded packages an earlier
     run read), at everyone and every campaign.
     """
-    with load.sql_client() as client:
-        forget_after_load(
-            client, provider.name, provider.account, provider.forgets_deleted_contacts(),
-            None if plan is None else plan.forgotten,
-        )
-        if load.destination.destination_type == "dlt.destinations.postgres":
-            analyze(client)
-    create_views(load)
-    with load.sql_client() as client:
-        campaigns = None
-        if plan is not None:
-            changed = {cid for cid, counts in summary_counts(client, provider.name, provider.account).items()
-                       if reported.get(cid) != counts}
-            campaigns = plan.outcome.campaigns_with_events | changed
-        return [found.message for found in reconcile(client, provider.name, provider.account, campaigns)]
+    forget_after_load(
+        client, provider.name, provider.account, provider.forgets_deleted_contacts(),
+        None if plan is None else plan.forgotten,
+    )
+    if load.destination.destination_type == "dlt.destinations.postgres":
+        analyze(client)
+    create_views(load, client)
+    campaigns = None
+    if plan is not None:
+        changed = {cid for cid, counts in summary_counts(client, provider.name, provider.account).items()
+                   if reported.get(cid) != counts}
+        campaigns = plan.outcome.campaigns_with_events | changed
+    return [found.message for found in reconcile(client, provider.name, provider.account, campaigns)]
 
 
 def analyze(client: Any) -> None:
@@ -525,15 +530,6 @@ def analyze(client: Any) -> None:
     for table in CANONICAL_TABLES:
         if table in tables:
             client.execute_sql(f"ANALYZE {client.make_qualified_table_name(table)}")
-
-
-def _summaries(load: dlt.Pipeline, provider: Provider) -> dict[str, tuple[Any, ...]]:
-    """The summary counts of the provider's campaigns loaded now (none before the first load)."""
-    try:
-        with load.sql_client() as client:
-            return summary_counts(client, provider.name, provider.account)
-    except DestinationUndefinedEntity:  # no dataset yet
-        return {}
 
 
 def _count_requests(source: Any, load: dlt.Pipeline, outcome: SyncOutcome) -> None:

@@ -293,37 +293,37 @@ def unmapped_v2_campaigns(client: Any, account: str) -> list[str]:
     return [row[0] for row in rows or ()]
 
 
-def create_views(pipeline: dlt.Pipeline) -> list[str]:
-    """(Re)create the analysis views whose tables exist; return their names. Views that are there as the
-    pipeline last made them (the digest of their statements in its local state) are left as they are."""
-    with pipeline.sql_client() as client:
-        columns = table_columns(client, client.dataset_name)  # base tables only
-        names = {
-            name: client.make_qualified_table_name(name)
-            for name in (
-                XREFS, *VIEWS, "campaigns", "campaign_activities", "contact_activity", "contacts", CAMPAIGN_XREFS_TABLE
-            )
-        }
-        names["primary_email"] = (
-            PRIMARY_EMAIL.format(**names) if "campaign_activities" in columns else "CAST(NULL AS VARCHAR)"
+def create_views(pipeline: dlt.Pipeline, client: Any) -> list[str]:
+    """(Re)create the analysis views whose tables exist, through `client` (a SQL client of the pipeline's
+    dataset); return their names. Views that are there as the pipeline last made them (the digest of their
+    statements in its local state) are left as they are."""
+    columns = table_columns(client, client.dataset_name)  # base tables only
+    names = {
+        name: client.make_qualified_table_name(name)
+        for name in (
+            XREFS, *VIEWS, "campaigns", "campaign_activities", "contact_activity", "contacts", CAMPAIGN_XREFS_TABLE
         )
-        parts = []
-        if "v3_contact_id" in columns.get("contacts", []):
-            parts.append(CONTACT_XREF_ROWS)
-        if CAMPAIGN_XREFS_TABLE in columns:
-            parts.append(CAMPAIGN_XREF_ROWS)
-        xrefs = " UNION ALL ".join(parts) or NO_XREFS
-        statements = {XREFS: f"CREATE VIEW {names[XREFS]} AS " + xrefs.format(**names)}
-        for view, (sql, tables) in VIEWS.items():
-            if all(table in columns for table in tables):
-                statements[view] = sql.format(**names)
-        digest = hashlib.sha256("\n".join(statements.values()).encode()).hexdigest()
-        if local_state(pipeline.state).get(VIEWS_DIGEST) == digest and set(statements) <= existing_tables(client):
-            return list(statements)
-        # dropped first, dependents before what they read: PostgreSQL's CREATE OR REPLACE cannot change columns
-        for view in (*reversed(VIEWS), XREFS):
-            client.execute_sql(f"DROP VIEW IF EXISTS {names[view]}")
-        for statement in statements.values():
-            client.execute_sql(statement)
+    }
+    names["primary_email"] = (
+        PRIMARY_EMAIL.format(**names) if "campaign_activities" in columns else "CAST(NULL AS VARCHAR)"
+    )
+    parts = []
+    if "v3_contact_id" in columns.get("contacts", []):
+        parts.append(CONTACT_XREF_ROWS)
+    if CAMPAIGN_XREFS_TABLE in columns:
+        parts.append(CAMPAIGN_XREF_ROWS)
+    xrefs = " UNION ALL ".join(parts) or NO_XREFS
+    statements = {XREFS: f"CREATE VIEW {names[XREFS]} AS " + xrefs.format(**names)}
+    for view, (sql, tables) in VIEWS.items():
+        if all(table in columns for table in tables):
+            statements[view] = sql.format(**names)
+    digest = hashlib.sha256("\n".join(statements.values()).encode()).hexdigest()
+    if local_state(pipeline.state).get(VIEWS_DIGEST) == digest and set(statements) <= existing_tables(client):
+        return list(statements)
+    # dropped first, dependents before what they read: PostgreSQL's CREATE OR REPLACE cannot change columns
+    for view in (*reversed(VIEWS), XREFS):
+        client.execute_sql(f"DROP VIEW IF EXISTS {names[view]}")
+    for statement in statements.values():
+        client.execute_sql(statement)
     pipeline.set_local_state_val(VIEWS_DIGEST, digest)
     return list(statements)

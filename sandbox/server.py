@@ -239,7 +239,10 @@ class Sandbox:
                                     "or choose another --port") from None
         self._server = make_server("127.0.0.1", self.port, self.wsgi, threaded=True, request_handler=_QuietHandler)
         self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="sandbox")
+        # stop() waits for the loop to look up: a short poll lets a test (or the demo) end without half a second's wait
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="sandbox"
+        )
         self._thread.start()
         return self
 
