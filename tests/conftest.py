@@ -132,6 +132,29 @@ class Harness:
         }
 
 
+# the tests that take longest (most of it waiting on the sandbox's rate limits or on their own child
+# processes), started first: `make test`'s workers then share what is left instead of one of them
+# running a long test alone at the end
+LONGEST_FIRST = (
+    "test_readme.py::test_the_readme_runs_as_written",
+    "test_reliability.py::test_killed_anywhere",
+    "test_reliability.py::test_no_credential_anywhere",
+    "test_agreement.py::",
+    "test_airflow_dag.py::",
+    "test_nightly.py::test_a_real_sized_account",
+    "test_state_size.py::test_at_400_closed_campaigns",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the `LONGEST_FIRST` tests first (in that order), the others as collected."""
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("/")[-1]
+        return next((n for n, prefix in enumerate(LONGEST_FIRST) if path.startswith(prefix)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)
+
+
 def _postgres_available() -> bool:
     try:
         psycopg2.connect(POSTGRES_URL, connect_timeout=3).close()

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -150,3 +154,37 @@ def constant_contact_v3_events(account: Account) -> Counter:
 def as_events(keys: Counter) -> list[tuple[Any, Any, str]]:
     """(campaign, contact, type) of each counted key, as many times as it counts."""
     return [(campaign, contact, kind) for (campaign, contact, kind, _minute), n in keys.items() for _ in range(n)]
+
+
+def campaign_sync_threads() -> list[str]:
+    """The names of this process's threads that are not the sandbox's (its server and request threads)."""
+    return [t.name for t in threading.enumerate() if t.name != "sandbox" and "process_request" not in t.name]
+
+
+@contextmanager
+def peak_threads(provider: str) -> Iterator[dict[str, int]]:
+    """Sample the threads while the block runs: the most at once, all of them, `provider`'s pool workers
+    and the listings' threads. Sampling starts once the pool workers of the runs before have ended
+    (`IDLE_WORKER_SECONDS` after their last work: a busy machine may keep them a while past their run)."""
+    deadline = time.monotonic() + 30
+    while any(name.startswith(f"{provider}-read-") for name in campaign_sync_threads()):
+        assert time.monotonic() < deadline, campaign_sync_threads()
+        time.sleep(0.05)
+    peak = {"all": 0, "pool": 0, "listings": 0}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.002):
+            names = campaign_sync_threads()
+            counts = {"all": len(names), "pool": sum(n.startswith(f"{provider}-read-") for n in names),
+                      "listings": sum(n.startswith("listing-") for n in names)}
+            for key, count in counts.items():
+                peak[key] = max(peak[key], count)
+
+    sampler = threading.Thread(target=sample, name="test-sampler")
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        sampler.join()

@@ -206,10 +206,11 @@ def _table_rows(harness: Any) -> dict[str, int]:
     return {table: harness.count(table) for (table,) in tables}
 
 
-# the views and figures on both destinations; the transient faults, which the retries absorb before anything
-# reaches a destination, on DuckDB
-@pytest.mark.parametrize(("destination", "faults"), [("duckdb", None), ("postgres", None), ("duckdb", FAULTS)],
-                         ids=["duckdb-no-faults", "postgres-no-faults", "duckdb-faults"], indirect=["destination"])
+# the views and figures on both destinations: on PostgreSQL without faults, on DuckDB with the transient faults,
+# which the retries absorb before anything reaches a destination (so DuckDB's run reads what a run without
+# them reads, and checks the same figures: a third run, DuckDB without faults, would find nothing more)
+@pytest.mark.parametrize(("destination", "faults"), [("postgres", None), ("duckdb", FAULTS)],
+                         ids=["postgres-no-faults", "duckdb-faults"], indirect=["destination"])
 def test_every_figure_agrees_across_providers_accounts_and_both_constant_contact_apis(
     make_harness, tmp_path, capsys, faults
 ):

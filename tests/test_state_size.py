@@ -12,6 +12,7 @@ import base64
 import json
 import uuid
 import zlib
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ from helpers import (
     loaded_snapshot,
     nightly_requests,
     open_campaigns,
+    peak_threads,
 )
 
 from sandbox.dataset import Campaign, Dataset, Event
@@ -35,6 +37,7 @@ PROVIDER = "emailoctopus"
 REPORT_RESOURCES = ("contact_activity", "campaign_non_engagement", "campaign_summaries")
 SNAPSHOTS = ("not_opened", "not_clicked")
 STATE_LIMIT = 150_000  # bytes of state at 400 closed campaigns (issue 29)
+MAX_CONCURRENCY = 4
 
 
 def add_closed_campaigns(dataset: Dataset, count: int) -> list[Campaign]:
@@ -119,17 +122,24 @@ def assert_follows_what_is_open(harness) -> dict[str, Any]:
     return state
 
 
-def first_run_and_nightly(harness) -> int:
+def first_run_and_nightly(harness, threads: list[dict[str, int]] | None = None) -> int:
     """The first run, then a nightly without news: the nightly's requests. The first run already forgets
-    the campaigns it has read whole past their window (and the week after it): its state is as small."""
-    assert harness.cli("run", PROVIDER) == 0
+    the campaigns it has read whole past their window (and the week after it): its state is as small.
+    With `threads`, each run's peak threads (`peak_threads`) are appended to it."""
+    with peak_threads(PROVIDER) if threads is not None else nullcontext() as peak:
+        assert harness.cli("run", PROVIDER) == 0
+    if threads is not None:
+        threads.append(peak)
     dataset = harness.sandbox.datasets[PROVIDER]
     horizon = dataset.clock - WINDOW - timedelta(days=7)
     remembered = set(resources(local_state(harness))["campaigns"]["recent"])
     assert remembered == {c.id for c in dataset.sent_campaigns() if c.send_at >= horizon}
     assert (harness.pipelines_dir / f"campaign_sync_{PROVIDER}" / "state.json").stat().st_size < STATE_LIMIT
     harness.sandbox.reset_counts()
-    assert harness.cli("run", PROVIDER) == 0
+    with peak_threads(PROVIDER) if threads is not None else nullcontext() as peak:
+        assert harness.cli("run", PROVIDER) == 0
+    if threads is not None:
+        threads.append(peak)
     return harness.sandbox.requests[PROVIDER]
 
 
@@ -141,19 +151,31 @@ def marker_bytes(campaign_id: str, state: dict[str, Any]) -> int:
     )
 
 
-def test_at_400_closed_campaigns_the_state_is_a_marker_per_campaign_and_stays_under_150_kb(make_harness):
-    loaded = []
+def test_at_400_closed_campaigns_the_state_is_a_marker_per_campaign_under_150_kb_and_threads_as_at_50(
+    make_harness,
+):
+    loaded, threads = [], {}
     for added in (50, 400):  # one account after the other: a harness points the environment at its sandbox
         harness = account_with_closed_campaigns(make_harness, added)
+        harness.setenv(**{f"SOURCES__{PROVIDER.upper()}__MAX_CONCURRENCY": MAX_CONCURRENCY})
         dataset = harness.sandbox.datasets[PROVIDER]
         assert len(closed_ids(dataset)) == added + 4  # and the sandbox's own 4 closed ones
         # the nightly reads the open campaigns only, however many are closed
-        assert first_run_and_nightly(harness) == nightly_requests(dataset, open_campaigns(dataset))
+        threads[added] = []
+        assert first_run_and_nightly(harness, threads[added]) == nightly_requests(dataset, open_campaigns(dataset))
         assert loaded_activity(harness) == expected_activity(dataset)
         assert loaded_snapshot(harness) == expected_snapshot(dataset)
         assert_follows_what_is_open(harness)
         loaded.append(harness)
     few, many = loaded
+    # the threads follow the settings, not the campaigns: one pool of MAX_CONCURRENCY workers, which the
+    # first run's reports keep busy, and a thread per listing (campaigns, contacts), plus dlt's own
+    for first, nightly in threads.values():
+        assert first["pool"] == MAX_CONCURRENCY and nightly["pool"] <= MAX_CONCURRENCY
+        assert first["listings"] <= 2 and nightly["listings"] <= 2
+        assert first["all"] <= 40 and nightly["all"] <= 40
+    assert threads[400][0]["pool"] + threads[400][0]["listings"] <= MAX_CONCURRENCY + 2
+    assert threads[400][0]["all"] <= threads[50][0]["all"] + 2  # dlt's own threads come and go with its steps
     # what the nightly reads more at 400: the 350 campaigns' rows in the campaign listing, 4 pages of 100
     listings = [nightly_requests(harness.sandbox.datasets[PROVIDER], []) for harness in (few, many)]
     assert listings[1] - listings[0] == 4
