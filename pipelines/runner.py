@@ -38,7 +38,7 @@ from pipelines.providers import Provider
 from pipelines.reconcile import existing_tables, reconcile, summary_counts, table_columns
 from pipelines.views import create_views, unmapped_v2_campaigns
 from sources.canonical import CANONICAL_TABLES, DEFAULT_ACCOUNT, OWNER_FILTER, SyncOutcome, SyncPlan
-from sources.canonical.resources import backfill_listings_cost
+from sources.canonical.resources import backfill_listings_cost, loaded_contact_digests
 from sources.dlt_adapter import ConfigFieldMissingException, ConfigValueCannotBeCoercedException, missing_fields
 from sources.emailoctopus.upgrade import click_ids_stale, upgrade_click_ids
 from sources.errors import CampaignSyncError, ConfigurationError, Interrupted
@@ -565,11 +565,13 @@ def _remember(load: dlt.Pipeline, result: LoadResult) -> None:
 
 def build_source(provider: Provider, load: Any, plan: SyncPlan) -> Any:
     """The provider's source for `plan`, which learns from the dataset whose personal data not to load
-    (`load`: the pipeline, or what has its `sql_client()`: `plan` reads the dataset read-only)."""
+    and which contacts are loaded as the provider lists them (`load`: the pipeline, or what has its
+    `sql_client()`: `plan` reads the dataset read-only)."""
     try:
         with load.sql_client() as client:
             migrate_to_accounts(client)
             plan.forgotten = forgotten(client, provider.name, provider.account)
+            plan.loaded_contact_digests = loaded_contact_digests(client, provider.name, provider.account)
             if provider.name == "constant_contact_v3":
                 plan.unmapped_v2_campaigns = unmapped_v2_campaigns(client, provider.account)
     except ConfigFieldMissingException as missing:

@@ -88,6 +88,7 @@ class SyncSettings:
     backfill_since: datetime | None = None
     backfill_until: datetime | None = None
     forgotten: Forgotten = field(default_factory=Forgotten)
+    loaded_contact_digests: frozenset[str] = frozenset()  # the contacts loaded as they are (`changed_contacts`)
     now: datetime = field(default_factory=lambda: pendulum.now("UTC"))
     account: str = DEFAULT_ACCOUNT
     max_requests: int | None = None
@@ -115,6 +116,7 @@ class SyncSettings:
             backfill_since=plan.backfill_since,
             backfill_until=plan.backfill_until,
             forgotten=plan.forgotten,
+            loaded_contact_digests=plan.loaded_contact_digests,
             account=plan.account,
             max_requests=plan.max_requests,
         )
@@ -271,6 +273,7 @@ class SyncPlan:
     account: str = DEFAULT_ACCOUNT  # which of the provider's accounts
     max_requests: int | None = None  # `--max-requests`: the run stops cleanly after so many
     forgotten: Forgotten = field(default_factory=Forgotten)  # whose personal data is not loaded
+    loaded_contact_digests: frozenset[str] = frozenset()  # of the contacts loaded (`loaded_contact_digests`)
     # Constant Contact v3: the account's v2 campaigns loaded and not yet looked up in the xrefs
     unmapped_v2_campaigns: list[str] = field(default_factory=list)
     outcome: SyncOutcome = field(default_factory=SyncOutcome)

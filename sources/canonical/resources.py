@@ -157,22 +157,22 @@ def changed_contacts(page: list[Row], loaded: Collection[str]) -> list[Row]:
     return changed
 
 
-def loaded_contact_digests(provider: str, account: str) -> frozenset[str]:
-    """The `CONTACT_DIGEST`s of the account's contacts in the destination of the pipeline that runs (none
-    before the first load). Read from the destination, not kept in dlt state: whatever changed the table
-    (a load, an erasure, a table dropped or restored) is what the digests say; an erasure empties them."""
-    with dlt.current.pipeline().sql_client() as client:
-        if not client.execute_sql(
-            "SELECT 1 FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
-            "AND column_name = %s",
-            client.dataset_name, CONTACTS["name"], CONTACT_DIGEST,
-        ):
-            return frozenset()
-        rows = client.execute_sql(
-            f"SELECT {CONTACT_DIGEST} FROM {client.make_qualified_table_name(CONTACTS['name'])} "
-            f"WHERE {OWNER_FILTER} AND {CONTACT_DIGEST} IS NOT NULL",
-            provider, account,
-        )
+def loaded_contact_digests(client: Any, provider: str, account: str) -> frozenset[str]:
+    """The `CONTACT_DIGEST`s of the account's contacts in the destination (`client`: a SQL client of the
+    dataset the run loads; none before the first load). Read from the destination, not kept in dlt state:
+    whatever changed the table (a load, an erasure, a table dropped or restored) is what the digests say;
+    an erasure empties them."""
+    if not client.execute_sql(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+        "AND column_name = %s",
+        client.dataset_name, CONTACTS["name"], CONTACT_DIGEST,
+    ):
+        return frozenset()
+    rows = client.execute_sql(
+        f"SELECT {CONTACT_DIGEST} FROM {client.make_qualified_table_name(CONTACTS['name'])} "
+        f"WHERE {OWNER_FILTER} AND {CONTACT_DIGEST} IS NOT NULL",
+        provider, account,
+    )
     return frozenset(row[0] for row in rows or [])
 
 
@@ -353,11 +353,10 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
     @dlt.resource(**CONTACTS)
     def contacts() -> Iterator[list[Row]]:
         # a contact loaded as it is listed now is not passed on again (most providers list them all each run)
-        loaded = loaded_contact_digests(api.name, settings.account)
         for page in read_listing(contacts_listing(), outcome, settings):
             settings.forgotten.scrub(page)
             stamp(page, api.name, settings.account)
-            changed = changed_contacts(page, loaded)
+            changed = changed_contacts(page, settings.loaded_contact_digests)
             if changed:
                 yield changed
 
