@@ -245,20 +245,22 @@ def _forgotten_ids(client: Any, with_reason: bool, provider: str, account: str) 
     """The query of the contacts of `provider`'s `account` that are forgotten, and its parameters: erased
     on request, or erased as deleted at the provider while their contacts row still says deleted."""
     erasures, contacts = _name(client, ERASURES), _name(client, "contacts")
-    still_deleted, params = "TRUE", [provider, account]
+    kept, still_deleted, params = "", "TRUE", []
     if "deleted" in table_columns(client, client.dataset_name).get("contacts", []):
-        # not correlated, so that it is looked up in one hash (a NOT EXISTS under the OR runs once per erasure)
-        still_deleted = (
-            f"e.contact_id NOT IN (SELECT c.contact_id FROM {contacts} c WHERE c.provider = %s AND c.account = %s "
-            "AND NOT c.deleted AND c.contact_id IS NOT NULL)"
+        # the contacts not deleted, joined in one hash: under the OR, a NOT IN looks each erasure up in the
+        # subquery's rows one by one once they outgrow work_mem (46 s at 193,000 contacts), and a NOT EXISTS
+        # runs once per erasure
+        kept = (
+            f" LEFT JOIN (SELECT contact_id FROM {contacts} WHERE provider = %s AND account = %s AND NOT deleted) "
+            "AS kept ON kept.contact_id = e.contact_id"
         )
-        params += [provider, account]
+        still_deleted, params = "kept.contact_id IS NULL", [provider, account]
     reason = ", e.reason" if with_reason else ""
     sql = (
-        f"SELECT DISTINCT e.contact_id{reason} FROM {erasures} e WHERE e.provider = %s AND e.account = %s "
+        f"SELECT DISTINCT e.contact_id{reason} FROM {erasures} e{kept} WHERE e.provider = %s AND e.account = %s "
         f"AND (e.reason = '{REQUEST}' OR {still_deleted})"
     )
-    return sql, params
+    return sql, [*params, provider, account]
 
 
 def _assignments(columns: list[str]) -> str:

@@ -140,6 +140,7 @@ LONGEST_FIRST = (
     "test_reliability.py::test_killed_anywhere",
     "test_reliability.py::test_no_credential_anywhere",
     "test_agreement.py::",
+    "test_failure_isolation.py::",  # 13 tests on one worker (they share their reference runs)
     "test_airflow_dag.py::",
     "test_nightly.py::test_a_real_sized_account",
     "test_state_size.py::test_at_400_closed_campaigns",
