@@ -40,6 +40,9 @@ DELETED_AT_PROVIDER = "deleted at provider"
 REQUEST = "request"
 KEY_SETTING = "CAMPAIGN_SYNC__ERASURE_KEY"
 _CHUNK = 500  # values per statement
+# contact ids per UPDATE of an erasure: each UPDATE scans its table (no index on contact_id), so a backfill
+# that finds thousands of contacts deleted scans each table a few times, not once per 500 of them
+_ERASED_IDS_PER_UPDATE = 10_000
 
 
 def erasure_key() -> str:
@@ -209,7 +212,8 @@ def _erase_forgotten(client: Any, provider: str, account: str, erased_before: fr
         groups = [(f"SELECT contact_id FROM ({forgotten_ids}) AS forgotten", forgotten_params)]
     else:
         ids = sorted({row[0] for row in client.execute_sql(forgotten_ids, *forgotten_params)} - erased_before)
-        groups = [(", ".join(["%s"] * len(chunk)), chunk) for chunk in _chunks(ids)]
+        chunks = [ids[start:start + _ERASED_IDS_PER_UPDATE] for start in range(0, len(ids), _ERASED_IDS_PER_UPDATE)]
+        groups = [(", ".join(["%s"] * len(chunk)), chunk) for chunk in chunks]
     for schema in (client.dataset_name, f"{client.dataset_name}_staging"):
         tables = table_columns(client, schema) if groups else {}
         for contact_ids, params in groups:
@@ -235,10 +239,6 @@ def _erase_forgotten(client: Any, provider: str, account: str, erased_before: fr
                     f"WHERE {OWNER_FILTER} AND contact_id IN ({contact_ids}) AND ({holding})",
                     provider, account, *params,
                 )
-
-
-def _chunks(values: list[str]) -> list[list[str]]:
-    return [values[start:start + _CHUNK] for start in range(0, len(values), _CHUNK)]
 
 
 def _forgotten_ids(client: Any, with_reason: bool, provider: str, account: str) -> tuple[str, list[str]]:
