@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import platform
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -108,6 +109,7 @@ class SandboxProcess:
         self.truth = Sandbox(seed=7, scale=scale, port=self.port, clock=self.clock, accounts=accounts,
                              providers=providers)
         self.url = f"http://127.0.0.1:{self.port}"
+        self.users: list[Ours] = []  # what ran against it: dropped when it stops
 
     def peak_rss_mb(self) -> float:
         """The sandbox process' peak RSS so far (its own VmHWM)."""
@@ -134,8 +136,11 @@ class SandboxProcess:
         self.truth.advance(hours)
 
     def stop(self) -> None:
+        """Stop serving, and drop what each `Ours` of this sandbox loaded and left."""
         self.process.terminate()
         self.process.join(10)
+        for ours in self.users:
+            ours.drop()
 
 
 def _free_port() -> int:
@@ -188,6 +193,7 @@ class Ours:
     ) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="bench-"))
         self.sandbox = sandbox
+        sandbox.users.append(self)
         self.destination = destination
         self.dataset = f"bench_{os.getpid()}_{int(time.time())}" if destination == "postgres" else "campaign_activity"
         self.env = {**os.environ, **sandbox.environment(), "RUNTIME__LOG_LEVEL": "WARNING",
@@ -230,11 +236,13 @@ class Ours:
             return con.execute(sql.replace("%s", "?"), list(params)).fetchone()[0]
 
     def drop(self) -> None:
-        """Remove what the runs loaded: the PostgreSQL dataset (the DuckDB file goes with its temp folder)."""
+        """Remove what the runs loaded and left: the PostgreSQL dataset, and the temp folder (the DuckDB file,
+        the pipelines)."""
         if self.destination == "postgres":
             with psycopg2.connect(POSTGRES_URL) as con, con.cursor() as cur:
                 for schema in (self.dataset, f"{self.dataset}_staging"):
                     cur.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def minimum_requests(truth: Dataset, campaign_ids: set[str]) -> int:
@@ -292,6 +300,7 @@ def naive_dlt_backfill(settings: Settings, latency: float, budget: float) -> dic
         naive["requests"] = sandbox.stats()["requests"].get(EO, 0) - before
     finally:
         sandbox.stop()
+        shutil.rmtree(folder, ignore_errors=True)
     return naive
 
 
@@ -489,6 +498,7 @@ def raw_duckdb_baseline(settings: Settings) -> dict[str, float]:
         with duckdb.connect(str(folder / "raw.duckdb")) as con:
             con.execute(f"CREATE TABLE activity AS SELECT * FROM read_json('{folder / 'pages.jsonl'}')")
         timings.append(time.perf_counter() - started)
+        shutil.rmtree(folder)
     load_seconds = statistics.median(timings)
     return {"rows": rows, "fetch_seconds": fetch_seconds, "load_seconds": load_seconds,
             "sandbox_serving_cpu_seconds": statistics.median(serving_timings),
@@ -522,7 +532,6 @@ def scenario_memory(settings: Settings, destination: str) -> dict[str, Any]:
         sandbox_peak_rss_mb = sandbox.peak_rss_mb()
     finally:
         sandbox.stop()
-        ours.drop()
     for name, step in steps.items():
         step["exact"] = step["activity_rows"] == (truth_before if name in ("backfill", "rerun") else truth)
         step["local_seconds"] = step["seconds"] - step["extract_seconds"]  # all but the reading
