@@ -168,8 +168,7 @@ def _forget_addresses_of(
     account, or of all), and empty the personal fields of the rows that carry one of them without a
     contact id. Returns the contacts found."""
     found: set[tuple[str, str, str]] = set()
-    for start in range(0, len(addresses), _CHUNK):
-        chunk = addresses[start:start + _CHUNK]
+    for chunk in _chunks(addresses):
         marks = ", ".join(["%s"] * len(chunk))
         for schema in (client.dataset_name, f"{client.dataset_name}_staging"):
             for table, columns in table_columns(client, schema).items():
@@ -192,8 +191,7 @@ def _forget_addresses_of(
         f"SELECT provider, account, contact_id FROM {_name(client, ERASURES)} WHERE reason = %s", REQUEST
     )}
     new = sorted(found - recorded)
-    for start in range(0, len(new), _CHUNK):
-        batch = new[start:start + _CHUNK]
+    for batch in _chunks(new):
         values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(batch))
         params = [value for erased in batch for value in (*erased, REQUEST, now)]
         client.execute_sql(
@@ -212,8 +210,7 @@ def _erase_forgotten(client: Any, provider: str, account: str, erased_before: fr
         groups = [(f"SELECT contact_id FROM ({forgotten_ids}) AS forgotten", forgotten_params)]
     else:
         ids = sorted({row[0] for row in client.execute_sql(forgotten_ids, *forgotten_params)} - erased_before)
-        chunks = [ids[start:start + _ERASED_IDS_PER_UPDATE] for start in range(0, len(ids), _ERASED_IDS_PER_UPDATE)]
-        groups = [(", ".join(["%s"] * len(chunk)), chunk) for chunk in chunks]
+        groups = [(", ".join(["%s"] * len(chunk)), chunk) for chunk in _chunks(ids, _ERASED_IDS_PER_UPDATE)]
     for schema in (client.dataset_name, f"{client.dataset_name}_staging"):
         tables = table_columns(client, schema) if groups else {}
         for contact_ids, params in groups:
@@ -239,6 +236,10 @@ def _erase_forgotten(client: Any, provider: str, account: str, erased_before: fr
                     f"WHERE {OWNER_FILTER} AND contact_id IN ({contact_ids}) AND ({holding})",
                     provider, account, *params,
                 )
+
+
+def _chunks(values: list[Any], size: int = _CHUNK) -> list[list[Any]]:
+    return [values[start:start + size] for start in range(0, len(values), size)]
 
 
 def _forgotten_ids(client: Any, with_reason: bool, provider: str, account: str) -> tuple[str, list[str]]:

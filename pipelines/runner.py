@@ -310,14 +310,15 @@ def _load(
         reading = time.monotonic()
         extracted = load.extract(source, loader_file_format=LOADER_FILE_FORMATS[target.destination])
         result.extract_seconds = time.monotonic() - reading
+        read = extracted_rows(extracted)
         load.normalize()
         with dataset_lock(load, target):
             # counted in the tables this load can change (it leaves the others as they are: `+0 rows`)
-            before, reported = _loaded_now(load, provider, extracted_rows(extracted))
+            before, reported = _loaded_now(load, provider, read)
             load.load()
             with load.sql_client() as client:
                 warnings = after_load(load, client, provider, None if earlier else plan, reported)
-                after = table_rows(client, provider, extracted_rows(extracted))
+                after = table_rows(client, provider, read)
     except PipelineStepFailed as failure:
         if failure.step == "load":
             result.error = _load_failed(failure, provider, "the load failed")
@@ -327,7 +328,7 @@ def _load(
     finally:
         result.requests = plan.outcome.requests
         result.warnings = plan.outcome.notes()  # values replaced or set aside, whatever else happened
-    result.rows = extracted_rows(extracted)
+    result.rows = read
     result.new_rows = {table: n - before.get(table, 0) for table, n in after.items()}
     result.rows_read_again = plan.outcome.rows_skipped
     result.error = plan.outcome.error()
