@@ -37,7 +37,7 @@ from pipelines.erasure import forget_after_load, forgotten
 from pipelines.providers import Provider
 from pipelines.reconcile import existing_tables, reconcile, summary_counts, table_columns
 from pipelines.views import create_views, unmapped_v2_campaigns
-from sources.canonical import CANONICAL_TABLES, DEFAULT_ACCOUNT, OWNER_FILTER, SyncOutcome, SyncPlan
+from sources.canonical import CANONICAL_HINTS, CANONICAL_TABLES, DEFAULT_ACCOUNT, OWNER_FILTER, SyncOutcome, SyncPlan
 from sources.canonical.resources import backfill_listings_cost, loaded_contact_digests
 from sources.dlt_adapter import ConfigFieldMissingException, ConfigValueCannotBeCoercedException, missing_fields
 from sources.emailoctopus.upgrade import click_ids_stale, upgrade_click_ids
@@ -298,9 +298,12 @@ def _load(
     try:
         if load.list_extracted_load_packages():
             load.normalize()
-        if load.list_normalized_load_packages():
+        left = load.list_normalized_load_packages()
+        if left:
             with dataset_lock(load, target):
                 load.load()
+                with load.sql_client() as client:
+                    drop_replayed_rows(client, target.destination == "postgres", left)
             earlier = True
     except PipelineStepFailed as failure:
         result.error = _load_failed(failure, provider, "a load package left by an earlier run could not load")
@@ -519,6 +522,39 @@ def after_load(
                    if reported.get(cid) != counts}
         campaigns = plan.outcome.campaigns_with_events | changed
     return [found.message for found in reconcile(client, provider.name, provider.account, campaigns)]
+
+
+def drop_replayed_rows(client: Any, postgres: bool, load_ids: Collection[str]) -> None:
+    """Delete the second copies of rows that these load packages (left by a killed run, loaded now) put
+    into the canonical tables twice.
+
+    dlt runs again a load job that a killed run had committed but not yet marked done, so the job's rows
+    reach the staging table twice. dlt 1.31's merge keeps one staged row per primary key of a table that
+    has one and no nested tables (read from its merge SQL); into the others (`contacts`, whose tags are
+    nested; `campaign_non_engagement`, merged on its merge key) it inserts both copies. A copy is the same
+    row: the same `_dlt_id` where the table has one, and every column the same where it has not.
+    """
+    tables = table_columns(client, client.dataset_name)
+    row = "ctid" if postgres else "rowid"
+    for hints in CANONICAL_HINTS:
+        table = hints["name"]
+        columns = tables.get(table)
+        nested = any(name.startswith(f"{table}__") for name in tables)
+        if columns is None or ("primary_key" in hints and not nested):
+            continue
+        name = client.make_qualified_table_name(table)
+        same = ", ".join(client.escape_column_name(column) for column in (
+            ["_dlt_id"] if "_dlt_id" in columns else columns
+        ))
+        parameters = list(load_ids) if "_dlt_load_id" in columns else []
+        scope = f"WHERE _dlt_load_id IN ({', '.join(['%s'] * len(parameters))})" if parameters else ""
+        copies = client.execute_sql(
+            f"DELETE FROM {name} WHERE {row} IN (SELECT {row} FROM (SELECT {row}, row_number() OVER "
+            f"(PARTITION BY {same}) AS copy FROM {name} {scope}) AS numbered WHERE copy > 1) RETURNING 1",
+            *parameters,
+        )
+        if copies:
+            log.warning("%s: %d rows loaded twice by a load package a killed run left were removed", table, len(copies))
 
 
 def analyze(client: Any) -> None:

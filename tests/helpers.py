@@ -55,17 +55,17 @@ def loaded_activity(harness) -> Counter:
     return harness.activity(EMAILOCTOPUS)
 
 
-def expected_snapshot(dataset: Dataset) -> set:
-    return {
+def expected_snapshot(dataset: Dataset) -> Counter:
+    return Counter(
         (campaign.id, kind.replace("-", "_"), contact_id)
         for campaign in dataset.sent_campaigns()
         for kind, activity in SNAPSHOTS.items()
         for contact_id in dataset.not_engaged(campaign, activity)
-    }
+    )
 
 
-def loaded_snapshot(harness) -> set:
-    return set(harness.query("SELECT campaign_id, kind, contact_id FROM campaign_non_engagement"))
+def loaded_snapshot(harness) -> Counter:
+    return Counter(harness.query("SELECT campaign_id, kind, contact_id FROM campaign_non_engagement"))
 
 
 def pages(n: int) -> int:

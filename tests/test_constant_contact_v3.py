@@ -75,12 +75,14 @@ def loaded_activity(harness) -> Counter:
     ))
 
 
-def expected_snapshot(acc: Account) -> set:
-    return {(c.id, contact_id) for c in acc.dataset.campaigns if acc.sent_at(c) for contact_id in acc.not_opened(c)}
+def expected_snapshot(acc: Account) -> Counter:
+    return Counter(
+        (c.id, contact_id) for c in acc.dataset.campaigns if acc.sent_at(c) for contact_id in acc.not_opened(c)
+    )
 
 
-def loaded_snapshot(harness) -> set:
-    return set(harness.query(
+def loaded_snapshot(harness) -> Counter:
+    return Counter(harness.query(
         f"SELECT campaign_id, contact_id FROM campaign_non_engagement WHERE provider = '{PROVIDER}'"
     ))
 

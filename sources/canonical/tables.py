@@ -146,10 +146,8 @@ CAMPAIGN_XREFS: TableHints = {
     "primary_key": [*OWNER, "v2_campaign_id"],
     "columns": _columns(text=(*OWNER, "v2_campaign_id", "v3_campaign_id")),
 }
-CANONICAL_TABLES = tuple(
-    table["name"]
-    for table in (
-        CAMPAIGNS, CAMPAIGN_ACTIVITIES, CONTACT_ACTIVITY, CAMPAIGN_NON_ENGAGEMENT, CONTACTS, CAMPAIGN_SUMMARIES,
-        CAMPAIGN_XREFS,
-    )
+CANONICAL_HINTS = (
+    CAMPAIGNS, CAMPAIGN_ACTIVITIES, CONTACT_ACTIVITY, CAMPAIGN_NON_ENGAGEMENT, CONTACTS, CAMPAIGN_SUMMARIES,
+    CAMPAIGN_XREFS,
 )
+CANONICAL_TABLES = tuple(table["name"] for table in CANONICAL_HINTS)
