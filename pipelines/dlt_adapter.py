@@ -35,8 +35,14 @@ from dlt.common.normalizers.naming.snake_case import NamingConvention as SnakeCa
 # reads outside a pipeline run (`source_state`); dlt's default pipelines folder (`pipelines_dir`)
 from dlt.common.pipeline import ExtractInfo, StateInjectableContext, TPipelineState, get_dlt_pipelines_dir
 
-# the extracted packages of a pipeline's working folder (`delete_extracted_package`)
-from dlt.common.storages import NormalizeStorage, NormalizeStorageConfiguration
+# the extracted and the normalized packages of a pipeline's working folder (`delete_extracted_package`,
+# `archive_completed_packages`)
+from dlt.common.storages import (
+    LoadStorage,
+    LoadStorageConfiguration,
+    NormalizeStorage,
+    NormalizeStorageConfiguration,
+)
 
 # the file format `Pipeline.extract` writes (`loader_file_format`)
 from dlt.common.typing import TLoaderFileFormat
@@ -71,6 +77,7 @@ __all__ = [
     "SnakeCaseNaming",
     "SqlClientBase",
     "TLoaderFileFormat",
+    "archive_completed_packages",
     "delete_extracted_package",
     "destination_state",
     "dlt_logger",
@@ -128,7 +135,27 @@ def delete_extracted_package(pipeline: dlt.Pipeline, load_id: str) -> None:
     """Delete one extracted load package from the pipeline's working folder (`normalize/extracted`).
 
     dlt offers only `abort_packages`, which drops every pending package and rewinds the state; this
-    drops the extracted copy of a package whose normalized copy is complete (`runner.drop_normalized_extracts`).
+    drops the extracted copy of a package whose normalized copy is complete (`runner.tidy_killed_packages`).
     """
     volume = NormalizeStorageConfiguration(normalize_volume_path=str(Path(pipeline.working_dir, "normalize")))
     NormalizeStorage(False, volume).extracted_packages.delete_package(load_id)
+
+
+def archive_completed_packages(pipeline: dlt.Pipeline) -> list[str]:
+    """Move into the loaded packages the normalized packages that dlt had completed; returns their load ids.
+
+    dlt completes a package by recording its load in the destination (`_dlt_loads`), writing a marker
+    into the package, then renaming the package into `load/loaded`; a process killed between the marker
+    and the rename leaves a package that every later load refuses (`LoadPackageAlreadyCompleted`). Its
+    data is loaded and its load recorded, so the rename is what is left to do.
+    """
+    normalized = pipeline.list_normalized_load_packages()
+    if not normalized:
+        return []
+    volume = LoadStorageConfiguration(load_volume_path=str(Path(pipeline.working_dir, "load")))
+    storage = LoadStorage(False, LoadStorage.ALL_SUPPORTED_FILE_FORMATS, volume)
+    completed = [load_id for load_id in normalized if storage.normalized_packages.is_package_completed(load_id)]
+    for load_id in completed:
+        package = storage.get_normalized_package_path(load_id)
+        storage.storage.rename_tree(package, storage.get_loaded_package_path(load_id))
+    return completed

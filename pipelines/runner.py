@@ -27,6 +27,7 @@ from pipelines.dlt_adapter import (
     ExtractInfo,
     PipelineStepFailed,
     TLoaderFileFormat,
+    archive_completed_packages,
     delete_extracted_package,
     destination_state,
     local_state,
@@ -287,7 +288,7 @@ def _load(
     """
     if target.progress:
         _count_requests(source, load, plan.outcome)
-    drop_normalized_extracts(load)
+    loaded = tidy_killed_packages(load)  # loaded by a killed run: looked at again like the packages left
     load.sync_destination()  # what dlt's `run` does first: the destination's state, when it is newer
     if plan.backfill_since is not None:  # a backfill's listings take what the last one's took: a smaller cap is refused
         plan.outcome.listings_cost = backfill_listings_cost(load.state.get("sources", {}).get(source.name) or {})
@@ -299,11 +300,12 @@ def _load(
         if load.list_extracted_load_packages():
             load.normalize()
         left = load.list_normalized_load_packages()
-        if left:
+        if left or loaded:
             with dataset_lock(load, target):
-                load.load()
+                if left:
+                    load.load()
                 with load.sql_client() as client:
-                    drop_replayed_rows(client, target.destination == "postgres", left)
+                    drop_replayed_rows(client, target.destination == "postgres", [*left, *loaded])
             earlier = True
     except PipelineStepFailed as failure:
         result.error = _load_failed(failure, provider, "a load package left by an earlier run could not load")
@@ -368,20 +370,26 @@ def dataset_lock(load: dlt.Pipeline, target: Target) -> Iterator[None]:
                 client.execute_sql("SELECT pg_advisory_unlock(hashtext(%s))", key)
 
 
-def drop_normalized_extracts(load: dlt.Pipeline) -> None:
-    """Drop the extracted packages that are normalized already.
+def tidy_killed_packages(load: dlt.Pipeline) -> list[str]:
+    """Finish what a killed run left half done in dlt's package folders; returns the load ids of the
+    packages it finds loaded.
 
     dlt's normalize commits a package by renaming it into the load folder and then deletes the
     extracted copy; a process killed between the two leaves both, and every later normalize
     fails to rename onto the committed package. The committed one is complete (the rename is
-    atomic), so the extracted copy is the one to go.
+    atomic), so the extracted copy is the one to go. A package loaded and recorded, but not yet
+    moved among the loaded ones, is moved there (`archive_completed_packages`).
     """
     done = set(load.list_extracted_load_packages()) & set(load.list_normalized_load_packages())
-    if done:
-        for load_id in sorted(done):
-            log.warning("%s: package %s was normalized by a run that was killed; dropping its extracted copy",
-                        load.pipeline_name, load_id)
-            delete_extracted_package(load, load_id)
+    for load_id in sorted(done):
+        log.warning("%s: package %s was normalized by a run that was killed; dropping its extracted copy",
+                    load.pipeline_name, load_id)
+        delete_extracted_package(load, load_id)
+    loaded = archive_completed_packages(load)
+    for load_id in loaded:
+        log.warning("%s: package %s was loaded by a run that was killed before dlt archived it; archived",
+                    load.pipeline_name, load_id)
+    return loaded
 
 
 def _load_failed(failure: PipelineStepFailed, provider: Provider, what: str) -> CampaignSyncError:
@@ -487,7 +495,7 @@ def abort_pending(provider: Provider, target: Target) -> int:
     """Drop the provider's pending load packages and put its local state back where it was before
     them (dlt's `abort_packages`), so the next run reads their data again. Returns how many."""
     load = pipeline(provider, target)
-    drop_normalized_extracts(load)
+    tidy_killed_packages(load)  # a package loaded already is not dropped
     pending = len(load.list_extracted_load_packages()) + len(load.list_normalized_load_packages())
     if pending:
         try:

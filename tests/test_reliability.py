@@ -129,6 +129,33 @@ def test_a_run_killed_between_normalize_commit_and_cleanup_is_healed_by_the_next
     assert not load.list_extracted_load_packages() and not load.list_normalized_load_packages()
 
 
+def test_a_run_killed_after_dlt_completed_its_package_before_archiving_it_is_healed_by_the_next(harness):
+    # dlt completes a package by recording the load, writing a marker into the package, then moving it
+    # among the loaded; a SIGKILL between the marker and the move (seen in the kill test above) left a
+    # package every later load refused as completed already
+    assert harness.cli("run", PROVIDER) == 0
+    harness.sandbox.advance(hours=24)  # tonight's events are in the package the kill leaves
+    target = runner.Target(harness.destination, harness.dataset, str(harness.duckdb_path), str(harness.pipelines_dir))
+    provider = PROVIDERS[PROVIDER]
+    load = runner.pipeline(provider, target)
+    load.extract(runner.build_source(provider, load, SyncPlan()))
+    load.normalize()
+    earlier = set(load.list_completed_load_packages())
+    load.load()
+    (load_id,) = set(load.list_completed_load_packages()) - earlier
+    Path(load.working_dir, "load", "loaded", load_id).rename(Path(load.working_dir, "load", "normalized", load_id))
+    assert load.list_normalized_load_packages() == [load_id]
+
+    assert harness.cli("run", PROVIDER) == 0
+    assert harness.cli("run", PROVIDER) == 0
+
+    dataset = harness.sandbox.datasets[PROVIDER]
+    assert loaded_activity(harness) == expected_activity(dataset)
+    assert loaded_snapshot(harness) == expected_snapshot(dataset)
+    assert not load.list_normalized_load_packages()
+    assert load_id in load.list_completed_load_packages()
+
+
 @BOTH_DESTINATIONS
 def test_load_jobs_run_twice_load_each_row_once(harness, tmp_path):
     # a run killed after a load job committed, before dlt marked it done, leaves the job to run again; here
