@@ -78,6 +78,7 @@ __all__ = [
     "SqlClientBase",
     "TLoaderFileFormat",
     "archive_completed_packages",
+    "completed_packages",
     "delete_extracted_package",
     "destination_state",
     "dlt_logger",
@@ -141,21 +142,33 @@ def delete_extracted_package(pipeline: dlt.Pipeline, load_id: str) -> None:
     NormalizeStorage(False, volume).extracted_packages.delete_package(load_id)
 
 
-def archive_completed_packages(pipeline: dlt.Pipeline) -> list[str]:
-    """Move into the loaded packages the normalized packages that dlt had completed; returns their load ids.
+def completed_packages(pipeline: dlt.Pipeline) -> list[str]:
+    """The normalized packages that dlt had completed, but not yet moved among the loaded ones.
 
     dlt completes a package by recording its load in the destination (`_dlt_loads`), writing a marker
     into the package, then renaming the package into `load/loaded`; a process killed between the marker
-    and the rename leaves a package that every later load refuses (`LoadPackageAlreadyCompleted`). Its
-    data is loaded and its load recorded, so the rename is what is left to do.
+    and the rename leaves such a package, which every later load refuses (`LoadPackageAlreadyCompleted`).
     """
     normalized = pipeline.list_normalized_load_packages()
     if not normalized:
         return []
-    volume = LoadStorageConfiguration(load_volume_path=str(Path(pipeline.working_dir, "load")))
-    storage = LoadStorage(False, LoadStorage.ALL_SUPPORTED_FILE_FORMATS, volume)
-    completed = [load_id for load_id in normalized if storage.normalized_packages.is_package_completed(load_id)]
-    for load_id in completed:
-        package = storage.get_normalized_package_path(load_id)
-        storage.storage.rename_tree(package, storage.get_loaded_package_path(load_id))
+    storage = _load_storage(pipeline)
+    return [load_id for load_id in normalized if storage.normalized_packages.is_package_completed(load_id)]
+
+
+def archive_completed_packages(pipeline: dlt.Pipeline) -> list[str]:
+    """Move the `completed_packages` among the loaded ones, as dlt would have; returns their load ids.
+    Their data is loaded and their load recorded, so the rename is what is left to do."""
+    completed = completed_packages(pipeline)
+    if completed:
+        storage = _load_storage(pipeline)
+        for load_id in completed:
+            package = storage.get_normalized_package_path(load_id)
+            storage.storage.rename_tree(package, storage.get_loaded_package_path(load_id))
     return completed
+
+
+def _load_storage(pipeline: dlt.Pipeline) -> LoadStorage:
+    """The normalized and loaded packages of the pipeline's working folder (`load`)."""
+    volume = LoadStorageConfiguration(load_volume_path=str(Path(pipeline.working_dir, "load")))
+    return LoadStorage(False, LoadStorage.ALL_SUPPORTED_FILE_FORMATS, volume)

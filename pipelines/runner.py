@@ -28,6 +28,7 @@ from pipelines.dlt_adapter import (
     PipelineStepFailed,
     TLoaderFileFormat,
     archive_completed_packages,
+    completed_packages,
     delete_extracted_package,
     destination_state,
     local_state,
@@ -190,8 +191,10 @@ def _attached(provider: Provider, target: Target) -> dlt.Pipeline | None:
 
 
 def _pending(load: dlt.Pipeline) -> list[str]:
-    """The pipeline's load packages not loaded yet (extracted or normalized)."""
-    return sorted({*load.list_extracted_load_packages(), *load.list_normalized_load_packages()})
+    """The pipeline's load packages not loaded yet (extracted or normalized, not completed by a run that was
+    killed before dlt archived them: `tidy_killed_packages`)."""
+    pending = {*load.list_extracted_load_packages(), *load.list_normalized_load_packages()}
+    return sorted(pending - set(completed_packages(load)))
 
 
 def _loads_into(target: Target) -> str:

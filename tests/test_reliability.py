@@ -129,7 +129,7 @@ def test_a_run_killed_between_normalize_commit_and_cleanup_is_healed_by_the_next
     assert not load.list_extracted_load_packages() and not load.list_normalized_load_packages()
 
 
-def test_a_run_killed_after_dlt_completed_its_package_before_archiving_it_is_healed_by_the_next(harness):
+def test_a_run_killed_after_dlt_completed_its_package_before_archiving_it_is_healed_by_the_next(harness, capsys):
     # dlt completes a package by recording the load, writing a marker into the package, then moving it
     # among the loaded; a SIGKILL between the marker and the move (seen in the kill test above) left a
     # package every later load refused as completed already
@@ -144,6 +144,11 @@ def test_a_run_killed_after_dlt_completed_its_package_before_archiving_it_is_hea
     load.load()
     (load_id,) = set(load.list_completed_load_packages()) - earlier
     Path(load.working_dir, "load", "loaded", load_id).rename(Path(load.working_dir, "load", "normalized", load_id))
+    assert load.list_normalized_load_packages() == [load_id]
+    capsys.readouterr()
+    assert harness.cli("status", "--json") == 0  # reads only: the package is loaded, not pending
+    statuses = json.loads(capsys.readouterr().out)["providers"]
+    assert [s["pending_packages"] for s in statuses if s["provider"] == PROVIDER] == [[]]
     assert load.list_normalized_load_packages() == [load_id]
 
     assert harness.cli("run", PROVIDER) == 0
