@@ -21,6 +21,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -79,9 +80,12 @@ QUICK = Settings(runs=1, backfill_scale=(6, 200), cpu_scale=(8, 1_000), memory_s
 
 
 def _serve(options: dict[str, Any], ready: Any) -> None:
-    sandbox = Sandbox(**options).start()
-    ready.set()
-    sandbox.wait()
+    """Serve a sandbox until `SandboxProcess.stop` terminates the process: SIGTERM leaves the `with`, whose
+    stop removes what the sandbox keeps on disk (its v3 refresh token's folder)."""
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
+    with Sandbox(**options) as sandbox:
+        ready.set()
+        sandbox.wait()
 
 
 class SandboxProcess:
