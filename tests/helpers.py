@@ -163,20 +163,24 @@ def campaign_sync_threads() -> list[str]:
 
 @contextmanager
 def peak_threads(provider: str) -> Iterator[dict[str, int]]:
-    """Sample the threads while the block runs: the most at once, all of them, `provider`'s pool workers
-    and the listings' threads. Sampling starts once the pool workers of the runs before have ended
-    (`IDLE_WORKER_SECONDS` after their last work: a busy machine may keep them a while past their run)."""
+    """Sample the threads while the block runs: the most at once of all of them, of those that are not
+    dlt's load workers (`ours`), of `provider`'s pool workers, of the listings' threads, and of dlt's load
+    workers (`loader`: a thread per load job running, named `dlt-pool-*`). Sampling starts once the pool
+    workers of the runs before have ended (`IDLE_WORKER_SECONDS` after their last work: a busy machine may
+    keep them a while past their run)."""
     deadline = time.monotonic() + 30
     while any(name.startswith(f"{provider}-read-") for name in campaign_sync_threads()):
         assert time.monotonic() < deadline, campaign_sync_threads()
         time.sleep(0.05)
-    peak = {"all": 0, "pool": 0, "listings": 0}
+    peak = {"all": 0, "ours": 0, "pool": 0, "listings": 0, "loader": 0}
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.002):
             names = campaign_sync_threads()
-            counts = {"all": len(names), "pool": sum(n.startswith(f"{provider}-read-") for n in names),
+            loader = sum(n.startswith("dlt-pool-") for n in names)
+            counts = {"all": len(names), "ours": len(names) - loader, "loader": loader,
+                      "pool": sum(n.startswith(f"{provider}-read-") for n in names),
                       "listings": sum(n.startswith("listing-") for n in names)}
             for key, count in counts.items():
                 peak[key] = max(peak[key], count)

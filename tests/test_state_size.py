@@ -168,14 +168,20 @@ def test_at_400_closed_campaigns_the_state_is_a_marker_per_campaign_under_150_kb
         assert_follows_what_is_open(harness)
         loaded.append(harness)
     few, many = loaded
-    # the threads follow the settings, not the campaigns: one pool of MAX_CONCURRENCY workers, which the
-    # first run's reports keep busy, and a thread per listing (campaigns, contacts), plus dlt's own
-    for first, nightly in threads.values():
-        assert first["pool"] == MAX_CONCURRENCY and nightly["pool"] <= MAX_CONCURRENCY
-        assert first["listings"] <= 2 and nightly["listings"] <= 2
-        assert first["all"] <= 40 and nightly["all"] <= 40
-    assert threads[400][0]["pool"] + threads[400][0]["listings"] <= MAX_CONCURRENCY + 2
-    assert threads[400][0]["all"] <= threads[50][0]["all"] + 2  # dlt's own threads come and go with its steps
+    # the threads follow the settings, not the campaigns, at 50 closed campaigns as at 400: one pool of
+    # MAX_CONCURRENCY workers, which the first run's reports keep busy, a thread per listing (campaigns,
+    # contacts), the main thread and the test's sampler; and dlt's load workers, a thread per load job at
+    # once, so at most one per table. How many of those dlt starts depends on timing (3 to 7 for the same
+    # package, seen here), so the runs are held to the same bound, not compared with each other.
+    ours = MAX_CONCURRENCY + 2 + 2
+    for added, harness in zip(threads, loaded, strict=True):
+        tables = harness.count(
+            "information_schema.tables", f"table_schema = '{harness.dataset}' AND table_type = 'BASE TABLE'"
+        )
+        for run in threads[added]:
+            assert run["pool"] <= MAX_CONCURRENCY and run["listings"] <= 2 and run["ours"] <= ours
+            assert run["loader"] <= tables and run["all"] <= 40
+        assert threads[added][0]["pool"] == MAX_CONCURRENCY
     # what the nightly reads more at 400: the 350 campaigns' rows in the campaign listing, 4 pages of 100
     listings = [nightly_requests(harness.sandbox.datasets[PROVIDER], []) for harness in (few, many)]
     assert listings[1] - listings[0] == 4
