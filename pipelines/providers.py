@@ -40,6 +40,11 @@ SETTING_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 ACCOUNT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
+def account_label(provider: str, account: str) -> str:
+    """How messages and the report name an account: the provider, and a named account after a slash."""
+    return provider if account == DEFAULT_ACCOUNT else f"{provider}/{account}"
+
+
 @dataclass(frozen=True)
 class Provider:
     """A provider's name, its dlt source function and its required secrets, for one of its accounts.
@@ -67,7 +72,7 @@ class Provider:
     @property
     def label(self) -> str:
         """How messages name it: the provider, and a named account after a slash."""
-        return self.name if self.is_default else f"{self.name}/{self.account}"
+        return account_label(self.name, self.account)
 
     @property
     def arguments(self) -> str:

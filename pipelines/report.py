@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,6 +18,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
+from pipelines.providers import account_label
 from pipelines.reconcile import existing_tables
 from pipelines.runner import Target, dataset_client
 from sources.errors import ConfigurationError
@@ -78,21 +79,29 @@ FROM {campaign_engagement_unified} ORDER BY sent_at, provider, account, campaign
 """
 
 
-def _label(provider: str, name: str | None, campaign_id: str) -> str:
-    return f"{name or campaign_id} ({provider})"
+def campaign_labels(funnel: list[tuple[Any, ...]]) -> list[str]:
+    """A label per funnel row: the campaign's name and its provider (and named account); the campaign id
+    is added where two would read the same (the chart draws equal labels as one bar)."""
+    labels = [f"{name or cid} ({account_label(provider, account)})" for provider, account, cid, name, *_ in funnel]
+    repeated = {label for label, count in Counter(labels).items() if count > 1}
+    return [f"{label} {row[2]}" if label in repeated else label for label, row in zip(labels, funnel, strict=True)]
 
 
 def funnel_section(funnel: list[tuple[Any, ...]]) -> Section:
     """Sent, delivered, opened (unique) and clicked (unique) per campaign, oldest first."""
-    labels = [_label(provider, name, cid) for provider, _account, cid, name, *_ in funnel]
     steps = ("sent", "delivered", "opened", "clicked")
     figure = None
     if funnel:
+        labels = campaign_labels(funnel)
         figure = go.Figure(
             [go.Bar(name=step, x=labels, y=[row[5 + i] for row in funnel]) for i, step in enumerate(steps)],
-            layout={"barmode": "group", "yaxis": {"title": "contacts"}},
+            layout={"barmode": "group", "yaxis": {"title": "emails / contacts"}},
         )
-    intro = f"Per campaign (the {MAX_CAMPAIGNS} most recently sent): contacts sent, delivered, opened and clicked."
+    intro = (
+        f"Per campaign (the {MAX_CAMPAIGNS} most recently sent): the emails sent (a Constant Contact resend counts "
+        "again, as Constant Contact counts it), delivered (sent less the contacts who bounced), and the contacts "
+        "who opened and who clicked."
+    )
     return Section("Engagement funnel per campaign", intro, figure)
 
 
@@ -149,9 +158,20 @@ GROUP BY device_type, activity_type ORDER BY device_type
 """
 
 
+# the providers whose opens and clicks come without a device: the chart leaves them out and says so
+DEVICELESS_SQL = """
+SELECT provider FROM {contact_activity_unified} WHERE activity_type IN ('opened', 'clicked')
+GROUP BY provider HAVING count(device_type) = 0 ORDER BY provider
+"""
+
+
 def device_section(query: Query) -> Section:
     """Opens and clicks by the device the provider reports."""
     rows = query(DEVICE_SQL)
+    intro = "Opens and clicks by device."
+    deviceless = [provider for (provider,) in query(DEVICELESS_SQL)]
+    if rows and deviceless:
+        intro += f" Not in it: {', '.join(deviceless)}, which do not report the device of an open or click."
     figure = None
     if rows:
         devices = sorted({device for device, _type, _n in rows})
@@ -161,12 +181,12 @@ def device_section(query: Query) -> Section:
             layout={"barmode": "group", "yaxis": {"title": "events"}},
         )
     empty = "No device data: the loaded providers do not report the device of an open or click."
-    return Section("Device mix", "Opens and clicks by device.", figure, empty)
+    return Section("Device mix", intro, figure, empty)
 
 
 BOUNCE_SQL = """
-SELECT bounce_type, reason, count(*) FROM {contact_activity_unified}
-WHERE activity_type = 'bounced' GROUP BY bounce_type, reason
+SELECT nullif(bounce_type, ''), nullif(reason, ''), count(*) FROM {contact_activity_unified}
+WHERE activity_type = 'bounced' GROUP BY nullif(bounce_type, ''), nullif(reason, '')
 """
 
 
@@ -180,8 +200,8 @@ def bounce_section(query: Query) -> Section:
 
 
 UNSUBSCRIBE_SQL = """
-SELECT reason, count(*) FROM {contact_activity_unified}
-WHERE activity_type = 'unsubscribed' GROUP BY reason
+SELECT nullif(reason, ''), count(*) FROM {contact_activity_unified}
+WHERE activity_type = 'unsubscribed' GROUP BY nullif(reason, '')
 """
 
 
@@ -207,11 +227,11 @@ def links_section(query: Query) -> Section:
 
 
 def summary_rows(funnel: list[tuple[Any, ...]]) -> list[tuple[str, int, int, int, int]]:
-    """Per provider: campaigns, delivered, unique opens and unique clicks."""
+    """Per provider and account (`account_label`): campaigns, delivered, unique opens and unique clicks."""
     totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    for provider, _account, _cid, _name, _sent_at, _sent, delivered, opens, clicks in funnel:
+    for provider, account, _cid, _name, _sent_at, _sent, delivered, opens, clicks in funnel:
         for index, value in enumerate((1, delivered, opens, clicks)):
-            totals[provider][index] += value
+            totals[account_label(provider, account)][index] += value
     return [(provider, campaigns, delivered, opens, clicks)
             for provider, (campaigns, delivered, opens, clicks) in sorted(totals.items())]
 
@@ -252,7 +272,8 @@ td:first-child, th:first-child {{ text-align: left; }} .empty {{ color: #777; fo
 <p>Dataset <code>{html.escape(dataset)}</code>, generated {generated}. Rates are of delivered emails.
 Each event is counted once (<code>campaign_engagement_unified</code>, <code>contact_activity_unified</code>):
 a Constant Contact campaign that both its APIs deliver is one campaign, under its v3 id.</p>
-<table><tr><th>provider</th><th>campaigns</th><th>delivered</th><th>open rate</th><th>click rate</th></tr>{rows}</table>
+<table><tr><th>provider/account</th><th>campaigns</th><th>delivered</th><th>open rate</th><th>click rate</th></tr>
+{rows}</table>
 {"".join(blocks)}
 </body></html>
 """

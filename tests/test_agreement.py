@@ -115,7 +115,7 @@ def _sandbox_summaries(harness: Any) -> dict[tuple[str, str, str], dict[str, int
 
 
 def _report_summary(harness: Any, tmp_path: Any, capsys: Any) -> dict[str, tuple[int, int, str, str]]:
-    """The report's table: per provider, campaigns, delivered, open rate and click rate."""
+    """The report's table: per provider and account, campaigns, delivered, open rate and click rate."""
     out = tmp_path / "report.html"
     assert harness.cli("report", "--out", str(out)) == 0
     capsys.readouterr()
@@ -170,11 +170,12 @@ def _assert_every_figure_agrees(harness: Any, tmp_path: Any, capsys: Any) -> Non
         assert measures == once.get(key, ZERO), key
     assert {key for key, measures in once.items() if any(measures.values())} <= set(unified)
 
-    # the report shows the unified counting, the demo the per-API one: each equals its view
+    # the report shows the unified counting, a row per provider and account; the demo the per-API one: each
+    # equals its view
     report = _report_summary(harness, tmp_path, capsys)
     expected_report: dict[str, list[int]] = {}
-    for (provider, _account, _campaign), m in unified.items():
-        totals = expected_report.setdefault(provider, [0, 0, 0, 0])
+    for (provider, account, _campaign), m in unified.items():
+        totals = expected_report.setdefault(_key(provider, account), [0, 0, 0, 0])
         for index, value in enumerate((1, m["sent"] - m["bounces"], m["unique_opens"], m["unique_clicks"])):
             totals[index] += value
     assert report == {

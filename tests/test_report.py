@@ -9,9 +9,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import duckdb
 import pytest
 
-from pipelines.report import CHART_CLASS
+from pipelines.report import CHART_CLASS, bounce_section, campaign_labels, device_section, unsubscribe_section
 
 PROVIDER = "emailoctopus"
 # the EmailOctopus sandbox has no device data, so of the six sections five have a chart
@@ -82,3 +83,40 @@ def test_report_of_nothing_loaded_names_the_settings(harness, tmp_path, capsys):
     [line] = capsys.readouterr().err.strip().splitlines()
     assert "nothing loaded" in line and "--duckdb-path" in line
     assert not (tmp_path / "report.html").exists()
+
+
+def test_campaigns_of_named_accounts_and_of_equal_names_get_labels_of_their_own():
+    # the chart draws equal labels as one bar: one account's campaign hid the other's
+    funnel = [
+        ("emailoctopus", "default", "c1", "Campaign 1"), ("emailoctopus", "acme", "c9", "Campaign 1"),
+        ("constant_contact_v3", "default", "a", "News"), ("constant_contact_v3", "default", "b", "News"),
+        ("constant_contact_v3", "default", "c", None),
+    ]
+    assert campaign_labels(funnel) == [
+        "Campaign 1 (emailoctopus)", "Campaign 1 (emailoctopus/acme)",
+        "News (constant_contact_v3) a", "News (constant_contact_v3) b", "c (constant_contact_v3)",
+    ]
+
+
+def test_a_reason_left_empty_and_a_reason_not_given_are_one_bar_and_deviceless_providers_are_named():
+    # EmailOctopus leaves an unsubscribe's reason NULL, Constant Contact v3 empty: both are "no reason given"
+    with duckdb.connect() as con:
+        con.execute(
+            "CREATE TABLE contact_activity_unified AS SELECT * FROM (VALUES "
+            "('emailoctopus', 'unsubscribed', NULL, NULL, NULL), "
+            "('constant_contact_v3', 'unsubscribed', '', NULL, NULL), "
+            "('constant_contact_v3', 'unsubscribed', 'too many', NULL, NULL), "
+            "('emailoctopus', 'bounced', NULL, 'hard', NULL), ('constant_contact_v3', 'bounced', '', 'hard', NULL), "
+            "('emailoctopus', 'opened', NULL, NULL, NULL), ('constant_contact_v3', 'opened', NULL, NULL, 'mobile')"
+            ") AS t(provider, activity_type, reason, bounce_type, device_type)"
+        )
+
+        def query(sql, *params):
+            return con.execute(sql.format(contact_activity_unified="contact_activity_unified"), params).fetchall()
+
+        unsubscribes = unsubscribe_section(query).figure.data[0]
+        assert sorted(zip(unsubscribes.y, unsubscribes.x, strict=True)) == [("no reason given", 2), ("too many", 1)]
+        bounces = bounce_section(query).figure.data[0]
+        assert list(zip(bounces.y, bounces.x, strict=True)) == [("hard", 2)]
+        devices = device_section(query)
+        assert devices.figure is not None and "Not in it: emailoctopus," in devices.intro
