@@ -244,9 +244,12 @@ def _max_requests_option(command: argparse.ArgumentParser) -> None:
 
 
 def _positive(value: str) -> int:
-    number = int(value)
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
     if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+        raise argparse.ArgumentTypeError(f"must be a whole number, at least 1, not {value!r}")
     return number
 
 

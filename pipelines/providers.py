@@ -32,7 +32,7 @@ SETTING_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "max_concurrency": (lambda v: 1 <= v <= 64, "a whole number from 1 to 64"),
     "attribution_window_days": (lambda v: v >= 0, "a whole number of days, 0 or more"),
     "lookback_minutes": (lambda v: v >= 0, "a whole number of minutes, 0 or more"),
-    "start_date": (lambda v: parse_utc(v) is not None, "a date: YYYY-MM-DD or ISO 8601"),
+    "start_date": (lambda v: parse_utc(v, quiet=True) is not None, "a date: YYYY-MM-DD or ISO 8601"),
     "api_version": (lambda v: str(v) in ("1.6", "2"), "1.6 or 2 (EmailOctopus' current API)"),
 }
 

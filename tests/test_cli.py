@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -90,11 +91,21 @@ def test_status_before_and_after_a_load(harness, capsys):
         ("SOURCES__EMAILOCTOPUS__BASE_URL", "ftp://emailoctopus.com/api/1.6", "is not an http(s) URL"),
     ],
 )
-def test_a_malformed_setting_is_a_configuration_error(harness, capsys, setting, value, message):
+def test_a_malformed_setting_is_a_configuration_error(harness, capsys, caplog, setting, value, message):
     harness.setenv(**{setting: value})
     assert harness.cli("run", PROVIDER) == 2
     assert message in error_line(capsys)
+    assert not [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]  # that line only
     assert harness.sandbox.requests[PROVIDER] == 0
+
+
+def test_a_max_requests_that_is_not_a_number_says_what_it_must_be(harness, capsys):
+    with pytest.raises(SystemExit) as exit_code:
+        harness.cli("run", PROVIDER, "--max-requests", "abc")
+    assert exit_code.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "campaign-sync run: error: argument --max-requests: must be a whole number, at least 1, not 'abc'"
+    )
 
 
 def test_a_duration_is_not_a_backfill_date(harness, capsys):

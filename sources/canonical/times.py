@@ -11,10 +11,11 @@ import pendulum
 log = logging.getLogger("campaign_sync")
 
 
-def parse_utc(value: Any) -> datetime | None:
+def parse_utc(value: Any, quiet: bool = False) -> datetime | None:
     """Parse a provider timestamp (ISO 8601 or another common shape, any offset) into aware UTC.
 
-    A value no parser understands becomes None, with a warning: the row still loads.
+    A value no parser understands becomes None, with a warning (unless `quiet`: a setting's check
+    says it in its own error): the row still loads.
     """
     if value is None or value == "":
         return None
@@ -27,10 +28,10 @@ def parse_utc(value: Any) -> datetime | None:
             try:
                 moment = pendulum.parse(str(value), strict=False)
             except (ValueError, TypeError, OverflowError):
-                log.warning("unreadable timestamp %r: loaded as NULL", value)
-                return None
-            if not isinstance(moment, datetime):  # a bare date or time is not a moment
-                log.warning("unreadable timestamp %r: loaded as NULL", value)
+                moment = None
+            if not isinstance(moment, datetime):  # a bare date or time is not a moment either
+                if not quiet:
+                    log.warning("unreadable timestamp %r: loaded as NULL", value)
                 return None
             parsed = moment
     if parsed.tzinfo is None:
