@@ -727,8 +727,9 @@ def report_results(results: list[LoadResult], quiet: bool) -> int:
                 f"{table} {n} read, {result.new_rows.get(table, 0):+d} rows" for table, n in sorted(result.rows.items())
             )
             skipped = f"; {result.rows_read_again} events already loaded left out" if result.rows_read_again else ""
+            nothing = "nothing read before the interruption" if interrupted else "nothing new"
             print(
-                f"{result.provider}: {counts or 'nothing new'}{skipped} "
+                f"{result.provider}: {counts or nothing}{skipped} "
                 f"({result.requests} requests, {result.seconds:.1f}s)"
             )
         if not quiet:

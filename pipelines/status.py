@@ -137,7 +137,8 @@ def _text(status: dict[str, Any]) -> list[str]:
         loaded = ", ".join(f"{table} {n}" for table, n in sorted(last["rows"].items())) or "nothing new"
         lines.append(f"  rows loaded then: {loaded}")
     else:
-        lines = [f"{name}: last load {status['last_loaded_at'] or 'unknown'} (no run record on this machine)"]
+        loaded_at = status["last_loaded_at"] or "unknown"
+        lines = [f"{name}: last load {loaded_at} (no finished run recorded on this machine)"]
     lines.extend([*api, *failure])
     for table, count in status["rows"].items():
         lines.append(f"  {table}: {count} rows")

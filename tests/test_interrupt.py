@@ -46,6 +46,7 @@ def test_an_interrupted_run_stops_its_reads_at_once_loads_what_it_read_and_the_n
     assert err.strip().splitlines() == [LINE]
     for provider in PROVIDERS:  # what each provider loaded
         assert any(line.startswith(f"{provider}: ") and "requests" in line for line in out.splitlines()), out
+    assert "nothing new" not in out  # each was interrupted: one that had read nothing yet says so
 
     assert harness.cli("status") == 0
     status = capsys.readouterr().out
