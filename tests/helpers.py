@@ -8,7 +8,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
@@ -156,28 +156,35 @@ def as_events(keys: Counter) -> list[tuple[Any, Any, str]]:
     return [(campaign, contact, kind) for (campaign, contact, kind, _minute), n in keys.items() for _ in range(n)]
 
 
-def campaign_sync_threads() -> list[str]:
-    """The names of this process's threads that are not the sandbox's (its server and request threads)."""
-    return [t.name for t in threading.enumerate() if t.name != "sandbox" and "process_request" not in t.name]
+def campaign_sync_threads(started_before: Collection[threading.Thread] = ()) -> set[str]:
+    """The names of this process's threads that are not the sandbox's (its server and request threads), nor
+    among `started_before`. A name counts once: the pool numbers its workers by how many it has, so a worker
+    started while another is ending may take a name in use."""
+    return {
+        t.name for t in threading.enumerate()
+        if t.name != "sandbox" and "process_request" not in t.name and t not in started_before
+    }
 
 
 @contextmanager
 def peak_threads(provider: str) -> Iterator[dict[str, int]]:
-    """Sample the threads while the block runs: the most at once of all of them, of those that are not
-    dlt's load workers (`ours`), of `provider`'s pool workers, of the listings' threads, and of dlt's load
-    workers (`loader`: a thread per load job running, named `dlt-pool-*`). Sampling starts once the pool
-    workers of the runs before have ended (`IDLE_WORKER_SECONDS` after their last work: a busy machine may
-    keep them a while past their run)."""
+    """Sample the threads started while the block runs, with the main thread: the most at once of all of
+    them, of those that are not dlt's load workers (`ours`), of `provider`'s pool workers, of the listings'
+    threads, and of dlt's load workers (`loader`: a thread per load job running, named `dlt-pool-*`).
+    Sampling starts once the pool workers of the runs before have ended (`IDLE_WORKER_SECONDS` after their
+    last work: a busy machine may keep them a while past their run); threads of earlier tests that are still
+    ending (another provider's pool workers) are not counted."""
     deadline = time.monotonic() + 30
     while any(name.startswith(f"{provider}-read-") for name in campaign_sync_threads()):
         assert time.monotonic() < deadline, campaign_sync_threads()
         time.sleep(0.05)
+    before = set(threading.enumerate()) - {threading.main_thread()}
     peak = {"all": 0, "ours": 0, "pool": 0, "listings": 0, "loader": 0}
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.002):
-            names = campaign_sync_threads()
+            names = campaign_sync_threads(before)
             loader = sum(n.startswith("dlt-pool-") for n in names)
             counts = {"all": len(names), "ours": len(names) - loader, "loader": loader,
                       "pool": sum(n.startswith(f"{provider}-read-") for n in names),

@@ -194,7 +194,10 @@ def test_a_load_waits_while_another_process_loads_into_the_dataset(make_harness)
             try:
                 waiting = 0
                 for _ in range(600):  # until the run asks for the lock (it has read and normalized by then)
-                    cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                    cursor.execute(  # this dataset's lock only: other tests' runs take their own
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1 "
+                        "AND ((classid::bigint << 32) | objid::bigint) = hashtext(%s)::bigint", [key],
+                    )
                     (waiting,) = cursor.fetchone()
                     if waiting or run.poll() is not None:
                         break
