@@ -22,6 +22,8 @@ from pipelines.erasure import erasure_key, forget_addresses
 from pipelines.providers import PROVIDERS, Provider
 from pipelines.runner import (
     DEFAULT_DUCKDB_PATH,
+    DEMO_DUCKDB,
+    DEMO_PIPELINES,
     LoadResult,
     Target,
     abort_pending,
@@ -109,14 +111,15 @@ def _interruptible(reads: bool) -> Iterator[None]:
 def _parser() -> argparse.ArgumentParser:
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    common = argparse.ArgumentParser(add_help=False, parents=[debug])
+    output = argparse.ArgumentParser(add_help=False, parents=[debug])
+    noise = output.add_mutually_exclusive_group()
+    noise.add_argument("--progress", action="store_true", help="show progress while loading")
+    noise.add_argument("--quiet", action="store_true", help="print errors only")
+    common = argparse.ArgumentParser(add_help=False, parents=[output])
     common.add_argument("--destination", choices=("duckdb", "postgres"), default="duckdb")
     common.add_argument("--dataset", default="campaign_activity", help="dataset (schema) name")
     common.add_argument("--duckdb-path", default=None, help=f"the DuckDB file (default {DEFAULT_DUCKDB_PATH})")
     common.add_argument("--pipelines-dir", default=None, help="where dlt keeps pipeline working state")
-    noise = common.add_mutually_exclusive_group()
-    noise.add_argument("--progress", action="store_true", help="show progress while loading")
-    noise.add_argument("--quiet", action="store_true", help="print errors only")
 
     parser = argparse.ArgumentParser(prog="campaign-sync", description="Email-campaign activity into SQL.")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
@@ -156,7 +159,11 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--error-rate", type=float, default=0.0, help="share of requests that get 503")
     sandbox.set_defaults(command=cmd_sandbox, quiet=False)
 
-    demo = commands.add_parser("demo", parents=[common], help="sandbox + load + summary, no credentials needed")
+    # the demo starts afresh in files of its own: it takes no destination, file or pipelines folder to empty
+    demo = commands.add_parser(
+        "demo", parents=[output],
+        help=f"sandbox + load + summary, no credentials needed (a fresh {DEMO_DUCKDB} and {DEMO_PIPELINES})",
+    )
     demo.set_defaults(command=cmd_demo)
 
     status = commands.add_parser("status", parents=[common], help="last loads, row counts and cursors")

@@ -9,11 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.providers import PROVIDERS
-from pipelines.runner import Target, pipeline, report_results, run_provider
+from pipelines.runner import DEMO_DUCKDB, DEMO_PIPELINES, Target, pipeline, report_results, run_provider
 from sandbox import Sandbox
-
-DEMO_DUCKDB = "campaign_sync_demo.duckdb"
-DEMO_PIPELINES = ".campaign_sync_demo"
 
 # per API, as each provider counts its own campaigns: the sums of `campaign_engagement`
 ENGAGEMENT_SQL = """
@@ -24,16 +21,11 @@ FROM {table} GROUP BY provider ORDER BY provider
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """Load the sandbox's data of every provider into a fresh demo DuckDB file and summarise it."""
-    target = Target(
-        destination="duckdb",
-        dataset=args.dataset,
-        duckdb_path=args.duckdb_path or DEMO_DUCKDB,
-        pipelines_dir=args.pipelines_dir or DEMO_PIPELINES,
-        progress=args.progress,
-    )
-    Path(target.duckdb_path).unlink(missing_ok=True)
-    shutil.rmtree(DEMO_PIPELINES if target.pipelines_dir is None else target.pipelines_dir, ignore_errors=True)
+    """Load the sandbox's data of every provider into a fresh demo DuckDB file (its own, `DEMO_DUCKDB`, with
+    its pipelines in `DEMO_PIPELINES`: what an earlier demo left is dropped) and summarise it."""
+    target = Target(destination="duckdb", duckdb_path=DEMO_DUCKDB, pipelines_dir=DEMO_PIPELINES, progress=args.progress)
+    Path(DEMO_DUCKDB).unlink(missing_ok=True)
+    shutil.rmtree(DEMO_PIPELINES, ignore_errors=True)
     with Sandbox() as sandbox:
         os.environ.update(sandbox.environment())
         print(f"sandbox on {sandbox.url}; loading into {target.duckdb_path}")

@@ -65,6 +65,9 @@ LOADER_FILE_FORMATS: dict[str, TLoaderFileFormat] = {"duckdb": "parquet", "postg
 
 
 DEFAULT_DUCKDB_PATH = "campaign_sync.duckdb"
+# `campaign-sync demo` loads into files of its own, made afresh each time
+DEMO_DUCKDB = "campaign_sync_demo.duckdb"
+DEMO_PIPELINES = ".campaign_sync_demo"
 # how many accounts `run` loads at once: their requests are bounded by their providers' budgets, the
 # number only bounds the threads and the memory of the extracts in progress
 ACCOUNTS_AT_ONCE = 8

@@ -207,3 +207,15 @@ def test_a_sandbox_leaves_no_folder_behind_even_when_its_port_is_busy(monkeypatc
     with Sandbox(scale="tiny") as sandbox:
         assert Path(sandbox.environment()["SOURCES__CONSTANT_CONTACT_V3__REFRESH_TOKEN_FILE"]).parent.is_dir()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_demo_takes_no_file_or_folder_it_would_empty(tmp_path, capsys):
+    # the demo starts afresh in files of its own; given a user's warehouse, it would have deleted it
+    warehouse = tmp_path / "campaign_sync.duckdb"
+    warehouse.write_bytes(b"a user's warehouse")
+    for option in ("--duckdb-path", "--pipelines-dir", "--destination"):
+        with pytest.raises(SystemExit) as exit_code:
+            main(["demo", option, str(warehouse)])
+        assert exit_code.value.code == 2
+        assert f"unrecognized arguments: {option}" in capsys.readouterr().err
+    assert warehouse.read_bytes() == b"a user's warehouse"
