@@ -125,6 +125,26 @@ def test_a_nul_a_lone_surrogate_and_an_object_id_load_everything_else_and_are_na
     ]
 
 
+@pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
+def test_through_api_v2_ids_that_are_no_ids_are_set_aside_and_named_too(fake, capsys):
+    # v2 lists in the same shapes (docs/providers/emailoctopus-v2.md): an id that is an object, a list or
+    # missing is set aside as 1.6 sets it aside, not loaded as the text of a dict nor a crash
+    harness, octopus = fake
+    harness.setenv(SOURCES__EMAILOCTOPUS__API_VERSION="2")
+    no_id = {key: value for key, value in campaign("c3").items() if key != "id"}
+    octopus.listing("/campaigns", [campaign("c1"), campaign({"x": 1}), no_id])
+    octopus.listing("/lists", [{"id": "L1", "name": "List"}, {"id": ["L2"], "name": "Not a list"}])
+    octopus.listing("/lists/L1/contacts", [contact("k1", "a@x.org"), contact({"k": 2}, "b@x.org")])
+    assert harness.cli("run", PROVIDER) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"{PROVIDER}: warning: 6 item(s) set aside, the rest loads: {PROVIDER} campaign id null is not an id" in out
+    # (the campaign without an id, the one whose id is an object, the list's, and the contact's in each of
+    # the three calls a list's contacts take, one per status: the fake answers each alike)
+    assert harness.query("SELECT campaign_id FROM campaigns") == [("c1",)]
+    assert harness.query("SELECT DISTINCT contact_id FROM contacts") == [("k1",)]
+    assert not [path for path in octopus.seen if "L2" in path]
+
+
 def test_ids_go_into_paths_as_one_segment_and_no_request_leaves_the_api(fake, capsys):
     harness, octopus = fake
     octopus.listing("/campaigns", [campaign("../../../../steal?"), campaign(".."), campaign("c2")])

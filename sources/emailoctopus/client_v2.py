@@ -230,7 +230,7 @@ class EmailOctopusV2Api:
     def campaigns(self, state: dict[str, Any]) -> Iterator[list[Row]]:
         """Every campaign, drafts included (no cursor: `state` is not used)."""
         for page in self._pages("campaigns"):
-            yield [mapping_v2.campaign_row(raw) for raw in page]
+            yield [mapping_v2.campaign_row(raw) for raw in self.outcome.with_ids(page, "id", f"{NAME} campaign")]
 
     def campaign_costs(self) -> list[CampaignCost]:
         """What reading each campaign takes, from the campaign listing: its event reports from their cursors."""
@@ -338,7 +338,9 @@ class EmailOctopusV2Api:
         (`last_updated_at.gte`, a lookback before the newest time it read; a new list whole). A list
         deleted since it was listed has none; one whose contacts fail is recorded and keeps its cursor."""
         cursors: dict[str, str] = state.setdefault("updated_since", {})
-        lists = [raw["id"] for page in self._pages("lists") for raw in page]
+        lists = [
+            raw["id"] for page in self._pages("lists") for raw in self.outcome.with_ids(page, "id", f"{NAME} list")
+        ]
         jobs = [Job(list_id, partial(self._list_contacts, list_id, cursors.get(list_id))) for list_id in lists]
         newest: dict[str, datetime] = {}
         for list_id, page in fetch_concurrently(self.http.pool, jobs):
@@ -348,7 +350,8 @@ class EmailOctopusV2Api:
                 elif page.error is not None and not isinstance(page.error, NotFound):
                     self.outcome.record(f"{NAME} contacts of list {list_id}", page.error)
                 continue
-            rows = [mapping_v2.contact_row(raw, list_id) for raw in page]
+            contacts = self.outcome.with_ids(page, "id", f"{NAME} contact of list {list_id}")
+            rows = [mapping_v2.contact_row(raw, list_id) for raw in contacts]
             for row in rows:
                 changed = row["updated_at"] or row["created_at"]
                 if changed is not None and (list_id not in newest or changed > newest[list_id]):
