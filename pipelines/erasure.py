@@ -157,7 +157,7 @@ def erasure_count(client: Any, provider: str, account: str) -> int:
     """How many contacts of `provider`'s `account` the dataset records as erased."""
     if ERASURES not in table_columns(client, client.dataset_name):
         return 0
-    sql = f"SELECT count(*) FROM {_name(client, ERASURES)} WHERE {OWNER_FILTER}"
+    sql = f"SELECT count(DISTINCT contact_id) FROM {_name(client, ERASURES)} WHERE {OWNER_FILTER}"  # a row per reason
     return int(client.execute_sql(sql, provider, account)[0][0])
 
 
