@@ -2,7 +2,7 @@
 
 Constant Contact's v2 and v3 APIs are two views of the same accounts: `constant_contact_id_xrefs`
 maps v2 ids onto v3 ones, and `contact_activity_unified` counts an event that both APIs
-delivered once (README "One person across providers"). The engagement views read it.
+delivered once (README "Analysis views"). The engagement views read it.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ PENDING_STATUSES = ("Scheduled", "Executing")
 UNSENT_ACTIVITY_STATUSES = ("DRAFT", "SCHEDULED")
 # 10,000 a day per application, shared by every connected account (docs/providers/constant-contact-v3.md § Limits)
 DAILY_QUOTA = 10_000
-# how many ids a call takes is not documented; issue 18 says 50 (docs/providers/constant-contact-v3.md § Open questions)
+# how many ids a call takes is not documented; 50 (docs/providers/constant-contact-v3.md § Open questions)
 XREF_BATCH = 50
 QUOTA_EXCEEDED = "quota_exceeded"
 
