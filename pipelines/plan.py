@@ -19,7 +19,7 @@ import pendulum
 from pipelines.dlt_adapter import DestinationUndefinedEntity, ResourceExtractionError, source_state
 from pipelines.providers import Provider
 from pipelines.reconcile import existing_tables
-from pipelines.runner import Target, _unwrap, build_source, dataset_client, pipeline_view
+from pipelines.runner import Target, _unwrap, accountless_tables, build_source, dataset_client, pipeline_view
 from sources.canonical import (
     OWNER_FILTER,
     CampaignCost,
@@ -31,6 +31,7 @@ from sources.canonical import (
 )
 from sources.canonical.times import parse_utc
 from sources.constant_contact_v3.client import XREF_BATCH
+from sources.errors import ConfigurationError
 
 
 def plan_provider(
@@ -39,6 +40,11 @@ def plan_provider(
     """The estimate for one account, as JSON-ready values: a backfill of [since, until), or tonight's run.
     Reads only: no file, table or state is created or changed."""
     with dataset_client(target, read_only=True) as client:
+        if client is not None and accountless_tables(client.sql_client):  # `run` upgrades it: plan only reads
+            raise ConfigurationError(
+                f"dataset {target.dataset!r} was loaded by a release before accounts: the next "
+                f"`campaign-sync run` upgrades it in place; plan it after that"
+            )
         state, _pending = pipeline_view(provider, target, client)
         first_run = not state.get("sources", {}).get(provider.name)
         loaded, loaded_rows = ({}, {}) if first_run or client is None else _loaded(client.sql_client, provider)

@@ -643,6 +643,17 @@ def build_source(provider: Provider, load: Any, plan: SyncPlan) -> Any:
         raise ConfigurationError(f"{provider.label}: {setting} must be a {wrong.hint.__name__}") from None
 
 
+def accountless_tables(client: Any) -> list[tuple[str, str]]:
+    """(schema, table) of the canonical tables, and their staging copies, that a dataset loaded before
+    accounts existed has without an `account` column."""
+    return [
+        (schema, table)
+        for schema in (client.dataset_name, f"{client.dataset_name}_staging")
+        for table, columns in table_columns(client, schema).items()
+        if table in CANONICAL_TABLES and "account" not in columns
+    ]
+
+
 def migrate_to_accounts(client: Any) -> None:
     """Give a dataset loaded before accounts existed its `account` column (`default`), before dlt loads.
 
@@ -650,14 +661,12 @@ def migrate_to_accounts(client: Any) -> None:
     default account's keys and `activity_id`s are those it always had, so the next merge meets
     its rows again; nothing is reloaded or doubled.
     """
-    for schema in (client.dataset_name, f"{client.dataset_name}_staging"):
-        for table, columns in table_columns(client, schema).items():
-            if table in CANONICAL_TABLES and "account" not in columns:
-                name = f'"{schema}"."{table}"'
-                # both steps may meet a run of another account that did them first
-                client.execute_sql(f"ALTER TABLE {name} ADD COLUMN IF NOT EXISTS account VARCHAR")
-                client.execute_sql(f"UPDATE {name} SET account = %s WHERE account IS NULL", DEFAULT_ACCOUNT)
-                log.info("%s.%s: account column added (%s)", schema, table, DEFAULT_ACCOUNT)
+    for schema, table in accountless_tables(client):
+        name = f'"{schema}"."{table}"'
+        # both steps may meet a run of another account that did them first
+        client.execute_sql(f"ALTER TABLE {name} ADD COLUMN IF NOT EXISTS account VARCHAR")
+        client.execute_sql(f"UPDATE {name} SET account = %s WHERE account IS NULL", DEFAULT_ACCOUNT)
+        log.info("%s.%s: account column added (%s)", schema, table, DEFAULT_ACCOUNT)
 
 
 def upgrade_loaded_ids(load: dlt.Pipeline, provider: Provider, target: Target) -> None:

@@ -102,7 +102,7 @@ def test_a_named_account_never_borrows_the_default_accounts_credentials(make_har
 
 
 @BOTH_DESTINATIONS
-def test_a_dataset_loaded_before_accounts_upgrades_in_place(harness, tmp_path):
+def test_a_dataset_loaded_before_accounts_upgrades_in_place(harness, tmp_path, capsys):
     """Loaded by the release before accounts, then run by this one: same rows, same ids, no duplicate."""
     old = tmp_path / "before_accounts"
     old.mkdir()
@@ -127,6 +127,14 @@ def test_a_dataset_loaded_before_accounts_upgrades_in_place(harness, tmp_path):
     rows_before = harness.count("contact_activity")
     counts_before = {table: harness.count(table) for table in ("campaigns", "contacts", "campaign_summaries",
                                                                 "campaign_non_engagement")}
+
+    # plan only reads: it leaves the upgrade to the next run, and says so
+    assert harness.cli("plan", PROVIDER) == 2
+    assert "loaded by a release before accounts" in capsys.readouterr().err
+    assert "account" not in {row[0] for row in harness.query(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'contact_activity' "
+        f"AND table_schema = '{harness.dataset}'"
+    )}
 
     assert harness.cli("run", PROVIDER) == 0
     assert Counter(row[0] for row in harness.query(kept_ids)) == ids_before
