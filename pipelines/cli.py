@@ -307,7 +307,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _incomplete(account: Provider) -> ConfigurationError | None:
-    """The error of an account that lacks some of its secrets, naming them; None when it has them all."""
+    """The error of an account that cannot run: a name that breaks the rule, or secrets missing (named);
+    None when it can."""
+    error = account.account_error()
+    if error is not None:
+        return error
     missing = account.missing_secrets()
     return ConfigurationError(f"{account.label}: missing setting {', '.join(missing)}") if missing else None
 
@@ -337,6 +341,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     provider = _provider(args.provider)
     accounts = [provider.for_account(args.account)] if args.account else provider.accounts() or [provider]
+    for account in accounts:
+        if (error := account.account_error()) is not None:
+            raise error
     since = _date(args.since, "--since")
     until = _date(args.until, "--until", end_of_day=True)
     if until is not None and since is None:
@@ -386,7 +393,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     from pipelines.status import print_status
 
     accounts = [account for provider in PROVIDERS.values() for account in provider.accounts() or [provider]]
-    return print_status(_target(args), accounts, as_json=args.json)
+    misnamed = [error for account in accounts if (error := account.account_error()) is not None]
+    code = print_status(_target(args), [account for account in accounts if account.account_error() is None], args.json)
+    for error in misnamed:  # the others' status is shown; each of these is named
+        print(f"campaign-sync: {printable(str(error), LINE_CHARACTERS)}", file=sys.stderr)
+    return ConfigurationError.exit_code if misnamed else code
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -425,7 +436,10 @@ def cmd_forget(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--email {wrong[0][:80]!r} is not an email address; nothing was forgotten")
     erasure_key()  # missing: refused before anything is created
     target = _target(args)
-    every_account = [account for provider in PROVIDERS.values() for account in provider.accounts() or [provider]]
+    every_account = [  # an account whose name breaks the rule never ran: nothing of it to wait for
+        account for provider in PROVIDERS.values() for account in provider.accounts() or [provider]
+        if account.account_error() is None
+    ]
     with run_locks(every_account, target), dataset_client(target) as client:
         erased = forget_addresses(client.sql_client, args.email)
     if not args.quiet:

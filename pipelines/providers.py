@@ -20,6 +20,7 @@ from sources.constant_contact_v3 import constant_contact_v3_source
 from sources.dlt_adapter import ConfigValueCannotBeCoercedException
 from sources.emailoctopus import emailoctopus_source
 from sources.errors import ConfigurationError, setting_name, wrong_type
+from sources.redaction import printable
 
 # the settings every provider has that the pipeline reads after the load (not its source), with their defaults
 PIPELINE_SETTINGS = {"forget_deleted_contacts": True}
@@ -41,8 +42,9 @@ ACCOUNT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
 def account_label(provider: str, account: str) -> str:
-    """How messages and the report name an account: the provider, and a named account after a slash."""
-    return provider if account == DEFAULT_ACCOUNT else f"{provider}/{account}"
+    """How messages and the report name an account: the provider, and a named account after a slash
+    (escaped and shortened: a name that breaks the rule is configuration text, `account_error`)."""
+    return provider if account == DEFAULT_ACCOUNT else f"{provider}/{printable(account, 60)}"
 
 
 @dataclass(frozen=True)
@@ -85,17 +87,26 @@ class Provider:
         return f"sources.{self.name}" if self.is_default else f"sources.{self.name}.accounts.{self.account}"
 
     def for_account(self, account: str) -> Provider:
-        """The same provider, for `account`."""
-        if account != DEFAULT_ACCOUNT and not ACCOUNT_NAME.match(account):
-            raise ConfigurationError(
-                f"{self.name}: account name {account[:60]!r}: use up to 40 lower-case letters, digits and _, "
-                "starting with a letter"
-            )
-        return replace(self, account=account)
+        """The same provider, for `account` (a name that breaks the rule is refused: `account_error`)."""
+        named = replace(self, account=account)
+        error = named.account_error()
+        if error is not None:
+            raise error
+        return named
+
+    def account_error(self) -> ConfigurationError | None:
+        """What is wrong with the account's name (None: nothing): a named account cannot run without a
+        name that a pipeline, a file and an environment variable can all hold."""
+        if self.is_default or ACCOUNT_NAME.match(self.account):
+            return None
+        return ConfigurationError(
+            f"{self.label}: account name: use up to 40 lower-case letters, digits and _, starting with a letter"
+        )
 
     def accounts(self) -> list[Provider]:
         """Every account configured for this provider: the default one when its secrets are set
-        (or some are: a mistake to report), then the named ones, in name order."""
+        (or some are: a mistake to report), then the named ones, in name order (a name that breaks the
+        rule too: that account's run reports it, `account_error`, and the others run)."""
         named = set()
         for settings in (dlt.config, dlt.secrets):
             table: Any = settings.get(f"sources.{self.name}.accounts")
@@ -105,7 +116,7 @@ class Provider:
         named |= {key[len(prefix):].split("__")[0].lower() for key in os.environ if key.startswith(prefix)}
         named.discard(DEFAULT_ACCOUNT)
         default = [self] if len(self.missing_secrets()) < len(self.secrets) else []
-        return default + [self.for_account(name) for name in sorted(named)]
+        return default + [replace(self, account=name) for name in sorted(named)]
 
     def setting(self, key: str) -> str:
         """The environment variable name of one of this account's settings."""

@@ -58,9 +58,15 @@ def test_a_setting_out_of_its_range_is_named(make_harness, capsys, setting, valu
 
 
 @pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
-def test_a_long_account_name_is_refused_plainly(harness, capsys):
+def test_a_long_account_name_is_refused_plainly_and_the_other_accounts_run(harness, capsys):
+    # a name that breaks the rule ends that account's run, as any setting that breaks its rule does
     harness.setenv(**{f"SOURCES__EMAILOCTOPUS__ACCOUNTS__{'A' * 200}__API_KEY": "k" * 20})
     assert harness.cli("run", PROVIDER) == 2
     line = error_line(capsys)
     assert "account name" in line and "up to 40" in line, line
     assert len(line) < 300
+    assert harness.count("contacts") == len(harness.sandbox.datasets[PROVIDER].contacts)  # the default account's
+    assert harness.cli("status") == 2  # every other account's status, and that line
+    shown = capsys.readouterr()
+    assert shown.err.strip().splitlines() == [line]
+    assert f"{PROVIDER}: last load" in shown.out
