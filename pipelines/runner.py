@@ -39,7 +39,15 @@ from pipelines.erasure import forget_after_load, forgotten
 from pipelines.providers import Provider
 from pipelines.reconcile import existing_tables, reconcile, summary_counts, table_columns
 from pipelines.views import create_views, unmapped_v2_campaigns
-from sources.canonical import CANONICAL_HINTS, CANONICAL_TABLES, DEFAULT_ACCOUNT, OWNER_FILTER, SyncOutcome, SyncPlan
+from sources.canonical import (
+    CAMPAIGN_NON_ENGAGEMENT,
+    CANONICAL_HINTS,
+    CANONICAL_TABLES,
+    DEFAULT_ACCOUNT,
+    OWNER_FILTER,
+    SyncOutcome,
+    SyncPlan,
+)
 from sources.canonical.resources import backfill_listings_cost, loaded_contact_digests
 from sources.dlt_adapter import ConfigFieldMissingException, ConfigValueCannotBeCoercedException, missing_fields
 from sources.emailoctopus.upgrade import click_ids_stale, upgrade_click_ids
@@ -322,6 +330,8 @@ def _load(
         extracted = load.extract(source, loader_file_format=LOADER_FILE_FORMATS[target.destination])
         result.extract_seconds = time.monotonic() - reading
         read = extracted_rows(extracted)
+        if plan.outcome.snapshot_resets:  # the rows that delete the snapshots replaced: passed on, not read
+            read[CAMPAIGN_NON_ENGAGEMENT["name"]] -= plan.outcome.snapshot_resets
         load.normalize()
         with dataset_lock(load, target):
             # counted in the tables this load can change (it leaves the others as they are: `+0 rows`)

@@ -157,6 +157,13 @@ def test_backfill_loads_closed_history_without_duplicates_or_moving_cursors_back
         assert after[key]["read_at"] >= cursor["read_at"]
 
 
+def test_a_run_says_it_read_as_many_snapshot_rows_as_it_loaded(harness, capsys):
+    # each snapshot goes to the load after a row that deletes the one it replaces: that row is not read
+    assert harness.cli("run", PROVIDER) == 0
+    rows = sum(expected_snapshot(harness.sandbox.datasets[PROVIDER]).values())
+    assert f"campaign_non_engagement {rows} read, +{rows} rows" in capsys.readouterr().out
+
+
 def test_backfill_until_limits_the_campaigns(harness):
     dataset = harness.sandbox.datasets[PROVIDER]
     sent = dataset.sent_campaigns()

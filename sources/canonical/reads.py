@@ -143,6 +143,7 @@ class SyncOutcome:
     reports_due: int = 0  # (campaign, report) reads this run has to make, and has made: for progress
     reports_done: int = 0
     rows_skipped: int = 0  # events read again but left out of the load, as an earlier run loaded them
+    snapshot_resets: int = 0  # the rows that delete a snapshot before its new one: passed to the load, not read
     campaigns_with_events: set[str] = field(default_factory=set)  # whose events the run passed to the load
     set_aside: list[str] = field(default_factory=list)  # the items whose values cannot load, named
     reads_ended: int = 0  # report reads that ended well: a run stopped by `--max-requests` with none made no progress

@@ -337,6 +337,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
             for row in snapshot:
                 row.update(provider=api.name, account=settings.account, campaign_id=read.campaign_id,
                            kind=read.report, as_of=settings.now)
+            outcome.snapshot_resets += 1
             yield to_arrow([{**reset, SNAPSHOT_RESET: True}, *snapshot], CAMPAIGN_NON_ENGAGEMENT)
         _forget_read_campaigns(api, campaign_page, settings)
 
