@@ -393,8 +393,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from pipelines.status import print_status
 
     accounts = [account for provider in PROVIDERS.values() for account in provider.accounts() or [provider]]
-    misnamed = [error for account in accounts if (error := account.account_error()) is not None]
-    code = print_status(_target(args), [account for account in accounts if account.account_error() is None], args.json)
+    errors = {account: account.account_error() for account in accounts}
+    code = print_status(_target(args), [account for account, error in errors.items() if error is None], args.json)
+    misnamed = [error for error in errors.values() if error is not None]
     for error in misnamed:  # the others' status is shown; each of these is named
         print(f"campaign-sync: {printable(str(error), LINE_CHARACTERS)}", file=sys.stderr)
     return ConfigurationError.exit_code if misnamed else code

@@ -61,6 +61,17 @@ def items(body: Any) -> list[dict[str, Any]]:
     return data
 
 
+def list_ids(list_pages: Iterator[list[dict[str, Any]]], outcome: SyncOutcome) -> list[str]:
+    """The ids of the lists on the listing's pages (both APIs list them alike); a list whose id is no id
+    is set aside and named."""
+    return [raw["id"] for page in list_pages for raw in outcome.with_ids(page, "id", f"{NAME} list")]
+
+
+def contacts_of_list(page: list[dict[str, Any]], list_id: str, outcome: SyncOutcome) -> list[dict[str, Any]]:
+    """The contacts on a page of a list's contacts; a contact whose id is no id is set aside and named."""
+    return outcome.with_ids(page, "id", f"{NAME} contact of list {list_id}")
+
+
 def listed_campaign_costs(campaign_pages: Iterator[list[Row]], events_whole: bool) -> list[CampaignCost]:
     """What reading each listed campaign takes through either API: a sent one's summary, its event
     reports (read whole, or from their cursors), and its snapshots read whole (no listing tells their sizes)."""
@@ -153,14 +164,11 @@ class EmailOctopusApi:
         """The contacts of every list, read concurrently across lists (no cursor: `state` is not used).
         A list deleted since it was listed has none; one whose contacts fail is recorded, and read
         whole again next run."""
-        lists = [
-            raw["id"] for page in self._pages("lists") for raw in self.outcome.with_ids(page, "id", f"{NAME} list")
-        ]
+        lists = list_ids(self._pages("lists"), self.outcome)
         jobs = [Job(list_id, partial(self._pages, f"lists/{segment(list_id)}/contacts")) for list_id in lists]
         for list_id, page in fetch_concurrently(self.http.pool, jobs):
             if isinstance(page, JobDone):
                 if page.error is not None and not isinstance(page.error, NotFound):
                     self.outcome.record(f"{NAME} contacts of list {list_id}", page.error)
                 continue
-            contacts = self.outcome.with_ids(page, "id", f"{NAME} contact of list {list_id}")
-            yield [mapping.contact_row(raw, list_id) for raw in contacts]
+            yield [mapping.contact_row(raw, list_id) for raw in contacts_of_list(page, list_id, self.outcome)]

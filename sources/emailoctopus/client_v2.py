@@ -35,7 +35,7 @@ from sources.canonical import (
     summary_read,
 )
 from sources.emailoctopus import mapping, mapping_v2
-from sources.emailoctopus.client import NAME, PAGE_SIZE, items, listed_campaign_costs
+from sources.emailoctopus.client import NAME, PAGE_SIZE, contacts_of_list, items, list_ids, listed_campaign_costs
 from sources.errors import CredentialsRefused, NotFound, ProviderError
 from sources.http import Job, JobDone, ProviderHttp, after_pages_handed_on, fetch_concurrently, segment
 from sources.redaction import redact, register_secret
@@ -338,9 +338,7 @@ class EmailOctopusV2Api:
         (`last_updated_at.gte`, a lookback before the newest time it read; a new list whole). A list
         deleted since it was listed has none; one whose contacts fail is recorded and keeps its cursor."""
         cursors: dict[str, str] = state.setdefault("updated_since", {})
-        lists = [
-            raw["id"] for page in self._pages("lists") for raw in self.outcome.with_ids(page, "id", f"{NAME} list")
-        ]
+        lists = list_ids(self._pages("lists"), self.outcome)
         jobs = [Job(list_id, partial(self._list_contacts, list_id, cursors.get(list_id))) for list_id in lists]
         newest: dict[str, datetime] = {}
         for list_id, page in fetch_concurrently(self.http.pool, jobs):
@@ -350,8 +348,7 @@ class EmailOctopusV2Api:
                 elif page.error is not None and not isinstance(page.error, NotFound):
                     self.outcome.record(f"{NAME} contacts of list {list_id}", page.error)
                 continue
-            contacts = self.outcome.with_ids(page, "id", f"{NAME} contact of list {list_id}")
-            rows = [mapping_v2.contact_row(raw, list_id) for raw in contacts]
+            rows = [mapping_v2.contact_row(raw, list_id) for raw in contacts_of_list(page, list_id, self.outcome)]
             for row in rows:
                 changed = row["updated_at"] or row["created_at"]
                 if changed is not None and (list_id not in newest or changed > newest[list_id]):
