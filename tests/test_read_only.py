@@ -9,6 +9,8 @@ import os
 import stat
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -121,6 +123,32 @@ def test_status_on_a_duckdb_file_another_process_holds_is_one_line(harness, caps
     finally:
         holder.kill()
         holder.wait()
+
+
+@duckdb_only
+def test_while_a_run_reads_from_the_provider_another_process_can_read_the_duckdb_file(harness):
+    # a run keeps the file open for its steps that connect to it often (`kept_open`), not while it reads
+    assert harness.cli("run", PROVIDER) == 0
+    harness.sandbox.advance(hours=24)
+    harness.sandbox.latency = 0.3  # the nightly's reads take seconds
+    served = sum(harness.sandbox.requests.values())
+    nightly = threading.Thread(target=harness.cli, args=("run", PROVIDER, "--quiet"))
+    nightly.start()
+    try:
+        while sum(harness.sandbox.requests.values()) == served and nightly.is_alive():
+            time.sleep(0.01)
+        reader = subprocess.run(
+            [sys.executable, "-c", "import duckdb, sys; print(duckdb.connect(sys.argv[1], read_only=True).execute("
+             f"'SELECT count(*) FROM {harness.dataset}.contacts').fetchone()[0])", str(harness.duckdb_path)],
+            capture_output=True, text=True, timeout=60,
+        )
+        reading = nightly.is_alive()
+    finally:
+        nightly.join()
+    assert reading, "the nightly ended before the other process read"
+    assert reader.returncode == 0 and int(reader.stdout) == len(harness.sandbox.datasets[PROVIDER].contacts), (
+        reader.stderr
+    )
 
 
 @duckdb_only
