@@ -18,7 +18,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ import psycopg2
 import pytest
 
 from pipelines.cli import main
+from pipelines.runner import Target
 from sandbox import Sandbox
 from sandbox.server import SIMULATED_PROVIDERS
 
@@ -63,6 +64,8 @@ class Harness:
     monkeypatch: pytest.MonkeyPatch
     destination: str = "duckdb"
     dataset: str = "campaign_activity"
+    # the connection `query` keeps until the next command or change (opening a DuckDB file takes ~20 ms)
+    reader: Any = field(default=None, init=False, repr=False)  # a copy (`dataclasses.replace`) has its own
 
     @property
     def duckdb_path(self) -> Path:
@@ -73,10 +76,18 @@ class Harness:
         return self.folder / "pipelines"
 
     def argv(self, *args: str) -> list[str]:
-        """`campaign-sync ARGS` aimed at this harness' destination and pipelines folder."""
+        """`campaign-sync ARGS` aimed at this harness' destination and pipelines folder (the command may need
+        the DuckDB file: `query`'s connection is closed)."""
+        self.close()
         common = ["--pipelines-dir", str(self.pipelines_dir), "--dataset", self.dataset]
         common += ["--destination", self.destination, "--duckdb-path", str(self.duckdb_path)]
         return [*args, *common]
+
+    def target(self) -> Target:
+        """This harness' destination and pipelines folder, for a test that calls the runner itself (which may
+        need the DuckDB file: `query`'s connection is closed)."""
+        self.close()
+        return Target(self.destination, self.dataset, str(self.duckdb_path), str(self.pipelines_dir))
 
     def cli(self, *args: str) -> int:
         """Run `campaign-sync ARGS` in-process against this harness' destination; return the exit code."""
@@ -89,18 +100,30 @@ class Harness:
             self.monkeypatch.setenv(key, str(value))
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
-        """Run SQL (unqualified table names resolve in the dataset) and return all rows."""
+        """Run SQL (unqualified table names resolve in the dataset) and return all rows, through a read-only
+        connection kept until the next command (`argv`), change (`execute`) or the end of the test (`close`)."""
+        if self.reader is None and self.destination == "postgres":
+            self.reader = psycopg2.connect(POSTGRES_URL)
+            self.reader.set_session(readonly=True, autocommit=True)  # no transaction left open between queries
+        elif self.reader is None:
+            self.reader = duckdb.connect(str(self.duckdb_path), read_only=True)
         if self.destination == "postgres":
-            with psycopg2.connect(POSTGRES_URL) as con, con.cursor() as cur:
+            with self.reader.cursor() as cur:
                 cur.execute(f"SET search_path TO {self.dataset}")
                 cur.execute(sql)
                 return [tuple(row) for row in cur.fetchall()]
-        with duckdb.connect(str(self.duckdb_path), read_only=True) as con:
-            con.execute(f"SET schema '{self.dataset}'")
-            return con.execute(sql).fetchall()
+        self.reader.execute(f"SET schema '{self.dataset}'")
+        return self.reader.execute(sql).fetchall()
+
+    def close(self) -> None:
+        """Close the connection `query` keeps."""
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
 
     def execute(self, sql: str) -> None:
         """Run a statement that changes the loaded tables (to simulate damage or drift)."""
+        self.close()
         if self.destination == "postgres":
             with psycopg2.connect(POSTGRES_URL) as con, con.cursor() as cur:
                 cur.execute(f"SET search_path TO {self.dataset}")
@@ -201,6 +224,7 @@ def harnesses(
     patch = monkeypatch or pytest.MonkeyPatch()
     started: list[Sandbox] = []
     datasets: list[str] = []
+    built: list[Harness] = []
 
     def build(requests_per_second: dict[str, float] | None = None, **sandbox_options: Any) -> Harness:
         sandbox = Sandbox(requests_per_second=requests_per_second or {}, **sandbox_options)
@@ -219,11 +243,14 @@ def harnesses(
         datasets.append(dataset)
         harness_folder = folder / f"harness{len(started)}"
         harness_folder.mkdir()
-        return Harness(sandbox, harness_folder, patch, destination, dataset)
+        built.append(Harness(sandbox, harness_folder, patch, destination, dataset))
+        return built[-1]
 
     try:
         yield build
     finally:
+        for harness in built:
+            harness.close()
         for sandbox in started:
             sandbox.stop()
         if destination == "postgres":

@@ -19,7 +19,7 @@ import pytest
 from conftest import BOTH_DESTINATIONS
 from helpers import expected_activity, open_campaigns
 
-from pipelines.runner import Target, dataset_client
+from pipelines.runner import dataset_client
 from sandbox.emailoctopus import NAME_V2
 from sources.emailoctopus.upgrade import upgrade_click_ids
 
@@ -85,7 +85,9 @@ def _ids_this_release_gives(harness) -> set[tuple[str, str]]:
     fresh.folder.mkdir()
     _use_api(fresh, "1.6")
     assert fresh.cli("run", PROVIDER) == 0
-    return _ids(fresh)
+    ids = _ids(fresh)
+    fresh.close()
+    return ids
 
 
 def _clicks_at_one_time(dataset) -> None:
@@ -151,16 +153,15 @@ def test_the_upgrade_gives_each_click_its_new_id_once_then_finds_nothing_to_do(t
     clicks, _bounces = _loaded_by_the_previous_release(harness, previous_release)
     ids_before = _ids(harness)
     ids = _ids_this_release_gives(harness)
-    target = Target(harness.destination, harness.dataset, str(harness.duckdb_path))
 
-    with dataset_client(target) as client:
+    with dataset_client(harness.target()) as client:
         upgraded = {account: upgrade_click_ids(client.sql_client, account) for account in ACCOUNTS}
     # every click with a link, and nothing else, took its new id: no two share one
     assert upgraded == {account: sum(n for key, n in clicks.items() if key[0] == account) for account in ACCOUNTS}
     assert _ids(harness) == ids and len(ids_before - ids) == sum(clicks.values())
     assert harness.count("contact_activity") == len(ids)
     assert _details(harness, "clicked", "url") == clicks
-    with dataset_client(target) as client:
+    with dataset_client(harness.target()) as client:
         assert [upgrade_click_ids(client.sql_client, account) for account in ACCOUNTS] == [0, 0]
 
 

@@ -19,7 +19,7 @@ from helpers import expected_activity, loaded_activity
 
 from pipelines.cli import main
 from pipelines.providers import PROVIDERS
-from pipelines.runner import Target, run_locks
+from pipelines.runner import run_locks
 from sandbox import Sandbox
 
 PROVIDER = "emailoctopus"
@@ -102,7 +102,7 @@ def test_a_provider_with_incomplete_secrets_is_named_and_the_others_load(harness
 
 
 def test_a_second_run_while_one_runs_is_refused_at_once_and_touches_nothing(harness, capsys):
-    target = Target(duckdb_path=str(harness.duckdb_path), pipelines_dir=str(harness.pipelines_dir))
+    target = harness.target()
     with run_locks([PROVIDERS["constant_contact_v3"]], target):  # a run of one provider is in progress
         assert harness.cli("run") == 1
     assert "constant_contact_v3 is in progress" in capsys.readouterr().err

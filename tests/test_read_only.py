@@ -18,7 +18,7 @@ from conftest import BOTH_DESTINATIONS
 
 from pipelines.cli import main
 from pipelines.providers import PROVIDERS
-from pipelines.runner import Target, build_source, pipeline
+from pipelines.runner import build_source, pipeline
 from sources.canonical import SyncPlan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +60,7 @@ def test_read_only_commands_elsewhere_keep_the_run_record_and_a_pending_package(
     assert harness.cli("run", PROVIDER) == 0
     harness.sandbox.advance(24)
     # a run stopped between its extract and its load: what it read is pending
-    target = Target(harness.destination, harness.dataset, str(harness.duckdb_path), str(harness.pipelines_dir))
+    target = harness.target()
     load = pipeline(PROVIDERS[PROVIDER], target)
     load.extract(build_source(PROVIDERS[PROVIDER], load, SyncPlan()))
     load.normalize()

@@ -162,7 +162,7 @@ def test_a_run_killed_between_normalize_commit_and_cleanup_is_healed_by_the_next
     # extracted copy; a SIGKILL between the two leaves both (seen in the kill test above)
     assert harness.cli("run", PROVIDER) == 0
     harness.sandbox.advance(hours=24)  # tonight's events go into the package the kill leaves twice
-    target = runner.Target(harness.destination, harness.dataset, str(harness.duckdb_path), str(harness.pipelines_dir))
+    target = harness.target()
     provider = PROVIDERS[PROVIDER]
     load = runner.pipeline(provider, target)
     load.extract(runner.build_source(provider, load, SyncPlan()))
@@ -188,7 +188,7 @@ def test_a_run_killed_after_dlt_completed_its_package_before_archiving_it_is_hea
     # package every later load refused as completed already
     assert harness.cli("run", PROVIDER) == 0
     harness.sandbox.advance(hours=24)  # tonight's events are in the package the kill leaves
-    target = runner.Target(harness.destination, harness.dataset, str(harness.duckdb_path), str(harness.pipelines_dir))
+    target = harness.target()
     provider = PROVIDERS[PROVIDER]
     load = runner.pipeline(provider, target)
     load.extract(runner.build_source(provider, load, SyncPlan()))
@@ -222,7 +222,7 @@ def test_load_jobs_run_twice_load_each_row_once(harness, tmp_path):
     # tables (contacts, their tags); the run drops the second copies there, and only there: another
     # provider's rows in the same tables (Constant Contact v3's, loaded first) are left as they are
     assert harness.cli("run", "constant_contact_v3") == 0
-    target = runner.Target(harness.destination, harness.dataset, str(harness.duckdb_path), str(harness.pipelines_dir))
+    target = harness.target()
     provider = PROVIDERS[PROVIDER]
     load = runner.pipeline(provider, target)
     load.extract(runner.build_source(provider, load, SyncPlan()))
