@@ -295,9 +295,9 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
                 counts = occurrences.setdefault(read.state_key, Counter())
                 page = to_arrow(event.rows, CONTACT_ACTIVITY)
                 batch.append(with_activity_ids(page, read, api.name, settings.account, counts))
-            # handed on when full, and when a read ends: dlt then gives the turn to the other resources,
-            # whose reads stop while their pages wait for it (sources/http.py, `_Fetch`)
-            if batch and (isinstance(event, ReadDone) or sum(page.num_rows for page in batch) >= ARROW_BATCH_ROWS):
+            # handed on when full (most reads are shorter: a table per read would pay dlt's cost per item
+            # for a few rows); dlt then gives the turn to the other resources
+            if batch and sum(page.num_rows for page in batch) >= ARROW_BATCH_ROWS:
                 yield pa.concat_tables(batch, promote_options="default")
                 batch = []
         if batch:
