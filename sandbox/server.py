@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import logging
+import io
 import random
 import re
 import socket
+import socketserver
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from http.server import BaseHTTPRequestHandler
+from typing import IO, Any, cast
+from wsgiref.handlers import SimpleHandler
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 import orjson
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 from sandbox.dataset import Dataset, generate
@@ -227,8 +230,7 @@ class Sandbox:
     # ---- control ----
     def start(self) -> Sandbox:
         """Serve; a port in use is PortInUse (and what the simulators made is removed)."""
-        logging.getLogger("werkzeug").setLevel(logging.CRITICAL)  # its error log would show request URLs
-        if self.port:  # werkzeug would print two lines of its own and exit the process
+        if self.port:  # a plain message, and nothing made is left behind
             with socket.socket() as probe:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
@@ -237,7 +239,8 @@ class Sandbox:
                     self.stop()
                     raise PortInUse(f"port {self.port} is in use ({error.strerror}): stop what uses it, "
                                     "or choose another --port") from None
-        self._server = make_server("127.0.0.1", self.port, self.wsgi, threaded=True, request_handler=_QuietHandler)
+        self._server = _Server(("127.0.0.1", self.port), _KeepAliveHandler)
+        self._server.set_app(self.wsgi)
         self.port = self._server.server_port
         # stop() waits for the loop to look up: a short poll lets a test (or the demo) end without half a second's wait
         self._thread = threading.Thread(
@@ -394,8 +397,59 @@ def _dropped_midway(response: Response) -> Response:
     return dropped
 
 
-class _QuietHandler(WSGIRequestHandler):
-    """No access or error log: request URLs carry API keys, and injected faults are expected."""
+class _Server(socketserver.ThreadingMixIn, WSGIServer):
+    """A thread per connection; a client keeps its connection for its next requests (HTTP/1.1), as the
+    providers' servers let it."""
 
-    def log(self, *args: object, **kwargs: object) -> None:
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Nothing printed: a client that went away (after an injected hang) is expected."""
+
+
+class _Response(SimpleHandler):
+    """One response; it says whether the connection can serve the next request."""
+
+    keeps_alive = False
+
+    def send_preamble(self) -> None:
+        headers = getattr(self, "headers", None)  # set by start_response (wsgiref leaves it undeclared)
+        self.keeps_alive = headers is not None and "Content-Length" in headers
+        super().send_preamble()
+
+    def handle_error(self) -> None:  # the app failed, or broke its response off midway (`_dropped_midway`)
+        self.keeps_alive = False
+        super().handle_error()
+
+
+class _KeepAliveHandler(WSGIRequestHandler):
+    """One connection's requests, one after the other (HTTP/1.1 keep-alive), each through the WSGI app; no
+    access or error log: request URLs carry API keys, and injected faults are expected. A response broken off
+    midway, or without a length, closes the connection."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # an idle connection's thread ends
+    wbufsize = -1  # a response goes out whole when it is flushed (wsgiref flushes it), not header by header,
+    disable_nagle_algorithm = True  # and at once: no wait for the client's acknowledgement of the previous one
+
+    def handle(self) -> None:
+        BaseHTTPRequestHandler.handle(self)  # until the client closes, or a request says to
+
+    def handle_one_request(self) -> None:
+        self.close_connection = True
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+            if not self.raw_requestline or not self.parse_request():
+                return
+            environ = self.get_environ()
+            length = int(self.headers.get("Content-Length") or 0)
+            body = io.BytesIO(self.rfile.read(length))  # read whole: the next request follows it
+            response = _Response(body, cast(IO[bytes], self.wfile), io.StringIO(), environ, multithread=True)
+            response.http_version = "1.1"
+            response.run(self.server.get_app())  # type: ignore[attr-defined]
+        except OSError:  # the client went away
+            return
+        self.close_connection = self.close_connection or not response.keeps_alive
+
+    def log_message(self, format: str, *args: Any) -> None:
         pass

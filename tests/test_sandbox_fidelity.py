@@ -7,6 +7,8 @@ point that no other test file runs end to end.
 
 from __future__ import annotations
 
+import http.client
+import json
 import math
 import re
 import uuid
@@ -16,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from sandbox import Sandbox
+from sandbox import Faults, Sandbox
 from sandbox import constant_contact_v2 as cc2
 from sandbox import constant_contact_v3 as cc3
 from sandbox import emailoctopus as eo
@@ -46,6 +48,33 @@ def sandbox():
     running = started()
     yield running
     running.stop()
+
+
+# ---- HTTP ----
+
+def test_a_connection_serves_request_after_request_and_a_response_broken_off_drops_it():
+    """HTTP/1.1 keep-alive, as the providers' servers speak it; a reset fault cuts the body and the connection."""
+    sandbox = started(faults=Faults())
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", sandbox.port, timeout=10)
+        path = f"{eo.API}/campaigns?api_key={eo.API_KEY}"
+        sockets = []
+        for _ in range(3):
+            connection.request("GET", sandbox.base_url(EO).removeprefix(sandbox.url) + path)
+            answer = connection.getresponse()
+            assert answer.status == 200 and json.loads(answer.read())["data"]
+            sockets.append(connection.sock)  # None once the server closes the connection
+        assert sockets[0] is not None and sockets == [sockets[0]] * 3
+        sandbox.faults.reset_rate = 1.0
+        connection.request("GET", sandbox.base_url(EO).removeprefix(sandbox.url) + path)
+        answer = connection.getresponse()
+        with pytest.raises(http.client.IncompleteRead):
+            answer.read()
+        assert connection.sock is None or connection.sock.recv(1) == b""  # closed by the sandbox
+        connection.close()
+        assert sandbox.requests[EO] == 4
+    finally:
+        sandbox.stop()
 
 
 # ---- EmailOctopus (docs/providers/emailoctopus-1.6.md) ----
