@@ -309,10 +309,10 @@ class Sandbox:
     # ---- serving ----
     def wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
-        response = self._answer(request)
+        response = self._respond(request)
         return response(environ, start_response)
 
-    def _answer(self, request: Request) -> Response:
+    def _respond(self, request: Request) -> Response:
         path = request.path
         if path.startswith("/_sandbox/"):
             return self._control(request, path.removeprefix("/_sandbox/"))

@@ -233,7 +233,7 @@ def test_advancing_time_brings_exactly_the_news_and_marks_a_deletion(harness):
     kept = harness.query(f"SELECT subject, sent_at FROM campaigns WHERE campaign_id = '{just_deleted[0]}'")
     assert kept[0][0] is not None and kept[0][1] is not None
     # details were read again only for what changed and can be read: the newly sent campaign; the
-    # deleted one's details, summary and tracking lists are not asked for (they answer 404)
+    # deleted one's details, summary and tracking lists are not asked for (they respond 404)
     detail_reads = {path.rsplit("/", 1)[1] for path, _ in sim.calls if path.count("/") == 4}
     assert detail_reads == {campaign_id(c) for c in dataset.sent_campaigns()} & unsent
     assert not [path for path, _ in sim.calls if just_deleted[0] in path]
@@ -284,10 +284,10 @@ def test_daily_quota_stops_with_exit_4_keeps_what_loaded_and_resumes(harness, ca
         assert f"/v2/emailmarketing/campaigns/{cid}/tracking/{report}" not in read_again
 
 
-@pytest.mark.parametrize("answer", ["403", "429"])
-def test_per_second_throttling_is_retried_and_loses_nothing(make_harness, answer):
-    # every third call gets the over-limit answer: a burst that does not depend on timing
-    harness = make_harness(variants={"cc2_throttle": answer, "cc2_throttle_every": "3"}, scale="tiny")
+@pytest.mark.parametrize("status", ["403", "429"])
+def test_per_second_throttling_is_retried_and_loses_nothing(make_harness, status):
+    # every third call gets the over-limit response: a burst that does not depend on timing
+    harness = make_harness(variants={"cc2_throttle": status, "cc2_throttle_every": "3"}, scale="tiny")
     sim = simulator(harness)
     assert harness.cli("run", PROVIDER) == 0
     assert sim.throttled_calls == harness.sandbox.requests[PROVIDER] // 3 > 5

@@ -395,13 +395,13 @@ def test_quota_exhaustion_exits_4_keeps_what_loaded_and_resumes_after_midnight(m
     assert harness.cli("run", PROVIDER) == 4
     assert "quota" in capsys.readouterr().err
     assert sim.used[acc.dataset.clock.date()] == 60 < first_run_requests(harness)
-    assert api_requests(harness) <= 60 + 2 * 8  # the answers in flight when the quota ran out, no more
+    assert api_requests(harness) <= 60 + 2 * 8  # the responses in flight when the quota ran out, no more
     loaded = harness.count("contact_activity")
     assert 0 < loaded < sum(expected_v3_activity(acc).values())
     assert state(harness)["contact_activity"]["cursors"]  # the reads that completed kept their cursors
 
-    # before midnight a run stops at its first answer, without hammering: at most the first request of
-    # each of the two listings (campaigns, contacts), which dlt may start before either has its answer
+    # before midnight a run stops at its first response, without hammering: at most the first request of
+    # each of the two listings (campaigns, contacts), which dlt may start before either has its response
     harness.sandbox.reset_counts()
     assert harness.cli("run", PROVIDER) == 4
     assert api_requests(harness) <= 2

@@ -180,16 +180,16 @@ def v2_get(sandbox, path: str, key: str = API_KEY, **params) -> requests.Respons
 def v2_all(sandbox, path: str, **params) -> tuple[list, list]:
     """Every row of a v2 list, following `paging.next.url` verbatim; and each page's `paging`."""
     rows, pagings = [], []
-    answer = v2_get(sandbox, path, **params)
+    response = v2_get(sandbox, path, **params)
     while True:
-        assert answer.status_code == 200, answer.text
-        body = answer.json()
+        assert response.status_code == 200, response.text
+        body = response.json()
         rows += body["data"]
         pagings.append(body["paging"])
         link = (body["paging"].get("next") or {}).get("url")
         if not link:
             return rows, pagings
-        answer = requests.get(link, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10)
+        response = requests.get(link, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10)
 
 
 @pytest.mark.parametrize("last_page", ["null", "absent", "empty"])
@@ -244,10 +244,10 @@ def test_the_sandbox_v2_serves_1_6s_data_as_v2_documents_it(last_page):
 def test_the_sandbox_v2_bucket_holds_100_and_names_its_retry(header):
     with Sandbox(variants={"eo2_retry_header": header}, requests_per_second={NAME_V2: 0.1}) as sandbox:
         sandbox.apps[NAME_V2].bucket.rate = 1e-6  # no request comes back into the bucket, however slow the machine
-        answers = [v2_get(sandbox, "/lists") for _ in range(101)]
-        assert [a.status_code for a in answers[:100]] == [200] * 100 and answers[100].status_code == 429
-        assert int(answers[0].headers["X-RateLimiting-Remaining"]) >= 98
-        over = answers[100]
+        responses = [v2_get(sandbox, "/lists") for _ in range(101)]
+        assert [a.status_code for a in responses[:100]] == [200] * 100 and responses[100].status_code == 429
+        assert int(responses[0].headers["X-RateLimiting-Remaining"]) >= 98
+        over = responses[100]
         assert over.json()["type"] == PROBLEM_TYPE + "too-many-requests"
         named = {"x-ratelimit": "X-RateLimit-Retry-After", "retry-after": "Retry-After"}.get(header)
         assert ("X-RateLimit-Retry-After" in over.headers, "Retry-After" in over.headers) == (

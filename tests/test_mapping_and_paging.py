@@ -1,4 +1,4 @@
-"""Each provider's paging, error and mapping decisions on their own, from answers shaped as
+"""Each provider's paging, error and mapping decisions on their own, from responses shaped as
 docs/providers/ documents them (the end-to-end tests cover the same code against the sandbox)."""
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from sources.emailoctopus import mapping as eo_mapping
 from sources.errors import CredentialsRefused, NotFound, ProviderError, QuotaExhausted
 
 
-def answer(status: int, body: object, url: str = "https://api.example/x?api_key=k") -> requests.Response:
+def response(status: int, body: object, url: str = "https://api.example/x?api_key=k") -> requests.Response:
     """A real `requests.Response` holding `body` as JSON."""
-    response = requests.Response()
-    response.status_code = status
-    response._content = json.dumps(body).encode()
-    response.url = url
-    response.headers["Content-Type"] = "application/json"
-    return response
+    built = requests.Response()
+    built.status_code = status
+    built._content = json.dumps(body).encode()
+    built.url = url
+    built.headers["Content-Type"] = "application/json"
+    return built
 
 
 # ---- EmailOctopus (docs/providers/emailoctopus-1.6.md) ----
@@ -54,7 +54,7 @@ def test_emailoctopus_next_link_is_followed_verbatim():
 ])
 def test_emailoctopus_errors_by_code_whatever_the_status(status, code, error):
     with pytest.raises(error) as raised:
-        eo.check(answer(status, {"error": {"code": code, "message": "m"}}))
+        eo.check(response(status, {"error": {"code": code, "message": "m"}}))
     assert "api_key=k" not in str(raised.value)
 
 
@@ -97,21 +97,21 @@ def test_v2_paging_and_throttling():
         cc2.items({"meta": {}})
     over_qps = [{"error_key": "mashery.not.authorized.over.qps", "error_message": "m"}]
     over_day = [{"error_key": "mashery.not.authorized.over.ratelimit", "error_message": "m"}]
-    assert cc2.is_throttled(answer(403, over_qps)) and cc2.is_throttled(answer(429, over_qps))
-    assert not cc2.is_throttled(answer(403, over_day)) and not cc2.is_throttled(answer(429, over_day))
+    assert cc2.is_throttled(response(403, over_qps)) and cc2.is_throttled(response(429, over_qps))
+    assert not cc2.is_throttled(response(403, over_day)) and not cc2.is_throttled(response(429, over_day))
     for status in (403, 429):
         with pytest.raises(QuotaExhausted):
-            cc2.check(answer(status, over_day))
+            cc2.check(response(status, over_day))
 
 
 def test_v2_errors():
     with pytest.raises(CredentialsRefused) as refused:
-        cc2.check(answer(401, [{"error_key": "http.status.unauthorized", "error_message": "access token invalid"}]))
+        cc2.check(response(401, [{"error_key": "http.status.unauthorized", "error_message": "access token invalid"}]))
     assert cc2.TOKEN_SETTING in str(refused.value)
     with pytest.raises(NotFound):
-        cc2.check(answer(404, [{"error_key": "http.status.not_found", "error_message": "gone"}]))
+        cc2.check(response(404, [{"error_key": "http.status.not_found", "error_message": "gone"}]))
     with pytest.raises(ProviderError) as other:  # a 404 that is not the API's (a proxy's) is no "gone"
-        cc2.check(answer(404, "<html>"))
+        cc2.check(response(404, "<html>"))
     assert not isinstance(other.value, NotFound)
 
 
@@ -158,14 +158,14 @@ def test_v3_paging_and_errors():
     assert cc3.next_link({"contacts": []}) is None
     assert cc3.items("contacts", {"contacts": None}) == []
     throttled, quota = {"error_key": "throttled"}, {"error_key": "quota_exceeded"}
-    assert cc3.is_throttled(answer(429, throttled)) and not cc3.is_throttled(answer(429, quota))
+    assert cc3.is_throttled(response(429, throttled)) and not cc3.is_throttled(response(429, quota))
     with pytest.raises(QuotaExhausted):
-        cc3.check(answer(429, quota))
+        cc3.check(response(429, quota))
     with pytest.raises(CredentialsRefused):
-        cc3.check(answer(401, {"error_key": "unauthorized", "error_message": "m"}))
+        cc3.check(response(401, {"error_key": "unauthorized", "error_message": "m"}))
     for body in ([{"error_key": "not_found", "error_message": "m"}], {"error_key": "not_found"}):
         with pytest.raises(NotFound):
-            cc3.check(answer(404, body))
+            cc3.check(response(404, body))
 
 
 def test_v3_rows():

@@ -36,7 +36,7 @@ CUSTOM_FIELD = re.compile(r"CustomField([1-9]|1[0-5])")
 
 
 def started(**options) -> Sandbox:
-    """A started sandbox with no per-second limit (a test sets one when it wants the over-limit answer)."""
+    """A started sandbox with no per-second limit (a test sets one when it wants the over-limit response)."""
     sandbox = Sandbox(scale=options.pop("scale", SCALE), **options)
     for app in sandbox.apps.values():
         app.bucket.rate = 0
@@ -61,15 +61,15 @@ def test_a_connection_serves_request_after_request_and_a_response_broken_off_dro
         sockets = []
         for _ in range(3):
             connection.request("GET", sandbox.base_url(EO).removeprefix(sandbox.url) + path)
-            answer = connection.getresponse()
-            assert answer.status == 200 and json.loads(answer.read())["data"]
+            response = connection.getresponse()
+            assert response.status == 200 and json.loads(response.read())["data"]
             sockets.append(connection.sock)  # None once the server closes the connection
         assert sockets[0] is not None and sockets == [sockets[0]] * 3
         sandbox.faults.reset_rate = 1.0
         connection.request("GET", sandbox.base_url(EO).removeprefix(sandbox.url) + path)
-        answer = connection.getresponse()
+        response = connection.getresponse()
         with pytest.raises(http.client.IncompleteRead):
-            answer.read()
+            response.read()
         assert connection.sock is None or connection.sock.recv(1) == b""  # closed by the sandbox
         connection.close()
         assert sandbox.requests[EO] == 4
@@ -144,8 +144,8 @@ def test_emailoctopus_envelopes_paging_errors_and_report_shapes_under_each_varia
              ("/nothing", eo.API_KEY, "NOT_FOUND")],
             want["statuses"], strict=True,
         ):
-            answer = eo_get(sb, path, key=key)
-            assert (answer.status_code, answer.json()["error"]["code"]) == (status, code), path
+            response = eo_get(sb, path, key=key)
+            assert (response.status_code, response.json()["error"]["code"]) == (status, code), path
 
         # the report rows, the last-page shape of reports, and the summary counts
         campaign = max(dataset.sent_campaigns(), key=lambda c: len(dataset.events(c, "bounced")))
@@ -299,7 +299,7 @@ def test_constant_contact_v2_campaign_details_tracking_and_deleted_campaigns(san
     sim: cc2.Simulator = sandbox.apps[V2].simulator
     dataset = sim.dataset
     base = "/emailmarketing/campaigns"
-    # a deleted campaign: details, summary and every tracking list answer 404 (documented)
+    # a deleted campaign: details, summary and every tracking list response 404 (documented)
     deleted = next(c for c in dataset.campaigns if sim.is_deleted(c))
     cid = cc2.campaign_id(deleted)
     assert_v2_error(v2_get(sandbox, f"{base}/{cid}"), 404, "http.status.not_found")
@@ -345,7 +345,7 @@ def test_constant_contact_v2_campaign_details_tracking_and_deleted_campaigns(san
 
 @pytest.mark.parametrize("status", ["403", "429"])
 @pytest.mark.parametrize("order", ["newest", "oldest"])
-def test_constant_contact_v2_over_limit_answers_and_tracking_order(status, order):
+def test_constant_contact_v2_over_limit_responses_and_tracking_order(status, order):
     sb = started(scale="tiny", variants={"cc2_throttle": status, "cc2_tracking_order": order})
     try:
         sim: cc2.Simulator = sb.apps[V2].simulator
@@ -367,10 +367,10 @@ def test_constant_contact_v2_over_limit_answers_and_tracking_order(status, order
 def v3_token(sb: Sandbox) -> str:
     oauth = sb.apps[V3].simulator.oauth
     oauth.bucket.tokens = 1  # the token endpoint's 1 request a second: never the reason a test waits
-    answer = requests.post(sb.base_url(V3) + cc3.TOKEN_PATH, auth=(cc3.CLIENT_ID, cc3.CLIENT_SECRET),
+    response = requests.post(sb.base_url(V3) + cc3.TOKEN_PATH, auth=(cc3.CLIENT_ID, cc3.CLIENT_SECRET),
                            data={"grant_type": "refresh_token", "refresh_token": oauth.authorize()}, timeout=10)
-    assert answer.status_code == 200, answer.text
-    return answer.json()["access_token"]
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
 
 
 def v3_get(sb: Sandbox, token: str, path: str, **params) -> requests.Response:
@@ -408,10 +408,10 @@ def test_constant_contact_v3_token_endpoint():
         presented = oauth.initial_refresh_token
         for where in ("params", "data", "params"):  # the query string, a form body: each rotates the token
             oauth.bucket.tokens = 1
-            answer = requests.post(url, auth=(cc3.CLIENT_ID, cc3.CLIENT_SECRET), timeout=10,
+            response = requests.post(url, auth=(cc3.CLIENT_ID, cc3.CLIENT_SECRET), timeout=10,
                                    **{where: {"grant_type": "refresh_token", "refresh_token": presented}})
-            body = answer.json()
-            assert answer.status_code == 200 and body["token_type"] == "Bearer" and body["expires_in"] == 86_400
+            body = response.json()
+            assert response.status_code == 200 and body["token_type"] == "Bearer" and body["expires_in"] == 86_400
             assert body["refresh_token"] != presented and oauth.valid_refresh_tokens == {body["refresh_token"]}
             oauth.bucket.tokens = 1
             dead = requests.post(url, auth=(cc3.CLIENT_ID, cc3.CLIENT_SECRET), timeout=10,

@@ -188,7 +188,7 @@ def _count(value: Any) -> int | None:
 
 def campaign_xref_rows(asked: list[str], body: Any) -> list[Row]:
     """`constant_contact_campaign_xrefs` rows for the v2 campaign ids `asked` in one
-    `emails/campaign_id_xrefs` call; an id the answer does not map gets no v3 id (asked once)."""
+    `emails/campaign_id_xrefs` call; an id the response does not map gets no v3 id (asked once)."""
     xrefs = body.get("xrefs") if isinstance(body, dict) else None
     found = {str(xref.get("v2_email_campaign_id")): xref.get("campaign_id") for xref in xrefs or []}
     return [{"v2_campaign_id": v2_id, "v3_campaign_id": found.get(v2_id)} for v2_id in asked]
