@@ -27,6 +27,7 @@ worker at a time with an Airflow pool of one slot if their nightly comes near th
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from dataclasses import replace
 from typing import Any
@@ -43,6 +44,11 @@ from pipelines.runner import FOLLOWS, Target, run_provider
 from sources.redaction import redact
 
 TARGET = Target(destination="postgres", dataset="campaign_activity")
+# Inside an Airflow task dlt looks each setting up among Airflow's Variables too, one `Variable.get` per setting
+# and place it looks (on Airflow 3 a request to the API server each: most of a small account's task time),
+# unless told to read only its `dlt_secrets_toml` Variable, once. campaign-sync's settings come from the
+# workers' environment; a worker that sets this itself keeps its own value.
+os.environ.setdefault("PROVIDERS__AIRFLOW_SECRETS__ONLY_TOML_FRAGMENTS", "true")
 log = logging.getLogger("campaign_sync")
 
 
