@@ -400,11 +400,27 @@ def kept_open(target: Target) -> Iterator[None]:
     if target.destination != "duckdb":
         yield
         return
-    connection = duckdb.connect(str(Path(target.duckdb_path).resolve()))  # as dlt connects: the same configuration
+    try:
+        connection = duckdb.connect(str(Path(target.duckdb_path).resolve()))  # as dlt connects: the same configuration
+    except duckdb.IOException as failure:
+        if LOCKED_BY_ANOTHER_PROCESS not in str(failure):
+            raise
+        raise CampaignSyncError(
+            f"cannot open the duckdb destination: {_in_use(target)} (anything this run read stays pending: the "
+            "next run loads it)"
+        ) from None
     try:
         yield
     finally:
         connection.close()
+
+
+# what DuckDB says when another process holds the file
+LOCKED_BY_ANOTHER_PROCESS = "Could not set lock on file"
+
+
+def _in_use(target: Target) -> str:
+    return f"{target.duckdb_path} is in use by another process (a run in progress?); try again when it ends"
 
 
 def tidy_killed_packages(load: dlt.Pipeline) -> list[str]:
@@ -497,8 +513,8 @@ def dataset_client(target: Target, read_only: bool = False) -> Iterator[Any]:
         raise missing_setting(missing) from None
     except DestinationException as failure:  # down, refusing us, or a DuckDB file another process holds
         reason = (redact(str(failure)).strip().splitlines() or [type(failure).__name__])[0]
-        if "Could not set lock on file" in reason:
-            reason = f"{target.duckdb_path} is in use by another process (a run in progress?); try again when it ends"
+        if LOCKED_BY_ANOTHER_PROCESS in reason:
+            reason = _in_use(target)
         raise CampaignSyncError(f"cannot open the {target.destination} destination: {reason}") from None
     try:
         if read_only and target.destination == "postgres":

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import BOTH_DESTINATIONS
+from helpers import expected_activity, loaded_activity
 
 from pipelines.cli import main
 from pipelines.providers import PROVIDERS
@@ -149,6 +150,43 @@ def test_while_a_run_reads_from_the_provider_another_process_can_read_the_duckdb
     assert reader.returncode == 0 and int(reader.stdout) == len(harness.sandbox.datasets[PROVIDER].contacts), (
         reader.stderr
     )
+
+
+@duckdb_only
+def test_a_duckdb_file_another_process_takes_while_a_run_reads_ends_it_in_one_line_and_loses_nothing(
+    harness, capsys
+):
+    assert harness.cli("run", PROVIDER) == 0
+    harness.sandbox.advance(hours=24)
+    harness.sandbox.latency = 0.3  # the nightly's reads take seconds
+    served = sum(harness.sandbox.requests.values())
+    codes: list[int] = []
+    nightly = threading.Thread(target=lambda: codes.append(harness.cli("run", PROVIDER, "--quiet")))
+    nightly.start()
+    holder = None
+    try:
+        while sum(harness.sandbox.requests.values()) == served and nightly.is_alive():
+            time.sleep(0.01)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(harness.duckdb_path)!r}); "
+             "print('held', flush=True); time.sleep(60)"],
+            stdout=subprocess.PIPE, text=True,
+        )
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert nightly.is_alive(), "the nightly ended before the other process took the file"
+        capsys.readouterr()
+    finally:
+        nightly.join()
+        if holder is not None:
+            holder.kill()
+            holder.wait()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert codes == [1]
+    assert len(err) == 1 and "is in use by another process" in err[0] and "unexpected" not in err[0], err
+    harness.sandbox.latency = 0
+    assert harness.cli("run", PROVIDER) == 0  # loads what the stopped run read
+    dataset = harness.sandbox.datasets[PROVIDER]
+    assert loaded_activity(harness) == expected_activity(dataset)
 
 
 @duckdb_only
