@@ -312,20 +312,10 @@ def _load(
             result.error = plan.outcome.cap_too_small()
             if result.error is not None:
                 return
-        earlier = False  # whether packages an earlier run read were loaded: then after_load looks at everything
-        try:
-            if load.list_extracted_load_packages():
-                load.normalize()
-            left = load.list_normalized_load_packages()
-            if left or loaded:
-                with dataset_lock(load, target):
-                    if left:
-                        load.load()
-                    with load.sql_client() as client:
-                        drop_replayed_rows(client, target.destination == "postgres", [*left, *loaded])
-                earlier = True
-        except PipelineStepFailed as failure:
-            result.error = _load_failed(failure, provider, "a load package left by an earlier run could not load")
+        try:  # whether packages an earlier run read were loaded: then after_load looks at everything
+            earlier = _load_packages_left(load, provider, target, loaded)
+        except CampaignSyncError as error:  # in `result`, which this run's record keeps (`_remember`)
+            result.error = error
             return
         upgrade_loaded_ids(load, provider, target)
     try:
@@ -358,6 +348,26 @@ def _load(
     result.error = plan.outcome.error()
     if result.error is None:  # an incomplete run differs from the summaries anyway, and its error says so
         result.warnings += warnings
+
+
+def _load_packages_left(load: dlt.Pipeline, provider: Provider, target: Target, loaded: list[str]) -> bool:
+    """Load the packages an earlier run read and left (normalizing them first), and drop the rows that they,
+    and the packages a killed run loaded (`loaded`), put twice; whether there were any. A package that
+    cannot load stays pending, and its error names the way out."""
+    try:
+        if load.list_extracted_load_packages():
+            load.normalize()
+        left = load.list_normalized_load_packages()
+        if not left and not loaded:
+            return False
+        with dataset_lock(load, target):
+            if left:
+                load.load()
+            with load.sql_client() as client:
+                drop_replayed_rows(client, target.destination == "postgres", [*left, *loaded])
+    except PipelineStepFailed as failure:
+        raise _load_failed(failure, provider, "a load package left by an earlier run could not load") from None
+    return True
 
 
 # one pipeline at a time writes into a dataset: dlt stages every pipeline's merges in the same
