@@ -445,6 +445,9 @@ class ProviderHttp:
             params={**self.params, **(params or {})},
             paginator=paginator,
             hooks={"response": []},  # responses are checked by the provider's `check`, not raise_for_status
+            # a page's data is its whole body (`extract_response`): without a selector, dlt decodes each
+            # read's first response once more to guess one
+            data_selector="$",
         )
         previous = None
         for number in range(1, MAX_PAGES + 1):

@@ -197,6 +197,23 @@ def test_first_run_loads_exactly_the_ground_truth(harness):
     assert simulator(harness).oauth.refreshes == 1
 
 
+@DUCKDB_ONLY
+def test_each_response_is_decoded_once(harness, monkeypatch):
+    # the client decodes a body once (orjson); `Response.json` is requests' second, slower decode, which
+    # dlt's RESTClient calls to guess where a page's data is unless it is told
+    decoded_again = Counter()
+    json_of = requests.Response.json
+
+    def counted(response: requests.Response, **kwargs: object) -> object:
+        decoded_again[response.status_code] += 1
+        return json_of(response, **kwargs)
+
+    monkeypatch.setattr(requests.Response, "json", counted)
+    assert harness.cli("run", PROVIDER) == 0
+    assert api_requests(harness) == first_run_requests(harness)
+    assert decoded_again == Counter()
+
+
 def test_nightly_run_without_news_costs_one_request_per_open_report_and_rereads_keep_ids(harness):
     sim, acc = simulator(harness), account(harness)
     assert harness.cli("run", PROVIDER) == 0

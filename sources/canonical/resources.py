@@ -15,7 +15,7 @@ import dlt
 import pyarrow as pa
 from dlt.sources import DltResource
 
-from sources.canonical.arrow import to_arrow, with_activity_ids
+from sources.canonical.arrow import ArrowBatch, to_arrow, with_activity_ids
 from sources.canonical.plan import CampaignCost
 from sources.canonical.reads import (
     LISTINGS,
@@ -80,8 +80,6 @@ class ProviderApi(Protocol):
         """
 
 
-# at most this many rows per Arrow table handed to dlt: dlt's cost per item is fixed, so fewer, larger items
-ARROW_BATCH_ROWS = 5_000
 # how long past its attribution window a sent campaign is still offered to the report reads,
 # so that the read after the window closes happens even when a run is missed or fails
 REMEMBER_AFTER_WINDOW = timedelta(days=7)
@@ -285,7 +283,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
     def contact_activity(campaign_page: list[Row]) -> Iterator[pa.Table]:
         reads = longest_first(api.activity_reads(campaign) for campaign in campaign_page)
         occurrences: dict[str, Counter[str]] = {}
-        batch: list[pa.Table] = []
+        batch = ArrowBatch()  # handed on when full; dlt then gives the turn to the other resources
         for event in read_due_reports(api.name, reads, settings, outcome):
             read = event.read
             if isinstance(event, ReadDone):
@@ -294,14 +292,10 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
                 outcome.campaigns_with_events.add(read.campaign_id)
                 counts = occurrences.setdefault(read.state_key, Counter())
                 page = to_arrow(event.rows, CONTACT_ACTIVITY)
-                batch.append(with_activity_ids(page, read, api.name, settings.account, counts))
-            # handed on when full (most reads are shorter: a table per read would pay dlt's cost per item
-            # for a few rows); dlt then gives the turn to the other resources
-            if batch and sum(page.num_rows for page in batch) >= ARROW_BATCH_ROWS:
-                yield pa.concat_tables(batch, promote_options="default")
-                batch = []
-        if batch:
-            yield pa.concat_tables(batch, promote_options="default")
+                if (full := batch.add(with_activity_ids(page, read, api.name, settings.account, counts))) is not None:
+                    yield full
+        if (rest := batch.take()) is not None:
+            yield rest
         _forget_read_campaigns(api, campaign_page, settings)
 
     @dlt.transformer(data_from=campaigns, **CAMPAIGN_NON_ENGAGEMENT)
@@ -311,6 +305,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         # per read: its contacts' addresses (one per contact, the last a page gives), not its rows, which
         # take several times the memory, and the reads of many large snapshots run at once
         snapshots: dict[str, dict[str, str | None]] = {}
+        batch = ArrowBatch()
         for event in read_due_reports(api.name, reads, settings, outcome):
             read = event.read
             if isinstance(event, ReadPage):
@@ -328,8 +323,8 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
                 continue
             event.cursor.digest = digest
             event.cursor.save(cursors, read)
-            # the whole snapshot, after a marker that deletes the previous one, handed on at once (dlt then
-            # gives the turn to the other resources: `contact_activity`)
+            # the whole snapshot, after a marker that deletes the previous one (snapshots are loaded together,
+            # in the run's one package, whichever batch they come in)
             reset = {
                 "provider": api.name, "account": settings.account, "campaign_id": read.campaign_id,
                 "kind": read.report, "contact_id": "",
@@ -338,7 +333,11 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
                 row.update(provider=api.name, account=settings.account, campaign_id=read.campaign_id,
                            kind=read.report, as_of=settings.now)
             outcome.snapshot_resets += 1
-            yield to_arrow([{**reset, SNAPSHOT_RESET: True}, *snapshot], CAMPAIGN_NON_ENGAGEMENT)
+            table = to_arrow([{**reset, SNAPSHOT_RESET: True}, *snapshot], CAMPAIGN_NON_ENGAGEMENT)
+            if (full := batch.add(table)) is not None:
+                yield full
+        if (rest := batch.take()) is not None:
+            yield rest
         _forget_read_campaigns(api, campaign_page, settings)
 
     @dlt.transformer(data_from=campaigns, **CAMPAIGN_SUMMARIES)
