@@ -120,13 +120,12 @@ def destination(target: Target, read_only: bool = False) -> Any:
         if path.stem == target.dataset:  # DuckDB would not tell the file's catalog from the schema
             raise ConfigurationError(f"--duckdb-path {path.name} and --dataset {target.dataset} need different names")
         credentials = DuckDbCredentials(str(path), read_only=read_only)
-        # past the limit DuckDB spills to the temp folder, and without insertion order its merges
-        # need less, so the process stays small at any account size (`make bench`, scenarios d and e)
-        credentials.global_config = {
-            "memory_limit": duckdb_memory_limit(),
-            "temp_directory": f"{path}.tmp",
-            "preserve_insertion_order": False,
-        }
+        # past the limit DuckDB spills to its temp folder, and without insertion order its merges need
+        # less, so the process stays small at any account size (`make bench`, scenarios d and e). The
+        # folder is DuckDB's default, `<file>.tmp`, and is not set here: dlt sets these settings on each
+        # connection it opens, and while a run keeps the file open (`kept_open`) DuckDB refuses to set
+        # the temp folder again once a spill has used it
+        credentials.global_config = {"memory_limit": duckdb_memory_limit(), "preserve_insertion_order": False}
         return dlt.destinations.duckdb(credentials=credentials)
     if target.destination == "postgres":
         # no unique indexes (as on DuckDB): a run killed after a load job committed but before dlt
