@@ -142,10 +142,9 @@ def with_activity_ids(
     )
     owner = provider if account == DEFAULT_ACCOUNT else f"{provider}\x1e{account}"
     prefix = f"{owner}\x1f{read.campaign_id}\x1f{read.campaign_activity_id or ''}\x1f"
-    ids = []
+    ids, seen, blake2b = [], occurrences.get, hashlib.blake2b
     for identity in identities.to_pylist():
-        occurrences[identity] += 1
-        key = f"{prefix}{identity}\x1f{occurrences[identity]}".encode()
-        ids.append(hashlib.blake2b(key, digest_size=16).hexdigest())
+        occurrence = occurrences[identity] = seen(identity, 0) + 1
+        ids.append(blake2b(f"{prefix}{identity}\x1f{occurrence}".encode(), digest_size=16).hexdigest())
     page = page.append_column(pa.field("activity_id", pa.string(), nullable=False), pa.array(ids, pa.string()))
     return page.append_column("campaign_activity_id", pa.array([read.campaign_activity_id] * rows, pa.string()))
