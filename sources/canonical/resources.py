@@ -305,7 +305,6 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
         # per read: its contacts' addresses (one per contact, the last a page gives), not its rows, which
         # take several times the memory, and the reads of many large snapshots run at once
         snapshots: dict[str, dict[str, str | None]] = {}
-        batch = ArrowBatch()
         for event in read_due_reports(api.name, reads, settings, outcome):
             read = event.read
             if isinstance(event, ReadPage):
@@ -323,8 +322,8 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
                 continue
             event.cursor.digest = digest
             event.cursor.save(cursors, read)
-            # the whole snapshot, after a marker that deletes the previous one (snapshots are loaded together,
-            # in the run's one package, whichever batch they come in)
+            # the whole snapshot, after a marker that deletes the previous one, handed on at once (dlt then
+            # gives the turn to the other resources: `contact_activity`)
             reset = {
                 "provider": api.name, "account": settings.account, "campaign_id": read.campaign_id,
                 "kind": read.report, "contact_id": "",
@@ -333,11 +332,7 @@ def canonical_resources(api: ProviderApi, settings: SyncSettings, outcome: SyncO
                 row.update(provider=api.name, account=settings.account, campaign_id=read.campaign_id,
                            kind=read.report, as_of=settings.now)
             outcome.snapshot_resets += 1
-            table = to_arrow([{**reset, SNAPSHOT_RESET: True}, *snapshot], CAMPAIGN_NON_ENGAGEMENT)
-            if (full := batch.add(table)) is not None:
-                yield full
-        if (rest := batch.take()) is not None:
-            yield rest
+            yield to_arrow([{**reset, SNAPSHOT_RESET: True}, *snapshot], CAMPAIGN_NON_ENGAGEMENT)
         _forget_read_campaigns(api, campaign_page, settings)
 
     @dlt.transformer(data_from=campaigns, **CAMPAIGN_SUMMARIES)
