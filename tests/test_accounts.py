@@ -101,6 +101,16 @@ def test_a_named_account_never_borrows_the_default_accounts_credentials(make_har
     assert not (harness.pipelines_dir / "campaign_sync_emailoctopus__acme").exists()
 
 
+@pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
+def test_three_accounts_at_once_past_the_duckdb_memory_limit_each_load_exactly(make_harness, capsys):
+    # the accounts of a run share the one DuckDB database the run keeps open (`kept_open`); at 24MB their loads
+    # spill (tests/test_reliability.py), and a spill must not stop the next account's connection
+    harness = make_harness(accounts={PROVIDER: NAMED}, scale=(12, 1500))
+    harness.setenv(DESTINATION__DUCKDB__MEMORY_LIMIT="24MB")
+    assert harness.cli("run", PROVIDER) == 0, capsys.readouterr().err
+    _assert_each_account_holds_its_truth(harness)
+
+
 @BOTH_DESTINATIONS
 def test_a_dataset_loaded_before_accounts_upgrades_in_place(harness, tmp_path, capsys):
     """Loaded by the release before accounts, then run by this one: same rows, same ids, no duplicate."""
