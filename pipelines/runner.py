@@ -69,6 +69,9 @@ PROGRESS_LOG_SECONDS = 10.0
 DUCKDB_MEMORY_LIMIT = "512MB"
 # the local state key that says which destination and dataset a pipeline's local state belongs to
 LOADS_INTO = "campaign_sync_loads_into"
+# the local state key that says a load was made and the steps after it (`after_load`) have not ended since:
+# the next run makes them for everyone and every campaign, as after a package an earlier run left
+AFTER_LOAD_OWED = "campaign_sync_after_load_owed"
 # PostgreSQL loads through COPY from CSV files rather than INSERT statements
 LOADER_FILE_FORMATS: dict[str, TLoaderFileFormat] = {"duckdb": "parquet", "postgres": "csv"}
 
@@ -311,11 +314,13 @@ def _load(
             result.error = plan.outcome.cap_too_small()
             if result.error is not None:
                 return
-        try:  # whether packages an earlier run read were loaded: then after_load looks at everything
+        try:  # whether packages an earlier run read were loaded, or its after_load did not end: then
+            # after_load looks at everything
             earlier = _load_packages_left(load, provider, target, loaded)
         except CampaignSyncError as error:  # in `result`, which this run's record keeps (`_remember`)
             result.error = error
             return
+        earlier = earlier or bool(local_state(load.state).get(AFTER_LOAD_OWED))
         upgrade_loaded_ids(load, provider, target)
     try:
         reading = time.monotonic()
@@ -328,10 +333,19 @@ def _load(
         with dataset_lock(load, target):
             # counted in the tables this load can change (it leaves the others as they are: `+0 rows`)
             before, reported = _loaded_now(load, provider, read)
+            load.set_local_state_val(AFTER_LOAD_OWED, True)
             load.load()
-            with load.sql_client() as client:
-                warnings = after_load(load, client, provider, None if earlier else plan, reported)
-                after = table_rows(client, provider, read)
+            try:
+                with load.sql_client() as client:
+                    warnings = after_load(load, client, provider, None if earlier else plan, reported)
+                    after = table_rows(client, provider, read)
+            except DestinationException as failure:  # the database out of memory, or the connection lost
+                result.error = CampaignSyncError(
+                    f"{provider.label}: the load ended, but what follows it (erasure, views, reconciliation) "
+                    f"failed: {_unwrap(failure, provider)}; the next run makes it again, for everyone"
+                )
+                return
+            load.set_local_state_val(AFTER_LOAD_OWED, False)
     except PipelineStepFailed as failure:
         if failure.step == "load":
             result.error = _load_failed(failure, provider, "the load failed")
@@ -361,6 +375,7 @@ def _load_packages_left(load: dlt.Pipeline, provider: Provider, target: Target, 
             return False
         with dataset_lock(load, target):
             if left:
+                load.set_local_state_val(AFTER_LOAD_OWED, True)  # this run's after_load looks at everything
                 load.load()
             with load.sql_client() as client:
                 drop_replayed_rows(client, target.destination == "postgres", [*left, *loaded])
@@ -771,6 +786,8 @@ def _unwrap(failure: BaseException, provider: Provider) -> CampaignSyncError:
         seen = seen.__cause__ or seen.__context__
     lines = [line for line in str(root).splitlines() if line.strip()]
     detail = lines[0] if lines else ""
+    if "Out of Memory Error" in detail:  # DuckDB's, past a memory limit too small to spill within
+        detail += " (DuckDB's memory limit: DESTINATION__DUCKDB__MEMORY_LIMIT)"
     return CampaignSyncError(redact(f"{type(root).__name__}: {detail}"))
 
 

@@ -270,6 +270,29 @@ def test_a_duckdb_load_past_its_memory_limit_spills_and_the_runs_after_it_load_t
     assert loaded_snapshot(harness) == expected_snapshot(dataset)
 
 
+@pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
+def test_a_duckdb_memory_limit_too_small_to_spill_within_fails_in_one_line_and_the_next_run_heals(
+    make_harness, capsys
+):
+    # at 16MB this world's load, or the erasure after it, ran out of memory (both seen): either way one line
+    # names the setting, and the next run at the default limit ends exact (what follows a load that failed
+    # after it is made by the next run for everyone: tests/test_erasure.py)
+    harness = make_harness(scale=(12, 1500))
+    dataset = harness.sandbox.datasets[PROVIDER]
+    harness.setenv(DESTINATION__DUCKDB__MEMORY_LIMIT="16MB")
+    capsys.readouterr()
+    assert harness.cli("run", PROVIDER) == 1
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1, error
+    assert "Out of Memory Error" in error and "(DuckDB's memory limit: DESTINATION__DUCKDB__MEMORY_LIMIT)" in error
+    assert "the next run" in error and "unexpected error" not in error
+
+    harness.monkeypatch.delenv("DESTINATION__DUCKDB__MEMORY_LIMIT")
+    assert harness.cli("run", PROVIDER) == 0, capsys.readouterr().err
+    assert loaded_activity(harness) == expected_activity(dataset)
+    assert loaded_snapshot(harness) == expected_snapshot(dataset)
+
+
 def test_a_second_concurrent_run_refuses_and_corrupts_nothing(make_harness, capsys):
     harness = make_harness(latency=0.05)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
