@@ -34,6 +34,8 @@ def parse_utc(value: Any, quiet: bool = False) -> datetime | None:
                     log.warning("unreadable timestamp %r: loaded as NULL", value)
                 return None
             parsed = moment
+    if parsed.tzinfo is UTC:  # the common case ("...Z"): already as wanted
+        return parsed
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
