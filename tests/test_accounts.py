@@ -17,7 +17,10 @@ from pathlib import Path
 import psycopg2
 import pytest
 from conftest import BOTH_DESTINATIONS, POSTGRES_URL
+from dlt.destinations.exceptions import DatabaseTransientException
 from helpers import expected_activity, expected_v3_activity, nightly_requests, open_campaigns, resources_state
+
+from pipelines import erasure
 
 PROVIDER = "emailoctopus"
 NAMED = ["acme", "globex"]
@@ -108,6 +111,30 @@ def test_three_accounts_at_once_past_the_duckdb_memory_limit_each_load_exactly(m
     harness = make_harness(accounts={PROVIDER: NAMED}, scale=(12, 1500))
     harness.setenv(DESTINATION__DUCKDB__MEMORY_LIMIT="24MB")
     assert harness.cli("run", PROVIDER) == 0, capsys.readouterr().err
+    _assert_each_account_holds_its_truth(harness)
+
+
+@pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
+def test_a_failure_after_one_accounts_load_costs_only_that_account(make_harness, monkeypatch, capsys):
+    # a database error after a load (tests/test_erasure.py) ended the whole command as an "unexpected error",
+    # the other accounts' results unsaid; now it is that account's error line, and the next run makes its steps
+    harness = make_harness(accounts={PROVIDER: NAMED})
+    erase = erasure._erase_forgotten
+
+    def fails_for_acme(client, provider, account, *rest):
+        if account == "acme":
+            raise DatabaseTransientException("Out of Memory Error: could not allocate block of size 256.0 KiB")
+        return erase(client, provider, account, *rest)
+
+    with monkeypatch.context() as fault:
+        fault.setattr(erasure, "_erase_forgotten", fails_for_acme)
+        capsys.readouterr()
+        assert harness.cli("run", PROVIDER) == 1
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "emailoctopus/acme: the load ended, but what follows it" in err, err
+    assert [line.split(":")[0] for line in out.splitlines()] == ["emailoctopus", "emailoctopus/globex"], out
+    _assert_each_account_holds_its_truth(harness)  # acme's data loaded too
+    assert harness.cli("run", PROVIDER) == 0
     _assert_each_account_holds_its_truth(harness)
 
 
