@@ -142,9 +142,12 @@ def with_activity_ids(
     )
     owner = provider if account == DEFAULT_ACCOUNT else f"{provider}\x1e{account}"
     prefix = f"{owner}\x1f{read.campaign_id}\x1f{read.campaign_activity_id or ''}\x1f"
-    ids, seen, blake2b = [], occurrences.get, hashlib.blake2b
+    # each id hashes the prefix, then the event's identity: a copy of the prefix's hash saves hashing it again
+    ids, seen, hashed_prefix = [], occurrences.get, hashlib.blake2b(prefix.encode(), digest_size=16).copy
     for identity in identities.to_pylist():
         occurrence = occurrences[identity] = seen(identity, 0) + 1
-        ids.append(blake2b(f"{prefix}{identity}\x1f{occurrence}".encode(), digest_size=16).hexdigest())
+        digest = hashed_prefix()
+        digest.update(f"{identity}\x1f{occurrence}".encode())
+        ids.append(digest.hexdigest())
     page = page.append_column(pa.field("activity_id", pa.string(), nullable=False), pa.array(ids, pa.string()))
     return page.append_column("campaign_activity_id", pa.array([read.campaign_activity_id] * rows, pa.string()))
