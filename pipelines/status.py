@@ -89,12 +89,14 @@ def _from_tables(client: Any, provider: Provider, schema_name: str, window: int)
         close = timedelta(days=window)
         since = datetime.now(UTC) - close
         sql = (
-            f"SELECT campaign_id, name, sent_at FROM {table('campaigns')} "
+            f"SELECT campaign_id, name, sent_at, status FROM {table('campaigns')} "
             f"WHERE {OWNER_FILTER} AND sent_at > %s ORDER BY sent_at, campaign_id"
         )
+        # with the provider's status: a campaign deleted at the provider (v2 `DELETED`) is not read again
         found["open_campaigns"] = [
-            {"campaign_id": cid, "name": name, "sent_at": _iso(sent), "window_closes": _iso(sent + close)}
-            for cid, name, sent in rows(sql, *owner, since)
+            {"campaign_id": cid, "name": name, "sent_at": _iso(sent), "window_closes": _iso(sent + close),
+             "status": status}
+            for cid, name, sent, status in rows(sql, *owner, since)
         ]
     found["erasures"] = erasure_count(client, *owner)
     found["reconciliation"] = [difference.as_dict() for difference in reconcile(client, *owner)]
@@ -151,7 +153,7 @@ def _text(status: dict[str, Any]) -> list[str]:
     for campaign in status["open_campaigns"]:
         lines.append(
             f"    {campaign['campaign_id']} {campaign['name'] or ''}: sent {campaign['sent_at']}, "
-            f"window closes {campaign['window_closes']}"
+            f"window closes {campaign['window_closes']}, status {campaign['status'] or 'unknown'}"
         )
     lines.append(f"  cursors: {len(status['cursors'])} (the newest occurred_at loaded, per campaign and report)")
     by_campaign: dict[str, list[str]] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from datetime import datetime, timedelta
@@ -201,7 +202,7 @@ def test_first_run_then_a_rerun_without_news_and_a_changed_contact(harness):
 
 
 @BOTH_DESTINATIONS
-def test_advancing_time_brings_exactly_the_news_and_marks_a_deletion(harness):
+def test_advancing_time_brings_exactly_the_news_and_marks_a_deletion(harness, capsys):
     sim = simulator(harness)
     dataset = sim.dataset
     assert harness.cli("run", PROVIDER) == 0
@@ -237,6 +238,15 @@ def test_advancing_time_brings_exactly_the_news_and_marks_a_deletion(harness):
     detail_reads = {path.rsplit("/", 1)[1] for path, _ in sim.calls if path.count("/") == 4}
     assert detail_reads == {campaign_id(c) for c in dataset.sent_campaigns()} & unsent
     assert not [path for path, _ in sim.calls if just_deleted[0] in path]
+    # `status` lists the campaigns in the window with their status: the deleted one is not read again
+    capsys.readouterr()
+    assert harness.cli("status", "--json") == 0
+    statuses_json = json.loads(capsys.readouterr().out)["providers"]
+    listed = next(status for status in statuses_json if status["provider"] == PROVIDER)["open_campaigns"]
+    assert {c["campaign_id"]: c["status"] for c in listed} == {
+        cid: status for cid, status in statuses.items() if cid in {c["campaign_id"] for c in listed}
+    }
+    assert "DELETED" in {c["status"] for c in listed}
 
 
 def test_paging_follows_next_links_and_links_resolve_without_link_uri(make_harness):

@@ -95,6 +95,10 @@ def test_status_after_a_load_and_the_reconciliation_of_rows_missing_from_a_campa
     assert f", {last['requests']} requests)" in out
     assert f"campaigns in the attribution window (30 days): {len(status['open_campaigns'])}" in out
     assert f"    {campaign.id}: " in out
+    newest = status["open_campaigns"][-1]
+    loaded_status = f"SELECT status FROM campaigns WHERE campaign_id = '{newest['campaign_id']}'"
+    assert newest["status"] == harness.query(loaded_status)[0][0]
+    assert f"window closes {newest['window_closes']}, status {newest['status']}\n" in out
     assert f"  closed campaigns: {status['closed_campaigns']} (past the attribution window" in out
     assert "reconciliation of this API's events per campaign (campaign_engagement): they agree" in out
 
