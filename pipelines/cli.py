@@ -17,7 +17,7 @@ from datetime import datetime
 
 import pendulum
 
-from pipelines.dlt_adapter import SnakeCaseNaming, dlt_logger
+from pipelines.dlt_adapter import DestinationException, SnakeCaseNaming, dlt_logger
 from pipelines.erasure import erasure_key, forget_addresses
 from pipelines.providers import PROVIDERS, Provider
 from pipelines.runner import (
@@ -442,7 +442,11 @@ def cmd_forget(args: argparse.Namespace) -> int:
         if account.account_error() is None
     ]
     with run_locks(every_account, target), dataset_client(target) as client:
-        erased = forget_addresses(client.sql_client, args.email)
+        try:
+            erased = forget_addresses(client.sql_client, args.email)
+        except DestinationException as failure:  # the erasure is all or nothing: none of it was made
+            reason = (redact(str(failure)).strip().splitlines() or [type(failure).__name__])[0]
+            raise CampaignSyncError(f"forget failed: {reason}; nothing was forgotten: run it again") from None
     if not args.quiet:
         providers = sorted({provider for provider, _account, _contact in erased})
         found = f"{len(erased)} contact(s) erased ({', '.join(providers)})" if erased else "no loaded contact has it"

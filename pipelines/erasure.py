@@ -140,16 +140,18 @@ def forget_addresses(client: Any, addresses: Iterable[str]) -> list[tuple[str, s
     )
     now = pendulum.now("UTC")
     asked = sorted({normalized_address(address) for address in addresses})
-    for address in asked:
-        hashed = address_hash(address, key)
-        client.execute_sql(
-            f"INSERT INTO {_name(client, ERASURE_REQUESTS)} (address_hash, requested_at) "
-            f"SELECT %s, %s WHERE NOT EXISTS (SELECT 1 FROM {_name(client, ERASURE_REQUESTS)} WHERE address_hash = %s)",
-            hashed, now, hashed,
-        )
-    found = _forget_addresses_of(client, asked, now)
-    for provider, account in sorted({(provider, account) for provider, account, _ in found}):
-        _erase_forgotten(client, provider, account)
+    # all or nothing: a request recorded is one whose data is erased (later runs take it as done)
+    with client.begin_transaction():
+        for address in asked:
+            hashed = address_hash(address, key)
+            client.execute_sql(
+                f"INSERT INTO {_name(client, ERASURE_REQUESTS)} (address_hash, requested_at) SELECT %s, %s "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {_name(client, ERASURE_REQUESTS)} WHERE address_hash = %s)",
+                hashed, now, hashed,
+            )
+        found = _forget_addresses_of(client, asked, now)
+        for provider, account in sorted({(provider, account) for provider, account, _ in found}):
+            _erase_forgotten(client, provider, account)
     return found
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import sys
 import threading
@@ -69,9 +70,9 @@ PROGRESS_LOG_SECONDS = 10.0
 DUCKDB_MEMORY_LIMIT = "512MB"
 # the local state key that says which destination and dataset a pipeline's local state belongs to
 LOADS_INTO = "campaign_sync_loads_into"
-# the local state key that says a load was made and the steps after it (`after_load`) have not ended since:
-# the next run makes them for everyone and every campaign, as after a package an earlier run left
-AFTER_LOAD_OWED = "campaign_sync_after_load_owed"
+# the table that says, per provider account, that a load was made and what follows it has not ended since
+# (`owe_after_load`); kept in the dataset, so every machine and folder that runs the account sees it
+AFTER_LOAD_OWED = "after_load_owed"
 # PostgreSQL loads through COPY from CSV files rather than INSERT statements
 LOADER_FILE_FORMATS: dict[str, TLoaderFileFormat] = {"duckdb": "parquet", "postgres": "csv"}
 
@@ -258,6 +259,10 @@ def run_provider(
         source = build_source(provider, load, plan)
         try:
             _load(load, source, provider, target, plan, result)
+        except CampaignSyncError as error:  # kept in the run's record
+            result.error = error
+        except (DestinationException, PipelineStepFailed) as failure:  # outside the load: this account's error
+            result.error = CampaignSyncError(f"{provider.label}: the destination failed: {_unwrap(failure, provider)}")
         finally:
             result.seconds = time.monotonic() - started
             _remember(load, result)
@@ -314,13 +319,12 @@ def _load(
             result.error = plan.outcome.cap_too_small()
             if result.error is not None:
                 return
-        try:  # whether packages an earlier run read were loaded, or its after_load did not end: then
+        try:  # whether packages an earlier run read were loaded, or what followed a load did not end: then
             # after_load looks at everything
             earlier = _load_packages_left(load, provider, target, loaded)
         except CampaignSyncError as error:  # in `result`, which this run's record keeps (`_remember`)
             result.error = error
             return
-        earlier = earlier or bool(local_state(load.state).get(AFTER_LOAD_OWED))
         upgrade_loaded_ids(load, provider, target)
     try:
         reading = time.monotonic()
@@ -333,19 +337,20 @@ def _load(
         with dataset_lock(load, target):
             # counted in the tables this load can change (it leaves the others as they are: `+0 rows`)
             before, reported = _loaded_now(load, provider, read)
-            load.set_local_state_val(AFTER_LOAD_OWED, True)
+            with load.sql_client() as client:
+                owe_after_load(client, provider)
             load.load()
             try:
                 with load.sql_client() as client:
                     warnings = after_load(load, client, provider, None if earlier else plan, reported)
                     after = table_rows(client, provider, read)
+                    after_load_ended(client, provider)
             except DestinationException as failure:  # the database out of memory, or the connection lost
                 result.error = CampaignSyncError(
                     f"{provider.label}: the load ended, but what follows it (erasure, views, reconciliation) "
                     f"failed: {_unwrap(failure, provider)}; the next run makes it again, for everyone"
                 )
                 return
-            load.set_local_state_val(AFTER_LOAD_OWED, False)
     except PipelineStepFailed as failure:
         if failure.step == "load":
             result.error = _load_failed(failure, provider, "the load failed")
@@ -371,17 +376,60 @@ def _load_packages_left(load: dlt.Pipeline, provider: Provider, target: Target, 
         if load.list_extracted_load_packages():
             load.normalize()
         left = load.list_normalized_load_packages()
-        if not left and not loaded:
+        with load.sql_client() as client:
+            owed = owed_after_load(client, provider)
+        if not left and not loaded and owed is None:
             return False
-        with dataset_lock(load, target):
-            if left:
-                load.set_local_state_val(AFTER_LOAD_OWED, True)  # this run's after_load looks at everything
-                load.load()
+        with dataset_lock(load, target):  # taken only to write: another process' load does not hold up the reads
+            replayed = sorted({*left, *loaded, *(owed or ())})
             with load.sql_client() as client:
-                drop_replayed_rows(client, target.destination == "postgres", [*left, *loaded])
+                owe_after_load(client, provider, replayed)  # until this run's after_load ends
+            if left:
+                load.load()
+            if replayed:
+                with load.sql_client() as client:
+                    drop_replayed_rows(client, target.destination == "postgres", replayed)
     except PipelineStepFailed as failure:
         raise _load_failed(failure, provider, "a load package left by an earlier run could not load") from None
     return True
+
+
+def owed_after_load(client: Any, provider: Provider) -> list[str] | None:
+    """Whether what follows a load of the account is owed (`owe_after_load`): the ids of the load packages
+    whose replayed rows are still to be dropped (`drop_replayed_rows`), or None when nothing is owed."""
+    if AFTER_LOAD_OWED not in existing_tables(client):
+        return None
+    rows = client.execute_sql(
+        f"SELECT load_ids FROM {client.make_qualified_table_name(AFTER_LOAD_OWED)} WHERE {OWNER_FILTER}",
+        provider.name, provider.account,
+    )
+    return sorted({load_id for (load_ids,) in rows or () for load_id in json.loads(load_ids)}) if rows else None
+
+
+def owe_after_load(client: Any, provider: Provider, load_ids: Collection[str] = ()) -> None:
+    """Say, before a load, that what follows it is owed until `after_load_ended`: a run that fails or is killed
+    in between leaves it owed, and the next run makes it for everyone (`_load_packages_left`), wherever it runs.
+    `load_ids`: load packages that a killed run may have loaded in part, whose replayed rows are to be dropped."""
+    if not client.has_dataset():
+        client.create_dataset()
+    table = client.make_qualified_table_name(AFTER_LOAD_OWED)
+    client.execute_sql(
+        f"CREATE TABLE IF NOT EXISTS {table} (provider VARCHAR NOT NULL, account VARCHAR NOT NULL, "
+        "load_ids VARCHAR NOT NULL, since TIMESTAMP WITH TIME ZONE NOT NULL)"
+    )
+    with client.begin_transaction():
+        kept = owed_after_load(client, provider) or []
+        client.execute_sql(f"DELETE FROM {table} WHERE {OWNER_FILTER}", provider.name, provider.account)
+        client.execute_sql(
+            f"INSERT INTO {table} (provider, account, load_ids, since) VALUES (%s, %s, %s, %s)",
+            provider.name, provider.account, json.dumps(sorted({*kept, *load_ids})), pendulum.now("UTC"),
+        )
+
+
+def after_load_ended(client: Any, provider: Provider) -> None:
+    """What follows the account's loads has ended: nothing is owed any more (`owe_after_load`)."""
+    table = client.make_qualified_table_name(AFTER_LOAD_OWED)
+    client.execute_sql(f"DELETE FROM {table} WHERE {OWNER_FILTER}", provider.name, provider.account)
 
 
 # one pipeline at a time writes into a dataset: dlt stages every pipeline's merges in the same
@@ -572,7 +620,10 @@ def abort_pending(provider: Provider, target: Target) -> int:
     """Drop the provider's pending load packages and put its local state back where it was before
     them (dlt's `abort_packages`), so the next run reads their data again. Returns how many."""
     load = pipeline(provider, target)
-    tidy_killed_packages(load)  # a package loaded already is not dropped
+    loaded = tidy_killed_packages(load)  # a package loaded already is not dropped
+    if loaded:  # the rows its jobs may have put twice are the next run's to drop
+        with load.sql_client() as client:
+            owe_after_load(client, provider, loaded)
     pending = len(load.list_extracted_load_packages()) + len(load.list_normalized_load_packages())
     if pending:
         try:

@@ -17,10 +17,10 @@ from pathlib import Path
 import psycopg2
 import pytest
 from conftest import BOTH_DESTINATIONS, POSTGRES_URL
-from dlt.destinations.exceptions import DatabaseTransientException
 from helpers import expected_activity, expected_v3_activity, nightly_requests, open_campaigns, resources_state
 
 from pipelines import erasure
+from pipelines.dlt_adapter import DestinationException
 
 PROVIDER = "emailoctopus"
 NAMED = ["acme", "globex"]
@@ -123,7 +123,7 @@ def test_a_failure_after_one_accounts_load_costs_only_that_account(make_harness,
 
     def fails_for_acme(client, provider, account, *rest):
         if account == "acme":
-            raise DatabaseTransientException("Out of Memory Error: could not allocate block of size 256.0 KiB")
+            raise DestinationException("Out of Memory Error: could not allocate block of size 256.0 KiB")
         return erase(client, provider, account, *rest)
 
     with monkeypatch.context() as fault:

@@ -8,9 +8,10 @@ from datetime import timedelta
 
 import pytest
 from conftest import BOTH_DESTINATIONS
-from dlt.destinations.exceptions import DatabaseTransientException
 
 from pipelines import erasure
+from pipelines.cli import main
+from pipelines.dlt_adapter import DestinationException
 
 PROVIDERS = ("emailoctopus", "constant_contact_v2", "constant_contact_v3")
 ERASURE_KEY = "test-erasure-key-5c1d9e"
@@ -181,38 +182,84 @@ def test_a_deleted_contact_is_erased_a_hidden_deletion_by_a_backfill_and_a_resto
 
 
 @BOTH_DESTINATIONS
-def test_what_follows_a_load_that_failed_is_made_by_the_next_run_for_everyone(make_harness, monkeypatch, capsys):
+@pytest.mark.parametrize("folders", ["one folder", "a new folder each run"])
+def test_what_follows_a_load_that_failed_is_made_by_the_next_run_for_everyone(
+    make_harness, monkeypatch, capsys, tmp_path, folders
+):
     # the erasure after a load looks at the people forgotten since the run's reads began: those forgotten
     # before were erased then. A run whose erasure failed after its load (here: as DuckDB out of memory
     # failed, seen at a 16MB limit) recorded the deleted contact but erased nothing; the runs after it took
-    # the contact as erased, and its address stayed in the tables for good
+    # the contact as erased, and its address stayed in the tables for good. What is owed is kept in the
+    # dataset, so it holds where each run has a new pipelines folder (as the Airflow DAG's tasks have)
     harness = make_harness(scale="tiny")
     provider = "constant_contact_v3"
     dataset, contact = recipient_of_closed_campaign(harness, provider)
-    assert harness.cli("run", provider) == 0
+    runs = iter(range(3))
+
+    def run() -> int:
+        argv = harness.argv("run", provider)
+        if folders != "one folder":
+            argv += ["--pipelines-dir", str(tmp_path / f"pipelines-{next(runs)}")]
+        return main(argv)
+
+    assert run() == 0
     assert found_anywhere(harness, contact.email)
     before = counts(harness, provider)
 
     def out_of_memory(*_args, **_kwargs):
-        raise DatabaseTransientException("Out of Memory Error: could not allocate block of size 256.0 KiB")
+        raise DestinationException("Out of Memory Error: could not allocate block of size 256.0 KiB")
 
     contact.deleted, contact.updated_at = True, dataset.clock  # deleted at the provider
     with monkeypatch.context() as fault:
         fault.setattr(erasure, "_erase_forgotten", out_of_memory)
         capsys.readouterr()
-        assert harness.cli("run", provider) == 1
+        assert run() == 1
     error = capsys.readouterr().err
     assert "the load ended, but what follows it (erasure, views, reconciliation) failed" in error, error
     assert "Out of Memory Error" in error and "the next run makes it again" in error
     assert "unexpected error" not in error
     assert harness.query(f"SELECT count(*) FROM erasures WHERE contact_id = '{contact.id}'") == [(1,)]
     assert found_anywhere(harness, contact.email)  # recorded, not erased
+    assert harness.query("SELECT provider, account FROM after_load_owed") == [(provider, "default")]
 
+    assert run() == 0
+    assert found_anywhere(harness, contact.email) == []
+    assert counts(harness, provider) == before
+    assert harness.count("after_load_owed") == 0  # the run after it looks at what it loads
+
+
+@BOTH_DESTINATIONS
+def test_a_forget_that_fails_forgets_nothing_and_says_to_run_it_again(harness, monkeypatch, capsys):
+    # `forget` records the request, then erases: a request recorded is taken as done by every later run,
+    # so one whose erasure failed (a lost connection) left the address in the tables for good
+    harness.setenv(CAMPAIGN_SYNC__ERASURE_KEY=ERASURE_KEY)
+    provider = "emailoctopus"
+    _dataset, contact = recipient_of_closed_campaign(harness, provider)
+    assert harness.cli("run", provider) == 0
+    before = counts(harness, provider)
+
+    def connection_lost(*_args, **_kwargs):
+        raise DestinationException("server closed the connection unexpectedly")
+
+    with monkeypatch.context() as fault:
+        fault.setattr(erasure, "_erase_forgotten", connection_lost)
+        capsys.readouterr()
+        assert harness.cli("forget", "--email", contact.email) == 1
+    error = capsys.readouterr().err
+    assert error == (
+        "campaign-sync: forget failed: server closed the connection unexpectedly; nothing was forgotten: "
+        "run it again\n"
+    ), error
+    assert harness.count("erasure_requests") == harness.count("erasures") - sum(
+        c.deleted for c in harness.sandbox.datasets[provider].contacts
+    ) == 0  # none recorded: the run before it erased only the contacts deleted at the provider
+    assert found_anywhere(harness, contact.email)
+
+    assert harness.cli("forget", "--email", contact.email) == 0
+    assert found_anywhere(harness, contact.email) == []
     assert harness.cli("run", provider) == 0
     assert found_anywhere(harness, contact.email) == []
     assert counts(harness, provider) == before
-    state = json.loads((harness.pipelines_dir / f"campaign_sync_{provider}" / "state.json").read_text())
-    assert state["_local"]["campaign_sync_after_load_owed"] is False  # the run after it looks at what it loads
 
 
 @BOTH_DESTINATIONS

@@ -21,6 +21,7 @@ from helpers import cursors, expected_activity, expected_snapshot, loaded_activi
 
 from pipelines import runner
 from pipelines.cli import main
+from pipelines.dlt_adapter import DestinationException
 from pipelines.providers import PROVIDERS
 from sandbox import Faults
 from sandbox.emailoctopus import API_KEY, REPORTS, bad_data
@@ -182,10 +183,14 @@ def test_a_run_killed_between_normalize_commit_and_cleanup_is_healed_by_the_next
     assert not load.list_extracted_load_packages() and not load.list_normalized_load_packages()
 
 
-def test_a_run_killed_after_dlt_completed_its_package_before_archiving_it_is_healed_by_the_next(harness, capsys):
+@pytest.mark.parametrize("abort_first", [False, True], ids=["run", "abort-pending, then run"])
+def test_a_run_killed_after_dlt_completed_its_package_before_archiving_it_is_healed_by_the_next(
+    harness, capsys, abort_first
+):
     # dlt completes a package by recording the load, writing a marker into the package, then moving it
     # among the loaded; a SIGKILL between the marker and the move (seen in the kill test above) left a
-    # package every later load refused as completed already
+    # package every later load refused as completed already. `abort-pending` archives it too (it is not
+    # pending), and leaves its rows loaded twice to the next run (test_load_jobs_run_twice_load_each_row_once)
     assert harness.cli("run", PROVIDER) == 0
     harness.sandbox.advance(hours=24)  # tonight's events are in the package the kill leaves
     target = harness.target()
@@ -203,6 +208,14 @@ def test_a_run_killed_after_dlt_completed_its_package_before_archiving_it_is_hea
     statuses = json.loads(capsys.readouterr().out)["providers"]
     assert [s["pending_packages"] for s in statuses if s["provider"] == PROVIDER] == [[]]
     assert load.list_normalized_load_packages() == [load_id]
+    if abort_first:  # with a package pending beside it (read, not loaded), which abort-pending drops
+        load.extract(runner.build_source(provider, load, SyncPlan()))
+        (pending,) = set(load.list_extracted_load_packages())
+        capsys.readouterr()
+        assert harness.cli("abort-pending", PROVIDER) == 0
+        assert "emailoctopus: 1 pending load package(s) dropped" in capsys.readouterr().out
+        assert harness.query("SELECT provider, load_ids FROM after_load_owed") == [(PROVIDER, f'["{load_id}"]')]
+        assert pending not in load.list_extracted_load_packages()
 
     assert harness.cli("run", PROVIDER) == 0
     assert harness.cli("run", PROVIDER) == 0
@@ -212,15 +225,19 @@ def test_a_run_killed_after_dlt_completed_its_package_before_archiving_it_is_hea
     assert loaded_snapshot(harness) == expected_snapshot(dataset)
     assert not load.list_normalized_load_packages()
     assert load_id in load.list_completed_load_packages()
+    assert harness.count("after_load_owed") == 0
 
 
 @BOTH_DESTINATIONS
-def test_load_jobs_run_twice_load_each_row_once(harness, tmp_path):
+@pytest.mark.parametrize("drop_fails_once", [False, True], ids=["", "the drop failing once"])
+def test_load_jobs_run_twice_load_each_row_once(harness, tmp_path, monkeypatch, capsys, drop_fails_once):
     # a run killed after a load job committed, before dlt marked it done, leaves the job to run again; here
     # every job of a package does, into the staging tables that still hold their first copies (dlt set the
     # package's tables up once). dlt's merge keeps one copy of each staged row, except in a table with nested
     # tables (contacts, their tags); the run drops the second copies there, and only there: another
-    # provider's rows in the same tables (Constant Contact v3's, loaded first) are left as they are
+    # provider's rows in the same tables (Constant Contact v3's, loaded first) are left as they are. If the
+    # drop fails after the package loaded (a database error), the next run drops them: the package is gone
+    # by then, its id kept as owed (`runner.owe_after_load`)
     assert harness.cli("run", "constant_contact_v3") == 0
     target = harness.target()
     provider = PROVIDERS[PROVIDER]
@@ -243,6 +260,17 @@ def test_load_jobs_run_twice_load_each_row_once(harness, tmp_path):
     shutil.copytree(tmp_path / "kept", package)
     (package / "schema_updates.json").rename(package / "applied_schema_updates.json")  # set up already
 
+    if drop_fails_once:
+        def fails(*_args):
+            raise DestinationException("could not receive data from server: Connection reset by peer")
+
+        with monkeypatch.context() as fault:
+            fault.setattr(runner, "drop_replayed_rows", fails)
+            capsys.readouterr()
+            assert harness.cli("run", PROVIDER) == 1
+        error = capsys.readouterr().err
+        assert "emailoctopus: the destination failed: DestinationException: could not receive data" in error
+        assert harness.query("SELECT count(*) - count(DISTINCT _dlt_id) FROM contacts")[0][0] > 0  # not dropped yet
     assert harness.cli("run", PROVIDER) == 0  # loads the package again, then finds nothing new
 
     dataset = harness.sandbox.datasets[PROVIDER]
@@ -251,6 +279,7 @@ def test_load_jobs_run_twice_load_each_row_once(harness, tmp_path):
     assert harness.count("contacts", f"provider = '{PROVIDER}'") == len(dataset.contacts)
     assert harness.query("SELECT count(*) - count(DISTINCT _dlt_id) FROM contacts")[0][0] == 0
     assert loaded_activity(harness) == expected_activity(dataset)
+    assert harness.count("after_load_owed") == 0
 
 
 @pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
