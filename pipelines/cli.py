@@ -28,6 +28,7 @@ from pipelines.runner import (
     Target,
     abort_pending,
     dataset_client,
+    dataset_lock,
     missing_setting,
     pipeline_view,
     report_results,
@@ -442,8 +443,9 @@ def cmd_forget(args: argparse.Namespace) -> int:
         if account.account_error() is None
     ]
     with run_locks(every_account, target), dataset_client(target) as client:
-        try:
-            erased = forget_addresses(client.sql_client, args.email)
+        try:  # while no other process loads into the dataset: dlt's load empties the staging tables it erases in
+            with dataset_lock(target, lambda: contextlib.nullcontext(client.sql_client)):
+                erased = forget_addresses(client.sql_client, args.email)
         except DestinationException as failure:  # the erasure is all or nothing: none of it was made
             reason = (redact(str(failure)).strip().splitlines() or [type(failure).__name__])[0]
             raise CampaignSyncError(f"forget failed: {reason}; nothing was forgotten: run it again") from None

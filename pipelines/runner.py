@@ -8,7 +8,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -262,7 +262,9 @@ def run_provider(
         except CampaignSyncError as error:  # kept in the run's record
             result.error = error
         except (DestinationException, PipelineStepFailed) as failure:  # outside the load: this account's error
-            result.error = CampaignSyncError(f"{provider.label}: the destination failed: {_unwrap(failure, provider)}")
+            reason = _unwrap(failure, provider)  # an interruption or a setting is said as it is
+            plain = type(reason) is CampaignSyncError
+            result.error = CampaignSyncError(f"{provider.label}: the destination failed: {reason}") if plain else reason
         finally:
             result.seconds = time.monotonic() - started
             _remember(load, result)
@@ -334,11 +336,11 @@ def _load(
         if plan.outcome.snapshot_resets:  # the rows that delete the snapshots replaced: passed on, not read
             read[CAMPAIGN_NON_ENGAGEMENT["name"]] -= plan.outcome.snapshot_resets
         load.normalize()
-        with dataset_lock(load, target):
+        with dataset_lock(target, load.sql_client):
             # counted in the tables this load can change (it leaves the others as they are: `+0 rows`)
             before, reported = _loaded_now(load, provider, read)
-            with load.sql_client() as client:
-                owe_after_load(client, provider)
+            with load.sql_client() as client:  # with the package: if the run is killed in its load, it is
+                owe_after_load(client, provider, load.list_normalized_load_packages())  # dropped from twice
             load.load()
             try:
                 with load.sql_client() as client:
@@ -380,7 +382,8 @@ def _load_packages_left(load: dlt.Pipeline, provider: Provider, target: Target, 
             owed = owed_after_load(client, provider)
         if not left and not loaded and owed is None:
             return False
-        with dataset_lock(load, target):  # taken only to write: another process' load does not hold up the reads
+        # the lock is taken only to write: another process' load does not hold up the reads
+        with dataset_lock(target, load.sql_client):
             replayed = sorted({*left, *loaded, *(owed or ())})
             with load.sql_client() as client:
                 owe_after_load(client, provider, replayed)  # until this run's after_load ends
@@ -440,12 +443,12 @@ _dataset_locks_guard = threading.Lock()
 
 
 @contextmanager
-def dataset_lock(load: dlt.Pipeline, target: Target) -> Iterator[None]:
-    """Hold the target's dataset for one pipeline's writes (its load, erasure and views).
+def dataset_lock(target: Target, connect: Callable[[], Any]) -> Iterator[None]:
+    """Hold the target's dataset for one pipeline's writes (its load, erasure and views), or `forget`'s.
 
     Threads of this process wait for each other; on PostgreSQL an advisory lock on the dataset's
-    name makes other processes wait too (Airflow workers running accounts side by side). A DuckDB
-    file stays open meanwhile (`kept_open`).
+    name, taken through a client of `connect()` (a pipeline's `sql_client`), makes other processes
+    wait too (Airflow workers running accounts side by side). A DuckDB file stays open meanwhile (`kept_open`).
     """
     with _dataset_locks_guard:
         local = _dataset_locks.setdefault(_loads_into(target), threading.Lock())
@@ -454,7 +457,7 @@ def dataset_lock(load: dlt.Pipeline, target: Target) -> Iterator[None]:
             with kept_open(target):
                 yield
             return
-        with load.sql_client() as client:
+        with connect() as client:
             key = f"campaign_sync:{target.dataset}"
             client.execute_sql("SELECT pg_advisory_lock(hashtext(%s))", key)
             try:
@@ -620,10 +623,7 @@ def abort_pending(provider: Provider, target: Target) -> int:
     """Drop the provider's pending load packages and put its local state back where it was before
     them (dlt's `abort_packages`), so the next run reads their data again. Returns how many."""
     load = pipeline(provider, target)
-    loaded = tidy_killed_packages(load)  # a package loaded already is not dropped
-    if loaded:  # the rows its jobs may have put twice are the next run's to drop
-        with load.sql_client() as client:
-            owe_after_load(client, provider, loaded)
+    tidy_killed_packages(load)  # a package loaded already is not dropped (its id is owed since its load began)
     pending = len(load.list_extracted_load_packages()) + len(load.list_normalized_load_packages())
     if pending:
         try:
@@ -800,7 +800,7 @@ def upgrade_loaded_ids(load: dlt.Pipeline, provider: Provider, target: Target) -
     with load.sql_client() as client:  # most nights: nothing to upgrade, and no wait for the dataset
         if not click_ids_stale(client, provider.account):
             return
-    with dataset_lock(load, target), load.sql_client() as client:
+    with dataset_lock(target, load.sql_client), load.sql_client() as client:
         upgrade_click_ids(client, provider.account)
 
 
