@@ -106,10 +106,12 @@ def test_a_named_account_never_borrows_the_default_accounts_credentials(make_har
 
 @pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
 def test_three_accounts_at_once_past_the_duckdb_memory_limit_each_load_exactly(make_harness, capsys):
-    # the accounts of a run share the one DuckDB database the run keeps open (`kept_open`); at 24MB their loads
-    # spill (tests/test_reliability.py), and a spill must not stop the next account's connection
+    # the accounts of a run share the one DuckDB database the run keeps open (`kept_open`); at 28MB their loads
+    # spill (tests/test_reliability.py), and a spill must not stop the next account's connection. At 26 and 28MB
+    # this fails with the temp folder set again (a2b7c03); 32MB does not spill; at 24MB the three accounts at
+    # once ran out of memory on a busy machine (3 of 6 runs beside two busy processes, 0 of 7 at 28MB)
     harness = make_harness(accounts={PROVIDER: NAMED}, scale=(12, 1500))
-    harness.setenv(DESTINATION__DUCKDB__MEMORY_LIMIT="24MB")
+    harness.setenv(DESTINATION__DUCKDB__MEMORY_LIMIT="28MB")
     assert harness.cli("run", PROVIDER) == 0, capsys.readouterr().err
     _assert_each_account_holds_its_truth(harness)
 
