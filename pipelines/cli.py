@@ -29,6 +29,7 @@ from pipelines.runner import (
     abort_pending,
     dataset_client,
     dataset_lock,
+    first_line,
     missing_setting,
     pipeline_view,
     report_results,
@@ -447,7 +448,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
             with dataset_lock(target, lambda: contextlib.nullcontext(client.sql_client)):
                 erased = forget_addresses(client.sql_client, args.email)
         except DestinationException as failure:  # the erasure is all or nothing: none of it was made
-            reason = (redact(str(failure)).strip().splitlines() or [type(failure).__name__])[0]
+            reason = first_line(failure)
             raise CampaignSyncError(f"forget failed: {reason}; nothing was forgotten: run it again") from None
     if not args.quiet:
         providers = sorted({provider for provider, _account, _contact in erased})

@@ -339,8 +339,9 @@ def _load(
         with dataset_lock(target, load.sql_client):
             # counted in the tables this load can change (it leaves the others as they are: `+0 rows`)
             before, reported = _loaded_now(load, provider, read)
-            with load.sql_client() as client:  # with the package: if the run is killed in its load, it is
-                owe_after_load(client, provider, load.list_normalized_load_packages())  # dropped from twice
+            # owed with this run's package: rows that a kill in its load leaves twice are the next run's to drop
+            with load.sql_client() as client:
+                owe_after_load(client, provider, load.list_normalized_load_packages())
             load.load()
             try:
                 with load.sql_client() as client:
@@ -587,7 +588,7 @@ def dataset_client(target: Target, read_only: bool = False) -> Iterator[Any]:
     except ConfigFieldMissingException as missing:
         raise missing_setting(missing) from None
     except DestinationException as failure:  # down, refusing us, or a DuckDB file another process holds
-        reason = (redact(str(failure)).strip().splitlines() or [type(failure).__name__])[0]
+        reason = first_line(failure)
         if LOCKED_BY_ANOTHER_PROCESS in reason:
             reason = _in_use(target)
         raise CampaignSyncError(f"cannot open the {target.destination} destination: {reason}") from None
@@ -754,7 +755,7 @@ def build_source(provider: Provider, load: Any, plan: SyncPlan) -> Any:
     except CampaignSyncError:
         raise
     except Exception as failure:  # the destination is down or refuses us (dlt's errors, or the driver's own)
-        reason = (redact(str(failure)).strip().splitlines() or [type(failure).__name__])[0]
+        reason = first_line(failure)
         raise CampaignSyncError(f"{provider.pipeline_name}: cannot read the destination: {reason}") from None
     try:
         return provider.source(plan=plan, **provider.source_arguments())
@@ -819,6 +820,11 @@ def missing_setting(missing: ConfigFieldMissingException, provider: Provider | N
     if any(name.startswith("DESTINATION__POSTGRES__CREDENTIALS") for name in names):
         hint = "; give the whole URL postgresql://user:password@host:5432/database (dlt needs a password in it)"
     return ConfigurationError(f"missing setting {', '.join(names)}{hint}")
+
+
+def first_line(failure: BaseException) -> str:
+    """A failure's first line, redacted (its type's name when it says nothing): for a one-line error."""
+    return (redact(str(failure)).strip().splitlines() or [type(failure).__name__])[0]
 
 
 def _unwrap(failure: BaseException, provider: Provider) -> CampaignSyncError:
