@@ -265,6 +265,9 @@ def run_provider(
             reason = _unwrap(failure, provider)  # an interruption or a setting is said as it is
             plain = type(reason) is CampaignSyncError
             result.error = CampaignSyncError(f"{provider.label}: the destination failed: {reason}") if plain else reason
+        except KeyboardInterrupt:  # a second Ctrl-C outside dlt's steps: kept as the interruption it is, not a load
+            result.error = Interrupted()
+            raise
         finally:
             result.seconds = time.monotonic() - started
             _remember(load, result)

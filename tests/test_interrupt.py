@@ -4,6 +4,7 @@ provider's reads stop within a second or two, what was read loads and is printed
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,12 +13,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import dlt
 import pytest
 from helpers import expected_activity, expected_snapshot, loaded_activity
 
+from sources.errors import INTERRUPTED
+
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDERS = ("emailoctopus", "constant_contact_v2", "constant_contact_v3")
-LINE = "campaign-sync: interrupted; what loaded is kept; the next run resumes"
+LINE = f"campaign-sync: {INTERRUPTED}"
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -74,3 +78,35 @@ def test_an_interrupted_run_stops_its_reads_at_once_loads_what_it_read_and_the_n
         contacts = len(harness.sandbox.datasets[provider].contacts)
         assert harness.count("contacts", f"provider = '{provider}'") == contacts, provider
     assert harness.query("SELECT count(*) - count(DISTINCT activity_id) FROM contact_activity")[0][0] == 0
+
+
+def test_a_second_ctrl_c_outside_dlts_steps_is_kept_as_an_interruption_and_the_next_run_is_exact(
+    harness, monkeypatch, capsys
+):
+    # a second Ctrl-C raises KeyboardInterrupt wherever the run is; here while it syncs its state with the
+    # destination (dlt's `sync_destination`, before the reads): `status` must not take the run for a load
+    provider = "emailoctopus"
+    assert harness.cli("run", provider) == 0
+    capsys.readouterr()
+    assert harness.cli("status", "--json") == 0
+    loaded = json.loads(capsys.readouterr().out)["providers"][0]["last_successful_load"]
+    harness.sandbox.advance(24)
+
+    def second_ctrl_c(self):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as fault:
+        fault.setattr(dlt.Pipeline, "sync_destination", second_ctrl_c)
+        assert harness.cli("run", provider) == 130
+    assert capsys.readouterr().err.strip().splitlines() == [LINE]
+    assert harness.cli("status", "--json") == 0
+    status = json.loads(capsys.readouterr().out)["providers"][0]
+    assert status["last_successful_load"] == loaded  # the first run's
+    assert status["last_run_error"]["error"] == INTERRUPTED
+
+    assert harness.cli("run", provider) == 0
+    dataset = harness.sandbox.datasets[provider]
+    assert loaded_activity(harness) == expected_activity(dataset)
+    assert Counter(harness.query(
+        "SELECT campaign_id, kind, contact_id FROM campaign_non_engagement WHERE provider = 'emailoctopus'"
+    )) == expected_snapshot(dataset)
