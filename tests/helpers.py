@@ -202,3 +202,24 @@ def peak_threads(provider: str) -> Iterator[dict[str, int]]:
     finally:
         done.set()
         sampler.join()
+
+
+def dataset_lock_key(dataset: str) -> str:
+    """The key of the PostgreSQL advisory lock that loads into `dataset` take (`runner.dataset_lock`)."""
+    return f"campaign_sync:{dataset}"
+
+
+def waits_for_dataset_lock(cursor: Any, dataset: str, process: Any) -> int:
+    """How many sessions wait for `dataset`'s advisory lock (`dataset_lock_key`), once one does or `process`
+    (a command started to ask for it) has ended; 0 after 60 s without."""
+    key = dataset_lock_key(dataset)
+    for _ in range(600):
+        cursor.execute(  # this dataset's lock only: other tests' runs take their own
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1 "
+            "AND ((classid::bigint << 32) | objid::bigint) = hashtext(%s)::bigint", [key],
+        )
+        (waiting,) = cursor.fetchone()
+        if waiting or process.poll() is not None:
+            return int(waiting)
+        time.sleep(0.1)
+    return 0

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import tarfile
-import time
 from collections import Counter
 from contextlib import closing
 from io import BytesIO
@@ -17,7 +16,15 @@ from pathlib import Path
 import psycopg2
 import pytest
 from conftest import BOTH_DESTINATIONS, POSTGRES_URL
-from helpers import expected_activity, expected_v3_activity, nightly_requests, open_campaigns, resources_state
+from helpers import (
+    dataset_lock_key,
+    expected_activity,
+    expected_v3_activity,
+    nightly_requests,
+    open_campaigns,
+    resources_state,
+    waits_for_dataset_lock,
+)
 
 from pipelines import erasure
 from pipelines.dlt_adapter import DestinationException
@@ -231,25 +238,15 @@ def test_a_load_waits_while_another_process_loads_into_the_dataset(make_harness)
     """Loads into one dataset take turns across processes too (Airflow workers): while another holds
     the dataset's advisory lock, a run reads everything and waits to load; then it loads exactly."""
     harness = make_harness()
-    key = f"campaign_sync:{harness.dataset}"
+    key = dataset_lock_key(harness.dataset)
     with closing(psycopg2.connect(POSTGRES_URL)) as other_worker:
         other_worker.autocommit = True
         with other_worker.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
             run = subprocess.Popen([sys.executable, "-m", "pipelines", *harness.argv("run", PROVIDER, "--quiet")],
                                    env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            try:
-                waiting = 0
-                for _ in range(600):  # until the run asks for the lock (it has read and normalized by then)
-                    cursor.execute(  # this dataset's lock only: other tests' runs take their own
-                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1 "
-                        "AND ((classid::bigint << 32) | objid::bigint) = hashtext(%s)::bigint", [key],
-                    )
-                    (waiting,) = cursor.fetchone()
-                    if waiting or run.poll() is not None:
-                        break
-                    time.sleep(0.1)
-                assert waiting == 1, run.communicate()
+            try:  # until the run asks for the lock (it has read and normalized by then)
+                assert waits_for_dataset_lock(cursor, harness.dataset, run) == 1, run.communicate()
                 dataset = harness.sandbox.datasets[PROVIDER]
                 sent = [campaign.id for campaign in dataset.sent_campaigns()]
                 assert harness.sandbox.requests[PROVIDER] == nightly_requests(dataset, sent)  # all read

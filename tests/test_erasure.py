@@ -4,10 +4,16 @@ every table and view (staging included), for good; their events stay, so counts 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from contextlib import closing
 from datetime import timedelta
 
+import psycopg2
 import pytest
-from conftest import BOTH_DESTINATIONS
+from conftest import BOTH_DESTINATIONS, POSTGRES_URL
+from helpers import dataset_lock_key, waits_for_dataset_lock
 
 from pipelines import erasure
 from pipelines.cli import main
@@ -264,6 +270,32 @@ def test_a_forget_that_fails_forgets_nothing_and_says_to_run_it_again(harness, m
     assert harness.cli("run", provider) == 0
     assert found_anywhere(harness, contact.email) == []
     assert counts(harness, provider) == before
+
+
+@pytest.mark.parametrize("destination", ["postgres"], indirect=True)
+def test_forget_waits_while_another_process_loads_into_the_dataset(harness):
+    # forget's one transaction held row locks on the staging tables that another process' load empties
+    # (TRUNCATE): that load, holding the dataset, waited on forget. forget takes the dataset's lock first
+    harness.setenv(CAMPAIGN_SYNC__ERASURE_KEY=ERASURE_KEY)
+    _dataset, contact = recipient_of_closed_campaign(harness, "emailoctopus")
+    assert harness.cli("run", "emailoctopus") == 0
+    key = dataset_lock_key(harness.dataset)
+    with closing(psycopg2.connect(POSTGRES_URL)) as other_worker:
+        other_worker.autocommit = True
+        with other_worker.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
+            forget = subprocess.Popen(
+                [sys.executable, "-m", "pipelines", *harness.argv("forget", "--email", contact.email)],
+                env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+            try:
+                assert waits_for_dataset_lock(cursor, harness.dataset, forget) == 1, forget.communicate()
+                assert found_anywhere(harness, contact.email)  # nothing erased while the other holds the dataset
+            finally:
+                cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
+    _out, err = forget.communicate(timeout=120)
+    assert forget.returncode == 0, err
+    assert found_anywhere(harness, contact.email) == []
 
 
 @BOTH_DESTINATIONS
