@@ -353,6 +353,14 @@ def test_advancing_time_brings_exactly_the_news_paging_back_only_to_the_cursor(m
         dump = json.dumps(harness.query(f"SELECT * FROM {table}"), default=str)
         assert not any(secret in dump for secret in secrets), table
 
+    # `status` lists the campaigns in the attribution window, each with its status as the table holds it
+    assert harness.cli("status", "--json") == 0
+    statuses_json = json.loads(capfd.readouterr().out)["providers"]
+    listed = next(status for status in statuses_json if status["provider"] == PROVIDER)["open_campaigns"]
+    assert listed and {c["campaign_id"]: c["status"] for c in listed} == {
+        cid: status for cid, status in statuses.items() if cid in {c["campaign_id"] for c in listed}
+    }
+
 
 @DUCKDB_ONLY
 def test_rotated_refresh_token_is_persisted_and_used_by_the_next_run(harness, capsys):
