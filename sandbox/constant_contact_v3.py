@@ -385,9 +385,9 @@ class Simulator:
         self.page_rows = int(variants.get("cc3_page_rows", 0)) or None
         self.single_errors = variants.get("cc3_errors", "array") == "object"
         self.lock = threading.Lock()
-        # tracking reports in page order, by (activity, report, filters), at the clock `ordered_at`
+        # tracking reports in page order, by (activity, report, filters), as of the data set's `changes`
         self.ordered: dict[tuple[Any, ...], list[Event]] = {}
-        self.ordered_at: datetime | None = None
+        self.ordered_at: int | None = None
         self._token_folder: Path | None = None
 
     @property
@@ -648,8 +648,8 @@ class Simulator:
             raise self.error(404, "not_found", f"No tracking report {report}.")
         event_type, tracking_type = TRACKING[report]
         filters = (tuple(args.get("url_id", ())), tuple(args.get("bounce_code", ())))
-        if self.ordered_at != self.dataset.clock:  # time moved on: the orderings kept are stale, not kept
-            self.ordered, self.ordered_at = {}, self.dataset.clock
+        if self.ordered_at != self.dataset.changes:  # time moved on, or an event came: the orderings are stale
+            self.ordered, self.ordered_at = {}, self.dataset.changes
         ordered = self.ordered.get((activity.id, report, filters))
         if ordered is None:  # a report is ordered once, not again for each of its pages
             events = self.account.events(activity, event_type)

@@ -86,6 +86,7 @@ class Dataset:
         """Move the clock forward: later events and campaigns become visible."""
         self.clock += delta
         self._visible.clear()
+        self.changes += 1
 
     def is_sent(self, campaign: Campaign) -> bool:
         return campaign.send_at is not None and campaign.send_at <= self.clock
@@ -120,6 +121,9 @@ class Dataset:
     def __post_init__(self) -> None:
         self._by_id = {c.id: c for c in self.contacts}
         self._visible: dict[tuple[str, str | None], list[Any]] = {}
+        # how often what is visible was worked out again (`advance`, a zero one after an event was added):
+        # what an API keeps worked out from it is stale once this moves
+        self.changes = 0
 
 
 def generate(seed: int, scale: str | tuple[int, int] = "small", clock: datetime | None = None) -> Dataset:

@@ -13,6 +13,7 @@ import math
 import re
 import uuid
 from collections import Counter
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -511,6 +512,27 @@ def test_constant_contact_v3_campaigns_activities_send_history_and_snapshots(san
     assert [row["contact_id"] for row in rows] == acc.did_not_open(primary) and rows
     assert {row["created_time"] for row in rows} == {cc3.v3_time(cc3.to_minute(primary.send_at))}
     assert {row["tracking_activity_type"] for row in rows} == {"em_didnotopens"}
+
+
+def test_constant_contact_v3_serves_an_event_that_arrives_late_from_then_on():
+    # an event that arrives late, with an older time (`add_late_event`; the clock does not move), is in the
+    # report from then on: the report's order is worked out again, not kept from before it came
+    sandbox = started(providers=[V3])
+    try:
+        token = v3_token(sandbox)
+        acc = sandbox.apps[V3].simulator.account
+        campaign = next(c for c in acc.dataset.sent_campaigns() if len(acc.tracked(c)) == 1)
+        (activity,) = acc.tracked(campaign)
+        path = f"/reports/email_reports/{activity.id}/tracking/opens"
+        before, _ = v3_all(sandbox, token, path, "tracking_activities")
+        late = eo.add_late_event(acc.dataset, campaign, "opened", activity.send_at + timedelta(minutes=1))
+        after, _ = v3_all(sandbox, token, path, "tracking_activities")
+    finally:
+        sandbox.stop()
+    assert Counter(row["contact_id"] for row in after) - Counter(row["contact_id"] for row in before) == {
+        late.contact_id: 1
+    }
+    assert len(after) == len(before) + 1
 
 
 V3_CASES = {
