@@ -68,6 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"campaign-sync: {INTERRUPTED}", file=sys.stderr)
         return Interrupted.exit_code
+    except BrokenPipeError:  # `campaign-sync sql ... | head`: stdout is gone, and would fail again as Python exits
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print("campaign-sync: output cut off: what read it stopped reading (`| head`, say)", file=sys.stderr)
+        return 1
     except (CampaignSyncError, ConfigFieldMissingException, ConfigValueCannotBeCoercedException) as raised:
         if args.debug:
             traceback.print_exc()
@@ -91,14 +95,14 @@ def _interruptible(reads: bool) -> Iterator[None]:
     """SIGINT (Ctrl-C) and SIGTERM (a scheduler's stop) end a command that `reads` providers cleanly:
     the first stops every provider's requests and waits (`INTERRUPTION`), and the run loads what was
     read; a second one stops at once (KeyboardInterrupt: what is not loaded stays pending, and the
-    next run loads it). Other commands stop at once."""
+    next run loads it). Other commands stop at once, at either signal (exit 130)."""
     INTERRUPTION.clear()
-    if not reads or threading.current_thread() is not threading.main_thread():  # signals reach it only
+    if threading.current_thread() is not threading.main_thread():  # signals reach it only
         yield
         return
 
     def interrupt(_signum: int, _frame: object) -> None:
-        if INTERRUPTION.is_set():
+        if INTERRUPTION.is_set() or not reads:
             raise KeyboardInterrupt
         INTERRUPTION.set()
 
@@ -365,8 +369,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         latency=args.latency_ms / 1000,
         faults=Faults(error_rate=args.error_rate),
     )
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl-C does: its files are removed
-    try:
+    try:  # Ctrl-C, or `kill` (SIGTERM: `_interruptible`), stops it: its files are removed
         with sandbox, contextlib.suppress(KeyboardInterrupt):
             # a shell script: `campaign-sync sandbox > sandbox.env &` then `. ./sandbox.env`
             print(f"# sandbox serving on {sandbox.url} (seed {args.seed}, scale {args.scale}); Ctrl-C stops it")
@@ -379,10 +382,6 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         print(f"echo {shlex.quote(f'campaign-sync sandbox did not start: {busy}')} >&2; return 1")
         raise CampaignSyncError(f"sandbox: {busy}") from None
     return 0
-
-
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

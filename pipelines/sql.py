@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -48,13 +49,41 @@ def run_query(target: Target, query: str) -> tuple[list[str], list[tuple[Any, ..
     read_statement(query)
     with _cursor(target) as cursor:
         try:
-            cursor.execute(query)
+            return _interruptible_query(cursor, query)
         except (duckdb.Error, psycopg2.Error) as error:
             message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise CampaignSyncError(f"sql: {redact(message)}") from None
-        if cursor.description is None:  # a statement without a result
-            return [], []
-        return [column[0] for column in cursor.description], [tuple(row) for row in cursor.fetchall()]
+
+
+def _interruptible_query(cursor: Any, query: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run `query` in a thread of its own while this one waits: a signal (Ctrl-C, SIGTERM) reaches Python only
+    between its steps, never while the database's code runs a query, so the wait is what sees it, and it
+    cancels the query (DuckDB's `interrupt`, PostgreSQL's cancel request) before it stops."""
+    done: dict[str, Any] = {}
+    finished = threading.Event()  # waited on, not the thread: a `join` that a signal interrupts loses the thread
+
+    def execute() -> None:
+        try:
+            cursor.execute(query)
+            columns = [column[0] for column in cursor.description or ()]  # none: a statement without a result
+            done["result"] = columns, [tuple(row) for row in cursor.fetchall()] if columns else []
+        except BaseException as error:  # raised in the waiting thread
+            done["error"] = error
+        finally:
+            finished.set()
+
+    threading.Thread(target=execute, name="sql-query", daemon=True).start()
+    try:
+        while not finished.wait(0.1):
+            pass
+    except KeyboardInterrupt:
+        (cursor.interrupt if isinstance(cursor, duckdb.DuckDBPyConnection) else cursor.connection.cancel)()
+        finished.wait(10)
+        raise
+    if "error" in done:
+        raise done["error"]
+    result: tuple[list[str], list[tuple[Any, ...]]] = done["result"]
+    return result
 
 
 def print_query(target: Target, query: str, output: str = "table") -> int:
@@ -104,13 +133,14 @@ def _cursor(target: Target) -> Iterator[Any]:
         except duckdb.Error as error:
             raise CampaignSyncError(f"sql: cannot open {path}: {str(error).splitlines()[0]}") from None
         with connection:
-            if not connection.execute(
+            cursor = connection.cursor()  # the query's own: a connection busy with a query cannot be interrupted
+            if not cursor.execute(
                 "SELECT 1 FROM information_schema.schemata WHERE schema_name = ?", [target.dataset]
             ).fetchall():
                 raise ConfigurationError(f"sql: {path} has no dataset {target.dataset!r} (check --dataset)")
-            connection.execute(f"SET schema '{target.dataset}'")
-            connection.execute("SET lock_configuration = true")  # the query cannot change a setting
-            yield connection
+            cursor.execute(f"SET schema '{target.dataset}'")
+            cursor.execute("SET lock_configuration = true")  # the query cannot change a setting
+            yield cursor
         return
     credentials = None
     for setting in (READ_ONLY_CREDENTIALS_SETTING, CREDENTIALS_SETTING):  # a read-only role's, if given

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from pipelines.cli import main
 
 PROVIDER = "emailoctopus"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def error_line(capsys) -> str:
@@ -219,3 +222,16 @@ def test_the_demo_takes_no_file_or_folder_it_would_empty(tmp_path, capsys):
         assert exit_code.value.code == 2
         assert f"unrecognized arguments: {option}" in capsys.readouterr().err
     assert warehouse.read_bytes() == b"a user's warehouse"
+
+
+def test_output_cut_off_by_its_reader_is_one_line_not_an_unexpected_error(harness):
+    # `campaign-sync sql ... | head`: the reader stops, the next write fails (EPIPE); it said "unexpected error"
+    assert harness.cli("run", PROVIDER, "--quiet") == 0
+    command = [sys.executable, "-m", "pipelines", *harness.argv("sql", "SELECT * FROM range(100000)")]
+    child = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "range"
+    child.stdout.close()  # as `head` does once it has its lines
+    err = child.stderr.read()
+    assert child.wait(timeout=60) == 1
+    assert err.splitlines() == ["campaign-sync: output cut off: what read it stopped reading (`| head`, say)"]

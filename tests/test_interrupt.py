@@ -11,10 +11,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import closing, suppress
 from pathlib import Path
 
 import dlt
+import psycopg2
 import pytest
+from conftest import BOTH_DESTINATIONS, POSTGRES_URL
 from helpers import expected_activity, expected_snapshot, loaded_activity
 
 from sources.errors import INTERRUPTED
@@ -110,3 +113,47 @@ def test_a_second_ctrl_c_outside_dlts_steps_is_kept_as_an_interruption_and_the_n
     assert Counter(harness.query(
         "SELECT campaign_id, kind, contact_id FROM campaign_non_engagement WHERE provider = 'emailoctopus'"
     )) == expected_snapshot(dataset)
+
+
+def open_files(pid: int) -> set[str]:
+    """The paths of the files a process has open now (those it closes meanwhile left out)."""
+    paths = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with suppress(OSError):
+            paths.add(os.readlink(fd))
+    return paths
+
+
+@BOTH_DESTINATIONS
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_long_sql_query_stops_at_a_signal_and_is_cancelled_in_the_database(harness, stop):
+    # a signal reaches Python only between its steps: while the database ran the query, Ctrl-C did nothing
+    # (DuckDB) and SIGTERM ended the process as 143, not 130
+    assert harness.cli("run", "emailoctopus", "--quiet") == 0
+    marker = f"-- {harness.dataset} {stop.name}"  # names this test's query among the server's
+    endless = "SELECT count(*) FROM range(100000000000) a(i), range(10) b(j) WHERE i * j = -1"
+    query = f"{endless if harness.destination == 'duckdb' else 'SELECT pg_sleep(300)'} {marker}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen([sys.executable, "-m", "pipelines", *harness.argv("sql", query)],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with closing(psycopg2.connect(POSTGRES_URL)) as server, server.cursor() as cursor:
+        server.autocommit = True
+
+        def running() -> bool:
+            if harness.destination == "duckdb":  # it runs once the file is open
+                return str(harness.duckdb_path) in open_files(child.pid)
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE %s AND state = 'active'",
+                           [f"%{marker}"])
+            return cursor.fetchone()[0] == 1
+
+        deadline = time.monotonic() + 60
+        while child.poll() is None and not running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert child.poll() is None, child.communicate()
+        child.send_signal(stop)
+        _out, err = child.communicate(timeout=30)  # the query alone runs for minutes
+        assert child.returncode == 130, err
+        assert err.strip().splitlines() == [LINE]
+        if harness.destination == "postgres":  # cancelled, not left running on the server
+            assert not running()
