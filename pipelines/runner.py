@@ -710,17 +710,25 @@ def analyze(client: Any) -> None:
 
 
 def _count_requests(source: Any, load: dlt.Pipeline, outcome: SyncOutcome) -> None:
-    """Show the run's HTTP requests (and so their rate) and its reports read of those due in dlt's progress."""
-    counted = {"requests": 0, "reports": 0}
+    """Show the run's HTTP requests (and so their rate) and its reports read of those due in dlt's progress:
+    told as items pass each resource, and as each report read advances (`SyncOutcome.on_progress`). The
+    reports due grow as pages of campaigns are planned: the total grows with them (`inc_total`)."""
+    counted = {"requests": 0, "reports": 0, "due": 0}
 
-    def tick(item: Any) -> Any:
-        for name, now in (("requests", outcome.requests), ("reports", outcome.reports_done)):
-            if now > counted[name]:
-                total = outcome.reports_due if name == "reports" else None
-                load.collector.update(name, inc=now - counted[name], total=total)  # type: ignore[arg-type]
-                counted[name] = now
+    def tick(item: Any = None) -> Any:
+        if outcome.requests > counted["requests"]:
+            load.collector.update("requests", inc=outcome.requests - counted["requests"])
+            counted["requests"] = outcome.requests
+        done, due = outcome.reports_done, outcome.reports_due
+        if done > counted["reports"] or due > counted["due"]:
+            if counted["due"] == 0:  # the first update makes the counter, with its total
+                load.collector.update("reports", inc=done - counted["reports"], total=due)
+            else:
+                load.collector.update("reports", inc=done - counted["reports"], inc_total=due - counted["due"])
+            counted["reports"], counted["due"] = done, due
         return item
 
+    outcome.on_progress = tick
     for resource in source.resources.values():
         resource.add_map(tick)
 

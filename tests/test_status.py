@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -136,6 +137,21 @@ def test_progress_logs_counters_and_quiet_prints_nothing(harness, capsys, caplog
     assert "Extract emailoctopus" in progress and "Load emailoctopus" in progress
     assert f"requests: {harness.sandbox.requests[PROVIDER]}" in progress
     assert "contact_activity: " in progress
+    # the reads done of those due: the total grows as campaigns are planned (it kept its first value: 26/3)
+    done, due = re.findall(r"reports: (\d+)/(\d+) \(", progress)[-1]
+    assert done == due and int(due) >= len(harness.sandbox.datasets[PROVIDER].sent_campaigns())
+    capsys.readouterr()
+    caplog.clear()
+
+    # a nightly whose last reads bring nothing new: the counters still end where the run did (they ended at
+    # the last row that passed a resource)
+    harness.sandbox.reset_counts()
+    with caplog.at_level(logging.INFO, logger="campaign_sync"):
+        assert harness.cli("run", PROVIDER, "--progress") == 0
+    progress = "\n".join(r.getMessage() for r in caplog.records if r.name == "campaign_sync")
+    assert re.findall(r"requests: (\d+)", progress)[-1] == str(harness.sandbox.requests[PROVIDER])
+    done, due = re.findall(r"reports: (\d+)/(\d+) \(", progress)[-1]
+    assert done == due
     capsys.readouterr()
     caplog.clear()
 

@@ -151,6 +151,13 @@ class SyncOutcome:
     # together in the last backfill that read them whole (kept in the source state), None when unknown
     listings_read: dict[str, int] = field(default_factory=dict)
     listings_cost: int | None = None
+    # `--progress`: called in dlt's extract thread as the reads advance (a read that yields no row too)
+    on_progress: Callable[[], None] | None = None
+
+    def advanced(self) -> None:
+        """The reads advanced: tell `on_progress`."""
+        if self.on_progress is not None:
+            self.on_progress()
 
     @property
     def quota(self) -> QuotaExhausted | None:
@@ -478,6 +485,7 @@ def read_due_reports(
             progress = progress_of[read.state_key]
             if isinstance(page, JobDone):
                 outcome.reports_done += 1
+                outcome.advanced()  # a read that ends passes no row on
                 if page.error is None:
                     if progress.needs_recheck():
                         again.append(read)

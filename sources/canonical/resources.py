@@ -212,7 +212,10 @@ def read_listing(
     failures, whole = len(outcome.failures), False
     try:
         if outcome.quota is None:  # not begun once the quota is used up
-            yield from reader
+            for page in reader:
+                outcome.advanced()  # the request of a page that brings no row is shown too
+                yield page
+            outcome.advanced()  # and the listing's last, which may bring no page
             whole = len(outcome.failures) == failures
     except QuotaExhausted:  # `outcome.quota` says so
         pass
