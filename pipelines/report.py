@@ -114,6 +114,11 @@ GROUP BY account, campaign_id, activity_type, date_trunc('hour', occurred_at)
 """
 
 
+# how long after its send a campaign's opens and clicks are drawn: one point an hour (a time years off, a
+# provider's wrong clock, would make millions)
+TIMELINE_HOURS = 24 * 90
+
+
 def timeline_section(query: Query, funnel: list[tuple[Any, ...]]) -> Section:
     """Opens and clicks of every campaign by the hour since its send hour (0: the hour it was sent)."""
     sent_hour = {
@@ -124,8 +129,9 @@ def timeline_section(query: Query, funnel: list[tuple[Any, ...]]) -> Section:
     counts: dict[str, dict[int, int]] = {"opened": defaultdict(int), "clicked": defaultdict(int)}
     for account, cid, activity_type, hour, n in query(TIMELINE_SQL):
         sent = sent_hour.get((account, cid))
-        if sent is not None and hour >= sent:
-            counts[activity_type][int((hour - sent).total_seconds()) // 3600] += n
+        since_send = int((hour - sent).total_seconds()) // 3600 if sent is not None else -1
+        if 0 <= since_send < TIMELINE_HOURS:
+            counts[activity_type][since_send] += n
     figure = None
     if any(counts.values()):
         hours = range(max(max(by_hour, default=0) for by_hour in counts.values()) + 1)
@@ -136,7 +142,8 @@ def timeline_section(query: Query, funnel: list[tuple[Any, ...]]) -> Section:
             ],
             layout={"xaxis": {"title": "days since send"}, "yaxis": {"title": "events per hour"}},
         )
-    return Section("Opens and clicks over time since send", "All campaigns together, per hour after sending.", figure)
+    return Section("Opens and clicks over time since send",
+                   f"All campaigns together, per hour after sending, for {TIMELINE_HOURS // 24} days.", figure)
 
 
 def _bar_section(title: str, intro: str, rows: list[tuple[Any, ...]], empty: str, axis: str = "events") -> Section:

@@ -13,6 +13,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 import threading
@@ -217,9 +218,11 @@ class RefreshingAccessToken:
 
 def _seconds(value: Any) -> float:
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except (TypeError, ValueError):
-        return 3600.0  # no `expires_in`: assume an hour, and refresh on a 401 anyway
+        seconds = math.nan
+    # no usable `expires_in` (none, text, NaN, infinite): assume an hour, and refresh on a 401 anyway
+    return max(seconds, 0.0) if math.isfinite(seconds) else 3600.0
 
 
 class RefreshingBearerAuth(AuthBase):

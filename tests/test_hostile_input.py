@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from conftest import BOTH_DESTINATIONS
+from helpers import resources_state
 
 from sources import http
 
@@ -123,6 +124,41 @@ def test_a_nul_a_lone_surrogate_and_an_object_id_load_everything_else_and_are_na
     assert sorted(harness.query("SELECT contact_id, email_address FROM contact_activity")) == [
         ("k1", "a\ufffdb@x.org"), ("k4", "d@x.org")
     ]
+
+
+@BOTH_DESTINATIONS
+def test_times_that_name_no_moment_load_as_null_a_wrong_clock_moves_no_cursor_and_false_deletes_no_one(fake, capsys):
+    # each stopped or broke a run: a time out of range ended the provider's run (OverflowError), `now` or
+    # `12:00` read as the time of the run (a new event every run), a year-9999 time set the cursor there (the
+    # reports read since a cursor never read another event), and "deleted": "false" erased the contact
+    harness, octopus = fake
+    harness.setenv(SOURCES__EMAILOCTOPUS__ATTRIBUTION_WINDOW_DAYS=3650)  # the report is read again each run
+    octopus.listing("/campaigns", [campaign("c1")])
+    octopus.listing("/lists", [{"id": "L1", "name": "List"}])
+    octopus.listing("/lists/L1/contacts", [{**contact("k1", "a@x.org"), "deleted": "false"}, contact("k2", "b@x.org")])
+    newest_believed = "2026-11-02T11:05:00+00:00"
+    octopus.listing("/campaigns/c1/reports/opened", [
+        {**opened("k1", "a@x.org", 1)},
+        *({**opened("k2", "b@x.org", 0), "occurred_at": time} for time in (
+            "now", "12:00", 3.5, "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00",
+            "9999-12-30T00:00:00+00:00", newest_believed,
+        )),
+    ])
+    for _ in range(2):  # the same rows each run: the same ids, nothing new
+        assert harness.cli("run", PROVIDER) == 0, capsys.readouterr().err
+        assert harness.query("SELECT count(*), count(DISTINCT activity_id), count(occurred_at) "
+                             "FROM contact_activity") == [(8, 8, 3)]
+    second = capsys.readouterr().out.splitlines()[-1]
+    assert "contact_activity 8 read, +0 rows" in second, second
+    assert harness.count("erasures") == 0
+    assert sorted(harness.query("SELECT contact_id, email_address, deleted FROM contacts")) == [
+        ("k1", "a@x.org", False), ("k2", "b@x.org", False)
+    ]
+    assert harness.count("contact_activity", "email_address = 'a@x.org'") == 1
+    cursor = resources_state(harness, PROVIDER)["contact_activity"]["cursors"]["c1:opened"]["cursor"]
+    assert cursor == newest_believed
+    # the report draws opens by the hour since send: up to year 9999 that was 70 million points (GBs)
+    assert harness.cli("report", "--out", str(harness.folder / "report.html")) == 0
 
 
 @pytest.mark.parametrize("destination", ["duckdb"], indirect=True)

@@ -512,6 +512,11 @@ def read_due_reports(
     cursors.close(reads, settings.attribution_window, began)  # the campaigns this run closed
 
 
+# an event timed more than this after the run began is taken for a wrong clock (year 9999, say): it loads,
+# but moves no cursor, which would otherwise pass over every event to come
+FUTURE_TOLERANCE = timedelta(days=1)
+
+
 class _ReadProgress:
     """What one read has seen: its newest event, its size, and which events it leaves out of the load.
 
@@ -531,6 +536,7 @@ class _ReadProgress:
         self.loaded_rows = cursor.rows
         verified = not settings.is_backfill and not cursor.recheck and self.loaded_rows is not None
         self.cut = self.loaded_until if verified else None
+        self.latest_believed = settings.now + FUTURE_TOLERANCE
         self.passed_after: datetime | None = None  # a read made again: the events after it passed already
         self.newest: datetime | None = None
         self.rows = 0
@@ -548,7 +554,9 @@ class _ReadProgress:
         self.rows += len(rows)
         for row in rows:
             occurred = row.get("occurred_at")
-            if occurred is not None and (self.newest is None or occurred > self.newest):
+            if occurred is not None and occurred <= self.latest_believed and (
+                self.newest is None or occurred > self.newest
+            ):
                 self.newest = occurred
             if self.loaded_until is not None and (occurred is None or occurred <= self.loaded_until):
                 self.rows_up_to_cursor += 1

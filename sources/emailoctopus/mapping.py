@@ -103,7 +103,8 @@ def contact_row(raw: dict[str, Any], list_id: str) -> Row:
         "list_id": list_id,
         "created_at": parse_utc(extra.pop("created_at", None)),
         "updated_at": parse_utc(extra.pop("last_updated_at", None)),
-        "deleted": bool(extra.pop("deleted", False)),
+        # deleted only when the provider says so plainly: a deletion erases the contact's personal data for good
+        "deleted": extra.pop("deleted", False) in (True, "true", "TRUE", "True"),
     }
     if extra.get("tags") is None:  # a deleted contact: no tags, rather than an untyped null
         extra.pop("tags", None)
