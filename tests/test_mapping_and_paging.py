@@ -16,7 +16,8 @@ from sources.constant_contact_v3 import client as cc3
 from sources.constant_contact_v3 import mapping as cc3_mapping
 from sources.emailoctopus import client as eo
 from sources.emailoctopus import mapping as eo_mapping
-from sources.errors import CredentialsRefused, NotFound, ProviderError, QuotaExhausted
+from sources.emailoctopus import mapping_v2 as eo_v2_mapping
+from sources.errors import CredentialsRefused, NotFound, ProviderError, QuotaExhausted, UnusableValue
 
 
 def response(status: int, body: object, url: str = "https://api.example/x?api_key=k") -> requests.Response:
@@ -206,3 +207,17 @@ def test_a_page_of_campaigns_starts_every_campaigns_sends_first():
     firsts = [next(iter(reports)) for reports in (eo_mapping.ACTIVITY_REPORTS, cc2_mapping.ACTIVITY_REPORTS,
                                                   cc3_mapping.ACTIVITY_REPORTS)]
     assert firsts == ["sent", "sends", "sends"]
+
+
+def test_values_of_the_wrong_shape_map_to_nothing_or_are_set_aside_not_a_crash():
+    # each of these ended the provider's whole run with a bare TypeError, AttributeError or OverflowError
+    sender_text = {"id": "c1", "from": "shop@example.org", "sent_at": "2026-11-02T10:00:00+00:00"}
+    assert eo_mapping.campaign_row(sender_text)["from_email"] is None
+    with pytest.raises(UnusableValue, match="contact_id"):  # `outcome.mapped` sets such a row aside, named
+        eo_v2_mapping.activity_rows("opened", [{"contact_id": {"obj": 1}, "occurred_at": "2026-11-02T10:00:00Z"}])
+    contact = cc3_mapping.contact_row(
+        {"contact_id": "k1", "email_address": {"address": "a@x.org"}, "custom_fields": {"not": "a list"},
+         "taggings": "t1"}, {}, {})
+    assert "custom_fields" not in contact and "tags" not in contact
+    summary = cc3_mapping.summary_row({"campaign_id": "c1", "unique_counts": {"sends": float("inf"), "opens": 3}})
+    assert summary["sent"] is None and summary["opened_unique"] == 3

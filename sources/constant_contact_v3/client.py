@@ -34,7 +34,7 @@ from sources.canonical import (
     utc_millis,
 )
 from sources.constant_contact_v3 import mapping
-from sources.errors import CredentialsRefused, NotFound, ProviderError, QuotaExhausted, setting_name
+from sources.errors import CredentialsRefused, NotFound, ProviderError, QuotaExhausted, UnusableValue, setting_name
 from sources.http import (
     Job,
     JobDone,
@@ -46,7 +46,7 @@ from sources.http import (
     shared_budget,
 )
 from sources.oauth import RefreshingAccessToken, RefreshingBearerAuth, RefreshTokenFile
-from sources.redaction import shown
+from sources.redaction import printable, shown
 
 NAME = "constant_contact_v3"
 SECRET_KEYS = ("client_id", "client_secret", "refresh_token")
@@ -261,6 +261,8 @@ class ConstantContactV3Api:
             return []
         info = CampaignInfo(campaign_id, listed=True)
         for reference in detail.get("campaign_activities") or []:
+            if not isinstance(reference, dict):
+                raise UnusableValue(f"campaign {campaign_id}'s activity {printable(repr(reference))} is not an object")
             activity_id = provider_id(reference.get("campaign_activity_id"), f"campaign {campaign_id}'s activity id")
             activity = ActivityInfo(activity_id, str(reference.get("role")))
             if activity.tracked:

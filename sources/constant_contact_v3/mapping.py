@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -164,22 +165,27 @@ def contact_row(raw: dict[str, Any], field_names: dict[str, str], tag_names: dic
     }
     if email:
         row["email"] = email  # opt-in and opt-out details: `email__<field>` columns
-    custom_fields = extra.pop("custom_fields", None) or []
+    custom_fields = [item for item in _listed(extra.pop("custom_fields", None)) if isinstance(item, dict)]
     if custom_fields:
         row["custom_fields"] = {
             field_names.get(str(item.get("custom_field_id")), str(item.get("custom_field_id"))): item.get("value")
             for item in custom_fields
         }
-    taggings = extra.pop("taggings", None) or []
+    taggings = _listed(extra.pop("taggings", None))
     if taggings:
         row["tags"] = [tag_names.get(str(tag_id), str(tag_id)) for tag_id in taggings]
     return {**extra, **row}
 
 
+def _listed(value: Any) -> list[Any]:
+    """A list the provider sends, or none where it sends something else."""
+    return value if isinstance(value, list) else []
+
+
 def _count(value: Any) -> int | None:
     if isinstance(value, bool):
         return int(value)
-    if isinstance(value, int | float):
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
         return int(value)
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value.strip())

@@ -27,7 +27,8 @@ _BOUNCE_TYPE_FIELDS = ("type", "bounce_type")
 def campaign_row(raw: dict[str, Any]) -> Row:
     """A canonical `campaigns` row from an EmailOctopus campaign."""
     extra = {k: v for k, v in raw.items() if k not in _CAMPAIGN_DROPPED}
-    sender = extra.pop("from", None) or {}
+    sender = extra.pop("from", None)
+    sender = sender if isinstance(sender, dict) else {}
     row = {
         "campaign_id": str(extra.pop("id")),
         "from_name": sender.get("name"),

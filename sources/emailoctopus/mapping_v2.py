@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sources.canonical import Row, parse_utc
+from sources.canonical import Row, optional_id, parse_utc
 from sources.emailoctopus import mapping
 
 
@@ -32,7 +32,7 @@ def activity_rows(activity_type: str, page: list[dict[str, Any]]) -> list[Row]:
         email_address = row.pop("contact_email_address", None)
         occurred_at = row.pop("occurred_at", None)
         row["activity_type"] = activity_type
-        row["contact_id"] = contact_id
+        row["contact_id"] = optional_id(contact_id, "contact_id")
         row["email_address"] = email_address
         row["occurred_at"] = parse_utc(occurred_at)
         rows.append(row)
@@ -42,7 +42,8 @@ def activity_rows(activity_type: str, page: list[dict[str, Any]]) -> list[Row]:
 def non_engagement_rows(page: list[dict[str, Any]]) -> list[Row]:
     """Canonical `campaign_non_engagement` rows (without kind) from a v2 not-opened / not-clicked page
     (an `occurred_at` on such a row, which the schema allows, is not an event time: not kept)."""
-    return [{"contact_id": raw.get("contact_id"), "email_address": raw.get("contact_email_address")} for raw in page]
+    return [{"contact_id": optional_id(raw.get("contact_id"), "contact_id"),
+             "email_address": raw.get("contact_email_address")} for raw in page]
 
 
 def _upper_status(row: Row) -> Row:
