@@ -114,3 +114,34 @@ def test_sql_names_a_dataset_that_is_not_there(harness, capsys):
     capsys.readouterr()
     assert main([*harness.argv("sql", "SELECT 1"), "--dataset", "no_such_dataset"]) == 2
     assert "has no dataset 'no_such_dataset'" in one_error(capsys)
+
+
+@pytest.mark.parametrize("destination", ["postgres"], indirect=True)
+def test_the_readmes_read_only_role_reads_the_views_made_again(make_harness, capsys, monkeypatch, tmp_path):
+    # the README's grants without default privileges lost the views: a run from a new pipelines folder makes
+    # them again, and a view made again had only the default privileges (`permission denied for view`)
+    own = make_harness()
+    assert own.cli("run", PROVIDER, "--quiet") == 0
+    role = f"cs_reader_{uuid.uuid4().hex[:10]}"
+    view_oid = ("SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = 'campaign_engagement'")
+    with psycopg2.connect(POSTGRES_URL) as con, con.cursor() as cur:
+        cur.execute(f'CREATE ROLE "{role}" LOGIN')
+        cur.execute(f'GRANT USAGE ON SCHEMA "{own.dataset}" TO "{role}"')
+        cur.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{own.dataset}" TO "{role}"')
+        cur.execute(f'ALTER DEFAULT PRIVILEGES IN SCHEMA "{own.dataset}" GRANT SELECT ON TABLES TO "{role}"')
+        cur.execute(view_oid, [own.dataset])
+        (before,) = cur.fetchone()
+    try:
+        assert main([*own.argv("run", PROVIDER, "--quiet"), "--pipelines-dir", str(tmp_path / "another")]) == 0
+        with psycopg2.connect(POSTGRES_URL) as con, con.cursor() as cur:
+            cur.execute(view_oid, [own.dataset])
+            assert cur.fetchone()[0] != before  # made again
+        monkeypatch.setenv("CAMPAIGN_SYNC__SQL_CREDENTIALS", f"postgresql://{role}:any@127.0.0.1:5432/test")
+        capsys.readouterr()
+        assert own.cli("sql", "SELECT current_user AS who, count(*) AS n FROM campaign_engagement") == 0
+        assert role in capsys.readouterr().out
+    finally:
+        with psycopg2.connect(POSTGRES_URL) as con, con.cursor() as cur:
+            cur.execute(f'DROP OWNED BY "{role}"')
+            cur.execute(f'DROP ROLE "{role}"')
