@@ -11,7 +11,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from contextlib import closing, suppress
+from collections.abc import Iterator
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 
 import dlt
@@ -115,6 +116,17 @@ def test_a_second_ctrl_c_outside_dlts_steps_is_kept_as_an_interruption_and_the_n
     )) == expected_snapshot(dataset)
 
 
+@contextmanager
+def child_killed(child: subprocess.Popen) -> Iterator[None]:
+    """Kill `child` when the block ends, if it still runs: a failed check leaves no endless query behind."""
+    try:
+        yield
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
 def open_files(pid: int) -> set[str]:
     """The paths of the files a process has open now (those it closes meanwhile left out)."""
     paths = set()
@@ -136,7 +148,7 @@ def test_a_long_sql_query_stops_at_a_signal_and_is_cancelled_in_the_database(har
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     child = subprocess.Popen([sys.executable, "-m", "pipelines", *harness.argv("sql", query)],
                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    with closing(psycopg2.connect(POSTGRES_URL)) as server, server.cursor() as cursor:
+    with closing(psycopg2.connect(POSTGRES_URL)) as server, server.cursor() as cursor, child_killed(child):
         server.autocommit = True
 
         def running() -> bool:
