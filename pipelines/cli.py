@@ -14,6 +14,7 @@ import threading
 import traceback
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from pathlib import Path
 
 import pendulum
 
@@ -358,6 +359,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return print_plan([plan_provider(account, target, since, until) for account in accounts], args.json)
 
 
+# where the runs of a shell pointed at the sandbox keep dlt's data (their pipelines): in the folder it started in
+SANDBOX_DATA_DIR = ".dlt-sandbox"
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from sandbox import Faults, Sandbox
     from sandbox.server import PortInUse
@@ -373,6 +378,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         with sandbox, contextlib.suppress(KeyboardInterrupt):
             # a shell script: `campaign-sync sandbox > sandbox.env &` then `. ./sandbox.env`
             print(f"# sandbox serving on {sandbox.url} (seed {args.seed}, scale {args.scale}); Ctrl-C stops it")
+            print("# the runs against it keep their pipelines in this folder, apart from any real ones (dlt's data):")
+            print(f"export DLT_DATA_DIR={shlex.quote(str(Path(SANDBOX_DATA_DIR).resolve()))}")
             print("# point campaign-sync at it with:")
             for key, value in sandbox.environment().items():
                 print(f"export {key}={shlex.quote(value)}")
