@@ -172,13 +172,19 @@ def test_the_command_line_sandbox_prints_a_shell_script_and_stops_cleanly_on_sig
         [sys.executable, "-m", "pipelines", "sandbox", "--port", "0", "--scale", "tiny"],
         stdout=subprocess.PIPE, text=True, cwd=ROOT,
     )
+    lines: list[str] = []
     try:
-        comments = [process.stdout.readline() for _ in range(2)]
-        exports = [process.stdout.readline() for _ in range(settings)]
+        while len([line for line in lines if line.startswith("export SOURCES__")]) < settings and (
+            line := process.stdout.readline()
+        ):
+            lines.append(line)
     finally:
         process.terminate()
         assert process.wait(timeout=20) == 0
-    assert all(line.startswith("# ") for line in comments), comments
-    assert all(line.startswith("export SOURCES__") for line in exports), exports
+    assert all(line.startswith(("# ", "export ")) for line in lines), lines
+    exports = [line for line in lines if line.startswith("export SOURCES__")]
+    assert len(exports) == settings, lines
+    # the runs of a shell pointed at it keep their pipelines in the folder it started in
+    assert f"export DLT_DATA_DIR={ROOT / '.dlt-sandbox'}\n" in lines, lines
     token = next(line for line in exports if "REFRESH_TOKEN_FILE" in line).split("=", 1)[1].strip().strip("'")
     assert not Path(token).parent.exists()  # removed when the sandbox stopped
