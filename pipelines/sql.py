@@ -27,7 +27,7 @@ import duckdb
 import psycopg2
 
 from pipelines.dlt_adapter import PostgresCredentials
-from pipelines.runner import Target
+from pipelines.runner import Target, first_line
 from sources.dlt_adapter import ConfigFieldMissingException
 from sources.errors import CampaignSyncError, ConfigurationError
 from sources.redaction import redact
@@ -51,8 +51,7 @@ def run_query(target: Target, query: str) -> tuple[list[str], list[tuple[Any, ..
         try:
             return _interruptible_query(cursor, query)
         except (duckdb.Error, psycopg2.Error) as error:
-            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise CampaignSyncError(f"sql: {redact(message)}") from None
+            raise CampaignSyncError(f"sql: {first_line(error)}") from None
 
 
 def _interruptible_query(cursor: Any, query: str) -> tuple[list[str], list[tuple[Any, ...]]]:
