@@ -53,7 +53,7 @@ from sources.errors import (
     UnusableValue,
     wrong_type,
 )
-from sources.redaction import redact, shown
+from sources.redaction import holds_secret, redact, shown, without_secrets
 
 K = TypeVar("K")
 T = TypeVar("T")
@@ -425,7 +425,8 @@ class ProviderHttp:
         with self._errors_mapped():
             response = self.rest.request(path_or_url, method=method, params={**self.params, **(params or {})},
                                          **kwargs)
-        return self.body_of(response)
+        body = self.body_of(response)
+        return without_secrets(body) if holds_secret(response.content) else body
 
     def get(self, path_or_url: str, params: dict[str, Any] | None = None) -> Any:
         """GET an API path or URL and return its decoded JSON body."""
@@ -454,6 +455,8 @@ class ProviderHttp:
             with self._errors_mapped():
                 page = next(paging)  # one request
             items = items_of(page[0])
+            if holds_secret(page.response.content):  # every EmailOctopus 1.6 page: its next link has the key
+                items = without_secrets(items)  # the items only: the next link is followed as it is
             if items == previous:  # a next link that changes and a page that does not: endless
                 raise ProviderError(f"{self.provider}: the paging of {shown(path)} repeats page {number - 1}; "
                                     "this read ends, and the next run reads it again")

@@ -2,7 +2,8 @@
 
 Secrets are registered once, when a provider client is built. Every log record created
 afterwards, by any logger (urllib3 logs full URLs at DEBUG), has them replaced by `***`, in
-its message and in the text of its traceback.
+its message and in the text of its traceback; the data a provider sends has them masked too
+(`without_secrets`), should it echo one.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from typing import Any
 from urllib.parse import quote, quote_plus
+
+import orjson
 
 MASK = "***"
 _SECRET_PARAMS = re.compile(r"((?:api_key|access_token|refresh_token|client_secret)=)[^&\s\"']+", re.IGNORECASE)
@@ -36,6 +40,35 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, MASK)
     return _USER_INFO.sub(rf"\1{MASK}@", _SECRET_PARAMS.sub(rf"\1{MASK}", text))
+
+
+def holds_secret(data: bytes) -> bool:
+    """Whether a registered secret is in `data` (a response's bytes, say): a fast test before `without_secrets`."""
+    return any(secret.encode() in data for secret in tuple(_secrets))  # (a copy: another thread may add one)
+
+
+def without_secrets(value: Any) -> Any:
+    """Decoded JSON with every registered secret in its text (names included) masked: a provider that echoes
+    a credential in its data (a URL with the API key) must not put it into a table or the pipeline state.
+    The value itself when no secret is in it (one encoding of it tells)."""
+    try:
+        if not holds_secret(orjson.dumps(value)):
+            return value
+    except orjson.JSONEncodeError:  # an integer past 64 bits (decoded by the standard library): look at each value
+        pass
+    return _masked(value, sorted(_secrets, key=len, reverse=True))
+
+
+def _masked(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, MASK)
+        return value
+    if isinstance(value, list):
+        return [_masked(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {_masked(name, secrets): _masked(item, secrets) for name, item in value.items()}
+    return value
 
 
 # what a terminal must not get raw from a provider: control characters (C0, DEL, C1), bidirectional

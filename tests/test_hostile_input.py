@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -192,6 +193,37 @@ def test_ids_go_into_paths_as_one_segment_and_no_request_leaves_the_api(fake, ca
     assert f"{API}/campaigns/..%2F..%2F..%2F..%2Fsteal%3F/reports/summary" in paths
     assert f"{API}/lists/L%2F..%2F..%2Fx%23/contacts" in paths
     assert {row[0] for row in harness.query("SELECT campaign_id FROM campaigns")} == {"../../../../steal?", "c2"}
+
+
+@BOTH_DESTINATIONS
+def test_a_provider_that_echoes_the_key_in_its_data_puts_it_in_no_table_and_no_state(fake, capsys):
+    # the review's fake put `?api_key=KEY` in a campaign's link and a click's URL: the key reached the tables,
+    # the remembered campaigns in the pipeline state and dlt's stored state
+    harness, octopus = fake
+    key = os.environ["SOURCES__EMAILOCTOPUS__API_KEY"]
+    link = f"https://emailoctopus.com/api/1.6/campaigns/c1?api_key={key}"
+    octopus.listing("/campaigns", [{**campaign("c1"), "self_link": link}])
+    octopus.listing("/lists", [{"id": "L1", "name": "List"}])
+    octopus.listing("/lists/L1/contacts", [{**contact("k1", "a@x.org"), "fields": {"Note": f"key {key}"}}])
+    second = f"{API}/campaigns/c1/reports/clicked?page=2&api_key={key}"  # the next link carries the key: kept
+    octopus.routes["/campaigns/c1/reports/clicked"] = lambda query: (200, {}, {
+        "data": [{**opened("k1", "a@x.org", int(query.get("page", ["1"])[0])), "url": f"{link}&page=1"}],
+        "paging": {"next": second if "page" not in query else None, "previous": None},
+    })
+    assert harness.cli("run", PROVIDER) == 0, capsys.readouterr().err
+    assert second in octopus.seen  # followed as it came
+    assert harness.query("SELECT url FROM contact_activity") == [
+        ("https://emailoctopus.com/api/1.6/campaigns/c1?api_key=***&page=1",)
+    ] * 2
+    tables = [row[0] for row in harness.query(
+        f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{harness.dataset}'"
+    )]
+    assert {"campaigns", "contacts", "contact_activity", "_dlt_pipeline_state"} <= set(tables)
+    for table in tables:
+        assert key not in json.dumps(harness.query(f"SELECT * FROM {table}"), default=str), table
+    files = [path for path in harness.pipelines_dir.rglob("*") if path.is_file()]
+    assert any(path.name == "state.json" for path in files)
+    assert not [path for path in files if key.encode() in path.read_bytes()]
 
 
 @pytest.mark.parametrize("destination", ["duckdb"], indirect=True)
