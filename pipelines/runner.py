@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -485,8 +486,8 @@ def kept_open(target: Target) -> Iterator[None]:
         if LOCKED_BY_ANOTHER_PROCESS not in str(failure):
             raise
         raise CampaignSyncError(
-            f"cannot open the duckdb destination: {_in_use(target)} (anything this run read stays pending: the "
-            "next run loads it)"
+            f"cannot open the duckdb destination: {_destination_reason(failure)} (anything this run read "
+            "stays pending: the next run loads it)"
         ) from None
     try:
         yield
@@ -496,10 +497,18 @@ def kept_open(target: Target) -> Iterator[None]:
 
 # what DuckDB says when another process holds the file
 LOCKED_BY_ANOTHER_PROCESS = "Could not set lock on file"
+_LOCKED_FILE = re.compile(rf'{LOCKED_BY_ANOTHER_PROCESS} "(.+?)": ')
 
 
-def _in_use(target: Target) -> str:
-    return f"{target.duckdb_path} is in use by another process (a run in progress?); try again when it ends"
+def _destination_reason(failure: BaseException) -> str:
+    """A destination failure in one line; a DuckDB file that another process holds (a run, or a program
+    reading it) is said so."""
+    reason = first_line(failure)
+    held = _LOCKED_FILE.search(reason)
+    if held is None:
+        return reason
+    return (f"{held[1]} is in use by another process (a run in progress, or a program reading it?); "
+            "try again when it ends")
 
 
 def tidy_killed_packages(load: dlt.Pipeline) -> list[str]:
@@ -591,9 +600,7 @@ def dataset_client(target: Target, read_only: bool = False) -> Iterator[Any]:
     except ConfigFieldMissingException as missing:
         raise missing_setting(missing) from None
     except DestinationException as failure:  # down, refusing us, or a DuckDB file another process holds
-        reason = first_line(failure)
-        if LOCKED_BY_ANOTHER_PROCESS in reason:
-            reason = _in_use(target)
+        reason = _destination_reason(failure)
         raise CampaignSyncError(f"cannot open the {target.destination} destination: {reason}") from None
     try:
         if read_only and target.destination == "postgres":
@@ -766,7 +773,7 @@ def build_source(provider: Provider, load: Any, plan: SyncPlan) -> Any:
     except CampaignSyncError:
         raise
     except Exception as failure:  # the destination is down or refuses us (dlt's errors, or the driver's own)
-        reason = first_line(failure)
+        reason = _destination_reason(failure)
         raise CampaignSyncError(f"{provider.pipeline_name}: cannot read the destination: {reason}") from None
     try:
         return provider.source(plan=plan, **provider.source_arguments())

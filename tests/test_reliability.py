@@ -15,6 +15,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import pytest
 from conftest import BOTH_DESTINATIONS, harnesses
 from helpers import cursors, expected_activity, expected_snapshot, loaded_activity, loaded_snapshot
@@ -438,15 +439,22 @@ def test_an_unreachable_postgres_is_one_clear_line(harness, capsys):
 
 def test_a_locked_or_unwritable_duckdb_file_is_one_clear_line(harness, capsys, tmp_path):
     path = tmp_path / "locked.duckdb"
-    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb,time; c=duckdb.connect('{path}'); "
-                               "print('ready', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
-    try:
-        holder.stdout.readline()
-        assert main(["run", PROVIDER, "--duckdb-path", str(path), "--pipelines-dir", str(tmp_path / "p")]) == 1
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and "lock" in err[0].lower(), err
-    finally:
-        holder.kill()
+    duckdb.connect(str(path)).close()
+    # a writer (another run), then a reader (a BI tool, `campaign-sync sql`): dlt's own message said the latter
+    for read_only in (False, True):
+        holder = subprocess.Popen([sys.executable, "-c", f"import duckdb,time; c=duckdb.connect('{path}', "
+                                   f"read_only={read_only}); print('ready', flush=True); time.sleep(60)"],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            holder.stdout.readline()
+            assert main(["run", PROVIDER, "--duckdb-path", str(path), "--pipelines-dir", str(tmp_path / "p")]) == 1
+            err = capsys.readouterr().err.strip().splitlines()
+            assert err == [f"campaign-sync: {PROVIDER}: campaign_sync_{PROVIDER}: cannot read the destination: {path} "
+                           "is in use by another process (a run in progress, or a program reading it?); try again "
+                           "when it ends"], err
+        finally:
+            holder.kill()
+            holder.wait()
     # a DuckDB path that cannot be written (its folder is a file: even root cannot create it)
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
