@@ -167,6 +167,7 @@ def test_a_stopped_sandbox_leaves_no_files(tmp_path):
 def test_the_command_line_sandbox_prints_a_shell_script_and_stops_cleanly_on_sigterm():
     counted = Sandbox(scale="tiny")
     settings = len(counted.environment())
+    eo_v2 = counted.base_url("emailoctopus_v2").removeprefix(counted.url)
     counted.stop()  # it made a folder for its refresh token: removed, as a stopped sandbox's is
     process = subprocess.Popen(
         [sys.executable, "-m", "pipelines", "sandbox", "--port", "0", "--scale", "tiny"],
@@ -178,6 +179,7 @@ def test_the_command_line_sandbox_prints_a_shell_script_and_stops_cleanly_on_sig
             line := process.stdout.readline()
         ):
             lines.append(line)
+        lines.append(process.stdout.readline())  # how to reach EmailOctopus through its API v2
     finally:
         process.terminate()
         assert process.wait(timeout=20) == 0
@@ -186,5 +188,9 @@ def test_the_command_line_sandbox_prints_a_shell_script_and_stops_cleanly_on_sig
     assert len(exports) == settings, lines
     # the runs of a shell pointed at it keep their pipelines in the folder it started in
     assert f"export DLT_DATA_DIR={ROOT / '.dlt-sandbox'}\n" in lines, lines
+    serving = re.match(r"# sandbox serving on (http://127\.0\.0\.1:\d+) ", lines[0])
+    assert serving is not None, lines
+    assert lines[-1] == ("# EmailOctopus through its API v2 instead: export SOURCES__EMAILOCTOPUS__API_VERSION=2 "
+                         f"SOURCES__EMAILOCTOPUS__BASE_URL={serving[1]}{eo_v2}\n"), lines
     token = next(line for line in exports if "REFRESH_TOKEN_FILE" in line).split("=", 1)[1].strip().strip("'")
     assert not Path(token).parent.exists()  # removed when the sandbox stopped
