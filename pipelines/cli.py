@@ -452,13 +452,16 @@ def cmd_forget(args: argparse.Namespace) -> int:
         account for provider in PROVIDERS.values() for account in provider.accounts() or [provider]
         if account.account_error() is None
     ]
-    with run_locks(every_account, target), dataset_client(target) as client:
-        try:  # while no other process loads into the dataset: dlt's load empties the staging tables it erases in
-            with dataset_lock(target, lambda: contextlib.nullcontext(client.sql_client)):
-                erased = forget_addresses(client.sql_client, args.email)
-        except DestinationException as failure:  # the erasure is all or nothing: none of it was made
-            reason = first_line(failure)
-            raise CampaignSyncError(f"forget failed: {reason}; nothing was forgotten: run it again") from None
+    try:
+        with run_locks(every_account, target), dataset_client(target) as client:
+            try:  # while no other process loads into the dataset: dlt's load empties the staging tables it erases in
+                with dataset_lock(target, lambda: contextlib.nullcontext(client.sql_client)):
+                    erased = forget_addresses(client.sql_client, args.email)
+            except DestinationException as failure:  # the erasure is all or nothing: none of it was made
+                reason = first_line(failure)
+                raise CampaignSyncError(f"forget failed: {reason}; nothing was forgotten: run it again") from None
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the erasure is one transaction
+        raise Interrupted("interrupted; an erasure stopped before its end is undone in full: run it again") from None
     if not args.quiet:
         providers = sorted({provider for provider, _account, _contact in erased})
         found = f"{len(erased)} contact(s) erased ({', '.join(providers)})" if erased else "no loaded contact has it"

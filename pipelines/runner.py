@@ -445,6 +445,9 @@ def after_load_ended(client: Any, provider: Provider) -> None:
 # each other's staged rows (and two view or erasure passes would collide)
 _dataset_locks: dict[str, threading.Lock] = {}
 _dataset_locks_guard = threading.Lock()
+# how often a writer asks again for a PostgreSQL dataset another process holds: asked, not waited for in the
+# server, so that a signal (Ctrl-C, a scheduler's stop) is heard while it waits
+DATASET_LOCK_POLL_SECONDS = 0.2
 
 
 @contextmanager
@@ -464,7 +467,8 @@ def dataset_lock(target: Target, connect: Callable[[], Any]) -> Iterator[None]:
             return
         with connect() as client:
             key = f"campaign_sync:{target.dataset}"
-            client.execute_sql("SELECT pg_advisory_lock(hashtext(%s))", key)
+            while not client.execute_sql("SELECT pg_try_advisory_lock(hashtext(%s))", key)[0][0]:
+                time.sleep(DATASET_LOCK_POLL_SECONDS)
             try:
                 yield
             finally:

@@ -67,8 +67,8 @@ class Interrupted(QuotaExhausted):
 
     exit_code = 130
 
-    def __init__(self) -> None:
-        super().__init__(INTERRUPTED)
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or INTERRUPTED)
 
 
 INTERRUPTED = "interrupted; what loaded is kept; the next run resumes"

@@ -210,13 +210,14 @@ def dataset_lock_key(dataset: str) -> str:
 
 
 def waits_for_dataset_lock(cursor: Any, dataset: str, process: Any) -> int:
-    """How many sessions wait for `dataset`'s advisory lock (`dataset_lock_key`), once one does or `process`
-    (a command started to ask for it) has ended; 0 after 60 s without."""
+    """How many other sessions wait for `dataset`'s advisory lock (`dataset_lock_key`: asking for it again and
+    again, its last query), once one does or `process` (a command started to ask for it) has ended; 0 after
+    60 s without."""
     key = dataset_lock_key(dataset)
     for _ in range(600):
         cursor.execute(  # this dataset's lock only: other tests' runs take their own
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objsubid = 1 "
-            "AND ((classid::bigint << 32) | objid::bigint) = hashtext(%s)::bigint", [key],
+            "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+            "AND query LIKE '%%pg_try_advisory_lock%%' AND query LIKE %s", [f"%'{key}'%"],
         )
         (waiting,) = cursor.fetchone()
         if waiting or process.poll() is not None:

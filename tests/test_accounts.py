@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 from collections import Counter
 from contextlib import closing
 from io import BytesIO
@@ -28,6 +30,7 @@ from helpers import (
 
 from pipelines import erasure
 from pipelines.dlt_adapter import DestinationException
+from sources.errors import INTERRUPTED
 
 PROVIDER = "emailoctopus"
 NAMED = ["acme", "globex"]
@@ -257,4 +260,30 @@ def test_a_load_waits_while_another_process_loads_into_the_dataset(make_harness)
                 cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
     _out, err = run.communicate(timeout=300)
     assert run.returncode == 0, err
+    assert _loaded_activity(harness, "default") == expected_activity(harness.sandbox.datasets[PROVIDER])
+
+
+@pytest.mark.parametrize("destination", ["postgres"], indirect=True)
+def test_a_load_waiting_for_the_dataset_stops_at_a_second_signal_and_the_next_run_loads_it(make_harness):
+    # it waited in the server, deaf to signals, until the other process let go of the dataset
+    harness = make_harness()
+    key = dataset_lock_key(harness.dataset)
+    with closing(psycopg2.connect(POSTGRES_URL)) as other_worker:
+        other_worker.autocommit = True
+        with other_worker.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
+            run = subprocess.Popen([sys.executable, "-m", "pipelines", *harness.argv("run", PROVIDER, "--quiet")],
+                                   env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                assert waits_for_dataset_lock(cursor, harness.dataset, run) == 1, run.communicate()
+                run.send_signal(signal.SIGTERM)  # the first: what was read still loads, so it waits on
+                time.sleep(1)
+                assert run.poll() is None
+                run.send_signal(signal.SIGTERM)  # the second stops it at once
+                _out, err = run.communicate(timeout=10)
+            finally:
+                run.kill()
+                cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
+    assert run.returncode == 130 and err.splitlines()[-1] == f"campaign-sync: {INTERRUPTED}", err
+    assert harness.cli("run", PROVIDER, "--quiet") == 0  # the package left pending loads, then what is new
     assert _loaded_activity(harness, "default") == expected_activity(harness.sandbox.datasets[PROVIDER])

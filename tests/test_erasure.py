@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from contextlib import closing
@@ -284,6 +285,20 @@ def test_forget_waits_while_another_process_loads_into_the_dataset(harness):
         other_worker.autocommit = True
         with other_worker.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
+            forget = subprocess.Popen(
+                [sys.executable, "-m", "pipelines", *harness.argv("forget", "--email", contact.email)],
+                env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+            # Ctrl-C while it waits stops it at once (it waited in the server, deaf to signals, for the other)
+            try:
+                assert waits_for_dataset_lock(cursor, harness.dataset, forget) == 1, forget.communicate()
+                forget.send_signal(signal.SIGINT)
+                _out, err = forget.communicate(timeout=10)
+            finally:
+                forget.kill()
+            assert forget.returncode == 130 and err.splitlines() == [
+                "campaign-sync: interrupted; an erasure stopped before its end is undone in full: run it again"
+            ], err
             forget = subprocess.Popen(
                 [sys.executable, "-m", "pipelines", *harness.argv("forget", "--email", contact.email)],
                 env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
