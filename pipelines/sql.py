@@ -114,6 +114,8 @@ def read_statement(query: str) -> None:
         raise ConfigurationError("sql: no statement given")
     if ";" in words:
         raise ConfigurationError("sql: one statement at a time (this has several)")
+    while len(words) > 1 and words[0] == "(":  # `(SELECT ...) UNION (SELECT ...)`: what the parenthesis holds
+        words.pop(0)
     if words[0].lower() not in READ_STATEMENTS:
         raise ConfigurationError(
             f"sql: only reads run ({', '.join(w.upper() for w in READ_STATEMENTS)}); {words[0][:30].upper()} "

@@ -51,6 +51,7 @@ def tables(harness) -> set[str]:
     ("COPY contacts TO '/tmp/campaign-sync-probe.csv'", "COPY is not one"),
     ("INSTALL httpfs", "INSTALL is not one"),
     ("SET enable_external_access = true", "SET is not one"),
+    ("(DELETE FROM contacts)", "DELETE is not one"),
     ("", "no statement"),
 ])
 def test_sql_refuses_what_is_not_one_read_before_it_runs(harness, capsys, statement, says):
@@ -70,6 +71,9 @@ def test_a_write_inside_a_read_is_refused_by_the_database(harness, capsys):
     # a read still reads, a `;` in a string or a comment is no second statement
     assert harness.cli("sql", "SELECT count(*) AS n, 'a;b' AS s FROM contacts -- ; DROP TABLE contacts\n;") == 0
     assert f"{contacts}  a;b" in capsys.readouterr().out
+    # a read in parentheses is a read (it was refused: "( is not one")
+    assert harness.cli("sql", "(SELECT count(*) AS n FROM contacts) UNION ALL (SELECT 7)") == 0
+    assert capsys.readouterr().out.split()[:4] == ["n", "---", str(contacts), "7"]
 
 
 @duckdb_only
