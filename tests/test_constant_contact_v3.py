@@ -7,7 +7,7 @@ import json
 import math
 import stat
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -20,9 +20,11 @@ from sandbox.constant_contact_v3 import (
     CLIENT_SECRET,
     TOKEN_PATH,
     Account,
+    Activity,
     Simulator,
     to_minute,
 )
+from sandbox.dataset import Campaign, Dataset, Event
 from sandbox.server import Faults
 from sources.constant_contact_v3.client import check
 from sources.errors import ProviderError
@@ -360,6 +362,41 @@ def test_advancing_time_brings_exactly_the_news_paging_back_only_to_the_cursor(m
     assert listed and {c["campaign_id"]: c["status"] for c in listed} == {
         cid: status for cid, status in statuses.items() if cid in {c["campaign_id"] for c in listed}
     }
+
+
+@DUCKDB_ONLY
+def test_an_event_from_a_wrong_clock_loads_but_moves_no_cursor_and_the_news_after_it_load(harness, monkeypatch):
+    # v3 reads each report since its cursor: an open dated 9999 (a provider's wrong clock) set the cursor there,
+    # and no later run read another open of that report (tests/test_hostile_input.py has EmailOctopus' case)
+    acc = account(harness)
+    tomorrow = (acc.dataset.clock, acc.dataset.clock + timedelta(hours=24))
+
+    def opens_tomorrow(campaign: Campaign, activity: Activity) -> bool:  # a resend's are its recipients'
+        resend = set(acc.resend_recipients(campaign))
+        return bool(acc.events(activity)) and any(
+            e.type == "opened" and tomorrow[0] < e.at <= tomorrow[1]
+            and (e.contact_id in resend) == (activity.role == "resend") for e in campaign.events
+        )
+
+    # a report with news tomorrow gets the wrong clock's open today
+    campaign, activity = next((c, a) for c in open_campaigns(acc) for a in acc.tracked(c) if opens_tomorrow(c, a))
+    resend = set(acc.resend_recipients(campaign))
+    contact = next(c for c in campaign.recipients if (c in resend) == (activity.role == "resend"))
+    wrong = Event(campaign.id, contact, "opened", datetime(9999, 12, 30, tzinfo=UTC))
+    visible = Dataset.events
+
+    def events(dataset: Dataset, shown: Campaign, activity_type: str | None = None) -> list[Event]:
+        found = visible(dataset, shown, activity_type)
+        return [*found, wrong] if shown is campaign and activity_type in (None, "opened") else found
+
+    monkeypatch.setattr(Dataset, "events", events)
+    assert wrong in acc.events(activity, "opened")
+    assert harness.cli("run", PROVIDER) == 0
+    cursor = state(harness)["contact_activity"]["cursors"][f"{activity.id}:opens"]["cursor"]
+    assert cursor == to_minute(max(e.at for e in acc.events(activity, "opened") if e is not wrong)).isoformat()
+    harness.sandbox.advance(hours=24)
+    assert harness.cli("run", PROVIDER) == 0
+    assert loaded_activity(harness) == expected_v3_activity(acc)
 
 
 @DUCKDB_ONLY
