@@ -425,12 +425,11 @@ class ProviderHttp:
         with self._errors_mapped():
             response = self.rest.request(path_or_url, method=method, params={**self.params, **(params or {})},
                                          **kwargs)
-        body = self.body_of(response)
-        return without_secrets(body) if holds_secret(response.content) else body
+        return self.body_of(response)
 
     def get(self, path_or_url: str, params: dict[str, Any] | None = None) -> Any:
-        """GET an API path or URL and return its decoded JSON body."""
-        return self.request("GET", path_or_url, params)
+        """GET an API path or URL and return its decoded JSON body, a credential it echoes masked."""
+        return without_secrets(self.request("GET", path_or_url, params))
 
     def pages(
         self,

@@ -221,8 +221,8 @@ def _seconds(value: Any) -> float:
         seconds = float(value)
     except (TypeError, ValueError):
         seconds = math.nan
-    # no usable `expires_in` (none, text, NaN, infinite): assume an hour, and refresh on a 401 anyway
-    return max(seconds, 0.0) if math.isfinite(seconds) else 3600.0
+    # no usable `expires_in` (none, text, NaN, infinite, none left): assume an hour, and refresh on a 401 anyway
+    return seconds if math.isfinite(seconds) and seconds > 0 else 3600.0
 
 
 class RefreshingBearerAuth(AuthBase):
