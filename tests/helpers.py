@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Collection, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import timedelta
 from typing import Any
+
+import psycopg2
 
 from sandbox import constant_contact_v2 as cc2
 from sandbox.constant_contact_v3 import Account, to_minute
@@ -207,6 +212,27 @@ def peak_threads(provider: str) -> Iterator[dict[str, int]]:
 def dataset_lock_key(dataset: str) -> str:
     """The key of the PostgreSQL advisory lock that loads into `dataset` take (`runner.dataset_lock`)."""
     return f"campaign_sync:{dataset}"
+
+
+@contextmanager
+def dataset_held(dataset: str, postgres_url: str) -> Iterator[Any]:
+    """`dataset`'s advisory lock held by another PostgreSQL session, as another process's load holds it, until
+    the block ends; the session's cursor."""
+    key = dataset_lock_key(dataset)
+    with closing(psycopg2.connect(postgres_url)) as other_worker:
+        other_worker.autocommit = True
+        with other_worker.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
+            try:
+                yield cursor
+            finally:
+                cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
+
+
+def cli_process(harness: Any, *args: str) -> subprocess.Popen[str]:
+    """`campaign-sync ARGS` against the harness' destination, started in a process of its own."""
+    return subprocess.Popen([sys.executable, "-m", "pipelines", *harness.argv(*args)], env=dict(os.environ),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def waits_for_dataset_lock(cursor: Any, dataset: str, process: Any) -> int:

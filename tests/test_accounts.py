@@ -11,15 +11,14 @@ import sys
 import tarfile
 import time
 from collections import Counter
-from contextlib import closing
 from io import BytesIO
 from pathlib import Path
 
-import psycopg2
 import pytest
 from conftest import BOTH_DESTINATIONS, POSTGRES_URL
 from helpers import (
-    dataset_lock_key,
+    cli_process,
+    dataset_held,
     expected_activity,
     expected_v3_activity,
     nightly_requests,
@@ -241,23 +240,15 @@ def test_a_load_waits_while_another_process_loads_into_the_dataset(make_harness)
     """Loads into one dataset take turns across processes too (Airflow workers): while another holds
     the dataset's advisory lock, a run reads everything and waits to load; then it loads exactly."""
     harness = make_harness()
-    key = dataset_lock_key(harness.dataset)
-    with closing(psycopg2.connect(POSTGRES_URL)) as other_worker:
-        other_worker.autocommit = True
-        with other_worker.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
-            run = subprocess.Popen([sys.executable, "-m", "pipelines", *harness.argv("run", PROVIDER, "--quiet")],
-                                   env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            try:  # until the run asks for the lock (it has read and normalized by then)
-                assert waits_for_dataset_lock(cursor, harness.dataset, run) == 1, run.communicate()
-                dataset = harness.sandbox.datasets[PROVIDER]
-                sent = [campaign.id for campaign in dataset.sent_campaigns()]
-                assert harness.sandbox.requests[PROVIDER] == nightly_requests(dataset, sent)  # all read
-                cursor.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = %s",
-                               [harness.dataset])
-                assert cursor.fetchone() == (0,)  # nothing loaded while the other holds the dataset
-            finally:
-                cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
+    with dataset_held(harness.dataset, POSTGRES_URL) as cursor:
+        run = cli_process(harness, "run", PROVIDER, "--quiet")
+        # until the run asks for the lock (it has read and normalized by then)
+        assert waits_for_dataset_lock(cursor, harness.dataset, run) == 1, run.communicate()
+        dataset = harness.sandbox.datasets[PROVIDER]
+        sent = [campaign.id for campaign in dataset.sent_campaigns()]
+        assert harness.sandbox.requests[PROVIDER] == nightly_requests(dataset, sent)  # all read
+        cursor.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = %s", [harness.dataset])
+        assert cursor.fetchone() == (0,)  # nothing loaded while the other holds the dataset
     _out, err = run.communicate(timeout=300)
     assert run.returncode == 0, err
     assert _loaded_activity(harness, "default") == expected_activity(harness.sandbox.datasets[PROVIDER])
@@ -267,23 +258,17 @@ def test_a_load_waits_while_another_process_loads_into_the_dataset(make_harness)
 def test_a_load_waiting_for_the_dataset_stops_at_a_second_signal_and_the_next_run_loads_it(make_harness):
     # it waited in the server, deaf to signals, until the other process let go of the dataset
     harness = make_harness()
-    key = dataset_lock_key(harness.dataset)
-    with closing(psycopg2.connect(POSTGRES_URL)) as other_worker:
-        other_worker.autocommit = True
-        with other_worker.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
-            run = subprocess.Popen([sys.executable, "-m", "pipelines", *harness.argv("run", PROVIDER, "--quiet")],
-                                   env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            try:
-                assert waits_for_dataset_lock(cursor, harness.dataset, run) == 1, run.communicate()
-                run.send_signal(signal.SIGTERM)  # the first: what was read still loads, so it waits on
-                time.sleep(1)
-                assert run.poll() is None
-                run.send_signal(signal.SIGTERM)  # the second stops it at once
-                _out, err = run.communicate(timeout=10)
-            finally:
-                run.kill()
-                cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
+    with dataset_held(harness.dataset, POSTGRES_URL) as cursor:
+        run = cli_process(harness, "run", PROVIDER, "--quiet")
+        try:
+            assert waits_for_dataset_lock(cursor, harness.dataset, run) == 1, run.communicate()
+            run.send_signal(signal.SIGTERM)  # the first: what was read still loads, so it waits on
+            time.sleep(1)
+            assert run.poll() is None
+            run.send_signal(signal.SIGTERM)  # the second stops it at once
+            _out, err = run.communicate(timeout=10)
+        finally:
+            run.kill()
     assert run.returncode == 130 and err.splitlines()[-1] == f"campaign-sync: {INTERRUPTED}", err
     assert harness.cli("run", PROVIDER, "--quiet") == 0  # the package left pending loads, then what is new
     assert _loaded_activity(harness, "default") == expected_activity(harness.sandbox.datasets[PROVIDER])

@@ -4,17 +4,12 @@ every table and view (staging included), for good; their events stay, so counts 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-from contextlib import closing
 from datetime import timedelta
 
-import psycopg2
 import pytest
 from conftest import BOTH_DESTINATIONS, POSTGRES_URL
-from helpers import dataset_lock_key, waits_for_dataset_lock
+from helpers import cli_process, dataset_held, waits_for_dataset_lock
 
 from pipelines import erasure
 from pipelines.cli import main
@@ -280,34 +275,21 @@ def test_forget_waits_while_another_process_loads_into_the_dataset(harness):
     harness.setenv(CAMPAIGN_SYNC__ERASURE_KEY=ERASURE_KEY)
     _dataset, contact = recipient_of_closed_campaign(harness, "emailoctopus")
     assert harness.cli("run", "emailoctopus") == 0
-    key = dataset_lock_key(harness.dataset)
-    with closing(psycopg2.connect(POSTGRES_URL)) as other_worker:
-        other_worker.autocommit = True
-        with other_worker.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", [key])
-            forget = subprocess.Popen(
-                [sys.executable, "-m", "pipelines", *harness.argv("forget", "--email", contact.email)],
-                env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            )
-            # Ctrl-C while it waits stops it at once (it waited in the server, deaf to signals, for the other)
-            try:
-                assert waits_for_dataset_lock(cursor, harness.dataset, forget) == 1, forget.communicate()
-                forget.send_signal(signal.SIGINT)
-                _out, err = forget.communicate(timeout=10)
-            finally:
-                forget.kill()
-            assert forget.returncode == 130 and err.splitlines() == [
-                "campaign-sync: interrupted; an erasure stopped before its end is undone in full: run it again"
-            ], err
-            forget = subprocess.Popen(
-                [sys.executable, "-m", "pipelines", *harness.argv("forget", "--email", contact.email)],
-                env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            )
-            try:
-                assert waits_for_dataset_lock(cursor, harness.dataset, forget) == 1, forget.communicate()
-                assert found_anywhere(harness, contact.email)  # nothing erased while the other holds the dataset
-            finally:
-                cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [key])
+    with dataset_held(harness.dataset, POSTGRES_URL) as cursor:
+        # Ctrl-C while it waits stops it at once (it waited in the server, deaf to signals, for the other)
+        forget = cli_process(harness, "forget", "--email", contact.email)
+        try:
+            assert waits_for_dataset_lock(cursor, harness.dataset, forget) == 1, forget.communicate()
+            forget.send_signal(signal.SIGINT)
+            _out, err = forget.communicate(timeout=10)
+        finally:
+            forget.kill()
+        assert forget.returncode == 130 and err.splitlines() == [
+            "campaign-sync: interrupted; an erasure stopped before its end is undone in full: run it again"
+        ], err
+        forget = cli_process(harness, "forget", "--email", contact.email)
+        assert waits_for_dataset_lock(cursor, harness.dataset, forget) == 1, forget.communicate()
+        assert found_anywhere(harness, contact.email)  # nothing erased while the other holds the dataset
     _out, err = forget.communicate(timeout=120)
     assert forget.returncode == 0, err
     assert found_anywhere(harness, contact.email) == []
