@@ -53,7 +53,7 @@ def erasure_key() -> str:
             f"missing setting {KEY_SETTING}: the secret key that hashes the addresses of erasure requests "
             "(any long random text; keep it, every later run needs the same one)"
         )
-    register_secret(str(key))
+    register_secret(str(key), sent_to_providers=False)
     return str(key)
 
 

@@ -53,7 +53,7 @@ from sources.errors import (
     UnusableValue,
     wrong_type,
 )
-from sources.redaction import holds_secret, redact, shown, without_secrets
+from sources.redaction import may_hold_credential, redact, shown, without_credentials
 
 K = TypeVar("K")
 T = TypeVar("T")
@@ -429,7 +429,7 @@ class ProviderHttp:
 
     def get(self, path_or_url: str, params: dict[str, Any] | None = None) -> Any:
         """GET an API path or URL and return its decoded JSON body, a credential it echoes masked."""
-        return without_secrets(self.request("GET", path_or_url, params))
+        return without_credentials(self.request("GET", path_or_url, params))
 
     def pages(
         self,
@@ -454,8 +454,8 @@ class ProviderHttp:
             with self._errors_mapped():
                 page = next(paging)  # one request
             items = items_of(page[0])
-            if holds_secret(page.response.content):  # every EmailOctopus 1.6 page: its next link has the key
-                items = without_secrets(items)  # the items only: the next link is followed as it is
+            if may_hold_credential(page.response.content):  # every EmailOctopus 1.6 page: its next link has the key
+                items = without_credentials(items)  # the items only: the next link is followed as it is
             if items == previous:  # a next link that changes and a page that does not: endless
                 raise ProviderError(f"{self.provider}: the paging of {shown(path)} repeats page {number - 1}; "
                                     "this read ends, and the next run reads it again")

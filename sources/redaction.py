@@ -3,7 +3,7 @@
 Secrets are registered once, when a provider client is built. Every log record created
 afterwards, by any logger (urllib3 logs full URLs at DEBUG), has them replaced by `***`, in
 its message and in the text of its traceback; the data a provider sends has them masked too
-(`without_secrets`), should it echo one.
+(`without_credentials`), should it echo one.
 """
 
 from __future__ import annotations
@@ -21,16 +21,24 @@ _SECRET_PARAMS = re.compile(r"((?:api_key|access_token|refresh_token|client_secr
 _USER_INFO = re.compile(r"(://[^/:@\s]+:)[^@/\s]+@")  # the password in scheme://user:password@host
 _lock = threading.Lock()
 _secrets: set[str] = set()
+# the credentials sent to providers, which a provider could echo in its data (`without_credentials`); shorter
+# ones are masked in logs only: in data, a short value would be masked inside ordinary words and addresses
+_credentials: set[str] = set()
+CREDENTIAL_CHARACTERS = 8
 _installed = False
 _TRACEBACKS = logging.Formatter()
 
 
-def register_secret(value: str | None) -> None:
-    """Mask `value` (and its URL-encoded forms) in logs and in `redact()` from now on."""
+def register_secret(value: str | None, sent_to_providers: bool = True) -> None:
+    """Mask `value` (and its URL-encoded forms) in logs and in `redact()` from now on; in the data that
+    providers send too (`without_credentials`), unless it is never `sent_to_providers`."""
     if not value or len(value) < 4:
         return
+    forms = {value, quote(value, safe=""), quote_plus(value)}
     with _lock:
-        _secrets.update({value, quote(value, safe=""), quote_plus(value)})
+        _secrets.update(forms)
+        if sent_to_providers and len(value) >= CREDENTIAL_CHARACTERS:
+            _credentials.update(forms)
     _install_log_filter()
 
 
@@ -42,32 +50,36 @@ def redact(text: str) -> str:
     return _USER_INFO.sub(rf"\1{MASK}@", _SECRET_PARAMS.sub(rf"\1{MASK}", text))
 
 
-def holds_secret(data: bytes) -> bool:
-    """Whether a registered secret is in `data` (a response's bytes, say): a fast test before `without_secrets`."""
-    return any(secret.encode() in data for secret in tuple(_secrets))  # (a copy: another thread may add one)
+def may_hold_credential(body: bytes) -> bool:
+    """Whether a response's bytes may hold a credential sent to a provider: a fast test before
+    `without_credentials`. Bytes with a JSON escape (`\\/`, `\\u0041`) may hold one written otherwise."""
+    credentials = tuple(_credentials)  # a copy: another thread may add one meanwhile
+    return b"\\" in body or any(credential.encode() in body for credential in credentials)
 
 
-def without_secrets(value: Any) -> Any:
-    """Decoded JSON with every registered secret in its text (names included) masked: a provider that echoes
-    a credential in its data (a URL with the API key) must not put it into a table or the pipeline state.
-    The value itself when no secret is in it (one encoding of it tells)."""
+def without_credentials(value: Any) -> Any:
+    """Decoded JSON with every credential sent to a provider masked in its text (names included): a provider
+    that echoes one in its data (a URL with the API key) must not put it into a table or the pipeline state.
+    The value itself when none is in it (one encoding of it tells)."""
+    credentials = sorted(_credentials, key=len, reverse=True)
     try:
-        if not holds_secret(orjson.dumps(value)):
+        text = orjson.dumps(value)
+        if not any(credential.encode() in text for credential in credentials):
             return value
     except orjson.JSONEncodeError:  # an integer past 64 bits (decoded by the standard library): look at each value
         pass
-    return _masked(value, sorted(_secrets, key=len, reverse=True))
+    return _masked(value, credentials)
 
 
-def _masked(value: Any, secrets: list[str]) -> Any:
+def _masked(value: Any, credentials: list[str]) -> Any:
     if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, MASK)
+        for credential in credentials:
+            value = value.replace(credential, MASK)
         return value
     if isinstance(value, list):
-        return [_masked(item, secrets) for item in value]
+        return [_masked(item, credentials) for item in value]
     if isinstance(value, dict):
-        return {_masked(name, secrets): _masked(item, secrets) for name, item in value.items()}
+        return {_masked(name, credentials): _masked(item, credentials) for name, item in value.items()}
     return value
 
 
