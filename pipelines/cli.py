@@ -42,7 +42,7 @@ from sources.canonical import DEFAULT_ACCOUNT
 from sources.dlt_adapter import ConfigFieldMissingException, ConfigValueCannotBeCoercedException
 from sources.erasure import normalized_address
 from sources.errors import INTERRUPTED, CampaignSyncError, ConfigurationError, Interrupted, wrong_type
-from sources.http import INTERRUPTION
+from sources.http import INTERRUPTION, STOP_AT_ONCE
 from sources.redaction import LINE_CHARACTERS, printable, redact
 
 log = logging.getLogger("campaign_sync")
@@ -98,12 +98,14 @@ def _interruptible(reads: bool) -> Iterator[None]:
     read; a second one stops at once (KeyboardInterrupt: what is not loaded stays pending, and the
     next run loads it). Other commands stop at once, at either signal (exit 130)."""
     INTERRUPTION.clear()
+    STOP_AT_ONCE.clear()
     if threading.current_thread() is not threading.main_thread():  # signals reach it only
         yield
         return
 
     def interrupt(_signum: int, _frame: object) -> None:
         if INTERRUPTION.is_set() or not reads:
+            STOP_AT_ONCE.set()
             raise KeyboardInterrupt
         INTERRUPTION.set()
 

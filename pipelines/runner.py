@@ -55,6 +55,7 @@ from sources.canonical.resources import backfill_listings_cost, loaded_contact_d
 from sources.dlt_adapter import ConfigFieldMissingException, ConfigValueCannotBeCoercedException, missing_fields
 from sources.emailoctopus.upgrade import click_ids_stale, upgrade_click_ids
 from sources.errors import CampaignSyncError, ConfigurationError, Interrupted
+from sources.http import STOP_AT_ONCE
 from sources.redaction import LINE_CHARACTERS, printable, redact
 
 log = logging.getLogger("campaign_sync")
@@ -468,7 +469,8 @@ def dataset_lock(target: Target, connect: Callable[[], Any]) -> Iterator[None]:
         with connect() as client:
             key = f"campaign_sync:{target.dataset}"
             while not client.execute_sql("SELECT pg_try_advisory_lock(hashtext(%s))", key)[0][0]:
-                time.sleep(DATASET_LOCK_POLL_SECONDS)
+                if STOP_AT_ONCE.wait(DATASET_LOCK_POLL_SECONDS):  # (an account's run waits in a thread of its own)
+                    raise KeyboardInterrupt
             try:
                 yield
             finally:

@@ -66,6 +66,9 @@ _LISTING: ContextVar[str | None] = ContextVar("listing", default=None)
 # set when the run is interrupted (the command line's SIGINT and SIGTERM handler): no request starts
 # after it, every wait ends, and every read stops as at a used-up quota (`Interrupted`)
 INTERRUPTION = threading.Event()
+# set at a second signal, which stops the run at once: a thread that waits (an account's run, for the dataset)
+# stops waiting, as the main thread stops
+STOP_AT_ONCE = threading.Event()
 
 
 class RateLimiter:

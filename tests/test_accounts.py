@@ -255,9 +255,11 @@ def test_a_load_waits_while_another_process_loads_into_the_dataset(make_harness)
 
 
 @pytest.mark.parametrize("destination", ["postgres"], indirect=True)
-def test_a_load_waiting_for_the_dataset_stops_at_a_second_signal_and_the_next_run_loads_it(make_harness):
-    # it waited in the server, deaf to signals, until the other process let go of the dataset
-    harness = make_harness()
+@pytest.mark.parametrize("named", [[], ["acme"]], ids=["one account", "two accounts"])
+def test_a_load_waiting_for_the_dataset_stops_at_a_second_signal_and_the_next_run_loads_it(make_harness, named):
+    # it waited in the server, deaf to signals, until the other process let go of the dataset; and two accounts'
+    # runs, each waiting in a thread of its own, waited on after the second signal stopped the main thread
+    harness = make_harness(accounts={PROVIDER: named})
     with dataset_held(harness.dataset, POSTGRES_URL) as cursor:
         run = cli_process(harness, "run", PROVIDER, "--quiet")
         try:
@@ -270,5 +272,6 @@ def test_a_load_waiting_for_the_dataset_stops_at_a_second_signal_and_the_next_ru
         finally:
             run.kill()
     assert run.returncode == 130 and err.splitlines()[-1] == f"campaign-sync: {INTERRUPTED}", err
-    assert harness.cli("run", PROVIDER, "--quiet") == 0  # the package left pending loads, then what is new
-    assert _loaded_activity(harness, "default") == expected_activity(harness.sandbox.datasets[PROVIDER])
+    assert harness.cli("run", PROVIDER, "--quiet") == 0  # the packages left pending load, then what is new
+    for account in ["default", *named]:
+        assert _loaded_activity(harness, account) == expected_activity(harness.sandbox.datasets[_key(account)])
