@@ -57,17 +57,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
+    reads = args.command in (cmd_run, cmd_backfill, cmd_plan, cmd_demo)
     try:
         _private()  # before dlt reads its settings (`_configure_logging`): its telemetry is off from the start
         _configure_logging(args)
-        with _interruptible(args.command in (cmd_run, cmd_backfill, cmd_plan, cmd_demo)):
+        with _interruptible(reads):
             code = int(args.command(args) or 0)
         if INTERRUPTION.is_set():  # the reads stopped and what they read loaded: one line says so
             print(f"campaign-sync: {INTERRUPTED}", file=sys.stderr)
             return Interrupted.exit_code
         return code
-    except KeyboardInterrupt:
-        print(f"campaign-sync: {INTERRUPTED}", file=sys.stderr)
+    except KeyboardInterrupt:  # a command that reads no provider (`sql`, `status`, ...) loaded nothing to keep
+        print(f"campaign-sync: {INTERRUPTED if reads else 'interrupted'}", file=sys.stderr)
         return Interrupted.exit_code
     except BrokenPipeError:  # `campaign-sync sql ... | head`: stdout is gone, and would fail again as Python exits
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -166,6 +166,6 @@ def test_a_long_sql_query_stops_at_a_signal_and_is_cancelled_in_the_database(har
         child.send_signal(stop)
         _out, err = child.communicate(timeout=30)  # the query alone runs for minutes
         assert child.returncode == 130, err
-        assert err.strip().splitlines() == [LINE]
+        assert err.strip().splitlines() == ["campaign-sync: interrupted"]  # (it loads nothing)
         if harness.destination == "postgres":  # cancelled, not left running on the server
             assert not running()
