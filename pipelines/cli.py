@@ -386,9 +386,9 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
             print("# point campaign-sync at it with:")
             for key, value in sandbox.environment().items():
                 print(f"export {key}={shlex.quote(value)}")
-            v2_url = shlex.quote(sandbox.base_url("emailoctopus_v2"))
-            print(f"# EmailOctopus through its API v2 instead: export SOURCES__EMAILOCTOPUS__API_VERSION=2 "
-                  f"SOURCES__EMAILOCTOPUS__BASE_URL={v2_url}")
+            for what, settings in sandbox.offered():
+                exports = " ".join(f"{key}={shlex.quote(value)}" for key, value in settings.items())
+                print(f"# {what} instead: export {exports}")
             sys.stdout.flush()
             sandbox.wait()
     except PortInUse as busy:  # said where the README's commands look too: sourcing the output fails

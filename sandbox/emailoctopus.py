@@ -364,10 +364,13 @@ def app_v2(dataset: Dataset, variants: dict[str, str], requests_per_second: floa
     legacy = variants.get("eo_legacy_key") == "yes"
     ordered_reports: dict[tuple[str, str], tuple[list[Any], list[Event], list[tuple[int, str]]]] = {}
 
+    def through_v2(base_url: str) -> dict[str, str]:
+        return {"SOURCES__EMAILOCTOPUS__API_VERSION": "2", "SOURCES__EMAILOCTOPUS__BASE_URL": base_url}
+
     def settings(base_url: str) -> dict[str, str]:
         if variants.get("eo_api") != "2" or account != DEFAULT_ACCOUNT:
             return {}  # named accounts take the provider's API_VERSION and BASE_URL
-        return {"SOURCES__EMAILOCTOPUS__API_VERSION": "2", "SOURCES__EMAILOCTOPUS__BASE_URL": base_url}
+        return through_v2(base_url)
 
     def campaign_object(campaign: Campaign) -> dict[str, Any]:
         # docs/providers/emailoctopus-v2.md § Endpoints, campaigns: 1.6's fields, the status in lower case
@@ -518,6 +521,7 @@ def app_v2(dataset: Dataset, variants: dict[str, str], requests_per_second: floa
         PREFIX_V2, dataset, handle, throttled, requests_per_second, settings,
         not_found=lambda: problem(404, "not-found", "Not Found", "The requested resource could not be found."),
         owns=lambda request: request.headers.get("Authorization") == f"Bearer {key}",
+        offered=("EmailOctopus through its API v2", through_v2),
     )
     provider_app.bucket = TokenBucket(requests_per_second, capacity=V2_BUCKET)
     return provider_app

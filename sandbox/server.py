@@ -84,6 +84,9 @@ class ProviderApp:
     # the faults that cut a response after it was made spare it, as no client could recover a token
     # rotated and then lost (docs/providers/constant-contact-v3.md § OAuth)
     rotates_credentials: str | None = None
+    # another API of a provider that the sandbox serves beside the one `settings` points at: what it is,
+    # and its settings (`Sandbox.offered`; `campaign-sync sandbox` prints them as a comment)
+    offered: tuple[str, Callable[[str], dict[str, str]]] | None = None
     bucket: TokenBucket = field(init=False)
 
     def __post_init__(self) -> None:
@@ -305,6 +308,12 @@ class Sandbox:
         for name, app in self.apps.items():
             env.update(app.settings(self.base_url(name)))
         return env
+
+    def offered(self) -> list[tuple[str, dict[str, str]]]:
+        """The other APIs this sandbox serves, each with what it is and the settings that point campaign-sync
+        at it instead (a provider's second API version)."""
+        return [(app.offered[0], app.offered[1](self.base_url(name))) for name, app in self.apps.items()
+                if app.offered is not None and "/" not in name]
 
     # ---- serving ----
     def wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
