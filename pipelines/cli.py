@@ -116,6 +116,7 @@ def _interruptible(reads: bool) -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+        STOP_AT_ONCE.clear()  # nothing after this command stops for it (the Airflow task calls the runner itself)
 
 
 def _parser() -> argparse.ArgumentParser:

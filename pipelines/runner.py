@@ -291,10 +291,11 @@ def run_accounts(accounts: list[Provider], target: Target, max_requests: int | N
     ended = {(account.name, account.account): threading.Event() for account in accounts}
 
     def run(account: Provider) -> LoadResult:
-        leader = ended.get((FOLLOWS.get(account.name, ""), account.account))
-        if leader is not None:
-            leader.wait()
         try:
+            leader = ended.get((FOLLOWS.get(account.name, ""), account.account))
+            while leader is not None and not leader.wait(DATASET_LOCK_POLL_SECONDS):
+                stop_if_asked()
+            stop_if_asked()
             return run_provider(account, target, max_requests=max_requests)
         finally:
             ended[(account.name, account.account)].set()
@@ -304,7 +305,11 @@ def run_accounts(accounts: list[Provider], target: Target, max_requests: int | N
     order = sorted(range(len(accounts)), key=lambda index: accounts[index].name in FOLLOWS)
     with ThreadPoolExecutor(min(len(accounts), ACCOUNTS_AT_ONCE), thread_name_prefix="account") as pool:
         futures = {index: pool.submit(run, accounts[index]) for index in order}
-        return [futures[index].result() for index in range(len(accounts))]
+        try:
+            return [futures[index].result() for index in range(len(accounts))]
+        except KeyboardInterrupt:  # the second signal: the accounts not started never start
+            pool.shutdown(cancel_futures=True)
+            raise
 
 
 def _load(
@@ -461,7 +466,10 @@ def dataset_lock(target: Target, connect: Callable[[], Any]) -> Iterator[None]:
     """
     with _dataset_locks_guard:
         local = _dataset_locks.setdefault(_loads_into(target), threading.Lock())
-    with local:
+    while not local.acquire(timeout=DATASET_LOCK_POLL_SECONDS):  # another account of this run writes
+        stop_if_asked()
+    try:
+        stop_if_asked()  # what this account would load stays pending
         if target.destination != "postgres":
             with kept_open(target):
                 yield
@@ -469,12 +477,21 @@ def dataset_lock(target: Target, connect: Callable[[], Any]) -> Iterator[None]:
         with connect() as client:
             key = f"campaign_sync:{target.dataset}"
             while not client.execute_sql("SELECT pg_try_advisory_lock(hashtext(%s))", key)[0][0]:
-                if STOP_AT_ONCE.wait(DATASET_LOCK_POLL_SECONDS):  # (an account's run waits in a thread of its own)
+                if STOP_AT_ONCE.wait(DATASET_LOCK_POLL_SECONDS):
                     raise KeyboardInterrupt
             try:
                 yield
             finally:
                 client.execute_sql("SELECT pg_advisory_unlock(hashtext(%s))", key)
+    finally:
+        local.release()
+
+
+def stop_if_asked() -> None:
+    """Stop at once (`KeyboardInterrupt`) once a second signal came: each account of a run runs in a thread of
+    its own, where the main thread's KeyboardInterrupt never comes, so each looks before it waits or writes."""
+    if STOP_AT_ONCE.is_set():
+        raise KeyboardInterrupt
 
 
 @contextmanager

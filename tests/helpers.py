@@ -241,9 +241,11 @@ def waits_for_dataset_lock(cursor: Any, dataset: str, process: Any) -> int:
     60 s without."""
     key = dataset_lock_key(dataset)
     for _ in range(600):
-        cursor.execute(  # this dataset's lock only: other tests' runs take their own
-            "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-            "AND query LIKE '%%pg_try_advisory_lock%%' AND query LIKE %s", [f"%'{key}'%"],
+        cursor.execute(  # this dataset's lock only (other tests' runs take their own), asked for and not held
+            "SELECT count(*) FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() "
+            "AND strpos(a.query, 'pg_try_advisory_lock') > 0 AND strpos(a.query, %s) > 0 AND NOT EXISTS ("
+            "SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted)",
+            [f"'{key}'"],
         )
         (waiting,) = cursor.fetchone()
         if waiting or process.poll() is not None:

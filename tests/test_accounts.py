@@ -27,9 +27,9 @@ from helpers import (
     waits_for_dataset_lock,
 )
 
-from pipelines import erasure
+from pipelines import erasure, runner
 from pipelines.dlt_adapter import DestinationException
-from sources.errors import INTERRUPTED
+from sources.errors import INTERRUPTED, Interrupted
 
 PROVIDER = "emailoctopus"
 NAMED = ["acme", "globex"]
@@ -57,6 +57,30 @@ def _assert_each_account_holds_its_truth(harness) -> None:
         campaigns = {row[0] for row in harness.query(f"SELECT campaign_id FROM campaigns WHERE account = '{account}'")}
         assert campaigns == {campaign.id for campaign in dataset.campaigns}, account
         assert harness.count("contacts", f"account = '{account}'") == len(dataset.contacts), account
+
+
+def test_after_a_second_signal_no_other_account_of_the_run_loads(make_harness, monkeypatch):
+    # each account runs in a thread of its own: the second signal stopped the main thread, which then waited
+    # while the other account took the dataset and loaded (a review helper: 8 s after the second signal)
+    harness = make_harness(accounts={PROVIDER: ["acme"]})
+    loaded_now = runner._loaded_now
+    signalled: list[str] = []
+
+    def first_in_signals_twice(load, provider, read):  # the first account in the dataset: two Ctrl-C
+        if not signalled:
+            signalled.append(provider.account)
+            for _ in range(2):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.5)
+        return loaded_now(load, provider, read)
+
+    monkeypatch.setattr(runner, "_loaded_now", first_in_signals_twice)
+    assert harness.cli("run", PROVIDER, "--quiet") == Interrupted.exit_code
+    loaded = {account for (account,) in harness.query("SELECT DISTINCT account FROM contact_activity")}
+    assert signalled and loaded <= set(signalled)  # the one under way may end; the other never loads
+    assert harness.cli("run", PROVIDER, "--quiet") == 0  # and the next run loads both, exactly
+    for account in ("default", "acme"):
+        assert _loaded_activity(harness, account) == expected_activity(harness.sandbox.datasets[_key(account)])
 
 
 @BOTH_DESTINATIONS
