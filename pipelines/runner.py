@@ -293,7 +293,7 @@ def run_accounts(accounts: list[Provider], target: Target, max_requests: int | N
     def run(account: Provider) -> LoadResult:
         try:
             leader = ended.get((FOLLOWS.get(account.name, ""), account.account))
-            while leader is not None and not leader.wait(DATASET_LOCK_POLL_SECONDS):
+            while leader is not None and not leader.wait(WAIT_POLL_SECONDS):
                 stop_if_asked()
             stop_if_asked()
             return run_provider(account, target, max_requests=max_requests)
@@ -451,9 +451,9 @@ def after_load_ended(client: Any, provider: Provider) -> None:
 # each other's staged rows (and two view or erasure passes would collide)
 _dataset_locks: dict[str, threading.Lock] = {}
 _dataset_locks_guard = threading.Lock()
-# how often a writer asks again for a PostgreSQL dataset another process holds: asked, not waited for in the
-# server, so that a signal (Ctrl-C, a scheduler's stop) is heard while it waits
-DATASET_LOCK_POLL_SECONDS = 0.2
+# how often an account's run that waits (for the dataset another process or account holds, for the account it
+# follows) looks again: it asks, rather than waits in the server or on a lock, so that a signal is heard
+WAIT_POLL_SECONDS = 0.2
 
 
 @contextmanager
@@ -466,7 +466,7 @@ def dataset_lock(target: Target, connect: Callable[[], Any]) -> Iterator[None]:
     """
     with _dataset_locks_guard:
         local = _dataset_locks.setdefault(_loads_into(target), threading.Lock())
-    while not local.acquire(timeout=DATASET_LOCK_POLL_SECONDS):  # another account of this run writes
+    while not local.acquire(timeout=WAIT_POLL_SECONDS):  # another account of this run writes
         stop_if_asked()
     try:
         stop_if_asked()  # what this account would load stays pending
@@ -477,8 +477,8 @@ def dataset_lock(target: Target, connect: Callable[[], Any]) -> Iterator[None]:
         with connect() as client:
             key = f"campaign_sync:{target.dataset}"
             while not client.execute_sql("SELECT pg_try_advisory_lock(hashtext(%s))", key)[0][0]:
-                if STOP_AT_ONCE.wait(DATASET_LOCK_POLL_SECONDS):
-                    raise KeyboardInterrupt
+                STOP_AT_ONCE.wait(WAIT_POLL_SECONDS)
+                stop_if_asked()
             try:
                 yield
             finally:

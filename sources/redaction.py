@@ -54,7 +54,7 @@ def may_hold_credential(body: bytes) -> bool:
     """Whether a response's bytes may hold a credential sent to a provider: a fast test before
     `without_credentials`. Bytes with a JSON escape (`\\/`, `\\u0041`) may hold one written otherwise."""
     credentials = tuple(_credentials)  # a copy: another thread may add one meanwhile
-    return b"\\" in body or any(credential.encode() in body for credential in credentials)
+    return bool(credentials) and (b"\\" in body or any(credential.encode() in body for credential in credentials))
 
 
 def without_credentials(value: Any) -> Any:
