@@ -11,9 +11,10 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import closing, contextmanager
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import psycopg2
@@ -212,6 +213,37 @@ def peak_threads(provider: str) -> Iterator[dict[str, int]]:
 def dataset_lock_key(dataset: str) -> str:
     """The key of the PostgreSQL advisory lock that loads into `dataset` take (`runner.dataset_lock`)."""
     return f"campaign_sync:{dataset}"
+
+
+@contextmanager
+def serving(answer: Callable[[str, str, bytes], tuple[int, dict[str, str], bytes]]) -> Iterator[str]:
+    """An HTTP server of the test's own on 127.0.0.1, for a provider's answers no sandbox gives:
+    `answer(method, path, body)` is each response's status, headers and body (JSON unless the headers say
+    otherwise); its base URL, until the block ends."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def respond(self) -> None:
+            sent = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            status, headers, data = answer(self.command, self.path, sent)
+            self.send_response(status)
+            for name, value in {"Content-Type": "application/json", **headers}.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = respond
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @contextmanager

@@ -6,15 +6,13 @@ import base64
 import json
 import math
 import stat
-import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 from conftest import BOTH_DESTINATIONS
-from helpers import expected_v3_activity, resources_state
+from helpers import expected_v3_activity, resources_state, serving
 
 from sandbox.constant_contact_v3 import (
     API,
@@ -408,37 +406,22 @@ def test_a_token_lifetime_that_is_no_lifetime_is_taken_for_an_hour(tmp_path, exp
     # NaN (or none left) refreshed, and so rotated, the token before every request: one refresh a call
     served: list[str] = []
 
-    class TokenEndpoint(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            served.append(self.path)
-            n = len(served)
-            body = b'{"access_token": "access-%d", "refresh_token": "rotated-%d", "expires_in": %s}' % (
-                n, n, expires_in)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def token_endpoint(_method: str, path: str, _sent: bytes) -> tuple[int, dict[str, str], bytes]:
+        served.append(path)
+        n = len(served)
+        return 200, {}, b'{"access_token": "access-%d", "refresh_token": "rotated-%d", "expires_in": %s}' % (
+            n, n, expires_in)
 
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), TokenEndpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     for known in ("access-1", "rotated-1", "access-2", "rotated-2"):  # tokens are secrets: masked in the data
         register_secret(known)  # read, never in the token endpoint's own answer
-    try:
+    with serving(token_endpoint) as url:
         names = {"client_id": "CLIENT_ID", "client_secret": "CLIENT_SECRET", "refresh_token": "REFRESH_TOKEN"}
         tokens = RefreshingAccessToken(
-            PROVIDER, "client-1", "secret-1", "refresh-0", f"http://127.0.0.1:{server.server_port}/token",
+            PROVIDER, "client-1", "secret-1", "refresh-0", f"{url}/token",
             RefreshTokenFile(tmp_path / "token.json", "refresh-0", "REFRESH_TOKEN"), names,
         )
         assert [tokens.get() for _ in range(3)] == ["access-1"] * 3
         assert tokens.get(stale="access-1") == "access-2"  # a token the API refused is renewed at once
-    finally:
-        server.shutdown()
-        server.server_close()
     assert len(served) == 2 and json.loads((tmp_path / "token.json").read_text())["refresh_token"] == "rotated-2"
 
 

@@ -10,18 +10,16 @@ import gzip
 import json
 import logging
 import os
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from conftest import BOTH_DESTINATIONS
-from helpers import resources_state
+from helpers import resources_state, serving
 
 from sources import http
 
@@ -60,26 +58,13 @@ def fake(make_harness) -> Iterator[tuple[Any, FakeOctopus]]:
     harness = make_harness(scale="tiny")
     octopus = FakeOctopus()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            status, headers, body = octopus.answer(self.path)
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()  # \u escapes kept as they are
-            self.send_response(status)
-            for name, value in {"Content-Type": "application/json", **headers}.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def answer(_method: str, path: str, _sent: bytes) -> tuple[int, dict[str, str], bytes]:
+        status, headers, body = octopus.answer(path)
+        return status, headers, body if isinstance(body, bytes) else json.dumps(body).encode()  # \u escapes kept
 
-        def log_message(self, *_args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    harness.setenv(SOURCES__EMAILOCTOPUS__BASE_URL=f"http://127.0.0.1:{server.server_port}{API}")
-    yield harness, octopus
-    server.shutdown()
-    server.server_close()
+    with serving(answer) as url:
+        harness.setenv(SOURCES__EMAILOCTOPUS__BASE_URL=f"{url}{API}")
+        yield harness, octopus
 
 
 def campaign(campaign_id: Any, name: str = "Spring sale") -> dict[str, Any]:
